@@ -1,0 +1,21 @@
+#include "vswitch/filter.h"
+
+namespace palisade {
+
+const char* DropReasonName(DropReason reason) {
+  switch (reason) {
+    case DropReason::kNone: return "none";
+    case DropReason::kFailClosed: return "fail-closed";
+    case DropReason::kFilter: return "filter";
+    case DropReason::kRunt: return "runt";
+    case DropReason::kBadSource: return "bad-source";
+    case DropReason::kReservedMulticast: return "reserved-multicast";
+    case DropReason::kSamePort: return "same-port";
+    case DropReason::kPortDown: return "port-down";
+    case DropReason::kTxFull: return "tx-full";
+    case DropReason::kCount: break;
+  }
+  return "unknown";
+}
+
+}  // namespace palisade

@@ -1,0 +1,72 @@
+// The filter slot contract: what a filter in a port's IOChain sees and what it returns.
+//
+// A filter gets a batch of up to kBurstSize packets travelling in one direction through one
+// port and writes a verdict per packet. It sees packets as read-only views (pointer + length),
+// never as mbufs, so firewall/ builds and is tested without DPDK's EAL.
+//
+// Thread-safety: Process() is called on datapath workers. The OUT chain of a port runs on the
+// worker that polls the port; the IN chain runs on whichever worker forwards toward the port,
+// so Process() may run concurrently on several workers (batch.worker tells which). Filters are
+// configured before they are attached and are not reconfigured in place: a change builds a new
+// filter and swaps it in (see iochain.h).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string_view>
+
+namespace palisade {
+
+inline constexpr uint16_t kBurstSize = 32;
+
+// OUT: from the VM toward the switch. IN: from the switch toward the VM.
+enum class Direction : uint8_t { kOut = 0, kIn = 1 };
+
+enum class Verdict : uint8_t {
+  kPass,       // hand on to the next slot, then to the bridge or the port
+  kDrop,       // drop, counted on the port under batch.reason[i]
+  kConsumed,   // the filter has dealt with the packet itself; the chain stops here, no drop
+  kUndecided,  // the filter cannot decide (not configured, being replaced): failure policy applies
+};
+
+// Why a packet was dropped. Counted per port; names are what operators see.
+enum class DropReason : uint8_t {
+  kNone = 0,
+  kFailClosed,         // a slot could not decide and its policy is failClosed
+  kFilter,             // a filter dropped it
+  kRunt,               // shorter than an Ethernet header
+  kBadSource,          // multicast or zero source MAC
+  kReservedMulticast,  // IEEE 802.1D link-local group (01:80:c2:00:00:0x), never forwarded
+  kSamePort,           // destination learned on the ingress port
+  kPortDown,           // egress vhost-user device not running
+  kTxFull,             // egress queue full
+  kCount,
+};
+
+const char* DropReasonName(DropReason reason);
+
+struct PacketRef {
+  const uint8_t* data;
+  uint32_t len;
+};
+
+struct FilterBatch {
+  Direction dir;
+  uint16_t worker;  // index of the calling worker, for per-worker state
+  uint16_t count;
+  uint64_t now_ns;  // time is passed in; filters never read a clock
+  PacketRef pkts[kBurstSize];
+  Verdict verdict[kBurstSize];
+  DropReason reason[kBurstSize];  // read when verdict is kDrop; kNone means kFilter
+};
+
+class Filter {
+ public:
+  virtual ~Filter() = default;
+  // The agent name shown in the filter's name (nic-<id>-<ifname>-<agent>.<slot>).
+  virtual std::string_view agent() const = 0;
+  // Fills batch.verdict[0..count) (prefilled with kPass) and, for drops, batch.reason.
+  virtual void Process(FilterBatch& batch) = 0;
+};
+
+}  // namespace palisade
