@@ -1,0 +1,150 @@
+#include "vswitch/options.h"
+
+#include <getopt.h>
+#include <sched.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdlib>
+
+namespace palisade {
+namespace {
+
+bool ParseUnsigned(const std::string& s, unsigned long max, unsigned long* out) {
+  if (s.empty() || s.size() > 9 || !std::all_of(s.begin(), s.end(), ::isdigit)) return false;
+  *out = std::strtoul(s.c_str(), nullptr, 10);
+  return *out <= max;
+}
+
+bool ValidInstance(const std::string& name) {
+  if (name.empty() || name.size() > 32) return false;
+  return std::all_of(name.begin(), name.end(),
+                     [](char c) { return isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_'; });
+}
+
+unsigned LastAllowedCpu() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  unsigned last = 0;
+  if (sched_getaffinity(0, sizeof set, &set) == 0) {
+    for (unsigned c = 0; c < CPU_SETSIZE; c++) {
+      if (CPU_ISSET(c, &set)) last = c;
+    }
+  }
+  return last;
+}
+
+}  // namespace
+
+const char* Usage() {
+  return "Usage: palisaded [OPTIONS]\n"
+         "Palisade virtual switch daemon: vhost-user guest ports, uplinks, an L2 bridge and a\n"
+         "filter chain on every port.\n"
+         "\n"
+         "  --instance NAME       name of this switch (default: default); keeps its DPDK files\n"
+         "                        (/var/run/dpdk/palisade-NAME) apart from other instances\n"
+         "  --socket PATH         control socket (default: /run/palisade/NAME.sock)\n"
+         "  --cores LIST          CPUs for datapath workers, one worker each, e.g. 1 or 2-3\n"
+         "                        (default: the last CPU this process may use)\n"
+         "  --hugepages MODE      auto (use them when mounted and free; default), on (require\n"
+         "                        them), off (shareable anonymous memory)\n"
+         "  --memory MB           packet memory without hugepages (default: 512)\n"
+         "  --config FILE         control commands to run at start, one per line\n"
+         "  --log-dir DIR         write the log to DIR/palisaded-NAME.log instead of stderr\n"
+         "  --help                show this help\n";
+}
+
+Status ParseCpuList(const std::string& text, unsigned cpu_limit, std::vector<unsigned>* out) {
+  std::vector<unsigned> cpus;
+  size_t pos = 0;
+  while (pos <= text.size()) {
+    size_t comma = text.find(',', pos);
+    std::string item = text.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
+    size_t dash = item.find('-');
+    unsigned long lo, hi;
+    bool ok = dash == std::string::npos
+                  ? ParseUnsigned(item, cpu_limit - 1, &lo) && (hi = lo, true)
+                  : ParseUnsigned(item.substr(0, dash), cpu_limit - 1, &lo) &&
+                        ParseUnsigned(item.substr(dash + 1), cpu_limit - 1, &hi) && lo <= hi;
+    if (!ok) {
+      return Status::Invalid("--cores: '" + item + "' is not a CPU or range below " +
+                             std::to_string(cpu_limit) + " (expected e.g. 1 or 2-3,5)");
+    }
+    for (unsigned long c = lo; c <= hi; c++) cpus.push_back(static_cast<unsigned>(c));
+    if (comma == std::string::npos) break;
+    pos = comma + 1;
+  }
+  std::sort(cpus.begin(), cpus.end());
+  if (std::adjacent_find(cpus.begin(), cpus.end()) != cpus.end()) {
+    return Status::Invalid("--cores: a CPU is listed twice in '" + text + "'");
+  }
+  *out = std::move(cpus);
+  return Status::Ok();
+}
+
+Status ParseOptions(int argc, char** argv, Options* out) {
+  enum { kInstance = 1, kSocket, kCores, kHugepages, kMemory, kConfig, kLogDir, kHelp };
+  static const option kLong[] = {
+      {"instance", required_argument, nullptr, kInstance},
+      {"socket", required_argument, nullptr, kSocket},
+      {"cores", required_argument, nullptr, kCores},
+      {"hugepages", required_argument, nullptr, kHugepages},
+      {"memory", required_argument, nullptr, kMemory},
+      {"config", required_argument, nullptr, kConfig},
+      {"log-dir", required_argument, nullptr, kLogDir},
+      {"help", no_argument, nullptr, kHelp},
+      {nullptr, 0, nullptr, 0},
+  };
+  Options o;
+  std::string cores;
+  optind = 1;
+  opterr = 0;
+  int c;
+  while ((c = getopt_long(argc, argv, ":h", kLong, nullptr)) != -1) {
+    const std::string arg = optarg ? optarg : "";
+    switch (c) {
+      case kInstance:
+        if (!ValidInstance(arg)) {
+          return Status::Invalid("--instance: '" + arg +
+                                 "' must be 1-32 letters, digits, '-' or '_'");
+        }
+        o.instance = arg;
+        break;
+      case kSocket: o.socket = arg; break;
+      case kCores: cores = arg; break;
+      case kHugepages:
+        if (arg == "auto") o.hugepages = HugepageMode::kAuto;
+        else if (arg == "on") o.hugepages = HugepageMode::kOn;
+        else if (arg == "off") o.hugepages = HugepageMode::kOff;
+        else return Status::Invalid("--hugepages: '" + arg + "' is not auto, on or off");
+        break;
+      case kMemory: {
+        unsigned long mb;
+        if (!ParseUnsigned(arg, 65536, &mb) || mb < 64) {
+          return Status::Invalid("--memory: '" + arg + "' is not a size in MB from 64 to 65536");
+        }
+        o.memory_mb = static_cast<unsigned>(mb);
+        break;
+      }
+      case kConfig: o.config = arg; break;
+      case kLogDir: o.log_dir = arg; break;
+      case kHelp:
+      case 'h': o.help = true; break;
+      case ':': return Status::Invalid(std::string(argv[optind - 1]) + " needs a value");
+      default: return Status::Invalid(std::string("unknown option '") + argv[optind - 1] + "'");
+    }
+  }
+  if (optind < argc) return Status::Invalid(std::string("unexpected argument '") + argv[optind] + "'");
+  if (o.socket.empty()) o.socket = "/run/palisade/" + o.instance + ".sock";
+  if (o.socket.size() >= 108) return Status::Invalid("--socket: path longer than 107 characters");
+  const unsigned ncpu = static_cast<unsigned>(sysconf(_SC_NPROCESSORS_CONF));
+  if (cores.empty()) {
+    o.cores = {LastAllowedCpu()};
+  } else if (Status s = ParseCpuList(cores, ncpu, &o.cores); !s.ok()) {
+    return s;
+  }
+  *out = std::move(o);
+  return Status::Ok();
+}
+
+}  // namespace palisade

@@ -1,0 +1,31 @@
+// Options: palisaded's command line. Parsing only; nothing is started here.
+// Value type; not thread-safe to share while being filled.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+
+namespace palisade {
+
+enum class HugepageMode { kAuto, kOn, kOff };
+
+struct Options {
+  std::string instance = "default";
+  std::string socket;               // default /run/palisade/<instance>.sock
+  std::vector<unsigned> cores;      // worker CPUs; default: the last CPU we may run on
+  HugepageMode hugepages = HugepageMode::kAuto;
+  unsigned memory_mb = 512;         // without hugepages
+  std::string config;
+  std::string log_dir;
+  bool help = false;
+};
+
+// argv as main() gets it. Errors name the option and what was expected.
+Status ParseOptions(int argc, char** argv, Options* out);
+// "1", "0-3", "1,3,5-6" -> CPU numbers, each below cpu_limit.
+Status ParseCpuList(const std::string& text, unsigned cpu_limit, std::vector<unsigned>* out);
+const char* Usage();
+
+}  // namespace palisade

@@ -1,0 +1,135 @@
+// palisaded: the Palisade switch daemon. Parses its options and config, starts the EAL, the
+// switch and its workers, serves the control socket on a libev loop, and on SIGTERM/SIGINT
+// stops in order: control socket, workers, ports (vhost sockets removed), EAL (runtime files
+// removed).
+#include <ev.h>
+#include <rte_log.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <memory>
+
+#include "vswitch/control.h"
+#include "vswitch/control_server.h"
+#include "vswitch/eal.h"
+#include "vswitch/log.h"
+#include "vswitch/options.h"
+#include "vswitch/socket_path.h"
+#include "vswitch/switch.h"
+
+namespace palisade {
+namespace {
+
+int Fail(const std::string& message) {
+  std::fprintf(stderr, "palisaded: %s\n", message.c_str());
+  Log(LogLevel::kError, "%s", message.c_str());
+  return 1;
+}
+
+void OnSignal(struct ev_loop* loop, ev_signal* w, int) {
+  Log(LogLevel::kInfo, "signal %d: shutting down", w->signum);
+  ev_break(loop, EVBREAK_ALL);
+}
+
+void OnTick(struct ev_loop*, ev_timer* w, int) { static_cast<Switch*>(w->data)->Tick(); }
+
+// Everything after the EAL is up; returns the exit code.
+int Serve(const Options& options, const EalInfo& eal, const std::vector<Command>& config) {
+  std::unique_ptr<Switch> sw;
+  Switch::Options sw_options;
+  sw_options.worker_lcores = eal.worker_lcores;
+  if (Status s = Switch::Create(sw_options, &sw); !s.ok()) return Fail(s.message());
+
+  for (size_t i = 0; i < config.size(); i++) {
+    std::string reply = Execute(*sw, config[i]);
+    if (reply.rfind("{\"ok\":false", 0) == 0) {
+      return Fail(options.config + ": command " + std::to_string(i + 1) + " failed: " + reply);
+    }
+  }
+
+  struct ev_loop* loop = ev_default_loop(EVFLAG_AUTO);
+  ControlServer server(loop, sw.get());
+  if (Status s = server.Listen(options.socket); !s.ok()) return Fail(s.message());
+  if (Status s = sw->Start(); !s.ok()) return Fail(s.message());
+
+  ev_signal sigint, sigterm;
+  ev_signal_init(&sigint, OnSignal, SIGINT);
+  ev_signal_init(&sigterm, OnSignal, SIGTERM);
+  ev_signal_start(loop, &sigint);
+  ev_signal_start(loop, &sigterm);
+  ev_timer tick;
+  ev_timer_init(&tick, OnTick, 0.1, 0.1);
+  tick.data = sw.get();
+  ev_timer_start(loop, &tick);
+
+  Log(LogLevel::kInfo, "instance %s ready: control socket %s, %zu worker(s) on CPUs %s, %s",
+      options.instance.c_str(), options.socket.c_str(), eal.worker_lcores.size(),
+      [&] {
+        std::string s;
+        for (unsigned c : options.cores) s += (s.empty() ? "" : ",") + std::to_string(c);
+        return s;
+      }().c_str(),
+      eal.hugepages ? "hugepages" : "no hugepages");
+  ev_run(loop, 0);
+  ev_timer_stop(loop, &tick);
+  ev_signal_stop(loop, &sigint);
+  ev_signal_stop(loop, &sigterm);
+  return 0;
+}
+
+int Main(int argc, char** argv) {
+  Options options;
+  if (Status s = ParseOptions(argc, argv, &options); !s.ok()) {
+    std::fprintf(stderr, "palisaded: %s\nTry 'palisaded --help'.\n", s.message().c_str());
+    return 2;
+  }
+  if (options.help) {
+    std::fputs(Usage(), stdout);
+    return 0;
+  }
+  std::vector<Command> config;
+  if (!options.config.empty()) {
+    if (Status s = LoadConfig(options.config, &config); !s.ok()) {
+      std::fprintf(stderr, "palisaded: %s\n", s.message().c_str());
+      return 1;
+    }
+  }
+  if (Status s = ClaimSocketPath(options.socket); !s.ok()) {
+    std::fprintf(stderr, "palisaded: control socket: %s\n", s.message().c_str());
+    return 1;
+  }
+  FILE* log_file = nullptr;
+  if (!options.log_dir.empty()) {
+    std::error_code ec;
+    std::filesystem::create_directories(options.log_dir, ec);
+    std::string path = options.log_dir + "/palisaded-" + options.instance + ".log";
+    log_file = std::fopen(path.c_str(), "a");
+    if (log_file == nullptr) {
+      std::fprintf(stderr, "palisaded: --log-dir: cannot write %s\n", path.c_str());
+      return 1;
+    }
+    setvbuf(log_file, nullptr, _IOLBF, 0);
+    rte_openlog_stream(log_file);
+  }
+
+  EalInfo eal;
+  if (Status s = StartEal(options, &eal); !s.ok()) {
+    int rc = Fail(s.message());
+    StopEal(eal);
+    return rc;
+  }
+  int rc = Serve(options, eal, config);
+  StopEal(eal);
+  Log(LogLevel::kInfo, "instance %s stopped", options.instance.c_str());
+  if (log_file != nullptr) {
+    rte_openlog_stream(nullptr);
+    std::fclose(log_file);
+  }
+  return rc;
+}
+
+}  // namespace
+}  // namespace palisade
+
+int main(int argc, char** argv) { return palisade::Main(argc, argv); }

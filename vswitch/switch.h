@@ -1,0 +1,130 @@
+// Switch: the control side of the datapath. It owns the ports, their IOChains, the bridge and
+// the workers, and publishes every change to the workers as a new immutable Snapshot with one
+// pointer swap (RCU), so no worker is ever paused.
+//
+// This is the API every control front end calls: the config file at start-up, the control
+// socket (control_server.h), and later the Cap'n Proto RPC.
+//
+// Thread-safety: every method on the control thread only, except that port teardown may block
+// briefly in the vhost library while a worker finishes its burst.
+#pragma once
+
+#include <rte_mempool.h>
+
+#include <atomic>
+#include <bitset>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+#include "vswitch/bridge.h"
+#include "vswitch/counting_filter.h"
+#include "vswitch/iochain.h"
+#include "vswitch/port.h"
+#include "vswitch/rcu.h"
+#include "vswitch/snapshot.h"
+#include "vswitch/worker.h"
+
+namespace palisade {
+
+struct PortSpec {
+  std::string name;
+  PortKind kind = PortKind::kVhostUser;
+  std::string path;     // vhost-user socket
+  bool client = false;  // vhost-user client mode
+  std::string devargs;  // uplink
+};
+
+// What a slot holds: a named filter agent ("counting"), or nothing yet ("none"), so the
+// failure policy decides.
+struct FilterSpec {
+  uint8_t slot = 0;
+  std::string agent;
+  FailurePolicy policy = FailurePolicy::kFailClosed;
+};
+
+struct SlotInfo {
+  uint8_t slot;
+  std::string name;   // nic-<port index>-<port>-<agent>.<slot>
+  std::string agent;  // empty: nothing attached
+  FailurePolicy policy;
+  CountingFilter::Totals counts;  // for counting filters
+};
+
+struct PortInfo {
+  std::string name;
+  uint16_t index;
+  PortSpec spec;
+  bool link_up;
+  uint16_t queue_pairs;
+  uint16_t worker;
+  PortTotals totals;
+  std::vector<SlotInfo> slots;
+};
+
+struct MacInfo {
+  uint64_t mac;
+  std::string port;
+  uint32_t age_s;
+};
+
+class Switch {
+ public:
+  struct Options {
+    std::vector<unsigned> worker_lcores;  // one worker per EAL lcore id listed
+    uint32_t mbufs = 32767;
+    uint32_t mac_table_size = 8192;
+    uint32_t mac_ageing_s = 300;
+  };
+
+  static Status Create(Options options, std::unique_ptr<Switch>* out);
+  ~Switch();  // stops the workers and removes every port
+
+  Status Start();  // launches the workers
+
+  Status AddPort(const PortSpec& spec);
+  Status RemovePort(const std::string& name);
+  Status AttachFilter(const std::string& port, const FilterSpec& spec);
+  Status DetachFilter(const std::string& port, uint8_t slot);
+  Status SetMacAgeing(uint32_t seconds);
+  size_t FlushMacs() { return bridge_->Flush(); }
+
+  // Periodic control work: MAC learning and ageing, freeing retired snapshots. Call ~10x/s.
+  void Tick();
+
+  std::vector<PortInfo> Ports() const;
+  Status GetPort(const std::string& name, PortInfo* info) const;
+  std::vector<WorkerStats> Workers() const;
+  std::vector<MacInfo> Macs() const;
+  uint32_t mac_ageing_s() const { return bridge_->ageing_s(); }
+  uint64_t generation() const { return generation_; }
+
+ private:
+  struct PortState {
+    std::shared_ptr<Port> port;
+    std::shared_ptr<const IOChain> chain;
+    PortSpec spec;
+    uint16_t worker;
+  };
+
+  explicit Switch(Options options);
+  void Publish();
+  PortInfo Describe(const PortState& state) const;
+  uint32_t NowS() const;
+
+  Options options_;
+  rte_mempool* pool_ = nullptr;
+  std::unique_ptr<Rcu> rcu_;
+  std::unique_ptr<Bridge> bridge_;
+  std::vector<std::unique_ptr<Worker>> workers_;
+  bool started_ = false;
+
+  std::map<std::string, PortState> ports_;
+  std::bitset<kMaxPorts> index_used_;  // freed only once no worker can see the old port
+  std::atomic<const Snapshot*> snapshot_{nullptr};
+  uint64_t generation_ = 0;
+};
+
+}  // namespace palisade

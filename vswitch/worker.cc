@@ -1,0 +1,173 @@
+#include "vswitch/worker.h"
+
+#include <rte_cycles.h>
+#include <rte_mbuf.h>
+#include <rte_prefetch.h>
+
+#include <time.h>
+
+#include "vswitch/clock.h"
+
+namespace palisade {
+namespace {
+
+void FillBatch(FilterBatch& b, Direction dir, uint16_t worker, uint64_t now_ns, rte_mbuf** pkts,
+               uint16_t n) {
+  b.dir = dir;
+  b.worker = worker;
+  b.now_ns = now_ns;
+  b.count = n;
+  for (uint16_t i = 0; i < n; i++) {
+    b.pkts[i] = PacketRef{rte_pktmbuf_mtod(pkts[i], const uint8_t*), pkts[i]->data_len};
+  }
+}
+
+// A flooded packet goes to several ports: every segment gets one reference per destination.
+void AddRefs(rte_mbuf* m, int16_t extra) {
+  for (rte_mbuf* seg = m; seg != nullptr; seg = seg->next) rte_mbuf_refcnt_update(seg, extra);
+}
+
+}  // namespace
+
+Worker::Worker(uint16_t id, const std::atomic<const Snapshot*>* snapshot, Bridge* bridge, Rcu* rcu)
+    : id_(id), snapshot_(snapshot), bridge_(bridge), rcu_(rcu) {}
+
+WorkerStats Worker::Stats() const {
+  return WorkerStats{busy_cycles_.Get(), idle_cycles_.Get(), rx_packets_.Get(), tx_packets_.Get(),
+                     loops_.Get()};
+}
+
+void Worker::Run() {
+  rcu_->Register(id_);
+  rcu_->Online(id_);
+  while (!stop_.load(std::memory_order_acquire)) {
+    const Snapshot* snap = snapshot_->load(std::memory_order_acquire);
+    const uint64_t start = rte_rdtsc();
+    const uint64_t now_ns = TscToNs(start);
+    uint32_t received = 0;
+    for (uint16_t port : snap->polls[id_]) received += PollPort(*snap, port, now_ns);
+    const uint64_t spent = rte_rdtsc() - start;
+    rcu_->Quiescent(id_);
+    loops_.Add(1);
+    if (received > 0) {
+      busy_cycles_.Add(spent);
+      rx_packets_.Add(received);
+      idle_loops_ = 0;
+      sleep_us_ = 1;
+    } else {
+      idle_cycles_.Add(spent);
+      Idle();
+    }
+  }
+  rcu_->Offline(id_);
+  rcu_->Unregister(id_);
+}
+
+void Worker::Idle() {
+  if (++idle_loops_ < kSpinLoops) return;
+  const uint64_t start = rte_rdtsc();
+  rcu_->Offline(id_);
+  timespec ts{0, static_cast<long>(sleep_us_) * 1000};
+  nanosleep(&ts, nullptr);
+  rcu_->Online(id_);
+  if (sleep_us_ < kMaxSleepUs) sleep_us_ *= 2;
+  idle_cycles_.Add(rte_rdtsc() - start);
+}
+
+void Worker::Stage(uint16_t port, rte_mbuf* m) {
+  if (staged_count_[port] == 0) touched_[ntouched_++] = port;
+  staged_[port][staged_count_[port]++] = m;
+}
+
+uint32_t Worker::PollPort(const Snapshot& snap, uint16_t in, uint64_t now_ns) {
+  const Snapshot::Entry& entry = snap.ports[in];
+  rte_mbuf* pkts[kBurstSize];
+  const uint16_t n = entry.port->Rx(pkts, kBurstSize);
+  if (n == 0) return 0;
+
+  PortCounters& rx = entry.port->counters(id_);
+  uint64_t bytes = 0;
+  for (uint16_t i = 0; i < n; i++) bytes += pkts[i]->pkt_len;
+  rx.rx_packets.Add(n);
+  rx.rx_bytes.Add(bytes);
+
+  FilterBatch batch;
+  FillBatch(batch, Direction::kOut, id_, now_ns, pkts, n);
+  entry.chain->Run(batch);
+
+  const uint32_t now_s = static_cast<uint32_t>(now_ns / 1000000000ull);
+  for (uint16_t i = 0; i < n; i++) {
+    rte_mbuf* m = pkts[i];
+    if (batch.verdict[i] != Verdict::kPass) {
+      if (batch.verdict[i] == Verdict::kConsumed) {
+        rx.consumed.Add(1);
+      } else {
+        rx.Drop(batch.reason[i]);
+      }
+      rte_pktmbuf_free(m);
+      continue;
+    }
+    Bridge::Decision d = bridge_->Forward(id_, in, batch.pkts[i].data, batch.pkts[i].len, now_s);
+    if (d.port >= 0) {
+      if (snap.ports[d.port].port) {
+        Stage(static_cast<uint16_t>(d.port), m);
+      } else {  // learned on a port that has just been removed
+        rx.Drop(DropReason::kPortDown);
+        rte_pktmbuf_free(m);
+      }
+    } else if (d.port == Bridge::kFlood && snap.in_use.size() > 1) {
+      AddRefs(m, static_cast<int16_t>(snap.in_use.size() - 2));
+      for (uint16_t out : snap.in_use) {
+        if (out != in) Stage(out, m);
+      }
+    } else {
+      if (d.port == Bridge::kDrop) rx.Drop(d.reason);
+      rte_pktmbuf_free(m);  // dropped, or flooded on a switch with no other port
+    }
+  }
+  Flush(snap, now_ns);
+  return n;
+}
+
+void Worker::Flush(const Snapshot& snap, uint64_t now_ns) {
+  for (uint16_t t = 0; t < ntouched_; t++) {
+    const uint16_t out = touched_[t];
+    rte_mbuf** pkts = staged_[out];
+    const uint16_t n = staged_count_[out];
+    staged_count_[out] = 0;
+    const Snapshot::Entry& entry = snap.ports[out];
+    PortCounters& c = entry.port->counters(id_);
+
+    FilterBatch batch;
+    FillBatch(batch, Direction::kIn, id_, now_ns, pkts, n);
+    entry.chain->Run(batch);
+    uint16_t keep = 0;
+    for (uint16_t i = 0; i < n; i++) {
+      if (batch.verdict[i] == Verdict::kPass) {
+        pkts[keep++] = pkts[i];
+        continue;
+      }
+      if (batch.verdict[i] == Verdict::kConsumed) {
+        c.consumed.Add(1);
+      } else {
+        c.Drop(batch.reason[i]);
+      }
+      rte_pktmbuf_free(pkts[i]);
+    }
+    if (keep == 0) continue;
+
+    uint32_t len[kBurstSize];  // Tx frees the mbufs; ports send a prefix of the burst
+    for (uint16_t i = 0; i < keep; i++) len[i] = pkts[i]->pkt_len;
+    DropReason why = DropReason::kNone;
+    const uint16_t sent = entry.port->Tx(id_, pkts, keep, &why);
+    uint64_t bytes = 0;
+    for (uint16_t i = 0; i < sent; i++) bytes += len[i];
+    c.tx_packets.Add(sent);
+    c.tx_bytes.Add(bytes);
+    if (sent < keep) c.Drop(why, keep - sent);
+    tx_packets_.Add(sent);
+  }
+  ntouched_ = 0;
+}
+
+}  // namespace palisade
