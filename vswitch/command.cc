@@ -165,7 +165,7 @@ Status ParseCommand(std::string_view line, Command* out) {
   Parser p(line);
   Command cmd;
   std::string noun, verb;
-  if (Status s = p.Expect("a command (port, filter, worker, mac, set, help)", &noun); !s.ok()) {
+  if (Status s = p.Expect("a command (port, filter, worker, mac, set or help)", &noun); !s.ok()) {
     return s;
   }
   if (noun == "help") {

@@ -1,0 +1,118 @@
+#include "vswitch/command.h"
+
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <fstream>
+
+#include "vswitch/control.h"
+
+namespace palisade {
+namespace {
+
+Command Parse(std::string_view line) {
+  Command c;
+  Status s = ParseCommand(line, &c);
+  EXPECT_TRUE(s.ok()) << line << ": " << s.message();
+  return c;
+}
+
+std::string Error(std::string_view line) {
+  Command c;
+  Status s = ParseCommand(line, &c);
+  EXPECT_FALSE(s.ok()) << line;
+  return s.message();
+}
+
+TEST(CommandTest, PortAddVhostUserServerAndClient) {
+  Command c = Parse("port add vm1 --vhost-user /tmp/vm1.sock");
+  EXPECT_EQ(c.verb, Command::Verb::kPortAdd);
+  EXPECT_EQ(c.port.name, "vm1");
+  EXPECT_EQ(c.port.kind, PortKind::kVhostUser);
+  EXPECT_EQ(c.port.path, "/tmp/vm1.sock");
+  EXPECT_FALSE(c.port.client);
+  EXPECT_TRUE(Parse("  port add vm1 --client --vhost-user /x  ").port.client);
+  EXPECT_TRUE(c.mutates());
+}
+
+TEST(CommandTest, PortAddUplink) {
+  Command c = Parse("port add up0 --uplink net_af_packet0,iface=veth0");
+  EXPECT_EQ(c.port.kind, PortKind::kUplink);
+  EXPECT_EQ(c.port.devargs, "net_af_packet0,iface=veth0");
+}
+
+TEST(CommandTest, ErrorsNameTheColumnAndWhatWasExpected) {
+  EXPECT_EQ(Error("port add vm1"), "column 13: expected --vhost-user PATH or --uplink DEVARGS");
+  EXPECT_EQ(Error("port add vm1 --vhost-user"), "column 26: expected a socket path after --vhost-user");
+  EXPECT_EQ(Error("port add vm1 --vhost-user /a --uplink x"),
+            "column 30: give only one of --vhost-user and --uplink");
+  EXPECT_EQ(Error("port add vm1 --vhost /a"),
+            "column 14: unknown option '--vhost' (expected --vhost-user PATH, --uplink DEVARGS or --client)");
+  EXPECT_EQ(Error("port frob"), "column 6: expected add, del, list or stats, got 'frob'");
+  EXPECT_EQ(Error("bridge show"),
+            "column 1: unknown command 'bridge' (expected port, filter, worker, mac, set or help)");
+  EXPECT_EQ(Error("port list extra"), "column 11: unexpected 'extra'");
+  EXPECT_EQ(Error("port add up --uplink x --client"), "--client applies to vhost-user ports only");
+  EXPECT_EQ(Error(""), "column 1: expected a command (port, filter, worker, mac, set or help)");
+}
+
+TEST(CommandTest, FilterAttachAndDetach) {
+  Command c = Parse("filter attach vm1 --slot 3 --agent counting --policy failOpen");
+  EXPECT_EQ(c.verb, Command::Verb::kFilterAttach);
+  EXPECT_EQ(c.target, "vm1");
+  EXPECT_EQ(c.filter.slot, 3);
+  EXPECT_EQ(c.filter.agent, "counting");
+  EXPECT_EQ(c.filter.policy, FailurePolicy::kFailOpen);
+  EXPECT_EQ(Parse("filter attach vm1 --slot 1 --agent none").filter.policy,
+            FailurePolicy::kFailClosed);
+  EXPECT_EQ(Parse("filter detach vm1 --slot 2").filter.slot, 2);
+  EXPECT_EQ(Error("filter attach vm1 --slot 16 --agent counting"),
+            "column 26: expected a slot number (1-15), got '16'");
+  EXPECT_EQ(Error("filter attach vm1 --slot 1 --agent x --policy open"),
+            "column 47: expected failClosed or failOpen, got 'open'");
+  EXPECT_EQ(Error("filter attach vm1 --agent counting"), "column 35: expected --slot N");
+}
+
+TEST(CommandTest, ReadOnlyCommandsDoNotMutate) {
+  EXPECT_FALSE(Parse("port list").mutates());
+  EXPECT_FALSE(Parse("port stats vm1").mutates());
+  EXPECT_EQ(Parse("port stats vm1").target, "vm1");
+  EXPECT_FALSE(Parse("worker stats").mutates());
+  EXPECT_FALSE(Parse("mac show").mutates());
+  EXPECT_TRUE(Parse("mac flush").mutates());
+  EXPECT_EQ(Parse("set mac-ageing 30").value, 30u);
+  EXPECT_EQ(Error("set mac-ageing 0"), "column 16: expected seconds (1-1000000), got '0'");
+}
+
+class ConfigTest : public ::testing::Test {
+ protected:
+  std::string Write(const std::string& text) {
+    std::ofstream(path_) << text;
+    return path_;
+  }
+  void TearDown() override { std::remove(path_.c_str()); }
+  std::string path_ = ::testing::TempDir() + "/palisade_config_test.conf";
+};
+
+TEST_F(ConfigTest, CommentsAndBlankLinesAreSkipped) {
+  std::vector<Command> cmds;
+  Status s = LoadConfig(Write("# two guests\n\nport add a --vhost-user /a\r\n  port add b --vhost-user /b --client\nset mac-ageing 60\n"), &cmds);
+  ASSERT_TRUE(s.ok()) << s.message();
+  ASSERT_EQ(cmds.size(), 3u);
+  EXPECT_EQ(cmds[1].port.name, "b");
+  EXPECT_TRUE(cmds[1].port.client);
+}
+
+TEST_F(ConfigTest, ErrorsNameFileLineAndColumn) {
+  std::vector<Command> cmds;
+  Status s = LoadConfig(Write("port add a --vhost-user /a\nport add b --vhost /b\n"), &cmds);
+  EXPECT_EQ(s.message(), path_ + ":2:12: unknown option '--vhost' (expected --vhost-user PATH, "
+                                 "--uplink DEVARGS or --client)");
+  s = LoadConfig(Write("port list\n"), &cmds);
+  EXPECT_EQ(s.message(),
+            path_ + ":1:1: only commands that configure the switch belong in a config file");
+  EXPECT_EQ(LoadConfig("/nonexistent/palisade.conf", &cmds).code(), StatusCode::kNotFound);
+}
+
+}  // namespace
+}  // namespace palisade
