@@ -155,13 +155,13 @@ Status Switch::RemovePort(const std::string& name) {
   bridge_->RemovePort(index);
   ports_.erase(it);
   Publish();
-  // The previous snapshot holds the last reference: the port is torn down once no worker can
-  // see it. Its index is reused only after that, and after the learning events it may still
-  // have queued are drained (they are ignored: the port is no longer live).
-  rcu_->Retire([this, index] {
-    bridge_->Poll(NowS());
-    index_used_.reset(index);
-  });
+  // Wait for the workers to let go of the old snapshot, which holds the last reference: the
+  // port is torn down before we answer (its socket is gone, its name and path reusable). The
+  // learning events it may still have queued are drained (and ignored: the port is no longer
+  // live) before its index can be reused.
+  rcu_->Reclaim(/*wait=*/true);
+  bridge_->Poll(NowS());
+  index_used_.reset(index);
   return Status::Ok();
 }
 

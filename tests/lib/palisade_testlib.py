@@ -1,0 +1,383 @@
+"""Test library for Palisade integration tests: starts real palisaded instances, dpdk-testpmd
+peers (virtio-user guests), network namespaces and veth pairs, and always cleans up what it
+started (processes by PID, sockets, namespaces, /var/run/dpdk prefixes)."""
+
+import json
+import os
+import pty
+import re
+import select
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BUILD = os.environ.get("PALISADE_BUILD", os.path.join(ROOT, "build"))
+PALISADED = os.path.join(BUILD, "vswitch", "palisaded")
+DPDK_RUN = "/var/run/dpdk"
+NCPU = os.cpu_count() or 1
+# The switch's worker takes the last CPU; peers (testpmd) run on the first.
+SWITCH_CPU = NCPU - 1
+PEER_CPU = 0
+
+
+def wait_for(predicate, timeout=10.0, interval=0.05, what="condition"):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+class ControlError(Exception):
+    pass
+
+
+def control(sock_path, line, timeout=10.0):
+    """Sends one command line to a control socket and returns the decoded JSON reply."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(timeout)
+        s.connect(sock_path)
+        s.sendall((line + "\n").encode())
+        buf = b""
+        while not buf.endswith(b"\n"):
+            chunk = s.recv(65536)
+            if not chunk:
+                raise ControlError(f"connection closed answering {line!r}")
+            buf += chunk
+    return json.loads(buf)
+
+
+class Daemon:
+    """One palisaded instance, standing for one hypervisor host."""
+
+    def __init__(self, instance, workdir, cores=None, config=None, extra=()):
+        self.instance = instance
+        self.workdir = workdir
+        self.socket = os.path.join(workdir, f"{instance}.ctl")
+        self.log_dir = os.path.join(workdir, "log")
+        self.cores = str(SWITCH_CPU) if cores is None else cores
+        self.config = config
+        self.extra = list(extra)
+        self.proc = None
+
+    @property
+    def log_path(self):
+        return os.path.join(self.log_dir, f"palisaded-{self.instance}.log")
+
+    def argv(self):
+        args = [PALISADED, "--instance", self.instance, "--socket", self.socket,
+                "--cores", self.cores, "--hugepages", "off", "--memory", "256",
+                "--log-dir", self.log_dir]
+        if self.config:
+            args += ["--config", self.config]
+        return args + self.extra
+
+    def start(self):
+        self.proc = subprocess.Popen(self.argv(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        try:
+            wait_for(lambda: self.proc.poll() is not None or self._answers(), 20,
+                     what=f"palisaded {self.instance} control socket")
+        except TimeoutError:
+            self.kill()
+            raise
+        if self.proc.poll() is not None:
+            out = self.proc.stdout.read().decode(errors="replace")
+            raise RuntimeError(f"palisaded {self.instance} exited {self.proc.returncode}: {out}")
+        return self
+
+    def _answers(self):
+        try:
+            return control(self.socket, "help", timeout=1)["ok"]
+        except (OSError, ControlError, ValueError):
+            return False
+
+    def ctl(self, line):
+        reply = control(self.socket, line)
+        if not reply.get("ok"):
+            raise ControlError(f"{line!r}: {reply.get('error')}")
+        return reply
+
+    def try_ctl(self, line):
+        return control(self.socket, line)
+
+    def port(self, name):
+        return self.ctl(f"port stats {name}")["ports"][0]
+
+    def stop(self, timeout=15):
+        """SIGTERM and wait; returns the exit code."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        rc = self.proc.returncode
+        self.proc.stdout.close()
+        self.proc = None
+        return rc
+
+    def kill(self):
+        if self.proc is not None:
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait()
+            self.proc.stdout.close()
+            self.proc = None
+        shutil.rmtree(os.path.join(DPDK_RUN, f"palisade-{self.instance}"), ignore_errors=True)
+
+    def log(self):
+        try:
+            with open(self.log_path) as f:
+                return f.read()
+        except OSError:
+            return ""
+
+
+_PROMPT = b"testpmd> "
+
+
+class Testpmd:
+    """An interactive dpdk-testpmd on a pty (so its output is unbuffered): the guests.
+
+    vdevs: list of --vdev arguments, e.g. net_virtio_user0,path=SOCK. Port ids follow that order.
+    """
+
+    def __init__(self, prefix, vdevs, args=(), cpu=PEER_CPU, mbufs=8192):
+        self.prefix = prefix
+        self.vdevs = list(vdevs)
+        argv = ["dpdk-testpmd", "--no-huge", "-m", "1024", "--no-pci", "--file-prefix", prefix,
+                f"--lcores=0@{cpu},1@{cpu}", "--log-level=lib.eal:warning"]
+        for v in self.vdevs:
+            argv += ["--vdev", v]
+        argv += ["--", "-i", f"--total-num-mbufs={mbufs}", "--nb-cores=1"] + list(args)
+        self.argv = argv
+        self.output = b""
+        pid, fd = pty.fork()
+        if pid == 0:
+            os.execvp(argv[0], argv)
+        self.pid, self.fd = pid, fd
+        self._read_until(_PROMPT, 60)
+
+    def _read_until(self, marker, timeout):
+        start = len(self.output)
+        deadline = time.monotonic() + timeout
+        while marker not in self.output[start:]:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"testpmd: no {marker!r}; output: {self.output[-2000:]!r}")
+            ready, _, _ = select.select([self.fd], [], [], left)
+            if ready:
+                try:
+                    chunk = os.read(self.fd, 65536)
+                except OSError:
+                    chunk = b""
+                if not chunk:
+                    raise RuntimeError(f"testpmd exited; output: {self.output[-3000:]!r}")
+                self.output += chunk
+        return self.output[start:].decode(errors="replace")
+
+    def cmd(self, line, timeout=30):
+        os.write(self.fd, (line + "\n").encode())
+        out = self._read_until(_PROMPT, timeout)
+        return out
+
+    def port_stats(self):
+        """{port: {"rx": n, "tx": n}} from 'show port stats all' (cumulative)."""
+        out = self.cmd("show port stats all")
+        stats = {}
+        for block in re.split(r"#+ NIC statistics for port", out)[1:]:
+            port = int(re.match(r"\s*(\d+)", block).group(1))
+            rx = int(re.search(r"RX-packets:\s*(\d+)", block).group(1))
+            tx = int(re.search(r"TX-packets:\s*(\d+)", block).group(1))
+            stats[port] = {"rx": rx, "tx": tx}
+        return stats
+
+    def mac(self, port):
+        out = self.cmd(f"show port info {port}")
+        return re.search(r"MAC address: ([0-9A-Fa-f:]{17})", out).group(1).lower()
+
+    def close(self):
+        if self.pid is None:
+            return
+        try:
+            os.write(self.fd, b"quit\n")
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                pid, _ = os.waitpid(self.pid, os.WNOHANG)
+                if pid:
+                    break
+                try:
+                    select.select([self.fd], [], [], 0.2)
+                    os.read(self.fd, 65536)
+                except OSError:
+                    pass
+            else:
+                os.kill(self.pid, signal.SIGKILL)
+                os.waitpid(self.pid, 0)
+        except (OSError, ChildProcessError):
+            pass
+        try:
+            os.close(self.fd)
+        except OSError:
+            pass
+        self.pid = None
+        shutil.rmtree(os.path.join(DPDK_RUN, self.prefix), ignore_errors=True)
+
+
+def sh(*args, check=True, **kw):
+    return subprocess.run(list(args), check=check, capture_output=True, text=True, **kw)
+
+
+class Netns:
+    """A network namespace standing for a guest's network stack."""
+
+    def __init__(self, name):
+        self.name = name
+        sh("ip", "netns", "del", name, check=False)
+        sh("ip", "netns", "add", name)
+        self.run("ip", "link", "set", "lo", "up")
+
+    def run(self, *args, check=True, **kw):
+        return sh("ip", "netns", "exec", self.name, *args, check=check, **kw)
+
+    def popen(self, *args, **kw):
+        return subprocess.Popen(["ip", "netns", "exec", self.name] + list(args), **kw)
+
+    def delete(self):
+        sh("ip", "netns", "del", self.name, check=False)
+
+
+def veth(a, b, netns_b=None, mac_b=None):
+    """Creates a veth pair a<->b with b optionally moved into a namespace; both links up."""
+    sh("ip", "link", "del", a, check=False)
+    sh("ip", "link", "add", a, "type", "veth", "peer", "name", b)
+    if mac_b:
+        sh("ip", "link", "set", b, "address", mac_b)
+    if netns_b:
+        sh("ip", "link", "set", b, "netns", netns_b.name)
+        netns_b.run("ip", "link", "set", b, "up")
+    else:
+        sh("ip", "link", "set", b, "up")
+    sh("ip", "link", "set", a, "up")
+    # The host side only carries frames for DPDK's af_packet: keep the kernel quiet on it.
+    sh("sysctl", "-qw", f"net.ipv6.conf.{a}.disable_ipv6=1", check=False)
+
+
+def del_link(name):
+    sh("ip", "link", "del", name, check=False)
+
+
+class Workdir:
+    def __init__(self, tag):
+        self.path = tempfile.mkdtemp(prefix=f"palisade-{tag}-")
+
+    def join(self, *p):
+        return os.path.join(self.path, *p)
+
+    def remove(self):
+        shutil.rmtree(self.path, ignore_errors=True)
+
+
+class NamespaceGuests:
+    """Guests with real Linux network stacks behind vhost-user ports, in seconds.
+
+    Each guest is a network namespace holding one end of a veth pair; one dpdk-testpmd in io
+    mode forwards between the veth's host end (net_af_packet) and a virtio-user port attached
+    to a switch's vhost-user socket. guests: list of (name, socket, ip/len). Port ids in testpmd
+    are ordered virtio0, afpacket0, virtio1, afpacket1, ... so the paired topology pairs them.
+    """
+
+    def __init__(self, prefix, guests):
+        self.prefix = prefix
+        self.ns = {}
+        self.links = []
+        vdevs = []
+        for i, (name, sock, addr) in enumerate(guests):
+            ns = Netns(f"{prefix}-{name}")
+            host, inner = f"{prefix[:6]}{i}h", f"{prefix[:6]}{i}g"
+            veth(host, inner, netns_b=ns, mac_b=f"02:00:00:00:{i + 0x10:02x}:01")
+            # Veth leaves checksums to be filled in later; af_packet would carry them unfilled.
+            ns.run("ethtool", "-K", inner, "tx", "off")
+            ns.run("ip", "addr", "add", addr, "dev", inner)
+            ns.ip = addr.split("/")[0]
+            ns.dev = inner
+            self.ns[name] = ns
+            self.links.append(host)
+            vdevs.append(f"net_virtio_user{i},path={sock},queue_size=1024")
+            vdevs.append(f"net_af_packet{i},iface={host}")
+        self.tp = Testpmd(prefix, vdevs, ["--forward-mode=io", "--port-topology=paired",
+                                          "--auto-start"])
+
+    def __getitem__(self, name):
+        return self.ns[name]
+
+    def close(self):
+        self.tp.close()
+        for ns in self.ns.values():
+            ns.delete()
+        for link in self.links:
+            del_link(link)
+
+
+TCP_SINK = r"""
+import hashlib, socket, sys
+srv = socket.socket(); srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.bind(("0.0.0.0", int(sys.argv[1]))); srv.listen(1)
+print("listening", flush=True)
+conn, _ = srv.accept(); h = hashlib.sha256(); n = 0
+while True:
+    data = conn.recv(65536)
+    if not data:
+        break
+    h.update(data); n += len(data)
+conn.sendall(f"{n} {h.hexdigest()}".encode()); conn.close()
+"""
+
+TCP_SOURCE = r"""
+import hashlib, os, socket, sys
+data = os.urandom(int(sys.argv[3]))
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=30)
+s.sendall(data); s.shutdown(socket.SHUT_WR)
+reply = b""
+while True:
+    chunk = s.recv(4096)
+    if not chunk:
+        break
+    reply += chunk
+print(reply.decode(), len(data), hashlib.sha256(data).hexdigest())
+"""
+
+
+def tcp_transfer(server_ns, client_ns, port, size):
+    """Streams `size` random bytes over TCP from client_ns to server_ns. Returns
+    (bytes the server got, its sha256, bytes sent, their sha256)."""
+    py = "/usr/bin/python3"
+    srv = server_ns.popen(py, "-c", TCP_SINK, str(port), stdout=subprocess.PIPE, text=True)
+    try:
+        assert srv.stdout.readline().strip() == "listening"
+        out = client_ns.run(py, "-c", TCP_SOURCE, server_ns.ip, str(port), str(size),
+                            timeout=120).stdout.split()
+        srv.wait(30)
+        return int(out[0]), out[1], int(out[2]), out[3]
+    finally:
+        if srv.poll() is None:
+            srv.kill()
+            srv.wait()
+        srv.stdout.close()
+
+
+def ping_until_answered(ns, ip, tries=20):
+    """The first ping can take a second (ARP, MAC learning); retries until one is answered."""
+    for _ in range(tries):
+        if ns.run("ping", "-c", "1", "-W", "1", ip, check=False).returncode == 0:
+            return True
+    return False
