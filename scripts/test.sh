@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Runs every test: unit tests, then integration tests that start real palisaded instances with
+# real vhost-user peers (dpdk-testpmd), network namespaces and uplinks. Needs root.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup-debian.sh
+meson test -C build --print-errorlogs "$@"
