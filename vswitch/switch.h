@@ -5,8 +5,9 @@
 // This is the API every control front end calls: the config file at start-up, the control
 // socket (control_server.h), and later the Cap'n Proto RPC.
 //
-// Thread-safety: every method on the control thread only, except that port teardown may block
-// briefly in the vhost library while a worker finishes its burst.
+// Thread-safety: every method on the control thread only. RemovePort blocks the control thread
+// (never a worker) until every worker has passed a quiescent point, so the port is gone when it
+// returns.
 #pragma once
 
 #include <rte_mempool.h>

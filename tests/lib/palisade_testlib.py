@@ -57,7 +57,7 @@ def control(sock_path, line, timeout=10.0):
 class Daemon:
     """One palisaded instance, standing for one hypervisor host."""
 
-    def __init__(self, instance, workdir, cores=None, config=None, extra=()):
+    def __init__(self, instance, workdir, cores=None, config=None, extra=(), hugepages="off"):
         self.instance = instance
         self.workdir = workdir
         self.socket = os.path.join(workdir, f"{instance}.ctl")
@@ -65,6 +65,7 @@ class Daemon:
         self.cores = str(SWITCH_CPU) if cores is None else cores
         self.config = config
         self.extra = list(extra)
+        self.hugepages = hugepages
         self.proc = None
 
     @property
@@ -73,7 +74,7 @@ class Daemon:
 
     def argv(self):
         args = [PALISADED, "--instance", self.instance, "--socket", self.socket,
-                "--cores", self.cores, "--hugepages", "off", "--memory", "256",
+                "--cores", self.cores, "--hugepages", self.hugepages, "--memory", "256",
                 "--log-dir", self.log_dir]
         if self.config:
             args += ["--config", self.config]
