@@ -5,3 +5,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup-debian.sh
 meson test -C build --print-errorlogs "$@"
+# The parsers meet untrusted bytes: a short fuzzing run of each target (clang, ASan).
+scripts/fuzz.sh 20

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Builds the libFuzzer targets with clang (AddressSanitizer) into build-fuzz/ and runs each for
+# SECONDS (default 60), starting from the checked-in seeds. A crash leaves its input in
+# build-fuzz/crash-* and fails the run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+seconds=${1:-60}
+if ! command -v clang++ >/dev/null || ! dpkg-query -W libclang-rt-14-dev >/dev/null 2>&1; then
+  if [ "$(id -u)" -eq 0 ]; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends clang libclang-rt-14-dev
+  else
+    echo "fuzz: needs clang and libclang-rt-14-dev" >&2
+    exit 1
+  fi
+fi
+[ -f build-fuzz/build.ninja ] || CXX=clang++ meson setup build-fuzz -Dfuzz=true -Db_lundef=false
+ninja -C build-fuzz firewall/fuzz_packet firewall/fuzz_rules
+for target in packet rules; do
+  corpus=build-fuzz/corpus-$target
+  mkdir -p "$corpus"
+  seeds=firewall/fuzz_seeds/$target
+  echo "fuzz: $target for ${seconds}s"
+  log=build-fuzz/fuzz-$target.log
+  rc=0
+  build-fuzz/firewall/fuzz_$target -max_total_time="$seconds" -print_final_stats=1 \
+    -artifact_prefix=build-fuzz/ "$corpus" $( [ -d "$seeds" ] && echo "$seeds" ) >"$log" 2>&1 || rc=$?
+  grep -E "^(Done|==.*ERROR|SUMMARY)" "$log" || true
+  if [ "$rc" -ne 0 ]; then
+    echo "fuzz: $target failed (exit $rc); see $log" >&2
+    exit 1
+  fi
+done
