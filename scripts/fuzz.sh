@@ -1,18 +1,10 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer targets with clang (AddressSanitizer) into build-fuzz/ and runs each for
 # SECONDS (default 60), starting from the checked-in seeds. A crash leaves its input in
-# build-fuzz/crash-* and fails the run.
+# build-fuzz/crash-* and fails the run. clang comes from scripts/setup-debian.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-60}
-if ! command -v clang++ >/dev/null || ! dpkg-query -W libclang-rt-14-dev >/dev/null 2>&1; then
-  if [ "$(id -u)" -eq 0 ]; then
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends clang libclang-rt-14-dev
-  else
-    echo "fuzz: needs clang and libclang-rt-14-dev" >&2
-    exit 1
-  fi
-fi
 [ -f build-fuzz/build.ninja ] || CXX=clang++ meson setup build-fuzz -Dfuzz=true -Db_lundef=false
 ninja -C build-fuzz firewall/fuzz_packet firewall/fuzz_rules
 for target in packet rules; do

@@ -9,6 +9,7 @@ packages=(
   libdpdk-dev dpdk dpdk-dev            # DPDK 22.11; dpdk-dev carries dpdk-testpmd
   libcapnp-dev capnproto libev-dev libtbb-dev libgtest-dev libbenchmark-dev
   iproute2 ethtool iputils-ping procps # namespace guests and their traffic
+  clang libclang-rt-14-dev             # libFuzzer targets (scripts/fuzz.sh)
 )
 missing=()
 for p in "${packages[@]}"; do
