@@ -1,0 +1,229 @@
+#include "firewall/classifier.h"
+
+#include <algorithm>
+#include <map>
+
+namespace palisade::fw {
+
+// Builds the per-field interval vectors and de-duplicates identical vectors across fields.
+class ClassifierBuilder {
+ public:
+  explicit ClassifierBuilder(Classifier* c, size_t nrules) : c_(c) {
+    c->nrules_ = nrules;
+    c->nwords_ = (nrules + 63) / 64;
+    if (c->nwords_ == 0) c->nwords_ = 1;
+    c->nsummary_ = (c->nwords_ + 63) / 64;
+  }
+
+  // One rule's constraint on one field: wildcard, or ranges (negated: everything but them).
+  struct Constraint {
+    bool wild = true;
+    bool negate = false;
+    std::vector<std::pair<u128, u128>> ranges;  // inclusive
+  };
+
+  // Cuts the field at every boundary and fills each interval's vector.
+  void BuildField(const std::vector<Constraint>& per_rule, u128 max, Classifier::Field* f) {
+    std::vector<u128> points = {0};
+    for (const Constraint& c : per_rule) {
+      for (auto [lo, hi] : c.ranges) {
+        points.push_back(lo);
+        if (hi < max) points.push_back(hi + 1);
+      }
+    }
+    std::sort(points.begin(), points.end());
+    points.erase(std::unique(points.begin(), points.end()), points.end());
+    const size_t n = points.size();
+    const size_t W = c_->nwords_;
+
+    // Every interval starts from the wildcard rules (negated ones included), then ranges set
+    // their bits and negated ranges clear theirs.
+    std::vector<uint64_t> wild(W, 0);
+    for (size_t r = 0; r < per_rule.size(); r++) {
+      if (per_rule[r].wild || per_rule[r].negate) wild[r / 64] |= uint64_t{1} << (r % 64);
+    }
+    std::vector<uint64_t> vec(n * W);
+    for (size_t i = 0; i < n; i++) std::copy(wild.begin(), wild.end(), vec.begin() + i * W);
+    for (size_t r = 0; r < per_rule.size(); r++) {
+      const Constraint& c = per_rule[r];
+      if (c.wild) continue;
+      const uint64_t bit = uint64_t{1} << (r % 64);
+      for (auto [lo, hi] : c.ranges) {
+        size_t a = std::lower_bound(points.begin(), points.end(), lo) - points.begin();
+        size_t b = std::upper_bound(points.begin(), points.end(), hi) - points.begin();
+        for (size_t i = a; i < b; i++) {
+          if (c.negate) {
+            vec[i * W + r / 64] &= ~bit;
+          } else {
+            vec[i * W + r / 64] |= bit;
+          }
+        }
+      }
+    }
+    f->starts = std::move(points);
+    f->vec_of.resize(n);
+    for (size_t i = 0; i < n; i++) f->vec_of[i] = Intern(&vec[i * W]);
+  }
+
+  void Direct(Classifier::Field* f, size_t size) {
+    f->direct.resize(size);
+    size_t i = 0;
+    for (size_t v = 0; v < size; v++) {
+      while (i + 1 < f->starts.size() && f->starts[i + 1] <= v) i++;
+      f->direct[v] = f->vec_of[i];
+    }
+  }
+
+  uint32_t Intern(const uint64_t* words) {
+    std::vector<uint64_t> key(words, words + c_->nwords_);
+    auto it = ids_.find(key);
+    if (it != ids_.end()) return it->second;
+    const uint32_t id = static_cast<uint32_t>(ids_.size());
+    ids_.emplace(key, id);
+    c_->words_.insert(c_->words_.end(), key.begin(), key.end());
+    std::vector<uint64_t> sum(c_->nsummary_, 0);
+    for (size_t w = 0; w < c_->nwords_; w++) {
+      if (key[w]) sum[w / 64] |= uint64_t{1} << (w % 64);
+    }
+    c_->summary_.insert(c_->summary_.end(), sum.begin(), sum.end());
+    return id;
+  }
+
+ private:
+  Classifier* c_;
+  std::map<std::vector<uint64_t>, uint32_t> ids_;
+};
+
+namespace {
+
+using Constraint = ClassifierBuilder::Constraint;
+
+Status AddressConstraint(const Rule& r, const Endpoint& e, const ResolvedSets& sets,
+                         Constraint* c) {
+  if (e.kind == Endpoint::Kind::kAny) return Status::Ok();
+  c->wild = false;
+  c->negate = e.negate;
+  if (e.kind == Endpoint::Kind::kIp) {
+    c->ranges.push_back({e.prefix.first(), e.prefix.last()});
+    return Status::Ok();
+  }
+  auto it = sets.find(e.set);
+  if (it == sets.end()) {
+    return Status::NotFound("rule " + std::to_string(r.id) + " at " + std::to_string(r.pos) +
+                            " names address set '" + e.set + "', which is not defined");
+  }
+  for (const IpPrefix& p : it->second) c->ranges.push_back({p.first(), p.last()});
+  // An empty set matches nothing (negated: everything): a range-less non-wild constraint.
+  return Status::Ok();
+}
+
+Constraint PortConstraint(const Rule& r, const Endpoint& e, bool is_source) {
+  Constraint c;
+  if (r.proto == 1 || r.proto == 58) {
+    const int v = is_source ? r.icmp_type : r.icmp_code;
+    if (v != kAny) {
+      c.wild = false;
+      c.ranges.push_back({static_cast<u128>(v), static_cast<u128>(v)});
+    }
+    return c;
+  }
+  if (!e.ports.empty()) {
+    c.wild = false;
+    for (const PortRange& p : e.ports) c.ranges.push_back({p.lo, p.hi});
+  }
+  return c;
+}
+
+}  // namespace
+
+Status Classifier::Build(const std::vector<Rule>& rules, const ResolvedSets& sets,
+                         std::unique_ptr<const Classifier>* out) {
+  std::unique_ptr<Classifier> c(new Classifier());
+  ClassifierBuilder b(c.get(), rules.size());
+  std::vector<Constraint> src(rules.size()), dst(rules.size()), sp(rules.size()), dp(rules.size());
+  for (size_t i = 0; i < rules.size(); i++) {
+    const Rule& r = rules[i];
+    if (Status s = AddressConstraint(r, r.src, sets, &src[i]); !s.ok()) return s;
+    if (Status s = AddressConstraint(r, r.dst, sets, &dst[i]); !s.ok()) return s;
+    sp[i] = PortConstraint(r, r.src, true);
+    dp[i] = PortConstraint(r, r.dst, false);
+  }
+  const u128 kMaxAddr = ~u128{0};
+  b.BuildField(src, kMaxAddr, &c->src_);
+  b.BuildField(dst, kMaxAddr, &c->dst_);
+  b.BuildField(sp, 0xffff, &c->sport_);
+  b.BuildField(dp, 0xffff, &c->dport_);
+  b.Direct(&c->sport_, 65536);
+  b.Direct(&c->dport_, 65536);
+
+  // Direction, family and protocol: an exact table of 2 x 2 x 256 keys.
+  c->misc_.resize(1024);
+  std::vector<uint64_t> vec(c->nwords_);
+  for (int in = 0; in < 2; in++) {
+    for (int v6 = 0; v6 < 2; v6++) {
+      for (int proto = 0; proto < 256; proto++) {
+        std::fill(vec.begin(), vec.end(), 0);
+        for (size_t i = 0; i < rules.size(); i++) {
+          const Rule& r = rules[i];
+          const bool dir_ok = in ? r.dir != RuleDir::kOut : r.dir != RuleDir::kIn;
+          const bool fam_ok = r.family == Family::kAny || (r.family == Family::kInet6) == (v6 == 1);
+          const bool proto_ok = r.proto == kAny || r.proto == proto;
+          if (dir_ok && fam_ok && proto_ok) vec[i / 64] |= uint64_t{1} << (i % 64);
+        }
+        c->misc_[(in << 9) | (v6 << 8) | proto] = b.Intern(vec.data());
+      }
+    }
+  }
+  // Address fields are searched; keep their interval starts, drop nothing else.
+  *out = std::move(c);
+  return Status::Ok();
+}
+
+uint32_t Classifier::Field::Find(u128 v) const {
+  // The last interval whose start is <= v (starts[0] == 0).
+  size_t lo = 0, hi = starts.size();
+  while (hi - lo > 1) {
+    const size_t mid = (lo + hi) / 2;
+    if (starts[mid] <= v) {
+      lo = mid;
+    } else {
+      hi = mid;
+    }
+  }
+  return vec_of[lo];
+}
+
+int Classifier::Lookup(const ClassifyKey& k) const {
+  if (nrules_ == 0) return -1;
+  const uint32_t ids[5] = {
+      misc_[(uint32_t{k.in} << 9) | (uint32_t{k.v6} << 8) | k.proto],
+      sport_.direct[k.sport],
+      dport_.direct[k.dport],
+      src_.Find(k.src.value()),
+      dst_.Find(k.dst.value()),
+  };
+  const uint64_t* w[5];
+  const uint64_t* s[5];
+  for (int f = 0; f < 5; f++) {
+    w[f] = &words_[ids[f] * nwords_];
+    s[f] = &summary_[ids[f] * nsummary_];
+  }
+  for (size_t sw = 0; sw < nsummary_; sw++) {
+    uint64_t cand = s[0][sw] & s[1][sw] & s[2][sw] & s[3][sw] & s[4][sw];
+    while (cand) {
+      const size_t word = sw * 64 + static_cast<size_t>(__builtin_ctzll(cand));
+      const uint64_t hit = w[0][word] & w[1][word] & w[2][word] & w[3][word] & w[4][word];
+      if (hit) return static_cast<int>(word * 64 + static_cast<size_t>(__builtin_ctzll(hit)));
+      cand &= cand - 1;
+    }
+  }
+  return -1;
+}
+
+size_t Classifier::memory_bytes() const {
+  return words_.size() * 8 + summary_.size() * 8 +
+         (src_.starts.size() + dst_.starts.size()) * (sizeof(u128) + 4) +
+         (sport_.direct.size() + dport_.direct.size() + misc_.size()) * 4;
+}
+
+}  // namespace palisade::fw
