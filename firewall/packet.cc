@@ -50,8 +50,7 @@ bool ParseQuoted(const uint8_t* p, uint32_t len, bool v6, Tuple* t) {
     t->dport = Be16(l4 + 2);
   } else if (proto == (v6 ? kProtoIcmp6 : kProtoIcmp)) {
     if (l4len < 8 || !IsIcmpEcho(v6, l4[0])) return false;
-    t->sport = Be16(l4 + 4);
-    t->dport = 0;
+    t->sport = t->dport = Be16(l4 + 4);
   }
   return true;
 }
@@ -111,7 +110,7 @@ ParseError ParseL4(const uint8_t* frame, Packet* out) {
       if (IsIcmpEcho(out->v6, p[0])) {
         if (len < 8) return ParseError::kShort;
         out->icmp_echo = true;
-        out->tuple.sport = Be16(p + 4);
+        out->tuple.sport = out->tuple.dport = Be16(p + 4);
       } else if (IsIcmpError(out->v6, p[0]) && len >= 8) {
         out->icmp_error = ParseQuoted(p + 8, len - 8, out->v6, &out->quoted);
       }

@@ -39,7 +39,7 @@ inline constexpr uint8_t kFin = 0x01, kSyn = 0x02, kRst = 0x04, kPsh = 0x08, kAc
 // The 5-tuple of a connection as seen in one packet.
 struct Tuple {
   IpAddr src, dst;
-  uint16_t sport = 0, dport = 0;  // ICMP echo: sport = identifier, dport = 0
+  uint16_t sport = 0, dport = 0;  // ICMP echo: both are the identifier
   uint8_t proto = 0;
 };
 
@@ -77,7 +77,7 @@ struct Packet {
 
   // ICMP / ICMPv6.
   uint8_t icmp_type = 0, icmp_code = 0;
-  bool icmp_echo = false;   // echo request or reply: tuple.sport is the identifier
+  bool icmp_echo = false;   // echo request or reply: tuple ports are the identifier
   bool icmp_error = false;  // quotes another packet: `quoted` is its tuple
   Tuple quoted;
 };

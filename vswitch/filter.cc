@@ -13,6 +13,14 @@ const char* DropReasonName(DropReason reason) {
     case DropReason::kSamePort: return "same-port";
     case DropReason::kPortDown: return "port-down";
     case DropReason::kTxFull: return "tx-full";
+    case DropReason::kRule: return "rule";
+    case DropReason::kReject: return "reject";
+    case DropReason::kDefault: return "default";
+    case DropReason::kMalformed: return "malformed";
+    case DropReason::kFragment: return "fragment";
+    case DropReason::kTcpInvalid: return "tcp-invalid";
+    case DropReason::kStateLimit: return "state-limit";
+    case DropReason::kSpoofGuard: return "SpoofGuard";
     case DropReason::kCount: break;
   }
   return "unknown";

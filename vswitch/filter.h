@@ -40,6 +40,15 @@ enum class DropReason : uint8_t {
   kSamePort,           // destination learned on the ingress port
   kPortDown,           // egress vhost-user device not running
   kTxFull,             // egress queue full
+  // Set by the firewall's filters:
+  kRule,               // a rule drops it
+  kReject,             // a rule rejects it (a TCP RST or ICMP error went back to the sender)
+  kDefault,            // no rule matches
+  kMalformed,          // a header is truncated or inconsistent
+  kFragment,           // a later fragment of a datagram whose first fragment was not admitted
+  kTcpInvalid,         // outside the connection's sequence window, or not a valid opener
+  kStateLimit,         // the connection table is full
+  kSpoofGuard,         // the VM used an address it is not bound to
   kCount,
 };
 
@@ -50,6 +59,14 @@ struct PacketRef {
   uint32_t len;
 };
 
+// Sends a frame the filter built (a TCP RST, an ICMP error) back out of the port where the
+// batch's packets entered the switch, bypassing filters. Returns false when no buffer is free.
+class Emitter {
+ public:
+  virtual ~Emitter() = default;
+  virtual bool Emit(const uint8_t* frame, uint32_t len) = 0;
+};
+
 struct FilterBatch {
   Direction dir;
   uint16_t worker;  // index of the calling worker, for per-worker state
@@ -58,6 +75,7 @@ struct FilterBatch {
   PacketRef pkts[kBurstSize];
   Verdict verdict[kBurstSize];
   DropReason reason[kBurstSize];  // read when verdict is kDrop; kNone means kFilter
+  Emitter* emit = nullptr;        // null where nothing may be sent (unit tests without one)
 };
 
 class Filter {

@@ -49,6 +49,7 @@ void IOChain::Run(FilterBatch& batch) const {
   sub.dir = batch.dir;
   sub.worker = batch.worker;
   sub.now_ns = batch.now_ns;
+  sub.emit = batch.emit;
   uint16_t live[kBurstSize];
   uint16_t nlive = batch.count;
   for (uint16_t i = 0; i < nlive; i++) live[i] = i;

@@ -63,7 +63,7 @@ Status Switch::Create(Options options, std::unique_ptr<Switch>* out) {
       [rcu](std::function<void()> fn) { rcu->Retire(std::move(fn)); });
   for (unsigned w = 0; w < nworkers; w++) {
     sw->workers_.push_back(
-        std::make_unique<Worker>(w, &sw->snapshot_, sw->bridge_.get(), sw->rcu_.get()));
+        std::make_unique<Worker>(w, &sw->snapshot_, sw->bridge_.get(), sw->rcu_.get(), sw->pool_));
   }
   sw->Publish();
   *out = std::move(sw);

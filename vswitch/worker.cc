@@ -2,6 +2,7 @@
 
 #include <rte_cycles.h>
 #include <rte_mbuf.h>
+#include <rte_memcpy.h>
 #include <rte_prefetch.h>
 
 #include <time.h>
@@ -29,8 +30,40 @@ void AddRefs(rte_mbuf* m, int16_t extra) {
 
 }  // namespace
 
-Worker::Worker(uint16_t id, const std::atomic<const Snapshot*>* snapshot, Bridge* bridge, Rcu* rcu)
-    : id_(id), snapshot_(snapshot), bridge_(bridge), rcu_(rcu) {}
+Worker::Worker(uint16_t id, const std::atomic<const Snapshot*>* snapshot, Bridge* bridge, Rcu* rcu,
+               rte_mempool* pool)
+    : id_(id), snapshot_(snapshot), bridge_(bridge), rcu_(rcu), pool_(pool) {}
+
+bool Worker::BackToIngress::Emit(const uint8_t* frame, uint32_t len) {
+  if (w_->nemitted_ == 2 * kBurstSize) return false;
+  rte_mbuf* m = rte_pktmbuf_alloc(w_->pool_);
+  if (m == nullptr) return false;
+  char* data = rte_pktmbuf_append(m, static_cast<uint16_t>(len));
+  if (data == nullptr) {
+    rte_pktmbuf_free(m);
+    return false;
+  }
+  rte_memcpy(data, frame, len);
+  w_->emitted_[w_->nemitted_++] = m;
+  return true;
+}
+
+void Worker::SendEmitted(const Snapshot& snap, uint16_t in) {
+  const uint16_t n = nemitted_;
+  nemitted_ = 0;
+  uint32_t len[2 * kBurstSize];
+  for (uint16_t i = 0; i < n; i++) len[i] = emitted_[i]->pkt_len;
+  Port& port = *snap.ports[in].port;
+  PortCounters& c = port.counters(id_);
+  DropReason why = DropReason::kNone;
+  const uint16_t sent = port.Tx(id_, emitted_, n, &why);
+  uint64_t bytes = 0;
+  for (uint16_t i = 0; i < sent; i++) bytes += len[i];
+  c.tx_packets.Add(sent);
+  c.tx_bytes.Add(bytes);
+  if (sent < n) c.Drop(why, n - sent);
+  tx_packets_.Add(sent);
+}
 
 WorkerStats Worker::Stats() const {
   return WorkerStats{busy_cycles_.Get(), idle_cycles_.Get(), rx_packets_.Get(), tx_packets_.Get(),
@@ -93,6 +126,7 @@ uint32_t Worker::PollPort(const Snapshot& snap, uint16_t in, uint64_t now_ns) {
 
   FilterBatch batch;
   FillBatch(batch, Direction::kOut, id_, now_ns, pkts, n);
+  batch.emit = &emitter_;
   entry.chain->Run(batch);
 
   const uint32_t now_s = static_cast<uint32_t>(now_ns / 1000000000ull);
@@ -126,6 +160,7 @@ uint32_t Worker::PollPort(const Snapshot& snap, uint16_t in, uint64_t now_ns) {
     }
   }
   Flush(snap, now_ns);
+  if (nemitted_ > 0) SendEmitted(snap, in);
   return n;
 }
 
@@ -140,6 +175,7 @@ void Worker::Flush(const Snapshot& snap, uint64_t now_ns) {
 
     FilterBatch batch;
     FillBatch(batch, Direction::kIn, id_, now_ns, pkts, n);
+    batch.emit = &emitter_;
     entry.chain->Run(batch);
     uint16_t keep = 0;
     for (uint16_t i = 0; i < n; i++) {

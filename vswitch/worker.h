@@ -18,6 +18,7 @@
 #include "vswitch/snapshot.h"
 
 struct rte_mbuf;
+struct rte_mempool;
 
 namespace palisade {
 
@@ -37,7 +38,8 @@ class Worker {
   static constexpr unsigned kSpinLoops = 256;
   static constexpr unsigned kMaxSleepUs = 128;
 
-  Worker(uint16_t id, const std::atomic<const Snapshot*>* snapshot, Bridge* bridge, Rcu* rcu);
+  Worker(uint16_t id, const std::atomic<const Snapshot*>* snapshot, Bridge* bridge, Rcu* rcu,
+         rte_mempool* pool);
 
   void Run();  // returns after Stop()
   void Stop() { stop_.store(true, std::memory_order_release); }
@@ -49,12 +51,27 @@ class Worker {
   void Stage(uint16_t port, rte_mbuf* m);
   void Flush(const Snapshot& snap, uint64_t now_ns);
   void Idle();
+  void SendEmitted(const Snapshot& snap, uint16_t in);
+
+  // Frames filters built (rejects) go back out of the port being polled, after the burst.
+  class BackToIngress : public Emitter {
+   public:
+    explicit BackToIngress(Worker* w) : w_(w) {}
+    bool Emit(const uint8_t* frame, uint32_t len) override;
+
+   private:
+    Worker* w_;
+  };
 
   const uint16_t id_;
   const std::atomic<const Snapshot*>* snapshot_;
   Bridge* bridge_;
   Rcu* rcu_;
+  rte_mempool* pool_;
   std::atomic<bool> stop_{false};
+  BackToIngress emitter_{this};
+  rte_mbuf* emitted_[2 * kBurstSize];  // OUT chain and IN chains of one burst
+  uint16_t nemitted_ = 0;
 
   // Per-burst egress staging, owned by this worker's thread.
   rte_mbuf* staged_[kMaxPorts][kBurstSize];

@@ -1,0 +1,81 @@
+// Conn: one connection-tracking entry, 128 bytes (two cache lines), its key and its states.
+//
+// A connection is stored once under a normalized key (the lower address/port pair first), so
+// both directions find it with one lookup; `orig_is_lo` says which end opened it. Direction 0
+// is the original direction (the packet that created the entry), 1 the reply.
+// Value types; the table that holds them (conntrack.h) says who may touch them.
+#pragma once
+
+#include <cstdint>
+
+#include "firewall/ip_addr.h"
+#include "firewall/packet.h"
+
+namespace palisade::fw {
+
+enum class ConnState : uint8_t {
+  kFree = 0,  // an unused slot
+  // TCP
+  kSynSent, kSynRecv, kEstablished, kFinWait, kCloseWait, kTimeWait, kClosed,
+  // UDP, ICMP echo and other protocols: one direction seen, or both
+  kNew, kMultiple,
+};
+
+const char* ConnStateName(ConnState s);  // SYN_SENT, EST, FIN_WAIT, ... as getflows prints
+
+enum class CloseReason : uint8_t { kNone, kFin, kRst, kTimeout, kRuleChange, kFlush };
+const char* CloseReasonName(CloseReason r);
+
+// One side of a TCP connection, for sequence-window tracking (after G. van Rooij's scheme).
+struct TcpPeer {
+  uint32_t end = 0;     // highest sequence number sent + 1
+  uint32_t maxend = 0;  // highest sequence number the other side has allowed
+  uint32_t maxwin = 0;  // largest window seen; 0: this side not seen yet
+  uint8_t scale = 0;    // window scale
+  uint8_t flags = 0;    // kPeer* below
+  uint16_t pad = 0;
+};
+inline constexpr uint8_t kPeerFin = 0x1;      // sent a FIN
+inline constexpr uint8_t kPeerWscale = 0x2;   // offered window scaling in its SYN
+
+// Normalized key and the direction of the packet that produced it.
+struct ConnKey {
+  IpAddr lo, hi;
+  uint16_t lo_port = 0, hi_port = 0;
+  uint8_t proto = 0;
+  bool operator==(const ConnKey&) const = default;
+};
+
+// Key of a packet tuple; *src_is_lo says whether the packet's source is the lo end.
+ConnKey MakeKey(const Tuple& t, bool* src_is_lo);
+uint64_t HashKey(const ConnKey& k, uint64_t seed);
+
+inline constexpr uint8_t kConnOrigIsLo = 0x01;  // the originator is the key's lo end
+inline constexpr uint8_t kConnOrigIn = 0x02;    // the original direction is toward the VM
+inline constexpr uint8_t kConnLog = 0x04;       // admitted by a `with log` rule: log its end
+inline constexpr uint8_t kConnV6 = 0x08;
+
+struct Conn {
+  IpAddr lo, hi;
+  uint16_t lo_port, hi_port;
+  uint8_t proto;
+  ConnState state;
+  uint8_t flags;
+  CloseReason reason;  // why it ended, once it has
+  uint32_t rule_id;
+  uint16_t rule_pos;    // position of that rule in the table of `generation`
+  uint16_t generation;  // rule table generation (mod 2^16) that admitted or last re-checked it
+  uint64_t flow_id;
+  uint64_t pkts[2];
+  uint64_t bytes[2];
+  uint32_t expires_s;
+  uint32_t next;  // hash chain (index), or free list
+  TcpPeer peer[2];
+
+  ConnKey key() const { return ConnKey{lo, hi, lo_port, hi_port, proto}; }
+  // The original direction's tuple (source = originator).
+  Tuple OrigTuple() const;
+};
+static_assert(sizeof(Conn) == 128, "a connection entry is two cache lines");
+
+}  // namespace palisade::fw

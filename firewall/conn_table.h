@@ -1,0 +1,63 @@
+// ConnTable: a filter's connection entries in a pool of 128-byte Conns with index-linked hash
+// chains, bounded by an entry limit. Walkable with a cursor (getflows, the migration exporter)
+// in pages, and swept for expired entries a slice at a time.
+//
+// Thread-safety: none of its own. The stateful filter that owns it serialises access (see
+// stateful_filter.h).
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "firewall/conn.h"
+
+namespace palisade::fw {
+
+class ConnTable {
+ public:
+  static constexpr uint32_t kNil = ~0u;
+
+  ConnTable(uint32_t limit, uint64_t seed);
+
+  uint32_t Find(const ConnKey& k) const;
+  // A zeroed entry holding k, or kNil when the limit is reached.
+  uint32_t Insert(const ConnKey& k);
+  void Remove(uint32_t idx);
+  Conn& at(uint32_t idx) { return entries_[idx]; }
+  const Conn& at(uint32_t idx) const { return entries_[idx]; }
+
+  uint32_t size() const { return size_; }
+  uint32_t limit() const { return limit_; }
+  // A lower limit refuses new entries until the table has shrunk below it.
+  void set_limit(uint32_t limit) { limit_ = limit; }
+  size_t memory_bytes() const;
+
+  // Calls f(idx, conn) for up to `max` live entries from `cursor` on; returns the cursor to
+  // continue from, or kNil when the walk is complete. Entries added or removed meanwhile are
+  // seen or not, but never twice.
+  template <typename F>
+  uint32_t Walk(uint32_t cursor, uint32_t max, F&& f) {
+    uint32_t i = cursor;
+    for (uint32_t seen = 0; i < entries_.size() && seen < max; i++) {
+      if (entries_[i].state == ConnState::kFree) continue;
+      f(i, entries_[i]);
+      seen++;
+    }
+    return i >= entries_.size() ? kNil : i;
+  }
+
+ private:
+  uint32_t Bucket(const ConnKey& k) const {
+    return static_cast<uint32_t>(HashKey(k, seed_)) & mask_;
+  }
+
+  uint32_t limit_;
+  uint64_t seed_;
+  uint32_t mask_;
+  uint32_t size_ = 0;
+  uint32_t free_ = kNil;  // free list through Conn::next
+  std::vector<uint32_t> buckets_;
+  std::vector<Conn> entries_;
+};
+
+}  // namespace palisade::fw

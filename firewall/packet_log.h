@@ -1,0 +1,76 @@
+// PacketLog: the firewall's packet log. Filters on the datapath push fixed-size events into a
+// per-worker ring (never blocking, never allocating; a full ring counts the event as lost); the
+// control side drains the rings and writes one line per event in the FORMATS.md shape:
+//
+//   2026-11-25T10:02:11.512Z 2041 INET match PASS web-tier/1006 OUT 60 TCP 172.16.10.12/44194->172.16.10.11/22 S
+//   2026-11-25T10:07:40.220Z 2041 INET TERM PASS web-tier/1006 OUT TCP FIN 172.16.10.12/44194->172.16.10.11/22 19/18 3017/2957
+//
+// Writing is rate-limited (lines per second); what is over the limit is counted and reported
+// in one line.
+//
+// Thread-safety: Push(worker, ...) from that worker's thread only, Push(kControl, ...) from the
+// control thread; Drain() and the counters from the control thread.
+#pragma once
+
+#include <cstdint>
+#include <cstdio>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "firewall/ip_addr.h"
+#include "vswitch/spsc_ring.h"
+
+namespace palisade::fw {
+
+struct LogEvent {
+  enum class Kind : uint8_t { kMatch, kTerm, kStateLimit, kSpoofGuard, kFragment, kShort };
+  enum class Action : uint8_t { kPass, kDrop, kReject };
+  uint64_t now_ns;  // the switch's monotonic clock
+  uint32_t filter_id;
+  uint32_t rule_id;
+  Kind kind;
+  Action action;
+  bool in;          // toward the VM
+  bool v6;
+  uint8_t proto;
+  uint8_t tcp_flags;
+  uint8_t close_reason;  // CloseReason, for kTerm
+  uint16_t len;
+  uint16_t sport, dport;
+  IpAddr src, dst;
+  uint64_t pkts[2], bytes[2];  // kTerm: original and reply directions
+  char ruleset[24];            // truncated ruleset name
+};
+
+class PacketLog {
+ public:
+  static constexpr unsigned kControl = ~0u;  // the ring of the control thread
+
+  // wall_offset_ns: realtime minus the monotonic clock of now_ns, for timestamps.
+  PacketLog(unsigned workers, int64_t wall_offset_ns, uint32_t lines_per_second = 1000);
+
+  bool Push(unsigned worker, const LogEvent& e);
+
+  // Writes what the rings hold to `out` (or just counts it when out is null); returns lines.
+  size_t Drain(std::FILE* out, uint64_t now_ns);
+  static std::string Format(const LogEvent& e, int64_t wall_offset_ns);
+
+  uint64_t lost() const;
+  uint64_t suppressed() const { return suppressed_; }
+  uint64_t written() const { return written_; }
+
+ private:
+  struct alignas(64) PerWorker {
+    SpscRing<LogEvent, 1024> ring;
+    std::atomic<uint64_t> lost{0};
+  };
+  std::vector<std::unique_ptr<PerWorker>> workers_;
+  int64_t wall_offset_ns_;
+  uint32_t lines_per_second_;
+  uint64_t second_ = 0;
+  uint32_t in_second_ = 0;
+  uint64_t suppressed_ = 0, reported_suppressed_ = 0, written_ = 0;
+};
+
+}  // namespace palisade::fw

@@ -1,0 +1,360 @@
+#include "firewall/stateful_filter.h"
+
+#include <cstring>
+#include <mutex>
+
+#include "firewall/reject.h"
+#include "firewall/tcp_tracker.h"
+
+namespace palisade::fw {
+namespace {
+
+constexpr size_t kFragSlots = 64;
+constexpr uint32_t kFragTimeoutS = 30;
+
+ClassifyKey KeyOf(bool in, bool v6, const Tuple& t, uint8_t icmp_type, uint8_t icmp_code) {
+  ClassifyKey k{in, v6, t.proto, t.src, t.dst, 0, 0};
+  if (t.proto == kProtoTcp || t.proto == kProtoUdp) {
+    k.sport = t.sport;
+    k.dport = t.dport;
+  } else if (t.proto == kProtoIcmp || t.proto == kProtoIcmp6) {
+    k.sport = icmp_type;
+    k.dport = icmp_code;
+  }
+  return k;
+}
+
+}  // namespace
+
+bool FlowSelector::Matches(const Tuple& t) const {
+  if (has_src && !src.Contains(t.src)) return false;
+  if (has_dst && !dst.Contains(t.dst)) return false;
+  if (proto != kAny && proto != t.proto) return false;
+  if (sport != kAny && sport != t.sport) return false;
+  if (dport != kAny && dport != t.dport) return false;
+  return true;
+}
+
+StatefulFilter::StatefulFilter(uint32_t filter_id, PacketLog* log, FirewallOptions options,
+                               uint64_t seed)
+    : filter_id_(filter_id),
+      log_(log),
+      options_(options),
+      conns_(options.conn_limit, seed),
+      next_flow_id_((seed & 0xffffffff00000000ull) | 1),
+      frags_(kFragSlots, FragKey{}) {}
+
+void StatefulFilter::SetTable(std::shared_ptr<const RuleTable> table) {
+  std::lock_guard lock(lock_);
+  stats_.assign(table ? table->rules().size() : 0, RuleStats{});
+  table_.swap(table);  // the old table is released outside the lock, with `table`
+}
+
+std::shared_ptr<const RuleTable> StatefulFilter::table() const {
+  std::lock_guard lock(lock_);
+  return table_;
+}
+
+FirewallOptions StatefulFilter::options() const {
+  std::lock_guard lock(lock_);
+  return options_;
+}
+
+void StatefulFilter::SetOptions(const FirewallOptions& options) {
+  std::lock_guard lock(lock_);
+  options_ = options;
+  conns_.set_limit(options.conn_limit);
+}
+
+std::vector<RuleStats> StatefulFilter::rule_stats() const {
+  std::lock_guard lock(lock_);
+  return stats_;
+}
+
+uint32_t StatefulFilter::flow_count() const {
+  std::lock_guard lock(lock_);
+  return conns_.size();
+}
+
+size_t StatefulFilter::memory_bytes() const {
+  std::lock_guard lock(lock_);
+  return conns_.memory_bytes();
+}
+
+void StatefulFilter::Process(FilterBatch& b) {
+  std::lock_guard lock(lock_);
+  const RuleTable* t = table_.get();
+  if (t == nullptr) {
+    for (uint16_t i = 0; i < b.count; i++) b.verdict[i] = Verdict::kUndecided;
+    return;
+  }
+  const uint32_t now_s = static_cast<uint32_t>(b.now_ns / 1000000000ull);
+  const bool in = b.dir == Direction::kIn;
+  for (uint16_t i = 0; i < b.count; i++) {
+    Packet p;
+    if (ParsePacket(b.pkts[i].data, b.pkts[i].len, &p) != ParseError::kNone) {
+      b.verdict[i] = Verdict::kDrop;
+      b.reason[i] = DropReason::kMalformed;
+      continue;
+    }
+    const int l2 = t->MatchL2(in, p.ethertype, p.src_mac, p.dst_mac);
+    if (l2 >= 0) {
+      const L2Rule& r = t->file().l2_rules[static_cast<size_t>(l2)];
+      if (r.action != Action::kAccept) {
+        b.verdict[i] = Verdict::kDrop;
+        b.reason[i] = DropReason::kRule;
+        if (r.log) LogPacket(b, p, b.pkts[i].len, LogEvent::Kind::kMatch, LogEvent::Action::kDrop, r.id);
+        continue;
+      }
+    }
+    if (p.ip) ProcessIp(b, i, p, *t, now_s);
+  }
+}
+
+void StatefulFilter::ProcessIp(FilterBatch& b, uint16_t i, const Packet& p, const RuleTable& t,
+                               uint32_t now_s) {
+  const uint32_t len = b.pkts[i].len;
+  auto drop = [&](DropReason why) {
+    b.verdict[i] = Verdict::kDrop;
+    b.reason[i] = why;
+  };
+  if (p.fragment && !p.first_fragment) {
+    if (!FragmentAdmitted(p, now_s)) drop(DropReason::kFragment);
+    return;
+  }
+  if (p.icmp_error) {
+    bool unused;
+    if (conns_.Find(MakeKey(p.quoted, &unused)) != ConnTable::kNil) return;  // related
+  }
+  bool src_is_lo;
+  const ConnKey key = MakeKey(p.tuple, &src_is_lo);
+  uint32_t idx = conns_.Find(key);
+  if (idx != ConnTable::kNil) {
+    Conn& c = conns_.at(idx);
+    if (c.generation != static_cast<uint16_t>(t.generation()) && !Recheck(c, t)) {
+      Close(idx, CloseReason::kRuleChange, b.now_ns, b.worker);
+      idx = ConnTable::kNil;
+    }
+  }
+  if (idx != ConnTable::kNil) {
+    Conn& c = conns_.at(idx);
+    const int dir = (src_is_lo == ((c.flags & kConnOrigIsLo) != 0)) ? 0 : 1;
+    if (c.proto == kProtoTcp) {
+      switch (TcpUpdate(c, dir, p)) {
+        case TcpTrack::kOutOfWindow: drop(DropReason::kTcpInvalid); return;
+        case TcpTrack::kReopen:
+          Close(idx, CloseReason::kFin, b.now_ns, b.worker);
+          idx = ConnTable::kNil;
+          break;
+        case TcpTrack::kValid: break;
+      }
+    } else if (dir == 1 && c.state == ConnState::kNew) {
+      c.state = ConnState::kMultiple;
+    }
+    if (idx != ConnTable::kNil) {
+      Account(c, dir, len, now_s);
+      if (p.first_fragment) RememberFragment(p, now_s);
+      return;
+    }
+  }
+  NewConnection(b, i, p, t, now_s, key, src_is_lo);
+}
+
+void StatefulFilter::NewConnection(FilterBatch& b, uint16_t i, const Packet& p, const RuleTable& t,
+                                   uint32_t now_s, const ConnKey& key, bool src_is_lo) {
+  const bool in = b.dir == Direction::kIn;
+  const uint32_t len = b.pkts[i].len;
+  const int pos = t.classifier().Lookup(KeyOf(in, p.v6, p.tuple, p.icmp_type, p.icmp_code));
+  if (pos < 0) {
+    b.verdict[i] = Verdict::kDrop;
+    b.reason[i] = DropReason::kDefault;
+    return;
+  }
+  const Rule& r = t.rules()[static_cast<size_t>(pos)];
+  CountRule(static_cast<uint32_t>(pos + 1), in, len, /*eval=*/true);
+  if (r.action == Action::kDrop) {
+    b.verdict[i] = Verdict::kDrop;
+    b.reason[i] = DropReason::kRule;
+    if (r.log) LogPacket(b, p, len, LogEvent::Kind::kMatch, LogEvent::Action::kDrop, r.id);
+    return;
+  }
+  if (r.action == Action::kReject) {
+    b.verdict[i] = Verdict::kDrop;
+    b.reason[i] = DropReason::kReject;
+    if (b.emit != nullptr) {
+      std::vector<uint8_t> reply = BuildReject(b.pkts[i].data, len, p);
+      if (!reply.empty()) b.emit->Emit(reply.data(), static_cast<uint32_t>(reply.size()));
+    }
+    if (r.log) LogPacket(b, p, len, LogEvent::Kind::kMatch, LogEvent::Action::kReject, r.id);
+    return;
+  }
+  if (r.log) LogPacket(b, p, len, LogEvent::Kind::kMatch, LogEvent::Action::kPass, r.id);
+  if (r.stateless) {
+    if (p.first_fragment) RememberFragment(p, now_s);
+    return;
+  }
+  const uint32_t idx = conns_.Insert(key);
+  if (idx == ConnTable::kNil) {
+    b.verdict[i] = Verdict::kDrop;
+    b.reason[i] = DropReason::kStateLimit;
+    LogPacket(b, p, len, LogEvent::Kind::kStateLimit, LogEvent::Action::kDrop, r.id);
+    return;
+  }
+  Conn& c = conns_.at(idx);
+  c.flags = static_cast<uint8_t>((src_is_lo ? kConnOrigIsLo : 0) | (in ? kConnOrigIn : 0) |
+                                 (r.log ? kConnLog : 0) | (p.v6 ? kConnV6 : 0));
+  c.rule_id = r.id;
+  c.rule_pos = static_cast<uint16_t>(pos + 1);
+  c.generation = static_cast<uint16_t>(t.generation());
+  c.flow_id = next_flow_id_++;
+  if (c.proto == kProtoTcp && TcpStart(c, p, r.strict) == TcpOpen::kRefused) {
+    conns_.Remove(idx);
+    b.verdict[i] = Verdict::kDrop;
+    b.reason[i] = DropReason::kTcpInvalid;
+    return;
+  }
+  if (c.proto != kProtoTcp) c.state = ConnState::kNew;
+  c.pkts[0] = 1;
+  c.bytes[0] = len;
+  c.expires_s = now_s + options_.timeouts.For(c.proto, c.state);
+  if (p.first_fragment) RememberFragment(p, now_s);
+}
+
+bool StatefulFilter::Recheck(Conn& c, const RuleTable& t) {
+  if (!options_.recheck) {
+    c.generation = static_cast<uint16_t>(t.generation());
+    c.rule_pos = 0;  // its rule's place in the new table is unknown
+    return true;
+  }
+  const Tuple orig = c.OrigTuple();
+  const bool v6 = c.flags & kConnV6;
+  uint8_t type = 0;
+  if (c.proto == kProtoIcmp) type = 8;     // ICMP entries are echo requests
+  if (c.proto == kProtoIcmp6) type = 128;
+  const int pos = t.classifier().Lookup(KeyOf(c.flags & kConnOrigIn, v6, orig, type, 0));
+  if (pos < 0) return false;
+  const Rule& r = t.rules()[static_cast<size_t>(pos)];
+  if (r.action != Action::kAccept || r.stateless) return false;
+  c.rule_id = r.id;
+  c.rule_pos = static_cast<uint16_t>(pos + 1);
+  c.generation = static_cast<uint16_t>(t.generation());
+  return true;
+}
+
+void StatefulFilter::Account(Conn& c, int dir, uint32_t len, uint32_t now_s) {
+  c.pkts[dir]++;
+  c.bytes[dir] += len;
+  c.expires_s = now_s + options_.timeouts.For(c.proto, c.state);
+  const bool pkt_in = (dir == 0) == ((c.flags & kConnOrigIn) != 0);
+  CountRule(c.rule_pos, pkt_in, len, /*eval=*/false);
+}
+
+void StatefulFilter::CountRule(uint32_t pos, bool in, uint32_t len, bool eval) {
+  if (pos == 0 || pos > stats_.size()) return;
+  RuleStats& s = stats_[pos - 1];
+  if (eval) s.evals++;
+  s.pkts[in ? 0 : 1]++;
+  s.bytes[in ? 0 : 1] += len;
+}
+
+void StatefulFilter::Close(uint32_t idx, CloseReason why, uint64_t now_ns, unsigned worker) {
+  const Conn& c = conns_.at(idx);
+  if ((c.flags & kConnLog) && log_ != nullptr) {
+    LogEvent e{};
+    e.now_ns = now_ns;
+    e.filter_id = filter_id_;
+    e.rule_id = c.rule_id;
+    e.kind = LogEvent::Kind::kTerm;
+    e.action = LogEvent::Action::kPass;
+    e.in = c.flags & kConnOrigIn;
+    e.v6 = c.flags & kConnV6;
+    e.proto = c.proto;
+    e.close_reason = static_cast<uint8_t>(c.reason != CloseReason::kNone ? c.reason : why);
+    const Tuple t = c.OrigTuple();
+    e.src = t.src;
+    e.dst = t.dst;
+    e.sport = t.sport;
+    e.dport = t.dport;
+    std::memcpy(e.pkts, c.pkts, sizeof e.pkts);
+    std::memcpy(e.bytes, c.bytes, sizeof e.bytes);
+    if (table_) std::snprintf(e.ruleset, sizeof e.ruleset, "%s", table_->file().name.c_str());
+    log_->Push(worker, e);
+  }
+  conns_.Remove(idx);
+}
+
+void StatefulFilter::LogPacket(const FilterBatch& b, const Packet& p, uint32_t len,
+                               LogEvent::Kind kind, LogEvent::Action action, uint32_t rule_id) {
+  if (log_ == nullptr) return;
+  LogEvent e{};
+  e.now_ns = b.now_ns;
+  e.filter_id = filter_id_;
+  e.rule_id = rule_id;
+  e.kind = kind;
+  e.action = action;
+  e.in = b.dir == Direction::kIn;
+  e.v6 = p.v6;
+  e.proto = p.tuple.proto;
+  e.tcp_flags = p.tcp_flags;
+  e.len = static_cast<uint16_t>(len);
+  e.src = p.tuple.src;
+  e.dst = p.tuple.dst;
+  e.sport = p.tuple.sport;
+  e.dport = p.tuple.dport;
+  if (table_) std::snprintf(e.ruleset, sizeof e.ruleset, "%s", table_->file().name.c_str());
+  log_->Push(b.worker, e);
+}
+
+void StatefulFilter::RememberFragment(const Packet& p, uint32_t now_s) {
+  FragKey& f = frags_[(p.frag_id ^ p.tuple.src.b[15] ^ p.tuple.dst.b[15]) % kFragSlots];
+  f = FragKey{p.tuple.src, p.tuple.dst, p.frag_id, p.tuple.proto, now_s + kFragTimeoutS};
+}
+
+bool StatefulFilter::FragmentAdmitted(const Packet& p, uint32_t now_s) const {
+  const FragKey& f = frags_[(p.frag_id ^ p.tuple.src.b[15] ^ p.tuple.dst.b[15]) % kFragSlots];
+  return f.expires_s > now_s && f.id == p.frag_id && f.proto == p.tuple.proto &&
+         f.src == p.tuple.src && f.dst == p.tuple.dst;
+}
+
+uint32_t StatefulFilter::Flows(uint32_t cursor, uint32_t max, const FlowSelector& sel,
+                               uint64_t now_ns, std::vector<FlowInfo>* out) {
+  const uint32_t now_s = static_cast<uint32_t>(now_ns / 1000000000ull);
+  std::lock_guard lock(lock_);
+  return conns_.Walk(cursor, max, [&](uint32_t, const Conn& c) {
+    const Tuple t = c.OrigTuple();
+    if (!sel.Matches(t)) return;
+    FlowInfo f{c.flow_id, c.state, (c.flags & kConnV6) != 0, (c.flags & kConnOrigIn) != 0,
+               c.rule_id, t, {c.pkts[0], c.pkts[1]}, {c.bytes[0], c.bytes[1]},
+               c.expires_s > now_s ? c.expires_s - now_s : 0};
+    out->push_back(f);
+  });
+}
+
+size_t StatefulFilter::Flush(const FlowSelector& sel, uint64_t now_ns) {
+  size_t removed = 0;
+  uint32_t cursor = 0;
+  while (cursor != ConnTable::kNil) {
+    std::lock_guard lock(lock_);
+    std::vector<uint32_t> victims;
+    cursor = conns_.Walk(cursor, 1024, [&](uint32_t idx, const Conn& c) {
+      if (sel.Matches(c.OrigTuple())) victims.push_back(idx);
+    });
+    for (uint32_t idx : victims) Close(idx, CloseReason::kFlush, now_ns, PacketLog::kControl);
+    removed += victims.size();
+  }
+  return removed;
+}
+
+size_t StatefulFilter::Expire(uint64_t now_ns, uint32_t budget) {
+  const uint32_t now_s = static_cast<uint32_t>(now_ns / 1000000000ull);
+  std::lock_guard lock(lock_);
+  std::vector<uint32_t> victims;
+  const uint32_t next = conns_.Walk(sweep_cursor_, budget, [&](uint32_t idx, const Conn& c) {
+    if (c.expires_s <= now_s) victims.push_back(idx);
+  });
+  sweep_cursor_ = next == ConnTable::kNil ? 0 : next;
+  for (uint32_t idx : victims) Close(idx, CloseReason::kTimeout, now_ns, PacketLog::kControl);
+  return victims.size();
+}
+
+}  // namespace palisade::fw

@@ -1,0 +1,125 @@
+// StatefulFilter: the per-port stateful firewall (IOChain slot 2, agent palisade-sfw).
+//
+// For each packet: parse with every length checked (malformed: drop); the L2 rules first;
+// then, for IP, a tracked connection decides (TCP sequence windows included) before the rules;
+// an ICMP error that quotes a tracked connection passes as related; a later fragment passes
+// only if its first fragment was admitted. Otherwise the first matching L3/L4 rule decides:
+// accept creates an entry (unless `stateless`; `strict` TCP must open with a SYN), drop drops,
+// reject drops and sends a RST or ICMP error back. No table loaded: every packet is undecided,
+// so the slot's failure policy applies. A full table drops new connections (state-limit).
+//
+// When the rule table changes, connections admitted under an older generation are re-checked
+// against the new rules at their next packet and closed if no longer admitted (the secure
+// default; `recheck` off keeps them).
+//
+// Thread-safety: Process() may run on several workers (OUT on the port's worker, IN on the
+// sender's); the filter's state is behind one spin lock taken once per batch. Control methods
+// take it too, for short slices (a page of flows), so workers are delayed by microseconds at
+// most and never stopped. Control methods are for the control thread.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "firewall/conn_table.h"
+#include "firewall/packet_log.h"
+#include "firewall/rule_table.h"
+#include "firewall/spin_lock.h"
+#include "firewall/timeouts.h"
+#include "vswitch/filter.h"
+
+namespace palisade::fw {
+
+struct FirewallOptions {
+  uint32_t conn_limit = 100000;
+  bool recheck = true;
+  Timeouts timeouts;
+};
+
+// Selects flows for getflows and flush; unset fields match everything.
+struct FlowSelector {
+  bool has_src = false, has_dst = false;
+  IpPrefix src{}, dst{};
+  int proto = kAny;
+  int sport = kAny, dport = kAny;
+  bool Matches(const Tuple& orig) const;
+};
+
+struct FlowInfo {
+  uint64_t flow_id;
+  ConnState state;
+  bool v6;
+  bool orig_in;  // opened toward the VM
+  uint32_t rule_id;
+  Tuple orig;
+  uint64_t pkts[2], bytes[2];
+  uint32_t expires_in_s;
+};
+
+struct RuleStats {
+  uint64_t evals = 0;
+  uint64_t pkts[2] = {0, 0};  // [0] in, [1] out
+  uint64_t bytes[2] = {0, 0};
+};
+
+class StatefulFilter : public Filter {
+ public:
+  StatefulFilter(uint32_t filter_id, PacketLog* log, FirewallOptions options, uint64_t seed);
+
+  std::string_view agent() const override { return "palisade-sfw"; }
+  void Process(FilterBatch& batch) override;
+
+  // Control side.
+  void SetTable(std::shared_ptr<const RuleTable> table);
+  std::shared_ptr<const RuleTable> table() const;
+  FirewallOptions options() const;
+  void SetOptions(const FirewallOptions& options);
+  std::vector<RuleStats> rule_stats() const;
+
+  // Walks flows in pages: returns the cursor to continue from, ConnTable::kNil when done.
+  uint32_t Flows(uint32_t cursor, uint32_t max, const FlowSelector& sel, uint64_t now_ns,
+                 std::vector<FlowInfo>* out);
+  // Removes matching flows (a TERM line for logged ones); returns how many.
+  size_t Flush(const FlowSelector& sel, uint64_t now_ns);
+  // Removes expired entries, examining at most `budget` slots; returns how many it removed.
+  size_t Expire(uint64_t now_ns, uint32_t budget);
+  uint32_t flow_count() const;
+  size_t memory_bytes() const;
+  uint32_t filter_id() const { return filter_id_; }
+
+ private:
+  struct FragKey {
+    IpAddr src, dst;
+    uint32_t id;
+    uint8_t proto;
+    uint32_t expires_s;
+  };
+
+  void ProcessIp(FilterBatch& b, uint16_t i, const Packet& p, const RuleTable& t, uint32_t now_s);
+  void NewConnection(FilterBatch& b, uint16_t i, const Packet& p, const RuleTable& t,
+                     uint32_t now_s, const ConnKey& key, bool src_is_lo);
+  bool Recheck(Conn& c, const RuleTable& t);
+  void Account(Conn& c, int dir, uint32_t len, uint32_t now_s);
+  void CountRule(uint32_t pos, bool in, uint32_t len, bool eval);
+  void Close(uint32_t idx, CloseReason why, uint64_t now_ns, unsigned worker);
+  void LogPacket(const FilterBatch& b, const Packet& p, uint32_t len, LogEvent::Kind kind,
+                 LogEvent::Action action, uint32_t rule_id);
+  void RememberFragment(const Packet& p, uint32_t now_s);
+  bool FragmentAdmitted(const Packet& p, uint32_t now_s) const;
+
+  const uint32_t filter_id_;
+  PacketLog* log_;
+  mutable SpinLock lock_;
+  // Guarded by lock_:
+  FirewallOptions options_;
+  std::shared_ptr<const RuleTable> table_;
+  std::vector<RuleStats> stats_;
+  ConnTable conns_;
+  uint64_t next_flow_id_;
+  uint32_t sweep_cursor_ = 0;
+  std::vector<FragKey> frags_;
+};
+
+}  // namespace palisade::fw

@@ -1,0 +1,469 @@
+// Scenarios for the stateful firewall with crafted packets and a fake clock. The VM behind the
+// filter is 10.0.0.1 (2001:db8::1); OUT packets come from it, IN packets go to it.
+#include "firewall/stateful_filter.h"
+
+#include <gtest/gtest.h>
+
+#include "firewall/checksum.h"
+#include "firewall/packet_builder.h"
+#include "firewall/rule_text.h"
+
+namespace palisade::fw {
+namespace {
+
+constexpr uint64_t kSecond = 1000000000ull;
+const IpAddr kVm = *IpAddr::Parse("10.0.0.1");
+const IpAddr kPeer = *IpAddr::Parse("10.0.0.2");
+
+class Capture : public Emitter {
+ public:
+  bool Emit(const uint8_t* frame, uint32_t len) override {
+    frames.emplace_back(frame, frame + len);
+    return true;
+  }
+  std::vector<std::vector<uint8_t>> frames;
+};
+
+constexpr char kPolicy[] = R"(ruleset web {
+  rule 100 at 1 out protocol tcp from any to any port 80 accept with log;
+  rule 101 at 2 out protocol tcp strict from any to any port 443 accept;
+  rule 102 at 3 out protocol udp from any to any port 53 accept;
+  rule 103 at 4 out protocol icmp icmptype 8 from any to any accept;
+  rule 104 at 5 in protocol udp stateless from any to any port 9999 accept;
+  rule 105 at 6 in protocol tcp from any to any port 22 drop with log;
+  rule 106 at 7 inout protocol udp from any to any port 7 reject;
+  rule 107 at 8 out inet6 protocol udp from any to any port 7 reject;
+  rule 108 at 9 inout protocol any from any to any reject with log;
+})";
+
+class StatefulFilterTest : public ::testing::Test {
+ protected:
+  StatefulFilterTest() : log_(1, 0), filter_(7, &log_, FirewallOptions{}, 0x1234567800000000ull) {
+    Load(kPolicy);
+  }
+
+  void Load(const char* text, uint32_t generation = 0) {
+    RuleFile f;
+    Status s = ParseRuleFile(text, &f);
+    ASSERT_TRUE(s.ok()) << s.message();
+    std::shared_ptr<const RuleTable> t;
+    s = RuleTable::Compile(f, nullptr, generation ? generation : ++generation_, &t);
+    ASSERT_TRUE(s.ok()) << s.message();
+    filter_.SetTable(t);
+  }
+
+  // Sends one frame through the filter; returns its verdict and reason.
+  std::pair<Verdict, DropReason> Send(Direction dir, const std::vector<uint8_t>& frame) {
+    FilterBatch b{};
+    b.dir = dir;
+    b.count = 1;
+    b.now_ns = now_;
+    b.pkts[0] = PacketRef{frame.data(), static_cast<uint32_t>(frame.size())};
+    b.verdict[0] = Verdict::kPass;
+    b.emit = &capture_;
+    filter_.Process(b);
+    return {b.verdict[0], b.reason[0]};
+  }
+  bool Passes(Direction dir, const std::vector<uint8_t>& frame) {
+    return Send(dir, frame).first == Verdict::kPass;
+  }
+
+  // TCP segments of one connection VM:40000 -> peer:80.
+  std::vector<uint8_t> Out(uint8_t flags, uint32_t seq, uint32_t ack, uint16_t dport = 80,
+                           std::vector<uint8_t> payload = {}) {
+    FrameSpec s;
+    s.src = kVm;
+    s.dst = kPeer;
+    s.dport = dport;
+    s.flags = flags;
+    s.seq = seq;
+    s.ack = ack;
+    s.payload = std::move(payload);
+    return BuildFrame(s);
+  }
+  std::vector<uint8_t> In(uint8_t flags, uint32_t seq, uint32_t ack, uint16_t sport = 80,
+                          std::vector<uint8_t> payload = {}) {
+    FrameSpec s;
+    s.src = kPeer;
+    s.dst = kVm;
+    s.sport = sport;
+    s.dport = 40000;
+    s.flags = flags;
+    s.seq = seq;
+    s.ack = ack;
+    s.payload = std::move(payload);
+    return BuildFrame(s);
+  }
+  std::vector<uint8_t> Udp(bool out, uint16_t sport, uint16_t dport, bool v6 = false) {
+    FrameSpec s;
+    s.proto = kProtoUdp;
+    s.src = v6 ? *IpAddr::Parse("2001:db8::1") : kVm;
+    s.dst = v6 ? *IpAddr::Parse("2001:db8::2") : kPeer;
+    if (!out) std::swap(s.src, s.dst);
+    s.sport = sport;
+    s.dport = dport;
+    s.payload = {1, 2, 3, 4};
+    return BuildFrame(s);
+  }
+
+  FlowInfo OnlyFlow() {
+    std::vector<FlowInfo> flows;
+    filter_.Flows(0, 100, FlowSelector{}, now_, &flows);
+    EXPECT_EQ(flows.size(), 1u);
+    return flows.empty() ? FlowInfo{} : flows[0];
+  }
+
+  // Opens VM:40000 -> peer:80 (client ISN 1000, server ISN 5000) to ESTABLISHED.
+  void Handshake() {
+    ASSERT_TRUE(Passes(Direction::kOut, Out(tcp::kSyn, 1000, 0)));
+    ASSERT_TRUE(Passes(Direction::kIn, In(tcp::kSyn | tcp::kAck, 5000, 1001)));
+    ASSERT_TRUE(Passes(Direction::kOut, Out(tcp::kAck, 1001, 5001)));
+    ASSERT_EQ(OnlyFlow().state, ConnState::kEstablished);
+  }
+
+  std::vector<std::string> LogLines() {
+    std::vector<std::string> lines;
+    char* buf = nullptr;
+    size_t len = 0;
+    FILE* f = open_memstream(&buf, &len);
+    log_.Drain(f, now_);
+    std::fclose(f);
+    std::string all(buf, len);
+    free(buf);
+    size_t pos = 0, nl;
+    while ((nl = all.find('\n', pos)) != std::string::npos) {
+      lines.push_back(all.substr(pos, nl - pos));
+      pos = nl + 1;
+    }
+    return lines;
+  }
+
+  uint64_t now_ = 1000 * kSecond;
+  uint32_t generation_ = 0;
+  PacketLog log_;
+  Capture capture_;
+  StatefulFilter filter_;
+};
+
+TEST_F(StatefulFilterTest, S1_HandshakeEstablishes) {
+  ASSERT_TRUE(Passes(Direction::kOut, Out(tcp::kSyn, 1000, 0)));
+  EXPECT_EQ(OnlyFlow().state, ConnState::kSynSent);
+  ASSERT_TRUE(Passes(Direction::kIn, In(tcp::kSyn | tcp::kAck, 5000, 1001)));
+  EXPECT_EQ(OnlyFlow().state, ConnState::kSynRecv);
+  ASSERT_TRUE(Passes(Direction::kOut, Out(tcp::kAck, 1001, 5001)));
+  FlowInfo f = OnlyFlow();
+  EXPECT_EQ(f.state, ConnState::kEstablished);
+  EXPECT_EQ(f.rule_id, 100u);
+  EXPECT_FALSE(f.orig_in);
+  EXPECT_EQ(f.orig.src, kVm);
+  EXPECT_EQ(f.orig.dport, 80);
+  EXPECT_EQ(f.pkts[0], 2u);
+  EXPECT_EQ(f.pkts[1], 1u);
+  EXPECT_EQ(f.flow_id >> 32, 0x12345678u);
+}
+
+TEST_F(StatefulFilterTest, S2_DataInBothDirectionsWithinTheWindow) {
+  Handshake();
+  EXPECT_TRUE(Passes(Direction::kOut, Out(tcp::kAck | tcp::kPsh, 1001, 5001, 80, std::vector<uint8_t>(100))));
+  EXPECT_TRUE(Passes(Direction::kIn, In(tcp::kAck | tcp::kPsh, 5001, 1101, 80, std::vector<uint8_t>(1000))));
+  EXPECT_TRUE(Passes(Direction::kOut, Out(tcp::kAck, 1101, 6001)));
+  FlowInfo f = OnlyFlow();
+  EXPECT_EQ(f.pkts[0], 4u);
+  EXPECT_EQ(f.pkts[1], 2u);
+  std::vector<RuleStats> stats = filter_.rule_stats();
+  EXPECT_EQ(stats[0].evals, 1u);
+  EXPECT_EQ(stats[0].pkts[1], 4u) << "out";
+  EXPECT_EQ(stats[0].pkts[0], 2u) << "in";
+}
+
+TEST_F(StatefulFilterTest, S3_FinCloseGoesThroughTheClosingStates) {
+  Handshake();
+  ASSERT_TRUE(Passes(Direction::kOut, Out(tcp::kFin | tcp::kAck, 1001, 5001)));
+  EXPECT_EQ(OnlyFlow().state, ConnState::kFinWait);
+  ASSERT_TRUE(Passes(Direction::kIn, In(tcp::kAck, 5001, 1002)));
+  EXPECT_EQ(OnlyFlow().state, ConnState::kCloseWait);
+  ASSERT_TRUE(Passes(Direction::kIn, In(tcp::kFin | tcp::kAck, 5001, 1002)));
+  EXPECT_EQ(OnlyFlow().state, ConnState::kTimeWait);
+  ASSERT_TRUE(Passes(Direction::kOut, Out(tcp::kAck, 1002, 5002)));
+  // TIME_WAIT ends after its timeout; the TERM line says FIN (rule 100 logs).
+  now_ += 21 * kSecond;
+  EXPECT_EQ(filter_.Expire(now_, 1000), 1u);
+  std::vector<std::string> lines = LogLines();
+  ASSERT_EQ(lines.size(), 2u);
+  EXPECT_NE(lines[0].find("7 INET match PASS web/100 OUT"), std::string::npos) << lines[0];
+  EXPECT_NE(lines[0].find("TCP 10.0.0.1/40000->10.0.0.2/80 S"), std::string::npos) << lines[0];
+  EXPECT_NE(lines[1].find("7 INET TERM PASS web/100 OUT TCP FIN 10.0.0.1/40000->10.0.0.2/80 4/3 "),
+            std::string::npos) << lines[1];
+}
+
+TEST_F(StatefulFilterTest, S4_RstInWindowCloses) {
+  Handshake();
+  ASSERT_TRUE(Passes(Direction::kIn, In(tcp::kRst, 5001, 0)));
+  EXPECT_EQ(OnlyFlow().state, ConnState::kClosed);
+}
+
+TEST_F(StatefulFilterTest, S5_BlindRstAndOutOfWindowSegmentsAreIgnored) {
+  Handshake();
+  auto [v, why] = Send(Direction::kIn, In(tcp::kRst, 5001 + 3000000, 0));
+  EXPECT_EQ(v, Verdict::kDrop);
+  EXPECT_EQ(why, DropReason::kTcpInvalid);
+  EXPECT_EQ(OnlyFlow().state, ConnState::kEstablished) << "a blind RST must not kill it";
+  // Data far beyond what the VM allowed cannot ride the connection.
+  EXPECT_EQ(Send(Direction::kIn, In(tcp::kAck, 5001 + 200000, 1001)).second, DropReason::kTcpInvalid);
+  // Acknowledging data the VM never sent is refused too.
+  EXPECT_EQ(Send(Direction::kIn, In(tcp::kAck, 5001, 1001 + 500000)).second, DropReason::kTcpInvalid);
+  EXPECT_TRUE(Passes(Direction::kIn, In(tcp::kAck, 5001, 1001)));
+}
+
+TEST_F(StatefulFilterTest, S6_StrictRefusesMidStreamLoosePicksUp) {
+  // Port 443 is strict: an ACK with no SYN before it opens nothing.
+  EXPECT_EQ(Send(Direction::kOut, Out(tcp::kAck, 7000, 9000, 443)).second, DropReason::kTcpInvalid);
+  EXPECT_EQ(filter_.flow_count(), 0u);
+  // Port 80 is not: the connection is picked up mid-stream and both sides are learned.
+  ASSERT_TRUE(Passes(Direction::kOut, Out(tcp::kAck, 7000, 9000)));
+  EXPECT_EQ(OnlyFlow().state, ConnState::kEstablished);
+  EXPECT_TRUE(Passes(Direction::kIn, In(tcp::kAck, 9000, 7000)));
+  EXPECT_TRUE(Passes(Direction::kOut, Out(tcp::kAck | tcp::kPsh, 7000, 9000, 80, {1, 2, 3})));
+}
+
+TEST_F(StatefulFilterTest, S7_ReopenAfterTimeWait) {
+  Handshake();
+  Passes(Direction::kOut, Out(tcp::kFin | tcp::kAck, 1001, 5001));
+  Passes(Direction::kIn, In(tcp::kFin | tcp::kAck, 5001, 1002));
+  ASSERT_EQ(OnlyFlow().state, ConnState::kTimeWait);
+  const uint64_t old_id = OnlyFlow().flow_id;
+  ASSERT_TRUE(Passes(Direction::kOut, Out(tcp::kSyn, 90000, 0)));
+  EXPECT_EQ(OnlyFlow().state, ConnState::kSynSent);
+  EXPECT_NE(OnlyFlow().flow_id, old_id);
+}
+
+TEST_F(StatefulFilterTest, UnsolicitedInboundFollowsTheRules) {
+  FrameSpec s;
+  s.src = kPeer;
+  s.dst = kVm;
+  s.dport = 22;
+  EXPECT_EQ(Send(Direction::kIn, BuildFrame(s)).second, DropReason::kRule) << "rule 105 drops";
+  s.dport = 23;
+  EXPECT_EQ(Send(Direction::kIn, BuildFrame(s)).second, DropReason::kReject) << "rule 108";
+}
+
+TEST_F(StatefulFilterTest, RejectSendsWellFormedTcpRst) {
+  FrameSpec s;
+  s.src = kPeer;
+  s.dst = kVm;
+  s.dport = 8080;
+  s.seq = 4242;
+  ASSERT_EQ(Send(Direction::kIn, BuildFrame(s)).second, DropReason::kReject);
+  ASSERT_EQ(capture_.frames.size(), 1u);
+  Packet r;
+  ASSERT_EQ(ParsePacket(capture_.frames[0].data(), static_cast<uint32_t>(capture_.frames[0].size()), &r),
+            ParseError::kNone);
+  EXPECT_EQ(r.tcp_flags, tcp::kRst | tcp::kAck);
+  EXPECT_EQ(r.ack, 4243u);
+  EXPECT_EQ(r.tuple.src, kVm);
+  EXPECT_EQ(r.tuple.dst, kPeer);
+  EXPECT_EQ(r.tuple.sport, 8080);
+  EXPECT_EQ(r.dst_mac, s.src_mac);
+  const auto& f = capture_.frames[0];
+  EXPECT_EQ(ChecksumFinish(ChecksumAdd(&f[14], 20)), 0) << "IPv4 header checksum";
+  std::vector<uint8_t> l4(f.begin() + r.l4_offset, f.end());
+  const uint16_t stored = static_cast<uint16_t>(l4[16] << 8 | l4[17]);
+  l4[16] = l4[17] = 0;
+  EXPECT_EQ(L4Checksum(r.tuple.src, r.tuple.dst, kProtoTcp, l4.data(), l4.size()), stored);
+}
+
+TEST_F(StatefulFilterTest, RejectSendsIcmpUnreachableQuotingThePacket) {
+  std::vector<uint8_t> probe = Udp(/*out=*/false, 5555, 7);
+  ASSERT_EQ(Send(Direction::kIn, probe).second, DropReason::kReject);
+  ASSERT_EQ(capture_.frames.size(), 1u);
+  Packet r;
+  ASSERT_EQ(ParsePacket(capture_.frames[0].data(), static_cast<uint32_t>(capture_.frames[0].size()), &r),
+            ParseError::kNone);
+  EXPECT_EQ(r.tuple.proto, kProtoIcmp);
+  EXPECT_EQ(r.icmp_type, 3);
+  EXPECT_EQ(r.icmp_code, 3);
+  ASSERT_TRUE(r.icmp_error);
+  EXPECT_EQ(r.quoted.sport, 5555);
+  EXPECT_EQ(r.quoted.dport, 7);
+  // ICMP checksum over the whole message.
+  std::vector<uint8_t> l4(capture_.frames[0].begin() + r.l4_offset, capture_.frames[0].end());
+  EXPECT_EQ(ChecksumFinish(ChecksumAdd(l4.data(), l4.size())), 0);
+
+  capture_.frames.clear();
+  ASSERT_EQ(Send(Direction::kOut, Udp(true, 5555, 7, /*v6=*/true)).second, DropReason::kReject);
+  ASSERT_EQ(capture_.frames.size(), 1u);
+  ASSERT_EQ(ParsePacket(capture_.frames[0].data(), static_cast<uint32_t>(capture_.frames[0].size()), &r),
+            ParseError::kNone);
+  EXPECT_EQ(r.tuple.proto, kProtoIcmp6);
+  EXPECT_EQ(r.icmp_type, 1);
+  EXPECT_EQ(r.icmp_code, 1) << "administratively prohibited";
+  std::vector<uint8_t> l6(capture_.frames[0].begin() + r.l4_offset, capture_.frames[0].end());
+  const uint16_t stored = static_cast<uint16_t>(l6[2] << 8 | l6[3]);
+  l6[2] = l6[3] = 0;
+  EXPECT_EQ(L4Checksum(r.tuple.src, r.tuple.dst, kProtoIcmp6, l6.data(), l6.size()), stored);
+}
+
+TEST_F(StatefulFilterTest, UdpPseudoConnectionAndTimeouts) {
+  ASSERT_TRUE(Passes(Direction::kOut, Udp(true, 40001, 53)));
+  EXPECT_EQ(OnlyFlow().state, ConnState::kNew);
+  ASSERT_TRUE(Passes(Direction::kIn, Udp(false, 53, 40001)));
+  EXPECT_EQ(OnlyFlow().state, ConnState::kMultiple);
+  now_ += 59 * kSecond;
+  EXPECT_EQ(filter_.Expire(now_, 1000), 0u);
+  now_ += 2 * kSecond;
+  EXPECT_EQ(filter_.Expire(now_, 1000), 1u);
+  EXPECT_EQ(Send(Direction::kIn, Udp(false, 53, 40001)).second, DropReason::kReject)
+      << "after the timeout the reply is unsolicited";
+}
+
+TEST_F(StatefulFilterTest, TimeoutsChangeAtRunTime) {
+  FirewallOptions o = filter_.options();
+  ASSERT_TRUE(o.timeouts.Set("udp_first", 5).ok());
+  EXPECT_FALSE(o.timeouts.Set("udp_forever", 5).ok());
+  filter_.SetOptions(o);
+  ASSERT_TRUE(Passes(Direction::kOut, Udp(true, 40001, 53)));
+  now_ += 6 * kSecond;
+  EXPECT_EQ(filter_.Expire(now_, 1000), 1u);
+}
+
+TEST_F(StatefulFilterTest, IcmpEchoAndRelatedErrors) {
+  FrameSpec ping;
+  ping.proto = kProtoIcmp;
+  ping.src = kVm;
+  ping.dst = kPeer;
+  ping.icmp_type = 8;
+  ping.sport = 77;
+  ASSERT_TRUE(Passes(Direction::kOut, BuildFrame(ping)));
+  FrameSpec pong = ping;
+  std::swap(pong.src, pong.dst);
+  pong.icmp_type = 0;
+  EXPECT_TRUE(Passes(Direction::kIn, BuildFrame(pong)));
+  pong.sport = 78;  // a reply nobody asked for
+  EXPECT_FALSE(Passes(Direction::kIn, BuildFrame(pong)));
+
+  // An ICMP error about the VM's UDP query passes as related; one about nothing does not.
+  std::vector<uint8_t> query = Udp(true, 40002, 53);
+  ASSERT_TRUE(Passes(Direction::kOut, query));
+  FrameSpec err;
+  err.proto = kProtoIcmp;
+  err.src = kPeer;
+  err.dst = kVm;
+  err.icmp_type = 3;
+  err.icmp_code = 3;
+  err.sport = 0;
+  err.payload.assign(query.begin() + 14, query.begin() + 14 + 28);
+  EXPECT_TRUE(Passes(Direction::kIn, BuildFrame(err)));
+  std::vector<uint8_t> other = Udp(true, 40003, 53);
+  err.payload.assign(other.begin() + 14, other.begin() + 14 + 28);
+  EXPECT_FALSE(Passes(Direction::kIn, BuildFrame(err)));
+}
+
+TEST_F(StatefulFilterTest, TableLimitDropsNewConnectionsOnly) {
+  FirewallOptions o = filter_.options();
+  o.conn_limit = 2;
+  filter_.SetOptions(o);
+  ASSERT_TRUE(Passes(Direction::kOut, Udp(true, 1, 53)));
+  ASSERT_TRUE(Passes(Direction::kOut, Udp(true, 2, 53)));
+  EXPECT_EQ(Send(Direction::kOut, Udp(true, 3, 53)).second, DropReason::kStateLimit);
+  EXPECT_TRUE(Passes(Direction::kIn, Udp(false, 53, 1))) << "established ones carry on";
+  std::vector<std::string> lines = LogLines();
+  ASSERT_EQ(lines.size(), 1u);
+  EXPECT_NE(lines[0].find("state-limit DROP web/102 OUT"), std::string::npos) << lines[0];
+}
+
+TEST_F(StatefulFilterTest, RuleChangeRechecksConnections) {
+  Handshake();
+  ASSERT_TRUE(Passes(Direction::kOut, Udp(true, 40001, 53)));
+  // The new table still admits DNS but no longer web traffic.
+  Load(R"(ruleset web2 {
+    rule 200 at 1 out protocol udp from any to any port 53 accept;
+    rule 201 at 2 inout protocol any from any to any drop;
+  })");
+  EXPECT_TRUE(Passes(Direction::kIn, Udp(false, 53, 40001))) << "still admitted";
+  EXPECT_EQ(Send(Direction::kIn, In(tcp::kAck, 5001, 1001)).second, DropReason::kRule)
+      << "closed by the re-check, then refused by the new rules";
+  std::vector<FlowInfo> flows;
+  filter_.Flows(0, 10, FlowSelector{}, now_, &flows);
+  ASSERT_EQ(flows.size(), 1u);
+  EXPECT_EQ(flows[0].rule_id, 200u) << "the surviving flow now belongs to the new rule";
+  std::vector<std::string> lines = LogLines();
+  ASSERT_FALSE(lines.empty());
+  EXPECT_NE(lines.back().find("TERM PASS web2/100 OUT TCP RULE_CHANGE"), std::string::npos) << lines.back();
+}
+
+TEST_F(StatefulFilterTest, RecheckOffKeepsConnections) {
+  FirewallOptions o = filter_.options();
+  o.recheck = false;
+  filter_.SetOptions(o);
+  Handshake();
+  Load("ruleset none { rule 1 inout protocol any from any to any drop; }");
+  EXPECT_TRUE(Passes(Direction::kIn, In(tcp::kAck, 5001, 1001)));
+}
+
+TEST_F(StatefulFilterTest, StatelessRulesCreateNoEntry) {
+  EXPECT_TRUE(Passes(Direction::kIn, Udp(false, 1234, 9999)));
+  EXPECT_EQ(filter_.flow_count(), 0u);
+}
+
+TEST_F(StatefulFilterTest, LaterFragmentsPassOnlyAfterAnAdmittedFirst) {
+  std::vector<uint8_t> first = Udp(true, 40010, 53);
+  first[20] = 0x20;  // MF
+  std::vector<uint8_t> later = Udp(true, 40010, 53);
+  later[20] = 0x00;
+  later[21] = 0x02;  // offset 16 bytes
+  EXPECT_EQ(Send(Direction::kOut, later).second, DropReason::kFragment) << "no first fragment yet";
+  ASSERT_TRUE(Passes(Direction::kOut, first));
+  EXPECT_TRUE(Passes(Direction::kOut, later));
+  std::vector<uint8_t> other = later;
+  other[18] = 0x55;  // another datagram id
+  EXPECT_EQ(Send(Direction::kOut, other).second, DropReason::kFragment);
+}
+
+TEST_F(StatefulFilterTest, MalformedAndNoTable) {
+  std::vector<uint8_t> bad = Out(tcp::kSyn, 1, 0);
+  bad[14] = 0x43;  // IHL 3
+  EXPECT_EQ(Send(Direction::kOut, bad).second, DropReason::kMalformed);
+  filter_.SetTable(nullptr);
+  EXPECT_EQ(Send(Direction::kOut, Out(tcp::kSyn, 1, 0)).first, Verdict::kUndecided);
+}
+
+TEST_F(StatefulFilterTest, L2RulesComeFirst) {
+  Load(R"(ruleset t {
+    rule 1 at 1 inout protocol any from any to any accept;
+  }
+  ruleset t_L2 {
+    rule 2 at 1 inout ethertype ipv6 from any to any drop;
+    rule 3 at 2 inout ethertype any from any to any accept;
+  })");
+  EXPECT_TRUE(Passes(Direction::kOut, Udp(true, 1, 2)));
+  EXPECT_EQ(Send(Direction::kOut, Udp(true, 1, 2, /*v6=*/true)).second, DropReason::kRule);
+}
+
+TEST_F(StatefulFilterTest, FlowsWalkInPagesAndFlushSelectively) {
+  Handshake();
+  for (uint16_t p = 1; p <= 10; p++) ASSERT_TRUE(Passes(Direction::kOut, Udp(true, p, 53)));
+  std::vector<FlowInfo> all;
+  uint32_t cursor = 0;
+  int pages = 0;
+  while (cursor != ConnTable::kNil) {
+    cursor = filter_.Flows(cursor, 3, FlowSelector{}, now_, &all);
+    pages++;
+  }
+  EXPECT_EQ(all.size(), 11u);
+  EXPECT_GE(pages, 4);
+  FlowSelector tcp_only;
+  tcp_only.proto = kProtoTcp;
+  std::vector<FlowInfo> tcp;
+  filter_.Flows(0, 100, tcp_only, now_, &tcp);
+  ASSERT_EQ(tcp.size(), 1u);
+  FlowSelector low;
+  low.proto = kProtoUdp;
+  low.sport = 3;
+  EXPECT_EQ(filter_.Flush(low, now_), 1u);
+  EXPECT_EQ(filter_.flow_count(), 10u);
+  EXPECT_EQ(filter_.Flush(FlowSelector{}, now_), 10u);
+  EXPECT_EQ(filter_.flow_count(), 0u);
+}
+
+}  // namespace
+}  // namespace palisade::fw

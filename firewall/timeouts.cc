@@ -1,0 +1,75 @@
+#include "firewall/timeouts.h"
+
+#include <utility>
+
+namespace palisade::fw {
+namespace {
+
+template <typename T, typename F>
+void ForEach(T& t, F&& f) {
+  f("tcp_syn_sent", t.tcp_syn_sent);
+  f("tcp_syn_recv", t.tcp_syn_recv);
+  f("tcp_established", t.tcp_established);
+  f("tcp_fin_wait", t.tcp_fin_wait);
+  f("tcp_close_wait", t.tcp_close_wait);
+  f("tcp_time_wait", t.tcp_time_wait);
+  f("tcp_closed", t.tcp_closed);
+  f("udp_first", t.udp_first);
+  f("udp_multiple", t.udp_multiple);
+  f("icmp_first", t.icmp_first);
+  f("icmp_multiple", t.icmp_multiple);
+  f("other_first", t.other_first);
+  f("other_multiple", t.other_multiple);
+}
+
+}  // namespace
+
+uint32_t Timeouts::For(uint8_t proto, ConnState state) const {
+  const bool multiple = state == ConnState::kMultiple;
+  switch (proto) {
+    case kProtoTcp:
+      switch (state) {
+        case ConnState::kSynSent: return tcp_syn_sent;
+        case ConnState::kSynRecv: return tcp_syn_recv;
+        case ConnState::kEstablished: return tcp_established;
+        case ConnState::kFinWait: return tcp_fin_wait;
+        case ConnState::kCloseWait: return tcp_close_wait;
+        case ConnState::kTimeWait: return tcp_time_wait;
+        default: return tcp_closed;
+      }
+    case kProtoUdp: return multiple ? udp_multiple : udp_first;
+    case kProtoIcmp:
+    case kProtoIcmp6: return multiple ? icmp_multiple : icmp_first;
+    default: return multiple ? other_multiple : other_first;
+  }
+}
+
+Status Timeouts::Set(std::string_view name, uint32_t seconds) {
+  if (seconds < 1 || seconds > 1000000) {
+    return Status::Invalid("timeout " + std::string(name) + " must be 1-1000000 seconds");
+  }
+  bool found = false;
+  ForEach(*this, [&](const char* n, uint32_t& v) {
+    if (name == n) {
+      v = seconds;
+      found = true;
+    }
+  });
+  if (!found) {
+    std::string names;
+    ForEach(*this, [&](const char* n, uint32_t&) { names += std::string(names.empty() ? "" : ", ") + n; });
+    return Status::Invalid("unknown timeout '" + std::string(name) + "' (known: " + names + ")");
+  }
+  return Status::Ok();
+}
+
+std::string Timeouts::ToString() const {
+  std::string s;
+  Timeouts copy = *this;
+  ForEach(copy, [&](const char* n, uint32_t& v) {
+    s += std::string(s.empty() ? "" : " ") + n + "=" + std::to_string(v);
+  });
+  return s;
+}
+
+}  // namespace palisade::fw
