@@ -1,0 +1,58 @@
+// PortSecurity: anti-spoofing for one VM port (IOChain slot 1, agent palisade-swsec).
+//
+// A port is bound to its MAC and IP addresses: configured, or learned trust-on-first-use from
+// the VM's own ARP (sender address) and IPv6 neighbour discovery (NA target, NS source), up to
+// a limit. Frames from the VM with another source MAC, IP packets from another source address
+// (except 0.0.0.0 for DHCP and :: for duplicate address detection), and ARP or NA claiming
+// another address are dropped (reason SpoofGuard) and logged. Packets toward the VM pass.
+//
+// Thread-safety: Process() runs the OUT direction on the port's worker; its state is behind a
+// spin lock taken once per batch, shared with the control methods.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "firewall/ip_addr.h"
+#include "firewall/packet_log.h"
+#include "firewall/spin_lock.h"
+#include "vswitch/filter.h"
+
+namespace palisade::fw {
+
+struct PortBinding {
+  uint64_t mac = 0;             // 0: learn the first source MAC
+  std::vector<IpAddr> ips;      // configured addresses
+  bool learn = true;            // trust-on-first-use for addresses beyond the configured ones
+  unsigned max_learned = 8;
+};
+
+class PortSecurity : public Filter {
+ public:
+  PortSecurity(uint32_t filter_id, PortBinding binding, PacketLog* log);
+
+  std::string_view agent() const override { return "palisade-swsec"; }
+  void Process(FilterBatch& batch) override;
+
+  // The addresses the port is bound to now (configured, then learned), and its MAC.
+  std::vector<IpAddr> addresses() const;
+  uint64_t mac() const;
+  // True once after the learned addresses changed (the switch then re-resolves address sets).
+  bool TakeChanged() { return changed_.exchange(false, std::memory_order_acq_rel); }
+
+ private:
+  bool Allowed(const IpAddr& a) const;
+  bool Claim(const IpAddr& a);  // allowed, or learned now
+  void Log(const FilterBatch& b, uint16_t i, const IpAddr& src, const IpAddr& dst, uint8_t proto);
+
+  const uint32_t filter_id_;
+  PacketLog* log_;
+  mutable SpinLock lock_;
+  PortBinding binding_;         // guarded by lock_
+  std::vector<IpAddr> learned_; // guarded by lock_
+  std::atomic<bool> changed_{false};
+};
+
+}  // namespace palisade::fw
