@@ -1,13 +1,19 @@
 // Command: the switch's control commands as text, one per line. The config file and the
 // control socket speak the same language, so a config file is what an operator would type:
 //
-//   port add NAME --vhost-user PATH [--client]
+//   port add NAME --vhost-user PATH [--client] [--vm VM] [--mac MAC] [--ip ADDR]...
 //   port add NAME --uplink DEVARGS
 //   port del NAME
 //   port list | port stats [NAME]
-//   filter attach PORT --slot N --agent counting|none [--policy failClosed|failOpen]
+//   filter attach PORT --slot N --agent sfw|swsec|counting|none [--policy failClosed|failOpen]
 //   filter detach PORT --slot N
 //   filter list
+//   rules load FILTER PATH | rules show FILTER [--stats]
+//   addrsets show FILTER | addrset set FILTER NAME [ADDR[/LEN]]...
+//   flows show FILTER [--count] [SELECTORS] | flows flush FILTER [SELECTORS]
+//      SELECTORS: --src ADDR[/LEN] --dst ADDR[/LEN] --proto P --sport N --dport N
+//   firewall show FILTER
+//   firewall set FILTER [--limit N] [--recheck on|off] [--timeout NAME=SECONDS]...
 //   worker stats
 //   mac show | mac flush
 //   set mac-ageing SECONDS
@@ -20,6 +26,10 @@
 #include <string>
 #include <string_view>
 
+#include <optional>
+#include <utility>
+#include <vector>
+
 #include "common/status.h"
 #include "vswitch/switch.h"
 
@@ -29,12 +39,22 @@ struct Command {
   enum class Verb {
     kPortAdd, kPortDel, kPortList, kPortStats, kFilterAttach, kFilterDetach, kFilterList,
     kWorkerStats, kMacShow, kMacFlush, kSetMacAgeing, kHelp,
+    kRulesLoad, kRulesShow, kAddrSetsShow, kAddrSetSet, kFlowsShow, kFlowsFlush,
+    kFirewallShow, kFirewallSet,
   };
   Verb verb = Verb::kHelp;
   PortSpec port;       // kPortAdd
   FilterSpec filter;   // kFilterAttach, kFilterDetach (slot)
   std::string target;  // port name for del/stats/filter
   uint32_t value = 0;  // kSetMacAgeing
+  std::string path;    // kRulesLoad
+  bool stats = false;  // kRulesShow --stats
+  bool count = false;  // kFlowsShow --count
+  fw::FlowSelector selector;
+  fw::AddrSet addrset;
+  std::optional<uint32_t> limit;
+  std::optional<bool> recheck;
+  std::vector<std::pair<std::string, uint32_t>> timeouts;
 
   // Whether the command changes the switch (the config file may hold only these).
   bool mutates() const;

@@ -47,13 +47,13 @@ TEST(CommandTest, ErrorsNameTheColumnAndWhatWasExpected) {
   EXPECT_EQ(Error("port add vm1 --vhost-user /a --uplink x"),
             "column 30: give only one of --vhost-user and --uplink");
   EXPECT_EQ(Error("port add vm1 --vhost /a"),
-            "column 14: unknown option '--vhost' (expected --vhost-user PATH, --uplink DEVARGS or --client)");
+            "column 14: unknown option '--vhost' (expected --vhost-user PATH, --uplink DEVARGS, --client, --vm, --mac or --ip)");
   EXPECT_EQ(Error("port frob"), "column 6: expected add, del, list or stats, got 'frob'");
   EXPECT_EQ(Error("bridge show"),
-            "column 1: unknown command 'bridge' (expected port, filter, worker, mac, set or help)");
+            "column 1: unknown command 'bridge' (expected port, filter, rules, addrsets, addrset, flows, firewall, worker, mac, set or help)");
   EXPECT_EQ(Error("port list extra"), "column 11: unexpected 'extra'");
-  EXPECT_EQ(Error("port add up --uplink x --client"), "--client applies to vhost-user ports only");
-  EXPECT_EQ(Error(""), "column 1: expected a command (port, filter, worker, mac, set or help)");
+  EXPECT_EQ(Error("port add up --uplink x --client"), "--client, --vm, --mac and --ip apply to vhost-user ports only");
+  EXPECT_EQ(Error(""), "column 1: expected a command (port, filter, rules, addrsets, addrset, flows, firewall, worker, mac, set or help)");
 }
 
 TEST(CommandTest, FilterAttachAndDetach) {
@@ -71,6 +71,43 @@ TEST(CommandTest, FilterAttachAndDetach) {
   EXPECT_EQ(Error("filter attach vm1 --slot 1 --agent x --policy open"),
             "column 47: expected failClosed or failOpen, got 'open'");
   EXPECT_EQ(Error("filter attach vm1 --agent counting"), "column 35: expected --slot N");
+}
+
+TEST(CommandTest, PortBindings) {
+  Command c = Parse("port add web-01.eth0 --vhost-user /s --vm web-01 --mac 02:00:00:00:00:01 --ip 10.0.0.1 --ip fe80::1");
+  EXPECT_EQ(c.port.vm, "web-01");
+  EXPECT_EQ(c.port.mac, 0x020000000001u);
+  ASSERT_EQ(c.port.ips.size(), 2u);
+  EXPECT_EQ(c.port.ips[1].ToString(), "fe80::1");
+  EXPECT_EQ(Error("port add a --vhost-user /s --mac ff:ff:ff:ff:ff:ff"),
+            "column 34: 'ff:ff:ff:ff:ff:ff' is not a unicast MAC address");
+  EXPECT_EQ(Error("port add a --vhost-user /s --ip 10.0.0"), "column 33: '10.0.0' is not an IPv4 or IPv6 address");
+}
+
+TEST(CommandTest, FirewallCommands) {
+  Command c = Parse("rules load nic-0-a-palisade-sfw.2 /etc/rules.txt");
+  EXPECT_EQ(c.verb, Command::Verb::kRulesLoad);
+  EXPECT_EQ(c.target, "nic-0-a-palisade-sfw.2");
+  EXPECT_EQ(c.path, "/etc/rules.txt");
+  EXPECT_TRUE(Parse("rules show a --stats").stats);
+  c = Parse("flows show a --count --src 10.0.0.0/8 --proto tcp --dport 22");
+  EXPECT_TRUE(c.count);
+  EXPECT_TRUE(c.selector.has_src);
+  EXPECT_EQ(c.selector.proto, 6);
+  EXPECT_EQ(c.selector.dport, 22);
+  EXPECT_EQ(Error("flows flush a --count"),
+            "column 15: unknown option '--count' (expected --src, --dst, --proto, --sport or --dport)");
+  c = Parse("addrset set a web 10.0.0.1 10.1.0.0/16");
+  EXPECT_EQ(c.addrset.name, "web");
+  EXPECT_EQ(c.addrset.ips.size(), 2u);
+  c = Parse("firewall set a --limit 1000 --recheck off --timeout udp_first=5");
+  EXPECT_EQ(*c.limit, 1000u);
+  EXPECT_FALSE(*c.recheck);
+  EXPECT_EQ(c.timeouts[0].first, "udp_first");
+  EXPECT_EQ(Error("firewall set a --timeout udp_forever=5").substr(0, 48),
+            "column 26: unknown timeout 'udp_forever' (known:");
+  EXPECT_EQ(Error("firewall set a"),
+            "column 15: expected --limit N, --recheck on|off or --timeout NAME=SECONDS");
 }
 
 TEST(CommandTest, ReadOnlyCommandsDoNotMutate) {
@@ -107,7 +144,7 @@ TEST_F(ConfigTest, ErrorsNameFileLineAndColumn) {
   std::vector<Command> cmds;
   Status s = LoadConfig(Write("port add a --vhost-user /a\nport add b --vhost /b\n"), &cmds);
   EXPECT_EQ(s.message(), path_ + ":2:12: unknown option '--vhost' (expected --vhost-user PATH, "
-                                 "--uplink DEVARGS or --client)");
+                                 "--uplink DEVARGS, --client, --vm, --mac or --ip)");
   s = LoadConfig(Write("port list\n"), &cmds);
   EXPECT_EQ(s.message(),
             path_ + ":1:1: only commands that configure the switch belong in a config file");

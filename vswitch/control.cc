@@ -1,6 +1,9 @@
 #include "vswitch/control.h"
 
 #include <fstream>
+#include <sstream>
+
+#include "firewall/rule_text.h"
 
 #include "vswitch/json_writer.h"
 #include "vswitch/mac_addr.h"
@@ -45,7 +48,7 @@ void WriteSlots(JsonWriter& w, const PortInfo& p) {
     w.BeginObject().Field("slot", uint64_t{s.slot}).Field("name", s.name);
     w.Field("agent", s.agent).Field("state", s.agent.empty() ? "empty" : "IOChain Attached");
     w.Field("failurePolicy", FailurePolicyName(s.policy));
-    if (s.agent == "palisade-count") {
+    if (s.agent == "palisade-count") {  // the counting probe's totals
       w.Field("out_packets", s.counts.packets[0]).Field("out_bytes", s.counts.bytes[0]);
       w.Field("in_packets", s.counts.packets[1]).Field("in_bytes", s.counts.bytes[1]);
     }
@@ -109,6 +112,91 @@ std::string Execute(Switch& sw, const Command& cmd) {
       break;
     case Verb::kMacFlush: w.Field("flushed", uint64_t{sw.FlushMacs()}); break;
     case Verb::kSetMacAgeing: status = sw.SetMacAgeing(cmd.value); break;
+    case Verb::kRulesLoad: {
+      std::ifstream in(cmd.path);
+      if (!in) {
+        status = Status::NotFound(cmd.path + ": cannot open the rule file");
+        break;
+      }
+      std::stringstream text;
+      text << in.rdbuf();
+      status = sw.LoadRules(cmd.target, text.str());
+      if (!status.ok()) status = Status::Invalid(cmd.path + ": " + status.message());
+      break;
+    }
+    case Verb::kRulesShow: {
+      std::string text;
+      std::vector<fw::RuleStats> stats;
+      std::vector<fw::Rule> rules;
+      status = sw.GetRules(cmd.target, &text, &stats, &rules);
+      if (!status.ok()) break;
+      w.Field("text", text);
+      if (cmd.stats) {
+        w.Key("stats").BeginArray();
+        for (size_t i = 0; i < stats.size() && i < rules.size(); i++) {
+          w.BeginObject().Field("rule", uint64_t{rules[i].id}).Field("pos", uint64_t{rules[i].pos});
+          w.Field("evals", stats[i].evals).Field("in_pkts", stats[i].pkts[0]);
+          w.Field("out_pkts", stats[i].pkts[1]).Field("in_bytes", stats[i].bytes[0]);
+          w.Field("out_bytes", stats[i].bytes[1]).EndObject();
+        }
+        w.EndArray();
+      }
+      break;
+    }
+    case Verb::kAddrSetsShow: {
+      std::string text;
+      status = sw.GetAddrSets(cmd.target, &text);
+      w.Field("text", text);
+      break;
+    }
+    case Verb::kAddrSetSet: status = sw.SetAddrSet(cmd.target, cmd.addrset); break;
+    case Verb::kFlowsShow: {
+      std::vector<fw::FlowInfo> flows;
+      status = sw.GetFlows(cmd.target, cmd.selector, &flows);
+      if (!status.ok()) break;
+      w.Field("count", uint64_t{flows.size()});
+      if (cmd.count) break;
+      w.Key("flows").BeginArray();
+      for (const fw::FlowInfo& f : flows) {
+        char id[20];
+        std::snprintf(id, sizeof id, "%016llx", static_cast<unsigned long long>(f.flow_id));
+        w.BeginObject().Field("flow_id", id).Field("state", fw::ConnStateName(f.state));
+        w.Field("proto", fw::ProtoName(f.orig.proto)).Field("ethertype", f.v6 ? "86dd" : "0800");
+        w.Field("direction", uint64_t{f.orig_in ? 0u : 1u}).Field("rule", uint64_t{f.rule_id});
+        w.Field("src", f.orig.src.ToString()).Field("sport", uint64_t{f.orig.sport});
+        w.Field("dst", f.orig.dst.ToString()).Field("dport", uint64_t{f.orig.dport});
+        w.Field("orig_pkts", f.pkts[0]).Field("reply_pkts", f.pkts[1]);
+        w.Field("orig_bytes", f.bytes[0]).Field("reply_bytes", f.bytes[1]);
+        w.Field("expires_in_s", uint64_t{f.expires_in_s}).EndObject();
+      }
+      w.EndArray();
+      break;
+    }
+    case Verb::kFlowsFlush: {
+      size_t flushed = 0;
+      status = sw.FlushFlows(cmd.target, cmd.selector, &flushed);
+      w.Field("flushed", uint64_t{flushed});
+      break;
+    }
+    case Verb::kFirewallShow: {
+      fw::FirewallOptions o;
+      uint32_t flows = 0;
+      status = sw.GetFirewallOptions(cmd.target, &o, &flows);
+      w.Field("limit", uint64_t{o.conn_limit}).Field("recheck", o.recheck);
+      w.Field("flows", uint64_t{flows}).Field("timeouts", o.timeouts.ToString());
+      break;
+    }
+    case Verb::kFirewallSet: {
+      fw::FirewallOptions o;
+      uint32_t flows = 0;
+      status = sw.GetFirewallOptions(cmd.target, &o, &flows);
+      if (!status.ok()) break;
+      if (cmd.limit) o.conn_limit = *cmd.limit;
+      if (cmd.recheck) o.recheck = *cmd.recheck;
+      for (const auto& [name, secs] : cmd.timeouts) (void)o.timeouts.Set(name, secs);
+      status = sw.SetFirewallOptions(cmd.target, o);
+      break;
+    }
   }
   if (!status.ok()) return ErrorReply(status);
   w.EndObject();

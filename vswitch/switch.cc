@@ -5,6 +5,8 @@
 #include <rte_lcore.h>
 #include <rte_mbuf.h>
 
+#include <ctime>
+
 #include "vswitch/clock.h"
 #include "vswitch/uplink_port.h"
 #include "vswitch/vhost_port.h"
@@ -22,17 +24,6 @@ Status ValidPortName(const std::string& name) {
     if (!isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_' && c != '.') {
       return Status::Invalid("port name '" + name + "' may hold only letters, digits, '-', '_', '.'");
     }
-  }
-  return Status::Ok();
-}
-
-Status MakeFilter(const std::string& agent, std::shared_ptr<Filter>* out) {
-  if (agent == "counting") {
-    *out = std::make_shared<CountingFilter>();
-  } else if (agent == "none") {
-    out->reset();
-  } else {
-    return Status::Invalid("unknown filter agent '" + agent + "' (known: counting, none)");
   }
   return Status::Ok();
 }
@@ -57,6 +48,12 @@ Status Switch::Create(Options options, std::unique_ptr<Switch>* out) {
                                rte_strerror(rte_errno));
   }
   sw->rcu_ = std::make_unique<Rcu>(nworkers);
+  // Packet log lines carry wall-clock time; events carry the switch's monotonic clock.
+  timespec real;
+  clock_gettime(CLOCK_REALTIME, &real);
+  const int64_t wall_offset =
+      int64_t{real.tv_sec} * 1000000000 + real.tv_nsec - static_cast<int64_t>(NowNs());
+  sw->packet_log_ = std::make_unique<fw::PacketLog>(nworkers, wall_offset);
   Rcu* rcu = sw->rcu_.get();
   sw->bridge_ = std::make_unique<Bridge>(
       Bridge::Options{sw->options_.mac_table_size, sw->options_.mac_ageing_s, nworkers},
@@ -142,9 +139,14 @@ Status Switch::AddPort(const PortSpec& spec) {
 
   index_used_.set(index);
   bridge_->SetPortLive(index, true);
-  ports_.emplace(spec.name,
-                 PortState{std::move(port), std::make_shared<const IOChain>(), spec, worker});
+  PortState state;
+  state.port = std::move(port);
+  state.chain = std::make_shared<const IOChain>();
+  state.spec = spec;
+  state.worker = worker;
+  ports_.emplace(spec.name, std::move(state));
   Publish();
+  if (!spec.vm.empty()) RecompileVmSets();
   return Status::Ok();
 }
 
@@ -152,8 +154,10 @@ Status Switch::RemovePort(const std::string& name) {
   auto it = ports_.find(name);
   if (it == ports_.end()) return Status::NotFound("no port '" + name + "'");
   const uint16_t index = it->second.port->index();
+  const bool had_vm = !it->second.spec.vm.empty();
   bridge_->RemovePort(index);
   ports_.erase(it);
+  if (had_vm) RecompileVmSets();
   Publish();
   // Wait for the workers to let go of the old snapshot, which holds the last reference: the
   // port is torn down before we answer (its socket is gone, its name and path reusable). The
@@ -170,9 +174,10 @@ Status Switch::AttachFilter(const std::string& port, const FilterSpec& spec) {
   if (it == ports_.end()) return Status::NotFound("no port '" + port + "'");
   if (spec.slot == 0 || spec.slot > 15) return Status::Invalid("slot must be 1-15");
   std::shared_ptr<Filter> filter;
-  if (Status s = MakeFilter(spec.agent, &filter); !s.ok()) return s;
+  if (Status s = MakeFilter(it->second, spec, &filter); !s.ok()) return s;
   it->second.chain = it->second.chain->With(FilterSlot{spec.slot, spec.policy, std::move(filter)});
   Publish();
+  if (spec.agent == "swsec") RecompileVmSets();
   return Status::Ok();
 }
 
@@ -182,6 +187,9 @@ Status Switch::DetachFilter(const std::string& port, uint8_t slot) {
   if (it->second.chain->Find(slot) == nullptr) {
     return Status::NotFound("port '" + port + "' has no slot " + std::to_string(slot));
   }
+  const FilterSlot* old = it->second.chain->Find(slot);
+  if (old->filter && old->filter == it->second.sfw) it->second.sfw.reset();
+  if (old->filter && old->filter == it->second.swsec) it->second.swsec.reset();
   it->second.chain = it->second.chain->Without(slot);
   Publish();
   return Status::Ok();
@@ -195,6 +203,7 @@ Status Switch::SetMacAgeing(uint32_t seconds) {
 
 void Switch::Tick() {
   bridge_->Poll(NowS());
+  FirewallTick(NowNs());
   rcu_->Reclaim();
 }
 

@@ -20,6 +20,10 @@
 #include <vector>
 
 #include "common/status.h"
+#include "firewall/packet_log.h"
+#include "firewall/port_security.h"
+#include "firewall/rule.h"
+#include "firewall/stateful_filter.h"
 #include "vswitch/bridge.h"
 #include "vswitch/counting_filter.h"
 #include "vswitch/iochain.h"
@@ -36,10 +40,15 @@ struct PortSpec {
   std::string path;     // vhost-user socket
   bool client = false;  // vhost-user client mode
   std::string devargs;  // uplink
+  // The VM behind the port and what it is bound to (port security; dynamic address sets).
+  std::string vm;
+  uint64_t mac = 0;
+  std::vector<fw::IpAddr> ips;
 };
 
-// What a slot holds: a named filter agent ("counting"), or nothing yet ("none"), so the
-// failure policy decides.
+// What a slot holds: a named filter agent, or nothing yet ("none"), so the failure policy
+// decides. Agents: "swsec" (port security, slot 1), "sfw" (stateful firewall, slot 2),
+// "counting".
 struct FilterSpec {
   uint8_t slot = 0;
   std::string agent;
@@ -78,6 +87,8 @@ class Switch {
     uint32_t mbufs = 32767;
     uint32_t mac_table_size = 8192;
     uint32_t mac_ageing_s = 300;
+    std::FILE* packet_log = nullptr;  // where packet log lines go (null: counted only)
+    fw::FirewallOptions firewall;     // defaults for new stateful filters
   };
 
   static Status Create(Options options, std::unique_ptr<Switch>* out);
@@ -91,6 +102,22 @@ class Switch {
   Status DetachFilter(const std::string& port, uint8_t slot);
   Status SetMacAgeing(uint32_t seconds);
   size_t FlushMacs() { return bridge_->Flush(); }
+
+  // Firewall (switch_firewall.cc). `filter` is a filter name (nic-...-palisade-sfw.2) or a port.
+  Status LoadRules(const std::string& filter, std::string_view text);
+  Status SetAddrSet(const std::string& filter, fw::AddrSet set);
+  Status GetRules(const std::string& filter, std::string* text,
+                  std::vector<fw::RuleStats>* stats, std::vector<fw::Rule>* rules) const;
+  Status GetAddrSets(const std::string& filter, std::string* text) const;
+  Status GetFlows(const std::string& filter, const fw::FlowSelector& sel,
+                  std::vector<fw::FlowInfo>* out) const;
+  Status FlushFlows(const std::string& filter, const fw::FlowSelector& sel, size_t* flushed);
+  Status GetFirewallOptions(const std::string& filter, fw::FirewallOptions* out,
+                            uint32_t* flows) const;
+  Status SetFirewallOptions(const std::string& filter, const fw::FirewallOptions& options);
+  // The addresses the switch knows for a VM: bound to its ports, or learned by port security.
+  std::vector<fw::IpAddr> VmAddresses(const std::string& vm) const;
+  const fw::PacketLog& packet_log() const { return *packet_log_; }
 
   // Periodic control work: MAC learning and ageing, freeing retired snapshots. Call ~10x/s.
   void Tick();
@@ -108,7 +135,19 @@ class Switch {
     std::shared_ptr<const IOChain> chain;
     PortSpec spec;
     uint16_t worker;
+    // The firewall's filters when attached, and the rule source the table compiles from.
+    std::shared_ptr<fw::PortSecurity> swsec;
+    std::shared_ptr<fw::StatefulFilter> sfw;
+    fw::RuleFile rules;
+    uint32_t generation = 0;
   };
+
+  Status MakeFilter(PortState& state, const FilterSpec& spec, std::shared_ptr<Filter>* out);
+  PortState* FindFirewall(const std::string& filter);
+  const PortState* FindFirewall(const std::string& filter) const;
+  Status Compile(PortState& state, fw::RuleFile file);
+  void RecompileVmSets();
+  void FirewallTick(uint64_t now_ns);
 
   explicit Switch(Options options);
   void Publish();
@@ -123,6 +162,7 @@ class Switch {
   bool started_ = false;
 
   std::map<std::string, PortState> ports_;
+  std::unique_ptr<fw::PacketLog> packet_log_;
   std::bitset<kMaxPorts> index_used_;  // freed only once no worker can see the old port
   std::atomic<const Snapshot*> snapshot_{nullptr};
   uint64_t generation_ = 0;

@@ -1,0 +1,214 @@
+// The Switch's firewall side: creating the firewall's filters for a port's slots, compiling rule
+// tables (with dynamic address sets resolved from what the switch knows of each VM), and the
+// operator's views of rules, address sets and flows.
+#include <random>
+
+#include "firewall/rule_table.h"
+#include "firewall/rule_text.h"
+#include "vswitch/clock.h"
+#include "vswitch/counting_filter.h"
+#include "vswitch/switch.h"
+
+namespace palisade {
+
+Status Switch::MakeFilter(PortState& state, const FilterSpec& spec, std::shared_ptr<Filter>* out) {
+  const uint32_t filter_id = state.port->index();
+  if (spec.agent == "counting") {
+    *out = std::make_shared<CountingFilter>();
+  } else if (spec.agent == "none") {
+    out->reset();
+  } else if (spec.agent == "sfw") {
+    if (state.sfw) return Status::Exists("port '" + state.spec.name + "' already has a stateful firewall");
+    std::random_device rd;
+    const uint64_t seed = (uint64_t{rd()} << 32) | rd();
+    state.sfw = std::make_shared<fw::StatefulFilter>(filter_id, packet_log_.get(), options_.firewall, seed);
+    if (state.generation > 0) {  // re-attached: keep the rules it had
+      if (Status s = Compile(state, state.rules); !s.ok()) return s;
+    }
+    *out = state.sfw;
+  } else if (spec.agent == "swsec") {
+    if (state.swsec) return Status::Exists("port '" + state.spec.name + "' already has port security");
+    fw::PortBinding binding;
+    binding.mac = state.spec.mac;
+    binding.ips = state.spec.ips;
+    state.swsec = std::make_shared<fw::PortSecurity>(filter_id, binding, packet_log_.get());
+    *out = state.swsec;
+  } else {
+    return Status::Invalid("unknown filter agent '" + spec.agent + "' (known: sfw, swsec, counting, none)");
+  }
+  return Status::Ok();
+}
+
+const Switch::PortState* Switch::FindFirewall(const std::string& filter) const {
+  auto it = ports_.find(filter);
+  if (it != ports_.end()) return it->second.sfw ? &it->second : nullptr;
+  for (const auto& [name, state] : ports_) {
+    if (!state.sfw) continue;
+    for (const FilterSlot& slot : state.chain->slots()) {
+      if (slot.filter == state.sfw &&
+          filter == "nic-" + std::to_string(state.port->index()) + "-" + name + "-palisade-sfw." +
+                        std::to_string(slot.slot)) {
+        return &state;
+      }
+    }
+  }
+  return nullptr;
+}
+
+Switch::PortState* Switch::FindFirewall(const std::string& filter) {
+  return const_cast<PortState*>(std::as_const(*this).FindFirewall(filter));
+}
+
+namespace {
+Status NoFirewall(const std::string& filter) {
+  return Status::NotFound("no stateful firewall '" + filter +
+                          "' (give a port with an sfw filter attached, or its filter name)");
+}
+}  // namespace
+
+std::vector<fw::IpAddr> Switch::VmAddresses(const std::string& vm) const {
+  std::vector<fw::IpAddr> out;
+  for (const auto& [name, state] : ports_) {
+    if (state.spec.vm != vm) continue;
+    std::vector<fw::IpAddr> addrs = state.swsec ? state.swsec->addresses() : state.spec.ips;
+    for (const fw::IpAddr& a : addrs) {
+      if (std::find(out.begin(), out.end(), a) == out.end()) out.push_back(a);
+    }
+  }
+  return out;
+}
+
+Status Switch::Compile(PortState& state, fw::RuleFile file) {
+  std::shared_ptr<const fw::RuleTable> table;
+  Status s = fw::RuleTable::Compile(file, [this](const std::string& vm) { return VmAddresses(vm); },
+                                    state.generation + 1, &table);
+  if (!s.ok()) return s;
+  state.generation++;
+  state.rules = std::move(file);
+  state.sfw->SetTable(std::move(table));
+  return Status::Ok();
+}
+
+void Switch::RecompileVmSets() {
+  for (auto& [name, state] : ports_) {
+    if (!state.sfw) continue;
+    auto table = state.sfw->table();
+    if (!table || !table->has_vm_members()) continue;
+    // The same source with the VMs' current addresses; it compiled before, so it compiles now.
+    (void)Compile(state, state.rules);
+  }
+}
+
+void Switch::FirewallTick(uint64_t now_ns) {
+  bool vm_addresses_changed = false;
+  for (auto& [name, state] : ports_) {
+    if (state.sfw) state.sfw->Expire(now_ns, 4096);
+    if (state.swsec && state.swsec->TakeChanged()) vm_addresses_changed = true;
+  }
+  if (vm_addresses_changed) RecompileVmSets();
+  packet_log_->Drain(options_.packet_log, now_ns);
+}
+
+Status Switch::LoadRules(const std::string& filter, std::string_view text) {
+  PortState* state = FindFirewall(filter);
+  if (state == nullptr) return NoFirewall(filter);
+  fw::RuleFile file;
+  if (Status s = fw::ParseRuleFile(text, &file); !s.ok()) return s;
+  // A file replaces the rule tables it holds and the address sets it defines; sets it does
+  // not mention stay.
+  fw::RuleFile merged = state->rules;
+  if (!file.name.empty() || file.has_l2) {
+    merged.name = file.name;
+    merged.rules = file.rules;
+    merged.has_l2 = file.has_l2;
+    merged.l2_rules = file.l2_rules;
+  }
+  for (fw::AddrSet& set : file.addrsets) {
+    auto it = std::find_if(merged.addrsets.begin(), merged.addrsets.end(),
+                           [&](const fw::AddrSet& s) { return s.name == set.name; });
+    if (it != merged.addrsets.end()) {
+      *it = std::move(set);
+    } else {
+      merged.addrsets.push_back(std::move(set));
+    }
+  }
+  return Compile(*state, std::move(merged));
+}
+
+Status Switch::SetAddrSet(const std::string& filter, fw::AddrSet set) {
+  fw::RuleFile file;
+  file.addrsets.push_back(std::move(set));
+  PortState* state = FindFirewall(filter);
+  if (state == nullptr) return NoFirewall(filter);
+  fw::RuleFile merged = state->rules;
+  auto it = std::find_if(merged.addrsets.begin(), merged.addrsets.end(),
+                         [&](const fw::AddrSet& s) { return s.name == file.addrsets[0].name; });
+  if (it != merged.addrsets.end()) {
+    *it = std::move(file.addrsets[0]);
+  } else {
+    merged.addrsets.push_back(std::move(file.addrsets[0]));
+  }
+  return Compile(*state, std::move(merged));
+}
+
+Status Switch::GetRules(const std::string& filter, std::string* text,
+                        std::vector<fw::RuleStats>* stats, std::vector<fw::Rule>* rules) const {
+  const PortState* state = FindFirewall(filter);
+  if (state == nullptr) return NoFirewall(filter);
+  auto table = state->sfw->table();
+  if (!table) {
+    *text = "";
+    return Status::Ok();
+  }
+  *text = fw::PrintRules(table->file());
+  if (stats) *stats = state->sfw->rule_stats();
+  if (rules) *rules = table->rules();
+  return Status::Ok();
+}
+
+Status Switch::GetAddrSets(const std::string& filter, std::string* text) const {
+  const PortState* state = FindFirewall(filter);
+  if (state == nullptr) return NoFirewall(filter);
+  *text = fw::PrintAddrSets(state->rules.addrsets,
+                            [this](const std::string& vm) { return VmAddresses(vm); });
+  return Status::Ok();
+}
+
+Status Switch::GetFlows(const std::string& filter, const fw::FlowSelector& sel,
+                        std::vector<fw::FlowInfo>* out) const {
+  const PortState* state = FindFirewall(filter);
+  if (state == nullptr) return NoFirewall(filter);
+  // In pages, so a worker waits at most for one page at a time.
+  uint32_t cursor = 0;
+  const uint64_t now = NowNs();
+  while (cursor != fw::ConnTable::kNil) cursor = state->sfw->Flows(cursor, 1024, sel, now, out);
+  return Status::Ok();
+}
+
+Status Switch::FlushFlows(const std::string& filter, const fw::FlowSelector& sel, size_t* flushed) {
+  PortState* state = FindFirewall(filter);
+  if (state == nullptr) return NoFirewall(filter);
+  *flushed = state->sfw->Flush(sel, NowNs());
+  return Status::Ok();
+}
+
+Status Switch::GetFirewallOptions(const std::string& filter, fw::FirewallOptions* out,
+                                  uint32_t* flows) const {
+  const PortState* state = FindFirewall(filter);
+  if (state == nullptr) return NoFirewall(filter);
+  *out = state->sfw->options();
+  *flows = state->sfw->flow_count();
+  return Status::Ok();
+}
+
+Status Switch::SetFirewallOptions(const std::string& filter, const fw::FirewallOptions& options) {
+  PortState* state = FindFirewall(filter);
+  if (state == nullptr) return NoFirewall(filter);
+  if (options.conn_limit < 1 || options.conn_limit > 16000000) {
+    return Status::Invalid("the connection limit must be 1-16000000");
+  }
+  state->sfw->SetOptions(options);
+  return Status::Ok();
+}
+
+}  // namespace palisade
