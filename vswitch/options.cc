@@ -50,7 +50,8 @@ const char* Usage() {
          "                        them), off (shareable anonymous memory)\n"
          "  --memory MB           packet memory without hugepages (default: 512)\n"
          "  --config FILE         control commands to run at start, one per line\n"
-         "  --log-dir DIR         write the log to DIR/palisaded-NAME.log instead of stderr\n"
+         "  --log-dir DIR         write the log to DIR/palisaded-NAME.log and the firewall's\n"
+         "                        packet log to DIR/packets-NAME.log instead of stderr\n"
          "  --help                show this help\n";
 }
 

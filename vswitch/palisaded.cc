@@ -35,10 +35,12 @@ void OnSignal(struct ev_loop* loop, ev_signal* w, int) {
 void OnTick(struct ev_loop*, ev_timer* w, int) { static_cast<Switch*>(w->data)->Tick(); }
 
 // Everything after the EAL is up; returns the exit code.
-int Serve(const Options& options, const EalInfo& eal, const std::vector<Command>& config) {
+int Serve(const Options& options, const EalInfo& eal, const std::vector<Command>& config,
+          std::FILE* packet_log) {
   std::unique_ptr<Switch> sw;
   Switch::Options sw_options;
   sw_options.worker_lcores = eal.worker_lcores;
+  sw_options.packet_log = packet_log;
   if (Status s = Switch::Create(sw_options, &sw); !s.ok()) return Fail(s.message());
 
   for (size_t i = 0; i < config.size(); i++) {
@@ -112,6 +114,16 @@ int Main(int argc, char** argv) {
     setvbuf(log_file, nullptr, _IOLBF, 0);
     rte_openlog_stream(log_file);
   }
+  // Firewall packet log lines (`with log` rules, state-limit, SpoofGuard).
+  std::FILE* packet_log = stderr;
+  if (!options.log_dir.empty()) {
+    std::string path = options.log_dir + "/packets-" + options.instance + ".log";
+    packet_log = std::fopen(path.c_str(), "a");
+    if (packet_log == nullptr) {
+      std::fprintf(stderr, "palisaded: --log-dir: cannot write %s\n", path.c_str());
+      return 1;
+    }
+  }
 
   EalInfo eal;
   if (Status s = StartEal(options, &eal); !s.ok()) {
@@ -119,13 +131,14 @@ int Main(int argc, char** argv) {
     StopEal(eal);
     return rc;
   }
-  int rc = Serve(options, eal, config);
+  int rc = Serve(options, eal, config, packet_log);
   StopEal(eal);
   Log(LogLevel::kInfo, "instance %s stopped", options.instance.c_str());
   if (log_file != nullptr) {
     rte_openlog_stream(nullptr);
     std::fclose(log_file);
   }
+  if (packet_log != stderr) std::fclose(packet_log);
   return rc;
 }
 

@@ -31,6 +31,7 @@ Status Switch::MakeFilter(PortState& state, const FilterSpec& spec, std::shared_
     fw::PortBinding binding;
     binding.mac = state.spec.mac;
     binding.ips = state.spec.ips;
+    binding.learn = state.spec.ips.empty();  // bound addresses are final; otherwise first use
     state.swsec = std::make_shared<fw::PortSecurity>(filter_id, binding, packet_log_.get());
     *out = state.swsec;
   } else {

@@ -135,6 +135,13 @@ class Daemon:
             self.proc = None
         shutil.rmtree(os.path.join(DPDK_RUN, f"palisade-{self.instance}"), ignore_errors=True)
 
+    def packet_log(self):
+        try:
+            with open(os.path.join(self.log_dir, f"packets-{self.instance}.log")) as f:
+                return f.read()
+        except OSError:
+            return ""
+
     def log(self):
         try:
             with open(self.log_path) as f:
@@ -308,6 +315,8 @@ class NamespaceGuests:
             veth(host, inner, netns_b=ns, mac_b=f"02:00:00:00:{i + 0x10:02x}:01")
             # Veth leaves checksums to be filled in later; af_packet would carry them unfilled.
             ns.run("ethtool", "-K", inner, "tx", "off")
+            # IPv4 only: keeps router solicitations and ND out of the tests' counters.
+            ns.run("sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1")
             ns.run("ip", "addr", "add", addr, "dev", inner)
             ns.ip = addr.split("/")[0]
             ns.dev = inner
@@ -374,6 +383,79 @@ def tcp_transfer(server_ns, client_ns, port, size):
             srv.kill()
             srv.wait()
         srv.stdout.close()
+
+
+ECHO_SERVER = r"""
+import socket, sys, threading
+srv = socket.socket(); srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.bind(("0.0.0.0", int(sys.argv[1]))); srv.listen(16)
+print("listening", flush=True)
+def serve(c):
+    try:
+        while True:
+            data = c.recv(65536)
+            if not data:
+                break
+            c.sendall(data)
+    except OSError:
+        pass  # reset by the firewall or the peer
+    c.close()
+while True:
+    c, _ = srv.accept()
+    threading.Thread(target=serve, args=(c,), daemon=True).start()
+"""
+
+# Reads lines from stdin: "connect HOST PORT TIMEOUT", "send TEXT", "close"; answers one line each.
+SESSION_CLIENT = r"""
+import socket, sys, time
+s = None
+for line in sys.stdin:
+    cmd = line.split()
+    try:
+        if cmd[0] == "connect":
+            start = time.monotonic()
+            s = socket.create_connection((cmd[1], int(cmd[2])), timeout=float(cmd[3]))
+            s.settimeout(5)
+            print("connected", flush=True)
+        elif cmd[0] == "send":
+            s.sendall(cmd[1].encode())
+            print("echo " + s.recv(4096).decode(), flush=True)
+        elif cmd[0] == "close":
+            s.close()
+            print("closed", flush=True)
+    except ConnectionRefusedError:
+        print("refused %.2f" % (time.monotonic() - start), flush=True)
+    except (socket.timeout, TimeoutError):
+        print("timeout", flush=True)
+    except OSError as e:
+        print("error " + type(e).__name__ + " " + str(e), flush=True)
+"""
+
+
+class Session:
+    """A TCP client in a namespace that the test drives line by line."""
+
+    def __init__(self, ns):
+        self.proc = ns.popen("/usr/bin/python3", "-c", SESSION_CLIENT, stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True)
+
+    def do(self, line):
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+        return self.proc.stdout.readline().strip()
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc.stdin.close()
+        self.proc.stdout.close()
+
+
+def echo_server(ns, port):
+    srv = ns.popen("/usr/bin/python3", "-c", ECHO_SERVER, str(port), stdout=subprocess.PIPE, text=True)
+    assert srv.stdout.readline().strip() == "listening"
+    return srv
 
 
 def ping_until_answered(ns, ip, tries=20):
