@@ -159,7 +159,7 @@ class BridgeTest(unittest.TestCase):
             ("port add a --vhost-user /tmp/other.sock", "port 'a' already exists"),
             (f"port add d --vhost-user {self.sockets[0]}", f"{self.sockets[0]} is in use by another process"),
             ("port del nosuch", "no port 'nosuch'"),
-            ("filter attach a --slot 1 --agent magic", "unknown filter agent 'magic' (known: counting, none)"),
+            ("filter attach a --slot 1 --agent magic", "unknown filter agent 'magic' (known: sfw, swsec, counting, none)"),
             ("port add bad/name --vhost-user /tmp/x.sock", "port name 'bad/name' may hold only letters, digits, '-', '_', '.'"),
             ("port add up --uplink net_nosuchdriver0", None),
         ]:
