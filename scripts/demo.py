@@ -1,4 +1,5 @@
-"""Palisade demo: one palisaded with two guests, traffic across the switch, and the counters.
+"""Palisade demo: one palisaded with two guests behind port security and a stateful firewall
+policy, traffic across the switch, and the operator's views.
 
 The guests are network namespaces with real Linux stacks, attached through vhost-user by a
 dpdk-testpmd virtio-user peer (QEMU guests arrive with the end-to-end issue)."""
@@ -8,8 +9,32 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "lib"))
-from palisade_testlib import (Daemon, NamespaceGuests, Workdir, ping_until_answered,  # noqa: E402
-                              tcp_transfer, wait_for)
+from palisade_testlib import (Daemon, NamespaceGuests, Session, Workdir,  # noqa: E402
+                              ping_until_answered, tcp_transfer, wait_for)
+
+POLICY = """ruleset db-tier {
+  # Filter rules
+  rule 1006 at 1 inout protocol tcp from addrset web to addrset db port 5001 accept with log;
+  rule 1004 at 2 inout protocol icmp icmptype 8 from any to any accept;
+  rule 1002 at 3 inout protocol any from any to any reject with log;
+}
+
+ruleset db-tier_L2 {
+  # Filter rules
+  rule 1001 at 1 inout ethertype any from any to any accept;
+}
+addrset web {
+vm web-01,
+}
+addrset db {
+vm db-01,
+}
+"""
+WEB_POLICY = """ruleset web-tier {
+  rule 2001 at 1 out protocol any from any to any accept;
+  rule 2002 at 2 in protocol any from any to any reject;
+}
+"""
 
 
 def table(rows, columns):
@@ -33,11 +58,18 @@ def main():
         step("starting palisaded (instance 'demo', no hugepages needed)")
         sw.start()
         print(f"control socket {sw.socket}; log {sw.log_path}")
-        for name in ("web", "db"):
-            line = f"port add vm-{name} --vhost-user {work.join(name + '.sock')}"
-            print(f"> {line}")
-            sw.ctl(line)
-            line = f"filter attach vm-{name} --slot 3 --agent counting"
+        for name, vm, ip, mac in (("web", "web-01", "10.20.0.1", "02:00:00:00:10:01"),
+                                  ("db", "db-01", "10.20.0.2", "02:00:00:00:11:01")):
+            for line in (f"port add vm-{name} --vhost-user {work.join(name + '.sock')} --vm {vm} --mac {mac} --ip {ip}",
+                         f"filter attach vm-{name} --slot 1 --agent swsec",
+                         f"filter attach vm-{name} --slot 2 --agent sfw"):
+                print(f"> {line}")
+                sw.ctl(line)
+        for name, text in (("db", POLICY), ("web", WEB_POLICY)):
+            path = work.join(name + ".rules")
+            with open(path, "w") as f:
+                f.write(text)
+            line = f"rules load vm-{name} {path}"
             print(f"> {line}")
             sw.ctl(line)
 
@@ -51,12 +83,39 @@ def main():
         print(guests["web"].run("ping", "-c", "3", "-i", "0.2", guests["db"].ip,
                                 check=False).stdout.strip() if ok else "no answer")
 
-        step("web streams 32 MiB to db over TCP")
+        step("web streams 32 MiB to db over TCP port 5001 (rule 1006 allows it)")
         start = time.monotonic()
         got, got_sha, sent, sent_sha = tcp_transfer(guests["db"], guests["web"], 5001, 32 << 20)
         secs = time.monotonic() - start
         print(f"sent {sent} bytes, db received {got} bytes in {secs:.2f} s "
               f"({got * 8 / secs / 1e6:.0f} Mbit/s); sha256 {'matches' if got_sha == sent_sha else 'DIFFERS'}")
+
+        step("web tries db's port 5002 (rule 1002 rejects it)")
+        session = Session(guests["web"])
+        print(f"connect 10.20.0.2:5002 -> {session.do('connect 10.20.0.2 5002 5')}")
+        session.close()
+
+        step("db's rules with their counters (rules show vm-db --stats)")
+        reply = sw.ctl("rules show vm-db --stats")
+        print(reply["text"].rstrip())
+        for r in reply["stats"]:
+            print(f"rule {r['rule']}: {r['evals']} evals, in {r['in_pkts']} out {r['out_pkts']} pkts, "
+                  f"in {r['in_bytes']} out {r['out_bytes']} bytes")
+
+        step("db's address sets (addrsets show vm-db)")
+        print(sw.ctl("addrsets show vm-db")["text"].rstrip())
+
+        step("db's connections (flows show vm-db)")
+        flows = sw.ctl("flows show vm-db")["flows"]
+        print(f"Count: {len(flows)}")
+        for f in flows:
+            print(f"{f['flow_id']} Active {f['proto']} {f['ethertype']} {f['direction']} {f['rule']} "
+                  f"{f['src']}:{f['sport']} {f['dst']}:{f['dport']} {f['orig_bytes'] + f['reply_bytes']} "
+                  f"{f['state']} {f['orig_bytes']} {f['reply_bytes']} {f['orig_pkts']} {f['reply_pkts']}")
+
+        step("packet log (LOG_DIR/packets-demo.log)")
+        wait_for(lambda: "REJECT" in sw.packet_log(), 5)
+        print(sw.packet_log().rstrip())
 
         step("ports (port stats)")
         ports = sw.ctl("port stats")["ports"]
@@ -71,10 +130,9 @@ def main():
         step("filter slots (filter list)")
         for p in sw.ctl("filter list")["ports"]:
             print(f" port {p['port']}")
-            for s in p["slots"]:
+            for s in sorted(p["slots"], key=lambda s: -s["slot"]):
                 print(f"  vNic slot {s['slot']}\n   name: {s['name']}\n   agentName: {s['agent']}"
-                      f"\n   state: {s['state']}\n   failurePolicy: {s['failurePolicy']}"
-                      f"\n   counted: out {s['out_packets']} pkts / in {s['in_packets']} pkts")
+                      f"\n   state: {s['state']}\n   failurePolicy: {s['failurePolicy']}")
 
         step("learned MACs (mac show)")
         macs = sw.ctl("mac show")
