@@ -61,9 +61,50 @@ void PortSecurity::Log(const FilterBatch& b, uint16_t i, const IpAddr& src, cons
   log_->Push(b.worker, e);
 }
 
+// A DHCP server's ACK toward the VM (BOOTP reply, option 53 = 5) teaches the address it
+// assigned (yiaddr), when it is addressed to the VM's MAC.
+void PortSecurity::LearnFromDhcp(const uint8_t* frame, const Packet& p) {
+  if (p.v6 || p.tuple.proto != kProtoUdp || p.tuple.sport != 67 || p.tuple.dport != 68) return;
+  const uint8_t* bootp = frame + p.l4_offset + 8;
+  const uint32_t len = p.l4_len >= 8 ? p.l4_len - 8u : 0;
+  if (len < 240 || bootp[0] != 2) return;  // fixed part and magic cookie
+  if (bootp[236] != 99 || bootp[237] != 130 || bootp[238] != 83 || bootp[239] != 99) return;
+  uint64_t chaddr = 0;
+  for (int i = 0; i < 6; i++) chaddr = (chaddr << 8) | bootp[28 + i];
+  if (binding_.mac == 0 || chaddr != binding_.mac) return;
+  for (uint32_t i = 240; i + 1 < len;) {
+    const uint8_t code = bootp[i];
+    if (code == 255) break;
+    if (code == 0) {
+      i++;
+      continue;
+    }
+    const uint8_t olen = bootp[i + 1];
+    if (i + 2u + olen > len) break;
+    if (code == 53 && olen == 1) {
+      if (bootp[i + 2] == 5) {
+        const IpAddr yiaddr = IpAddr::FromV4Bytes(bootp + 16);
+        if (!Unspecified(yiaddr)) Claim(yiaddr);
+      }
+      break;
+    }
+    i += 2u + olen;
+  }
+}
+
 void PortSecurity::Process(FilterBatch& b) {
-  if (b.dir != Direction::kOut) return;
   std::lock_guard lock(lock_);
+  if (b.dir == Direction::kIn) {
+    if (!binding_.learn) return;
+    for (uint16_t i = 0; i < b.count; i++) {
+      Packet p;
+      if (ParsePacket(b.pkts[i].data, b.pkts[i].len, &p) == ParseError::kNone && p.has_l4 &&
+          !p.fragment) {
+        LearnFromDhcp(b.pkts[i].data, p);
+      }
+    }
+    return;
+  }
   for (uint16_t i = 0; i < b.count; i++) {
     Packet p;
     if (ParsePacket(b.pkts[i].data, b.pkts[i].len, &p) != ParseError::kNone) continue;  // slot 2 judges

@@ -1,13 +1,13 @@
 // PortSecurity: anti-spoofing for one VM port (IOChain slot 1, agent palisade-swsec).
 //
 // A port is bound to its MAC and IP addresses: configured, or learned trust-on-first-use from
-// the VM's own ARP (sender address) and IPv6 neighbour discovery (NA target, NS source), up to
-// a limit. Frames from the VM with another source MAC, IP packets from another source address
+// the VM's own ARP (sender address), IPv6 neighbour discovery (NA target, NS source) and the
+// DHCP ACKs it receives (the assigned address), up to a limit. Frames from the VM with another source MAC, IP packets from another source address
 // (except 0.0.0.0 for DHCP and :: for duplicate address detection), and ARP or NA claiming
 // another address are dropped (reason SpoofGuard) and logged. Packets toward the VM pass.
 //
-// Thread-safety: Process() runs the OUT direction on the port's worker; its state is behind a
-// spin lock taken once per batch, shared with the control methods.
+// Thread-safety: Process() runs OUT on the port's worker and IN on any worker; the state is
+// behind a spin lock taken once per batch, shared with the control methods.
 #pragma once
 
 #include <atomic>
@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "firewall/ip_addr.h"
+#include "firewall/packet.h"
 #include "firewall/packet_log.h"
 #include "firewall/spin_lock.h"
 #include "vswitch/filter.h"
@@ -44,6 +45,7 @@ class PortSecurity : public Filter {
 
  private:
   bool Allowed(const IpAddr& a) const;
+  void LearnFromDhcp(const uint8_t* frame, const Packet& p);
   bool Claim(const IpAddr& a);  // allowed, or learned now
   void Log(const FilterBatch& b, uint16_t i, const IpAddr& src, const IpAddr& dst, uint8_t proto);
 

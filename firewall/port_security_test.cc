@@ -81,5 +81,37 @@ TEST_F(PortSecurityTest, LearnsOnFirstUseFromArpAndNd) {
   EXPECT_EQ(Send(ps, BuildArp(kMac, 1, kMac, kOtherIp, 0, kIp)), DropReason::kSpoofGuard);
 }
 
+TEST_F(PortSecurityTest, LearnsTheAddressADhcpServerAssigns) {
+  PortSecurity ps(1, PortBinding{kMac, {}, /*learn=*/true}, &log_);
+  auto ack = [](uint64_t chaddr, uint8_t type) {
+    FrameSpec s;
+    s.proto = kProtoUdp;
+    s.src = *IpAddr::Parse("10.0.0.254");
+    s.dst = *IpAddr::Parse("255.255.255.255");
+    s.sport = 67;
+    s.dport = 68;
+    s.dst_mac = chaddr;
+    s.payload.assign(240, 0);
+    s.payload[0] = 2;  // BOOTREPLY
+    s.payload[16] = 10;
+    s.payload[19] = 77;  // yiaddr 10.0.0.77
+    for (int i = 0; i < 6; i++) s.payload[28 + i] = static_cast<uint8_t>(chaddr >> (40 - 8 * i));
+    s.payload[236] = 99;
+    s.payload[237] = 130;
+    s.payload[238] = 83;
+    s.payload[239] = 99;
+    s.payload.insert(s.payload.end(), {53, 1, type, 255});
+    return BuildFrame(s);
+  };
+  const IpAddr assigned = *IpAddr::Parse("10.0.0.77");
+  EXPECT_EQ(Send(ps, ack(kMac, 2), Direction::kIn), DropReason::kNone);  // an OFFER teaches nothing
+  EXPECT_EQ(Send(ps, Ip(kMac, assigned)), DropReason::kSpoofGuard);
+  EXPECT_EQ(Send(ps, ack(kOtherMac, 5), Direction::kIn), DropReason::kNone);  // someone else's
+  EXPECT_EQ(Send(ps, Ip(kMac, assigned)), DropReason::kSpoofGuard);
+  EXPECT_EQ(Send(ps, ack(kMac, 5), Direction::kIn), DropReason::kNone);
+  EXPECT_EQ(Send(ps, Ip(kMac, assigned)), DropReason::kNone);
+  EXPECT_EQ(ps.addresses(), std::vector<IpAddr>{assigned});
+}
+
 }  // namespace
 }  // namespace palisade::fw

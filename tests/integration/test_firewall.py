@@ -144,6 +144,19 @@ class FirewallTest(unittest.TestCase):
         self.assertIn("rule 1010", self.sw.ctl("rules show vm-b")["text"])
         self.assertTrue(ping_until_answered(self.guests["a"], self.guests["b"].ip))
 
+    def test_5b_ping_follows_the_icmp_rules(self):
+        a, b = self.guests["a"], self.guests["b"]
+        no_icmp = self.work.join("no-icmp.rules")
+        with open(no_icmp, "w") as f:
+            f.write(DB_RULES.replace("protocol icmp icmptype 8", "protocol icmp icmptype 13"))
+        self.sw.ctl(f"rules load vm-b {no_icmp}")
+        self.sw.ctl("flows flush vm-b --proto icmp")
+        try:
+            self.assertFalse(ping_until_answered(a, b.ip, tries=2), "echo is no longer allowed")
+        finally:
+            self.load()
+        self.assertTrue(ping_until_answered(a, b.ip))
+
     def test_6_spoofing_guest_reaches_nobody(self):
         a, b = self.guests["a"], self.guests["b"]
         before = self.sw.port("vm-a")["drops"]["SpoofGuard"]
