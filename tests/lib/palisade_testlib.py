@@ -159,11 +159,12 @@ class Testpmd:
     vdevs: list of --vdev arguments, e.g. net_virtio_user0,path=SOCK. Port ids follow that order.
     """
 
-    def __init__(self, prefix, vdevs, args=(), cpu=PEER_CPU, mbufs=8192):
+    def __init__(self, prefix, vdevs, args=(), cpu=PEER_CPU, mbufs=8192, lcores=None):
         self.prefix = prefix
         self.vdevs = list(vdevs)
+        lcores = lcores or f"0@{cpu},1@{cpu}"
         argv = ["dpdk-testpmd", "--no-huge", "-m", "1024", "--no-pci", "--file-prefix", prefix,
-                f"--lcores=0@{cpu},1@{cpu}", "--log-level=lib.eal:warning"]
+                f"--lcores={lcores}", "--log-level=lib.eal:warning"]
         for v in self.vdevs:
             argv += ["--vdev", v]
         argv += ["--", "-i", f"--total-num-mbufs={mbufs}", "--nb-cores=1"] + list(args)

@@ -1,0 +1,299 @@
+"""Side-by-side switch benchmark: the same guest traffic, interleaved round by round, through
+
+  1. the limit: dpdk-testpmd forwarding between two vhost ports (io mode);
+  2. Open vSwitch 3.1 with DPDK, (a) plain in_port -> output flows, (b) stateful conntrack flows;
+  3. Palisade, (a) as an L2 switch with no rules, (b) with the stateful firewall on both ports and
+     a 1,000-rule table whose accepting rule sits at the end, on established flows.
+
+Traffic: one dpdk-testpmd on CPU 0 holding both virtio-user guest ports, request/reply
+(5tswap, loop topology, multi-flow, seeded with tx_first 8): replies carry swapped tuples, so
+stateful paths see established connections. Every switch forwards on CPU 1. Each switch's own
+counters give its core's cycles per packet (testpmd --record-core-cycles, OVS pmd-stats-show,
+palisadectl's worker stats); the guests' counters give Mpps.
+
+Prints medians and ranges, the ratios Palisade/limit and Palisade/OVS, flags rounds disturbed
+by other load, and writes every round to a JSON-lines file."""
+
+import argparse
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "lib"))
+from palisade_testlib import Daemon, Testpmd, Workdir  # noqa: E402
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def proc_jiffies(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])  # utime + stime, all threads
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def busy_jiffies():
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    return sum(v) - v[3] - v[4]  # minus idle and iowait
+
+
+class Limit:
+    name = "testpmd io (limit)"
+
+    def start(self, work):
+        self.socks = [work.join("lim0.sock"), work.join("lim1.sock")]
+        self.tp = Testpmd("bench-limit", [f"net_vhost{i},iface={s},queues=1" for i, s in enumerate(self.socks)],
+                          ["--forward-mode=io", "--port-topology=paired", "--record-core-cycles"],
+                          lcores="0@0,1@1", mbufs=16384)
+        return self.socks
+
+    def connected(self):
+        self.tp.cmd("start")
+
+    def _cycles(self):
+        out = self.tp.cmd("show fwd stats all")
+        # testpmd counts every cycle of its forwarding loop, empty polls included.
+        m = re.search(r"total cycles=(\d+) / total \w+ packets=(\d+)", out)
+        return (int(m.group(1)), int(m.group(2))) if m else (0, 0)
+
+    def begin(self):
+        self.c0 = self._cycles()
+
+    def end(self):
+        c1 = self._cycles()
+        return (c1[0] - self.c0[0]) / max(1, c1[1] - self.c0[1])
+
+    def pids(self):
+        return [self.tp.pid]
+
+    def stop(self):
+        self.tp.close()
+
+
+class Ovs:
+    def __init__(self, conntrack):
+        self.conntrack = conntrack
+        self.name = "OVS-DPDK " + ("conntrack" if conntrack else "plain flows")
+
+    def _env(self):
+        return dict(os.environ, OVS_RUNDIR=self.dir, OVS_LOGDIR=self.dir, OVS_DBDIR=self.dir)
+
+    def _run(self, *args):
+        return subprocess.run(list(args), env=self._env(), check=True, capture_output=True, text=True).stdout
+
+    def start(self, work):
+        self.dir = work.join("ovs")
+        os.makedirs(self.dir)
+        db = os.path.join(self.dir, "conf.db")
+        self._run("ovsdb-tool", "create", db, "/usr/share/openvswitch/vswitch.ovsschema")
+        self._run("taskset", "-c", "0", "ovsdb-server", f"--remote=punix:{self.dir}/db.sock",
+                  f"--pidfile={self.dir}/ovsdb-server.pid", "--detach", f"--log-file={self.dir}/ovsdb.log", db)
+        vsctl = ["ovs-vsctl", f"--db=unix:{self.dir}/db.sock", "--no-wait"]
+        self._run(*vsctl, "init")
+        self._run(*vsctl, "set", "Open_vSwitch", ".", "other_config:dpdk-init=true",
+                  'other_config:dpdk-extra="--no-huge -m 2048 --no-pci --legacy-mem --file-prefix palisade-bench-ovs"',
+                  "other_config:per-port-memory=true", "other_config:pmd-cpu-mask=0x2",
+                  "other_config:dpdk-lcore-mask=0x1")
+        self._run("taskset", "-c", "0", "/usr/lib/openvswitch-switch-dpdk/ovs-vswitchd-dpdk",
+                  f"unix:{self.dir}/db.sock", f"--pidfile={self.dir}/ovs-vswitchd.pid", "--detach",
+                  f"--log-file={self.dir}/vswitchd.log")
+        vsctl = ["ovs-vsctl", f"--db=unix:{self.dir}/db.sock"]
+        self._run(*vsctl, "add-br", "br0", "--", "set", "bridge", "br0", "datapath_type=netdev")
+        for i in (0, 1):
+            self._run(*vsctl, "add-port", "br0", f"vhu{i}", "--", "set", "Interface", f"vhu{i}",
+                      "type=dpdkvhostuser", f"ofport_request={i + 1}")
+        self._run("ovs-ofctl", "del-flows", "br0")
+        if self.conntrack:
+            flows = ["table=0,priority=10,ip,ct_state=-trk,actions=ct(table=1)",
+                     "table=0,priority=1,in_port=1,actions=output:2",
+                     "table=0,priority=1,in_port=2,actions=output:1"]
+            for a, b in ((1, 2), (2, 1)):
+                flows += [f"table=1,priority=10,ct_state=+trk+new,ip,in_port={a},actions=ct(commit),output:{b}",
+                          f"table=1,priority=10,ct_state=+trk+est,ip,in_port={a},actions=output:{b}"]
+        else:
+            flows = ["in_port=1,actions=output:2", "in_port=2,actions=output:1"]
+        for f in flows:
+            self._run("ovs-ofctl", "add-flow", "br0", f)
+        return [os.path.join(self.dir, "vhu0"), os.path.join(self.dir, "vhu1")]
+
+    def connected(self):
+        pass
+
+    def _appctl(self, *args):
+        pid = open(os.path.join(self.dir, "ovs-vswitchd.pid")).read().strip()
+        return self._run("ovs-appctl", "-t", os.path.join(self.dir, f"ovs-vswitchd-dpdk.{pid}.ctl"), *args)
+
+    def begin(self):
+        self._appctl("dpif-netdev/pmd-stats-clear")
+
+    def end(self):
+        out = self._appctl("dpif-netdev/pmd-stats-show")
+        m = re.search(r"avg processing cycles per packet: ([\d.]+)", out)
+        return float(m.group(1)) if m else float("nan")
+
+    def pids(self):
+        return [int(open(os.path.join(self.dir, f)).read()) for f in ("ovs-vswitchd.pid", "ovsdb-server.pid")]
+
+    def stop(self):
+        for f in ("ovs-vswitchd.pid", "ovsdb-server.pid"):
+            try:
+                pid = int(open(os.path.join(self.dir, f)).read())
+                os.kill(pid, 15)
+                for _ in range(50):
+                    if not os.path.exists(f"/proc/{pid}"):
+                        break
+                    time.sleep(0.1)
+            except (OSError, ValueError):
+                pass
+        shutil.rmtree("/var/run/dpdk/palisade-bench-ovs", ignore_errors=True)
+
+
+def thousand_rules():
+    lines = ["ruleset bench {"]
+    for i in range(999):
+        lines.append(f"  rule {2000 + i} at {i + 1} inout protocol udp from ip 10.{i // 250}.{i % 250}.1 "
+                     f"to any port {1000 + i} accept;")
+    lines.append("  rule 1000 at 1000 inout protocol any from any to any accept;")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+class Palisade:
+    def __init__(self, firewall):
+        self.firewall = firewall
+        self.name = "Palisade " + ("firewall, 1,000 rules" if firewall else "L2, no rules")
+
+    def start(self, work):
+        self.sw = Daemon("bench-" + ("fw" if self.firewall else "l2"), work.path, cores="1").start()
+        socks = [work.join("pal0.sock"), work.join("pal1.sock")]
+        for i, s in enumerate(socks):
+            self.sw.ctl(f"port add p{i} --vhost-user {s}")
+        if self.firewall:
+            rules = work.join("bench.rules")
+            with open(rules, "w") as f:
+                f.write(thousand_rules())
+            for i in (0, 1):
+                self.sw.ctl(f"filter attach p{i} --slot 2 --agent sfw")
+                self.sw.ctl(f"rules load p{i} {rules}")
+        return socks
+
+    def connected(self):
+        pass
+
+    def _worker(self):
+        return self.sw.ctl("worker stats")["workers"][0]
+
+    def begin(self):
+        self.w0 = self._worker()
+
+    def end(self):
+        w1 = self._worker()
+        return (w1["busy_cycles"] - self.w0["busy_cycles"]) / max(1, w1["rx_packets"] - self.w0["rx_packets"])
+
+    def pids(self):
+        return [self.sw.proc.pid]
+
+    def stop(self):
+        self.sw.stop()
+
+
+def wait_idle(limit_cpus=0.2, timeout=20):
+    """Waits (up to timeout) until the machine's busy time over half a second stays under limit."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        b0 = busy_jiffies()
+        time.sleep(0.5)
+        if (busy_jiffies() - b0) / CLK_TCK / 0.5 < limit_cpus:
+            return True
+    return False
+
+
+def run_one(cfg, seconds, warmup):
+    work = Workdir("bench")
+    guests = None
+    try:
+        socks = cfg.start(work)
+        guests = Testpmd("bench-guests", [f"net_virtio_user{i},path={s},queue_size=1024" for i, s in enumerate(socks)],
+                         ["--forward-mode=5tswap", "--port-topology=loop", "--txonly-multi-flow"],
+                         lcores="0@0,1@0", mbufs=16384)
+        cfg.connected()
+        guests.cmd("start tx_first 8")
+        time.sleep(warmup)
+        pids = cfg.pids() + [guests.pid, os.getpid()]
+        cfg.begin()
+        s0, t0 = guests.port_stats(), time.monotonic()
+        j0, b0 = sum(proc_jiffies(p) for p in pids), busy_jiffies()
+        time.sleep(seconds)
+        j1, b1 = sum(proc_jiffies(p) for p in pids), busy_jiffies()
+        s1, t1 = guests.port_stats(), time.monotonic()
+        cpp = cfg.end()
+        rx = sum(s1[p]["rx"] - s0[p]["rx"] for p in s1)
+        other = ((b1 - b0) - (j1 - j0)) / CLK_TCK / (t1 - t0)  # CPUs' worth used by others
+        guests.cmd("stop")
+        return {"config": cfg.name, "mpps": rx / (t1 - t0) / 1e6, "cycles_per_packet": cpp,
+                "other_load_cpus": round(other, 3), "disturbed": other > 0.05}
+    finally:
+        if guests:
+            guests.close()
+        cfg.stop()
+        work.remove()
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--seconds", type=float, default=5.0, help="measurement window per run")
+    ap.add_argument("--warmup", type=float, default=2.0)
+    ap.add_argument("--raw", default="bench-switch-rounds.jsonl", help="file for every round's numbers")
+    args = ap.parse_args()
+
+    configs = [Limit(), Ovs(False), Ovs(True), Palisade(False), Palisade(True)]
+    results = []
+    with open(args.raw, "w") as raw:
+        for r in range(args.rounds):
+            for cfg in configs:
+                wait_idle()
+                res = run_one(cfg, args.seconds, args.warmup)
+                res["round"] = r + 1
+                results.append(res)
+                raw.write(json.dumps(res) + "\n")
+                raw.flush()
+                flag = "  DISTURBED" if res["disturbed"] else ""
+                print(f"round {r + 1} {cfg.name:<28} {res['mpps']:6.2f} Mpps {res['cycles_per_packet']:8.1f} cycles/pkt{flag}",
+                      flush=True)
+
+    print()
+    print(f"{'configuration':<28} {'Mpps median':>11} {'min-max':>13} {'cycles/pkt':>11} {'disturbed':>9}")
+    summary = {}
+    for cfg in configs:
+        rs = [x for x in results if x["config"] == cfg.name]
+        clean = [x for x in rs if not x["disturbed"]] or rs
+        mpps = statistics.median(x["mpps"] for x in clean)
+        cpp = statistics.median(x["cycles_per_packet"] for x in clean)
+        summary[cfg.name] = (mpps, cpp)
+        print(f"{cfg.name:<28} {mpps:11.2f} {min(x['mpps'] for x in rs):6.2f}-{max(x['mpps'] for x in rs):<6.2f} "
+              f"{cpp:11.1f} {sum(x['disturbed'] for x in rs):>6}/{len(rs)}")
+    print("(medians over undisturbed rounds; a round is disturbed when other processes used over 5% of a CPU.")
+    print(" Cycles per packet: testpmd counts all cycles of its loop, empty polls included; OVS and")
+    print(" Palisade count the cycles of polls that moved packets.)")
+    lim = summary["testpmd io (limit)"][1]
+    l2, fw = summary["Palisade L2, no rules"][1], summary["Palisade firewall, 1,000 rules"][1]
+    ovs_plain, ovs_ct = summary["OVS-DPDK plain flows"][1], summary["OVS-DPDK conntrack"][1]
+    print()
+    print(f"Palisade L2 / limit, cycles per packet:        {l2 / lim:5.2f}x   (target: within 1.10x)")
+    print(f"Palisade firewall / limit, cycles per packet:  {fw / lim:5.2f}x   (target: at most 1.40x)")
+    print(f"Palisade L2 vs OVS plain, packets per cycle:   {ovs_plain / l2:5.2f}x")
+    print(f"Palisade firewall vs OVS conntrack, packets per cycle: {ovs_ct / fw:5.2f}x   (target: at least 2.5x)")
+    print(f"Raw rounds: {os.path.abspath(args.raw)}")
+
+
+if __name__ == "__main__":
+    main()
