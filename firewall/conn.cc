@@ -32,8 +32,25 @@ const char* CloseReasonName(CloseReason r) {
   return "?";
 }
 
+namespace {
+
+// Address order as two big-endian 64-bit halves: the same order as the bytes, without memcmp.
+int CompareAddr(const IpAddr& a, const IpAddr& b) {
+  uint64_t x[2], y[2];
+  std::memcpy(x, a.b.data(), 16);
+  std::memcpy(y, b.b.data(), 16);
+  for (int i = 0; i < 2; i++) {
+    const uint64_t xa = __builtin_bswap64(x[i]), ya = __builtin_bswap64(y[i]);
+    if (xa != ya) return xa < ya ? -1 : 1;
+  }
+  return 0;
+}
+
+}  // namespace
+
 ConnKey MakeKey(const Tuple& t, bool* src_is_lo) {
-  const bool lo_first = t.src < t.dst || (t.src == t.dst && t.sport <= t.dport);
+  const int c = CompareAddr(t.src, t.dst);
+  const bool lo_first = c < 0 || (c == 0 && t.sport <= t.dport);
   *src_is_lo = lo_first;
   ConnKey k;
   k.proto = t.proto;
