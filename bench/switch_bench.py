@@ -39,10 +39,16 @@ def proc_jiffies(pid):
         return 0
 
 
-def busy_jiffies():
+def cpu_jiffies():
+    """(busy, steal) jiffies of all CPUs: busy excludes idle, iowait and steal."""
     with open("/proc/stat") as f:
         v = [int(x) for x in f.readline().split()[1:]]
-    return sum(v) - v[3] - v[4]  # minus idle and iowait
+    steal = v[7] if len(v) > 7 else 0
+    return sum(v[:8]) - v[3] - v[4] - steal, steal
+
+
+def busy_jiffies():
+    return cpu_jiffies()[0]
 
 
 class Limit:
@@ -230,16 +236,18 @@ def run_one(cfg, seconds, warmup):
         pids = cfg.pids() + [guests.pid, os.getpid()]
         cfg.begin()
         s0, t0 = guests.port_stats(), time.monotonic()
-        j0, b0 = sum(proc_jiffies(p) for p in pids), busy_jiffies()
+        j0, (b0, st0) = sum(proc_jiffies(p) for p in pids), cpu_jiffies()
         time.sleep(seconds)
-        j1, b1 = sum(proc_jiffies(p) for p in pids), busy_jiffies()
+        j1, (b1, st1) = sum(proc_jiffies(p) for p in pids), cpu_jiffies()
         s1, t1 = guests.port_stats(), time.monotonic()
         cpp = cfg.end()
         rx = sum(s1[p]["rx"] - s0[p]["rx"] for p in s1)
         other = ((b1 - b0) - (j1 - j0)) / CLK_TCK / (t1 - t0)  # CPUs' worth used by others
+        steal = (st1 - st0) / CLK_TCK / (t1 - t0)  # CPUs' worth the hypervisor took away
         guests.cmd("stop")
         return {"config": cfg.name, "mpps": rx / (t1 - t0) / 1e6, "cycles_per_packet": cpp,
-                "other_load_cpus": round(other, 3), "disturbed": other > 0.05}
+                "other_load_cpus": round(other, 3), "steal_cpus": round(steal, 3),
+                "disturbed": other > 0.05 or steal > 0.05}
     finally:
         if guests:
             guests.close()
@@ -281,7 +289,8 @@ def main():
         summary[cfg.name] = (mpps, cpp)
         print(f"{cfg.name:<28} {mpps:11.2f} {min(x['mpps'] for x in rs):6.2f}-{max(x['mpps'] for x in rs):<6.2f} "
               f"{cpp:11.1f} {sum(x['disturbed'] for x in rs):>6}/{len(rs)}")
-    print("(medians over undisturbed rounds; a round is disturbed when other processes used over 5% of a CPU.")
+    print("(medians over undisturbed rounds; a round is disturbed when other processes, or the hypervisor's")
+    print(" steal time, took over 5% of a CPU.")
     print(" Cycles per packet: testpmd counts all cycles of its loop, empty polls included; OVS and")
     print(" Palisade count the cycles of polls that moved packets.)")
     lim = summary["testpmd io (limit)"][1]

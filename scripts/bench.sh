@@ -1,10 +1,29 @@
 #!/usr/bin/env bash
-# Runs the firewall microbenchmarks (each beside its baseline, in the same run) and prints the
-# numbers with their ratios to the baselines. Usage: scripts/bench.sh [MIN_TIME_SECONDS]
+# The benchmarks, each beside its baseline in the same run, with ratios:
+#  1. the switches side by side (bench/switch_bench.py): testpmd's limit, Open vSwitch with DPDK
+#     (plain and conntrack), Palisade (L2 and firewall), interleaved over ROUNDS rounds;
+#  2. the firewall microbenchmarks: classifier, connection table, new connections.
+# Usage: scripts/bench.sh [--rounds N] [--seconds S] [--micro-only]   (needs root)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+rounds=5 seconds=5 micro_only=0 min_time=0.5
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --rounds) rounds=$2; shift 2 ;;
+    --seconds) seconds=$2; shift 2 ;;
+    --micro-only) micro_only=1; shift ;;
+    *) echo "usage: scripts/bench.sh [--rounds N] [--seconds S] [--micro-only]" >&2; exit 2 ;;
+  esac
+done
 scripts/setup-debian.sh >/dev/null
-min_time=${1:-0.5}
+if [ "$micro_only" -eq 0 ]; then
+  if ! dpkg-query -W -f='${Status}' openvswitch-switch-dpdk 2>/dev/null | grep -q "install ok installed"; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends openvswitch-switch-dpdk
+  fi
+  /usr/bin/python3 bench/switch_bench.py --rounds "$rounds" --seconds "$seconds" \
+    --raw build/bench-switch-rounds.jsonl
+  echo
+fi
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 for b in classifier conntrack; do
@@ -33,4 +52,6 @@ print(f"(a Conn entry is {runs['BM_ConnTableLookup/10000']['sizeof_Conn']:.0f} b
 print()
 r = runs["BM_NewConnections"]["items_per_second"]
 print(f"New connections through the stateful filter: {r / 1e6:.2f} M/s on one core (target 2 M/s: {r / 2e6:.2f}x)")
+e = runs["BM_EstablishedPackets"]["items_per_second"]
+print(f"Established packets through the stateful filter (1,000 rules): {1e9 / e:.1f} ns per packet")
 PY
