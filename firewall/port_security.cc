@@ -31,8 +31,25 @@ uint64_t PortSecurity::mac() const {
   return binding_.mac;
 }
 
+namespace {
+
+// fe80::/64 with the interface identifier derived from the MAC (RFC 4291 modified EUI-64): a
+// port bound to a MAC may always use its own link-local address.
+bool IsOwnLinkLocal(const IpAddr& a, uint64_t mac) {
+  if (mac == 0) return false;
+  const uint8_t want[16] = {0xfe, 0x80, 0, 0, 0, 0, 0, 0,
+                            static_cast<uint8_t>((mac >> 40) ^ 0x02), static_cast<uint8_t>(mac >> 32),
+                            static_cast<uint8_t>(mac >> 24), 0xff, 0xfe,
+                            static_cast<uint8_t>(mac >> 16), static_cast<uint8_t>(mac >> 8),
+                            static_cast<uint8_t>(mac)};
+  return std::memcmp(a.b.data(), want, 16) == 0;
+}
+
+}  // namespace
+
 bool PortSecurity::Allowed(const IpAddr& a) const {
-  return std::find(binding_.ips.begin(), binding_.ips.end(), a) != binding_.ips.end() ||
+  return IsOwnLinkLocal(a, binding_.mac) ||
+         std::find(binding_.ips.begin(), binding_.ips.end(), a) != binding_.ips.end() ||
          std::find(learned_.begin(), learned_.end(), a) != learned_.end();
 }
 

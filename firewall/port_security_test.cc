@@ -52,7 +52,10 @@ TEST_F(PortSecurityTest, BoundPortDropsOtherMacsAndAddresses) {
   EXPECT_EQ(Send(ps, Ip(kMac, kOtherIp)), DropReason::kSpoofGuard) << "another VM's IP";
   EXPECT_EQ(Send(ps, Ip(kOtherMac, kOtherIp), Direction::kIn), DropReason::kNone) << "inbound passes";
   EXPECT_EQ(Send(ps, Ip(kMac, *IpAddr::Parse("0.0.0.0"))), DropReason::kNone) << "DHCP discover";
-  EXPECT_EQ(log_.Drain(nullptr, 0), 2u);
+  EXPECT_EQ(Send(ps, Ip(kMac, *IpAddr::Parse("fe80::ff:fe00:1"))), DropReason::kNone)
+      << "its own EUI-64 link-local address";
+  EXPECT_EQ(Send(ps, Ip(kMac, *IpAddr::Parse("fe80::ff:fe00:99"))), DropReason::kSpoofGuard);
+  EXPECT_EQ(log_.Drain(nullptr, 0), 3u);
 }
 
 TEST_F(PortSecurityTest, ArpMayNotClaimAnotherAddress) {

@@ -10,6 +10,7 @@ packages=(
   libcapnp-dev capnproto libev-dev libtbb-dev libgtest-dev libbenchmark-dev
   iproute2 ethtool iputils-ping procps # namespace guests and their traffic
   clang libclang-rt-14-dev             # libFuzzer targets (scripts/fuzz.sh)
+  qemu-system-x86 busybox-static       # QEMU test guests (tests/lib/guest_image.py)
 )
 missing=()
 for p in "${packages[@]}"; do
