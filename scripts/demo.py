@@ -1,8 +1,9 @@
 """Palisade demo: one palisaded with two guests behind port security and a stateful firewall
 policy, traffic across the switch, and the operator's views.
 
-The guests are network namespaces with real Linux stacks, attached through vhost-user by a
-dpdk-testpmd virtio-user peer (QEMU guests arrive with the end-to-end issue)."""
+The guests are QEMU virtual machines (TCG) booted from the test image, attached through
+vhost-user. Where QEMU is missing (or PALISADE_DEMO_GUESTS=netns), they are network namespaces
+with real Linux stacks, attached by a dpdk-testpmd virtio-user peer."""
 
 import os
 import sys
@@ -11,6 +12,70 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "lib"))
 from palisade_testlib import (Daemon, NamespaceGuests, Session, Workdir,  # noqa: E402
                               ping_until_answered, tcp_transfer, wait_for)
+from qemu_guest import QEMU, QemuGuest  # noqa: E402
+
+GUESTS = [("web", "web-01", "10.20.0.1", "02:00:00:00:10:01"),
+          ("db", "db-01", "10.20.0.2", "02:00:00:00:11:01")]
+
+
+class VmGuests:
+    """The two demo guests as QEMU VMs; db listens (TCP echo) on 5001."""
+    kind = "QEMU virtual machines"
+
+    def __init__(self, work):
+        self.vms = {n: QemuGuest(n, work.path, work.join(n + ".sock"), mac, ip + "/24",
+                                 listen=[5001] if n == "db" else [])
+                    for n, _, ip, mac in GUESTS}
+        for vm in self.vms.values():
+            vm.start()
+        for vm in self.vms.values():
+            vm.wait_ready()
+
+    def ping(self, src, ip):
+        self.vms[src].ping(ip)
+        return self.vms[src].run(f"ping -c 3 {ip}")[1].strip()
+
+    def stream(self, src, dst, port, size):
+        vm = self.vms[src]
+        rc, out = vm.run(f"dd if=/dev/urandom of=/tmp/tx bs=1024 count={size // 1024} 2>/dev/null && "
+                         f"nc -w 3 {self.vms[dst].ip} {port} < /tmp/tx > /tmp/rx; sha256sum /tmp/tx /tmp/rx",
+                         timeout=300)
+        sums = [line.split()[0] for line in out.splitlines() if "/tmp/" in line]
+        return f"{size} bytes to db's echo service and back; sha256 " + (
+            "matches" if len(sums) == 2 and sums[0] == sums[1] else "DIFFERS: " + out)
+
+    def connect(self, src, ip, port):
+        return self.vms[src].run(f"nc -w 5 {ip} {port} </dev/null")[1].strip() or "connected"
+
+    def close(self):
+        for vm in self.vms.values():
+            vm.stop()
+
+
+class NsGuests:
+    """The two demo guests as network namespaces."""
+    kind = "network namespaces"
+
+    def __init__(self, work):
+        self.g = NamespaceGuests("pdemo", [(n, work.join(n + ".sock"), ip + "/24") for n, _, ip, _ in GUESTS])
+
+    def ping(self, src, ip):
+        ping_until_answered(self.g[src], ip)
+        return self.g[src].run("ping", "-c", "3", "-i", "0.2", ip, check=False).stdout.strip()
+
+    def stream(self, src, dst, port, size):
+        got, got_sha, sent, sent_sha = tcp_transfer(self.g[dst], self.g[src], port, size)
+        return f"sent {sent} bytes, db received {got}; sha256 {'matches' if got_sha == sent_sha else 'DIFFERS'}"
+
+    def connect(self, src, ip, port):
+        session = Session(self.g[src])
+        try:
+            return session.do(f"connect {ip} {port} 5")
+        finally:
+            session.close()
+
+    def close(self):
+        self.g.close()
 
 POLICY = """ruleset db-tier {
   # Filter rules
@@ -58,8 +123,7 @@ def main():
         step("starting palisaded (instance 'demo', no hugepages needed)")
         sw.start()
         print(f"control socket {sw.socket}; log {sw.log_path}")
-        for name, vm, ip, mac in (("web", "web-01", "10.20.0.1", "02:00:00:00:10:01"),
-                                  ("db", "db-01", "10.20.0.2", "02:00:00:00:11:01")):
+        for name, vm, ip, mac in GUESTS:
             for line in (f"port add vm-{name} --vhost-user {work.join(name + '.sock')} --vm {vm} --mac {mac} --ip {ip}",
                          f"filter attach vm-{name} --slot 1 --agent swsec",
                          f"filter attach vm-{name} --slot 2 --agent sfw"):
@@ -73,27 +137,23 @@ def main():
             print(f"> {line}")
             sw.ctl(line)
 
-        step("attaching two guests (namespaces web 10.20.0.1 and db 10.20.0.2)")
-        guests = NamespaceGuests("pdemo", [("web", work.join("web.sock"), "10.20.0.1/24"),
-                                           ("db", work.join("db.sock"), "10.20.0.2/24")])
+        use_vms = QEMU is not None and os.environ.get("PALISADE_DEMO_GUESTS") != "netns"
+        step("booting two guests: web 10.20.0.1 and db 10.20.0.2 (" +
+             ("QEMU virtual machines" if use_vms else "network namespaces, QEMU is missing") + ")")
+        guests = VmGuests(work) if use_vms else NsGuests(work)
         wait_for(lambda: all(p["link"] for p in sw.ctl("port list")["ports"]))
 
-        step("web pings db")
-        ok = ping_until_answered(guests["web"], guests["db"].ip)
-        print(guests["web"].run("ping", "-c", "3", "-i", "0.2", guests["db"].ip,
-                                check=False).stdout.strip() if ok else "no answer")
+        step("web pings db (rule 1004 allows ICMP echo)")
+        print(guests.ping("web", "10.20.0.2"))
 
-        step("web streams 32 MiB to db over TCP port 5001 (rule 1006 allows it)")
+        size = (4 << 20) if use_vms else (32 << 20)
+        step(f"web streams {size >> 20} MiB to db over TCP port 5001 (rule 1006 allows it)")
         start = time.monotonic()
-        got, got_sha, sent, sent_sha = tcp_transfer(guests["db"], guests["web"], 5001, 32 << 20)
-        secs = time.monotonic() - start
-        print(f"sent {sent} bytes, db received {got} bytes in {secs:.2f} s "
-              f"({got * 8 / secs / 1e6:.0f} Mbit/s); sha256 {'matches' if got_sha == sent_sha else 'DIFFERS'}")
+        result = guests.stream("web", "db", 5001, size)
+        print(f"{result} ({time.monotonic() - start:.1f} s)")
 
-        step("web tries db's port 5002 (rule 1002 rejects it)")
-        session = Session(guests["web"])
-        print(f"connect 10.20.0.2:5002 -> {session.do('connect 10.20.0.2 5002 5')}")
-        session.close()
+        step("web tries db's port 5002 (rule 1002 rejects it: a TCP RST comes back at once)")
+        print(f"connect 10.20.0.2:5002 -> {guests.connect('web', '10.20.0.2', 5002)}")
 
         step("db's rules with their counters (rules show vm-db --stats)")
         reply = sw.ctl("rules show vm-db --stats")
