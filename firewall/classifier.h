@@ -45,7 +45,6 @@ class Classifier {
   // Index into the rule list of the first matching rule, or -1.
   int Lookup(const ClassifyKey& key) const;
 
-  size_t rule_count() const { return nrules_; }
   size_t memory_bytes() const;
 
  private:

@@ -87,7 +87,6 @@ class StatefulFilter : public Filter {
   size_t Expire(uint64_t now_ns, uint32_t budget);
   uint32_t flow_count() const;
   size_t memory_bytes() const;
-  uint32_t filter_id() const { return filter_id_; }
 
  private:
   struct FragKey {

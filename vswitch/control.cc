@@ -103,7 +103,8 @@ std::string Execute(Switch& sw, const Command& cmd) {
       break;
     }
     case Verb::kMacShow:
-      w.Field("ageing_s", uint64_t{sw.mac_ageing_s()}).Key("macs").BeginArray();
+      w.Field("ageing_s", uint64_t{sw.mac_ageing_s()});
+      w.Field("learn_events_lost", sw.learn_events_lost()).Key("macs").BeginArray();
       for (const MacInfo& m : sw.Macs()) {
         w.BeginObject().Field("mac", MacToString(m.mac)).Field("port", m.port);
         w.Field("age_s", uint64_t{m.age_s}).EndObject();
@@ -181,15 +182,21 @@ std::string Execute(Switch& sw, const Command& cmd) {
     case Verb::kFirewallShow: {
       fw::FirewallOptions o;
       uint32_t flows = 0;
-      status = sw.GetFirewallOptions(cmd.target, &o, &flows);
+      size_t memory = 0;
+      status = sw.GetFirewallOptions(cmd.target, &o, &flows, &memory);
       w.Field("limit", uint64_t{o.conn_limit}).Field("recheck", o.recheck);
-      w.Field("flows", uint64_t{flows}).Field("timeouts", o.timeouts.ToString());
+      w.Field("flows", uint64_t{flows}).Field("table_bytes", uint64_t{memory});
+      w.Field("timeouts", o.timeouts.ToString());
+      const fw::PacketLog& log = sw.packet_log();
+      w.Key("packet_log").BeginObject().Field("written", log.written());
+      w.Field("suppressed", log.suppressed()).Field("lost", log.lost()).EndObject();
       break;
     }
     case Verb::kFirewallSet: {
       fw::FirewallOptions o;
       uint32_t flows = 0;
-      status = sw.GetFirewallOptions(cmd.target, &o, &flows);
+      size_t memory = 0;
+      status = sw.GetFirewallOptions(cmd.target, &o, &flows, &memory);
       if (!status.ok()) break;
       if (cmd.limit) o.conn_limit = *cmd.limit;
       if (cmd.recheck) o.recheck = *cmd.recheck;

@@ -56,7 +56,6 @@ class MacTable {
   // Any thread; a snapshot that may be slightly stale.
   std::vector<Entry> Dump() const;
   uint32_t size() const { return size_; }
-  uint32_t max_entries() const { return max_entries_; }
 
  private:
   static constexpr uint64_t kEmpty = 0;

@@ -52,7 +52,6 @@ class Port {
 
   const std::string& name() const { return name_; }
   uint16_t index() const { return index_; }
-  virtual PortKind kind() const = 0;
   virtual bool link_up() const = 0;
   virtual uint16_t queue_pairs() const = 0;  // queue pairs in use now
 

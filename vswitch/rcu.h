@@ -37,7 +37,6 @@ class Rcu {
   void Retire(std::function<void()> free_fn);
   // Frees what is safe to free now; with wait, blocks until everything retired is freed.
   void Reclaim(bool wait = false);
-  size_t pending() const { return retired_.size(); }
 
  private:
   struct Retired {

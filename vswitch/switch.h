@@ -102,6 +102,7 @@ class Switch {
   Status DetachFilter(const std::string& port, uint8_t slot);
   Status SetMacAgeing(uint32_t seconds);
   size_t FlushMacs() { return bridge_->Flush(); }
+  uint64_t learn_events_lost() const { return bridge_->learn_events_lost(); }
 
   // Firewall (switch_firewall.cc). `filter` is a filter name (nic-...-palisade-sfw.2) or a port.
   Status LoadRules(const std::string& filter, std::string_view text);
@@ -113,7 +114,7 @@ class Switch {
                   std::vector<fw::FlowInfo>* out) const;
   Status FlushFlows(const std::string& filter, const fw::FlowSelector& sel, size_t* flushed);
   Status GetFirewallOptions(const std::string& filter, fw::FirewallOptions* out,
-                            uint32_t* flows) const;
+                            uint32_t* flows, size_t* memory_bytes) const;
   Status SetFirewallOptions(const std::string& filter, const fw::FirewallOptions& options);
   // The addresses the switch knows for a VM: bound to its ports, or learned by port security.
   std::vector<fw::IpAddr> VmAddresses(const std::string& vm) const;

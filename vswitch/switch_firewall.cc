@@ -194,11 +194,12 @@ Status Switch::FlushFlows(const std::string& filter, const fw::FlowSelector& sel
 }
 
 Status Switch::GetFirewallOptions(const std::string& filter, fw::FirewallOptions* out,
-                                  uint32_t* flows) const {
+                                  uint32_t* flows, size_t* memory_bytes) const {
   const PortState* state = FindFirewall(filter);
   if (state == nullptr) return NoFirewall(filter);
   *out = state->sfw->options();
   *flows = state->sfw->flow_count();
+  *memory_bytes = state->sfw->memory_bytes();
   return Status::Ok();
 }
 

@@ -21,13 +21,11 @@ class UplinkPort : public Port {
                        rte_mempool* pool, std::unique_ptr<Port>* out);
   ~UplinkPort() override;
 
-  PortKind kind() const override { return PortKind::kUplink; }
   bool link_up() const override;
   uint16_t queue_pairs() const override { return 1; }
   uint16_t Rx(rte_mbuf** pkts, uint16_t n) override;
   uint16_t Tx(uint16_t worker, rte_mbuf** pkts, uint16_t n, DropReason* why) override;
 
-  const std::string& devargs() const { return devargs_; }
 
  private:
   UplinkPort(std::string name, uint16_t index, unsigned workers, std::string devargs);

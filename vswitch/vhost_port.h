@@ -40,7 +40,6 @@ class VhostPort : public Port {
                        rte_mempool* pool, Rcu* rcu, std::unique_ptr<Port>* out);
   ~VhostPort() override;
 
-  PortKind kind() const override { return PortKind::kVhostUser; }
   bool link_up() const override { return vid_.load(std::memory_order_acquire) >= 0; }
   uint16_t queue_pairs() const override;
   uint16_t Rx(rte_mbuf** pkts, uint16_t n) override;

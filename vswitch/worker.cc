@@ -48,21 +48,24 @@ bool Worker::BackToIngress::Emit(const uint8_t* frame, uint32_t len) {
   return true;
 }
 
-void Worker::SendEmitted(const Snapshot& snap, uint16_t in) {
-  const uint16_t n = nemitted_;
-  nemitted_ = 0;
-  uint32_t len[2 * kBurstSize];
-  for (uint16_t i = 0; i < n; i++) len[i] = emitted_[i]->pkt_len;
-  Port& port = *snap.ports[in].port;
-  PortCounters& c = port.counters(id_);
+void Worker::Transmit(Port& port, rte_mbuf** pkts, uint16_t n) {
+  uint32_t len[2 * kBurstSize];  // Tx frees the mbufs; ports send a prefix of the burst
+  for (uint16_t i = 0; i < n; i++) len[i] = pkts[i]->pkt_len;
   DropReason why = DropReason::kNone;
-  const uint16_t sent = port.Tx(id_, emitted_, n, &why);
+  const uint16_t sent = port.Tx(id_, pkts, n, &why);
   uint64_t bytes = 0;
   for (uint16_t i = 0; i < sent; i++) bytes += len[i];
+  PortCounters& c = port.counters(id_);
   c.tx_packets.Add(sent);
   c.tx_bytes.Add(bytes);
   if (sent < n) c.Drop(why, n - sent);
   tx_packets_.Add(sent);
+}
+
+void Worker::SendEmitted(const Snapshot& snap, uint16_t in) {
+  const uint16_t n = nemitted_;
+  nemitted_ = 0;
+  Transmit(*snap.ports[in].port, emitted_, n);
 }
 
 WorkerStats Worker::Stats() const {
@@ -190,18 +193,7 @@ void Worker::Flush(const Snapshot& snap, uint64_t now_ns) {
       }
       rte_pktmbuf_free(pkts[i]);
     }
-    if (keep == 0) continue;
-
-    uint32_t len[kBurstSize];  // Tx frees the mbufs; ports send a prefix of the burst
-    for (uint16_t i = 0; i < keep; i++) len[i] = pkts[i]->pkt_len;
-    DropReason why = DropReason::kNone;
-    const uint16_t sent = entry.port->Tx(id_, pkts, keep, &why);
-    uint64_t bytes = 0;
-    for (uint16_t i = 0; i < sent; i++) bytes += len[i];
-    c.tx_packets.Add(sent);
-    c.tx_bytes.Add(bytes);
-    if (sent < keep) c.Drop(why, keep - sent);
-    tx_packets_.Add(sent);
+    if (keep > 0) Transmit(*entry.port, pkts, keep);
   }
   ntouched_ = 0;
 }

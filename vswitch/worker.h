@@ -52,6 +52,8 @@ class Worker {
   void Flush(const Snapshot& snap, uint64_t now_ns);
   void Idle();
   void SendEmitted(const Snapshot& snap, uint16_t in);
+  // Sends n packets out of port and counts what left and what was dropped, and why.
+  void Transmit(Port& port, rte_mbuf** pkts, uint16_t n);
 
   // Frames filters built (rejects) go back out of the port being polled, after the burst.
   class BackToIngress : public Emitter {

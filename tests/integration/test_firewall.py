@@ -157,6 +157,19 @@ class FirewallTest(unittest.TestCase):
             self.load()
         self.assertTrue(ping_until_answered(a, b.ip))
 
+    def test_5c_firewall_options_change_at_run_time(self):
+        self.sw.ctl("firewall set nic-1-vm-b-palisade-sfw.2 --limit 5000 --timeout udp_first=7 --recheck off")
+        shown = self.sw.ctl("firewall show vm-b")
+        self.assertEqual((shown["limit"], shown["recheck"]), (5000, False))
+        self.assertIn("udp_first=7", shown["timeouts"])
+        self.assertGreater(shown["table_bytes"], 0)
+        self.assertGreater(shown["packet_log"]["written"], 0)
+        self.sw.ctl("firewall set vm-b --limit 100000 --timeout udp_first=30 --recheck on")
+        self.assertEqual(self.sw.try_ctl("firewall show nosuch")["error"],
+                         "no stateful firewall 'nosuch' (give a port with an sfw filter attached, or its filter name)")
+        self.assertEqual(self.sw.ctl("flows show vm-a --count")["count"],
+                         len(self.sw.ctl("flows show vm-a")["flows"]))
+
     def test_6_spoofing_guest_reaches_nobody(self):
         a, b = self.guests["a"], self.guests["b"]
         before = self.sw.port("vm-a")["drops"]["SpoofGuard"]
