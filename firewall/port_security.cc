@@ -5,6 +5,7 @@
 #include <mutex>
 
 #include "firewall/packet.h"
+#include "firewall/parsed.h"
 
 namespace palisade::fw {
 namespace {
@@ -114,17 +115,18 @@ void PortSecurity::Process(FilterBatch& b) {
   if (b.dir == Direction::kIn) {
     if (!binding_.learn) return;
     for (uint16_t i = 0; i < b.count; i++) {
-      Packet p;
-      if (ParsePacket(b.pkts[i].data, b.pkts[i].len, &p) == ParseError::kNone && p.has_l4 &&
-          !p.fragment) {
+      Packet local;
+      const Packet& p = Parsed(b, i, &local);
+      if (p.error == ParseError::kNone && p.has_l4 && !p.fragment) {
         LearnFromDhcp(b.pkts[i].data, p);
       }
     }
     return;
   }
   for (uint16_t i = 0; i < b.count; i++) {
-    Packet p;
-    if (ParsePacket(b.pkts[i].data, b.pkts[i].len, &p) != ParseError::kNone) continue;  // slot 2 judges
+    Packet local;
+    const Packet& p = Parsed(b, i, &local);
+    if (p.error != ParseError::kNone) continue;  // slot 2 judges
     auto spoofed = [&](const IpAddr& src, const IpAddr& dst, uint8_t proto) {
       b.verdict[i] = Verdict::kDrop;
       b.reason[i] = DropReason::kSpoofGuard;

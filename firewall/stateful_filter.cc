@@ -3,6 +3,7 @@
 #include <cstring>
 #include <mutex>
 
+#include "firewall/parsed.h"
 #include "firewall/reject.h"
 #include "firewall/tcp_tracker.h"
 
@@ -91,8 +92,9 @@ void StatefulFilter::Process(FilterBatch& b) {
   const uint32_t now_s = static_cast<uint32_t>(b.now_ns / 1000000000ull);
   const bool in = b.dir == Direction::kIn;
   for (uint16_t i = 0; i < b.count; i++) {
-    Packet p;
-    if (ParsePacket(b.pkts[i].data, b.pkts[i].len, &p) != ParseError::kNone) {
+    Packet local;
+    const Packet& p = Parsed(b, i, &local);
+    if (p.error != ParseError::kNone) {
       b.verdict[i] = Verdict::kDrop;
       b.reason[i] = DropReason::kMalformed;
       continue;

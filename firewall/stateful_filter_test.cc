@@ -6,6 +6,7 @@
 
 #include "firewall/checksum.h"
 #include "firewall/packet_builder.h"
+#include "firewall/parsed.h"
 #include "firewall/rule_text.h"
 
 namespace palisade::fw {
@@ -437,6 +438,29 @@ TEST_F(StatefulFilterTest, L2RulesComeFirst) {
   })");
   EXPECT_TRUE(Passes(Direction::kOut, Udp(true, 1, 2)));
   EXPECT_EQ(Send(Direction::kOut, Udp(true, 1, 2, /*v6=*/true)).second, DropReason::kRule);
+}
+
+TEST_F(StatefulFilterTest, ParsesOncePerPacketWhenTheWorkerGivesScratch) {
+  std::vector<uint8_t> query = Udp(true, 40001, 53);
+  PacketScratch scratch{};
+  FilterBatch b{};
+  b.dir = Direction::kOut;
+  b.count = 1;
+  b.now_ns = now_;
+  b.pkts[0] = PacketRef{query.data(), static_cast<uint32_t>(query.size())};
+  b.scratch[0] = &scratch;
+  filter_.Process(b);
+  EXPECT_EQ(b.verdict[0], Verdict::kPass);
+  EXPECT_EQ(scratch.tag, kParsedTag) << "the parse stays for later slots and chains";
+  // The reply's IN pass on another filter would read the same scratch: a stale tag from another
+  // packet must not be trusted, which is why the worker clears tags per burst.
+  std::vector<uint8_t> reply = Udp(false, 53, 40001);
+  scratch.tag = 0;
+  b.dir = Direction::kIn;
+  b.pkts[0] = PacketRef{reply.data(), static_cast<uint32_t>(reply.size())};
+  filter_.Process(b);
+  EXPECT_EQ(b.verdict[0], Verdict::kPass);
+  EXPECT_EQ(OnlyFlow().state, ConnState::kMultiple);
 }
 
 TEST_F(StatefulFilterTest, FlowsWalkInPagesAndFlushSelectively) {

@@ -59,6 +59,15 @@ struct PacketRef {
   uint32_t len;
 };
 
+// Per-packet scratch for one burst, shared by every chain the packet passes (OUT at its ingress
+// port, IN at each egress port). The bytes of a packet do not change on the way, so a filter may
+// keep what it derived from them here (a parsed header, under its own tag) and later slots and
+// chains reuse it instead of deriving it again. The worker clears `tag` for each new burst.
+struct alignas(64) PacketScratch {
+  uint32_t tag;
+  alignas(8) uint8_t bytes[252];
+};
+
 // Sends a frame the filter built (a TCP RST, an ICMP error) back out of the port where the
 // batch's packets entered the switch, bypassing filters. Returns false when no buffer is free.
 class Emitter {
@@ -76,6 +85,7 @@ struct FilterBatch {
   Verdict verdict[kBurstSize];
   DropReason reason[kBurstSize];  // read when verdict is kDrop; kNone means kFilter
   Emitter* emit = nullptr;        // null where nothing may be sent (unit tests without one)
+  PacketScratch* scratch[kBurstSize] = {};  // null entries: no scratch (filters work without)
 };
 
 class Filter {

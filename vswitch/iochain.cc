@@ -60,6 +60,7 @@ void IOChain::Run(FilterBatch& batch) const {
     sub.count = nlive;
     for (uint16_t j = 0; j < nlive; j++) {
       sub.pkts[j] = batch.pkts[live[j]];
+      sub.scratch[j] = batch.scratch[live[j]];
       sub.verdict[j] = slot.filter ? Verdict::kPass : Verdict::kUndecided;
       sub.reason[j] = DropReason::kNone;
     }

@@ -110,8 +110,9 @@ void Worker::Idle() {
   idle_cycles_.Add(rte_rdtsc() - start);
 }
 
-void Worker::Stage(uint16_t port, rte_mbuf* m) {
+void Worker::Stage(uint16_t port, rte_mbuf* m, uint8_t slot) {
   if (staged_count_[port] == 0) touched_[ntouched_++] = port;
+  staged_slot_[port][staged_count_[port]] = slot;
   staged_[port][staged_count_[port]++] = m;
 }
 
@@ -130,6 +131,10 @@ uint32_t Worker::PollPort(const Snapshot& snap, uint16_t in, uint64_t now_ns) {
   FilterBatch batch;
   FillBatch(batch, Direction::kOut, id_, now_ns, pkts, n);
   batch.emit = &emitter_;
+  for (uint16_t i = 0; i < n; i++) {
+    scratch_[i].tag = 0;
+    batch.scratch[i] = &scratch_[i];
+  }
   entry.chain->Run(batch);
 
   const uint32_t now_s = static_cast<uint32_t>(now_ns / 1000000000ull);
@@ -147,7 +152,7 @@ uint32_t Worker::PollPort(const Snapshot& snap, uint16_t in, uint64_t now_ns) {
     Bridge::Decision d = bridge_->Forward(id_, in, batch.pkts[i].data, batch.pkts[i].len, now_s);
     if (d.port >= 0) {
       if (snap.ports[d.port].port) {
-        Stage(static_cast<uint16_t>(d.port), m);
+        Stage(static_cast<uint16_t>(d.port), m, static_cast<uint8_t>(i));
       } else {  // learned on a port that has just been removed
         rx.Drop(DropReason::kPortDown);
         rte_pktmbuf_free(m);
@@ -155,7 +160,7 @@ uint32_t Worker::PollPort(const Snapshot& snap, uint16_t in, uint64_t now_ns) {
     } else if (d.port == Bridge::kFlood && snap.in_use.size() > 1) {
       AddRefs(m, static_cast<int16_t>(snap.in_use.size() - 2));
       for (uint16_t out : snap.in_use) {
-        if (out != in) Stage(out, m);
+        if (out != in) Stage(out, m, static_cast<uint8_t>(i));
       }
     } else {
       if (d.port == Bridge::kDrop) rx.Drop(d.reason);
@@ -179,6 +184,7 @@ void Worker::Flush(const Snapshot& snap, uint64_t now_ns) {
     FilterBatch batch;
     FillBatch(batch, Direction::kIn, id_, now_ns, pkts, n);
     batch.emit = &emitter_;
+    for (uint16_t i = 0; i < n; i++) batch.scratch[i] = &scratch_[staged_slot_[out][i]];
     entry.chain->Run(batch);
     uint16_t keep = 0;
     for (uint16_t i = 0; i < n; i++) {

@@ -48,7 +48,7 @@ class Worker {
 
  private:
   uint32_t PollPort(const Snapshot& snap, uint16_t in, uint64_t now_ns);
-  void Stage(uint16_t port, rte_mbuf* m);
+  void Stage(uint16_t port, rte_mbuf* m, uint8_t slot);
   void Flush(const Snapshot& snap, uint64_t now_ns);
   void Idle();
   void SendEmitted(const Snapshot& snap, uint16_t in);
@@ -76,7 +76,9 @@ class Worker {
   uint16_t nemitted_ = 0;
 
   // Per-burst egress staging, owned by this worker's thread.
+  PacketScratch scratch_[kBurstSize];        // of the burst being forwarded
   rte_mbuf* staged_[kMaxPorts][kBurstSize];
+  uint8_t staged_slot_[kMaxPorts][kBurstSize];  // which scratch each staged packet owns
   uint16_t staged_count_[kMaxPorts] = {};
   uint16_t touched_[kMaxPorts];
   uint16_t ntouched_ = 0;
