@@ -6,6 +6,7 @@
 #include <array>
 #include <compare>
 #include <cstdint>
+#include <cstring>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -29,6 +30,13 @@ struct IpAddr {
   std::string ToString() const;
 
   auto operator<=>(const IpAddr&) const = default;
+  // Two 64-bit compares rather than memcmp: connection lookups compare addresses per packet.
+  bool operator==(const IpAddr& o) const {
+    uint64_t x[2], y[2];
+    std::memcpy(x, b.data(), 16);
+    std::memcpy(y, o.b.data(), 16);
+    return ((x[0] ^ y[0]) | (x[1] ^ y[1])) == 0;
+  }
 };
 
 struct IpPrefix {
