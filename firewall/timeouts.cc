@@ -63,6 +63,13 @@ Status Timeouts::Set(std::string_view name, uint32_t seconds) {
   return Status::Ok();
 }
 
+std::vector<std::pair<std::string, uint32_t>> Timeouts::List() const {
+  std::vector<std::pair<std::string, uint32_t>> out;
+  Timeouts copy = *this;
+  ForEach(copy, [&](const char* n, uint32_t& v) { out.emplace_back(n, v); });
+  return out;
+}
+
 std::string Timeouts::ToString() const {
   std::string s;
   Timeouts copy = *this;

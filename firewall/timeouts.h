@@ -6,6 +6,8 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "common/status.h"
 #include "firewall/conn.h"
@@ -31,6 +33,7 @@ struct Timeouts {
   // Sets one value by name ("tcp_established", ...), 1..1,000,000 seconds.
   Status Set(std::string_view name, uint32_t seconds);
   std::string ToString() const;  // "name=value ..." in field order
+  std::vector<std::pair<std::string, uint32_t>> List() const;  // in field order
   bool operator==(const Timeouts&) const = default;
 };
 

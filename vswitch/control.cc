@@ -5,7 +5,7 @@
 
 #include "firewall/rule_text.h"
 
-#include "vswitch/json_writer.h"
+#include "common/json_writer.h"
 #include "vswitch/mac_addr.h"
 
 namespace palisade {

@@ -43,7 +43,9 @@ const char* Usage() {
          "\n"
          "  --instance NAME       name of this switch (default: default); keeps its DPDK files\n"
          "                        (/var/run/dpdk/palisade-NAME) apart from other instances\n"
-         "  --socket PATH         control socket (default: /run/palisade/NAME.sock)\n"
+         "  --socket PATH         line-command control socket (default: /run/palisade/NAME.sock)\n"
+         "  --rpc-socket PATH     Cap'n Proto control socket for palisadectl and managers\n"
+         "                        (default: /run/palisade/NAME.rpc)\n"
          "  --cores LIST          CPUs for datapath workers, one worker each, e.g. 1 or 2-3\n"
          "                        (default: the last CPU this process may use)\n"
          "  --hugepages MODE      auto (use them when mounted and free; default), on (require\n"
@@ -84,10 +86,11 @@ Status ParseCpuList(const std::string& text, unsigned cpu_limit, std::vector<uns
 }
 
 Status ParseOptions(int argc, char** argv, Options* out) {
-  enum { kInstance = 1, kSocket, kCores, kHugepages, kMemory, kConfig, kLogDir, kHelp };
+  enum { kInstance = 1, kSocket, kRpcSocket, kCores, kHugepages, kMemory, kConfig, kLogDir, kHelp };
   static const option kLong[] = {
       {"instance", required_argument, nullptr, kInstance},
       {"socket", required_argument, nullptr, kSocket},
+      {"rpc-socket", required_argument, nullptr, kRpcSocket},
       {"cores", required_argument, nullptr, kCores},
       {"hugepages", required_argument, nullptr, kHugepages},
       {"memory", required_argument, nullptr, kMemory},
@@ -112,6 +115,7 @@ Status ParseOptions(int argc, char** argv, Options* out) {
         o.instance = arg;
         break;
       case kSocket: o.socket = arg; break;
+      case kRpcSocket: o.rpc_socket = arg; break;
       case kCores: cores = arg; break;
       case kHugepages:
         if (arg == "auto") o.hugepages = HugepageMode::kAuto;
@@ -138,6 +142,10 @@ Status ParseOptions(int argc, char** argv, Options* out) {
   if (optind < argc) return Status::Invalid(std::string("unexpected argument '") + argv[optind] + "'");
   if (o.socket.empty()) o.socket = "/run/palisade/" + o.instance + ".sock";
   if (o.socket.size() >= 108) return Status::Invalid("--socket: path longer than 107 characters");
+  if (o.rpc_socket.empty()) o.rpc_socket = "/run/palisade/" + o.instance + ".rpc";
+  if (o.rpc_socket.size() >= 108) {
+    return Status::Invalid("--rpc-socket: path longer than 107 characters");
+  }
   const unsigned ncpu = static_cast<unsigned>(sysconf(_SC_NPROCESSORS_CONF));
   if (cores.empty()) {
     o.cores = {LastAllowedCpu()};

@@ -14,6 +14,7 @@ enum class HugepageMode { kAuto, kOn, kOff };
 struct Options {
   std::string instance = "default";
   std::string socket;               // default /run/palisade/<instance>.sock
+  std::string rpc_socket;           // Cap'n Proto RPC; default /run/palisade/<instance>.rpc
   std::vector<unsigned> cores;      // worker CPUs; default: the last CPU we may run on
   HugepageMode hugepages = HugepageMode::kAuto;
   unsigned memory_mb = 512;         // without hugepages

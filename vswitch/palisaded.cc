@@ -10,6 +10,8 @@
 #include <filesystem>
 #include <memory>
 
+#include "rpc/control_queue.h"
+#include "rpc/server.h"
 #include "vswitch/control.h"
 #include "vswitch/control_server.h"
 #include "vswitch/eal.h"
@@ -53,6 +55,12 @@ int Serve(const Options& options, const EalInfo& eal, const std::vector<Command>
   struct ev_loop* loop = ev_default_loop(EVFLAG_AUTO);
   ControlServer server(loop, sw.get());
   if (Status s = server.Listen(options.socket); !s.ok()) return Fail(s.message());
+  // RPC calls arrive on the RPC thread and run here, on this loop, through the queue.
+  rpc::ControlQueue queue(loop);
+  std::unique_ptr<rpc::RpcServer> rpc;
+  if (Status s = rpc::RpcServer::Start(options.rpc_socket, sw.get(), &queue, &rpc); !s.ok()) {
+    return Fail("--rpc-socket: " + s.message());
+  }
   if (Status s = sw->Start(); !s.ok()) return Fail(s.message());
 
   ev_signal sigint, sigterm;
@@ -65,8 +73,9 @@ int Serve(const Options& options, const EalInfo& eal, const std::vector<Command>
   tick.data = sw.get();
   ev_timer_start(loop, &tick);
 
-  Log(LogLevel::kInfo, "instance %s ready: control socket %s, %zu worker(s) on CPUs %s, %s",
-      options.instance.c_str(), options.socket.c_str(), eal.worker_lcores.size(),
+  Log(LogLevel::kInfo, "instance %s ready: control socket %s, RPC %s, %zu worker(s) on CPUs %s, %s",
+      options.instance.c_str(), options.socket.c_str(), options.rpc_socket.c_str(),
+      eal.worker_lcores.size(),
       [&] {
         std::string s;
         for (unsigned c : options.cores) s += (s.empty() ? "" : ",") + std::to_string(c);
@@ -74,6 +83,7 @@ int Serve(const Options& options, const EalInfo& eal, const std::vector<Command>
       }().c_str(),
       eal.hugepages ? "hugepages" : "no hugepages");
   ev_run(loop, 0);
+  rpc.reset();  // stop serving calls before the switch goes
   ev_timer_stop(loop, &tick);
   ev_signal_stop(loop, &sigint);
   ev_signal_stop(loop, &sigterm);
@@ -97,9 +107,11 @@ int Main(int argc, char** argv) {
       return 1;
     }
   }
-  if (Status s = ClaimSocketPath(options.socket); !s.ok()) {
-    std::fprintf(stderr, "palisaded: control socket: %s\n", s.message().c_str());
-    return 1;
+  for (const std::string& path : {options.socket, options.rpc_socket}) {
+    if (Status s = ClaimSocketPath(path); !s.ok()) {
+      std::fprintf(stderr, "palisaded: control socket: %s\n", s.message().c_str());
+      return 1;
+    }
   }
   FILE* log_file = nullptr;
   if (!options.log_dir.empty()) {

@@ -112,6 +112,9 @@ class Switch {
   Status GetAddrSets(const std::string& filter, std::string* text) const;
   Status GetFlows(const std::string& filter, const fw::FlowSelector& sel,
                   std::vector<fw::FlowInfo>* out) const;
+  // One page of flows from `cursor`; *next is fw::ConnTable::kNil after the last page.
+  Status GetFlowsPage(const std::string& filter, const fw::FlowSelector& sel, uint32_t cursor,
+                      uint32_t max, std::vector<fw::FlowInfo>* out, uint32_t* next) const;
   Status FlushFlows(const std::string& filter, const fw::FlowSelector& sel, size_t* flushed);
   Status GetFirewallOptions(const std::string& filter, fw::FirewallOptions* out,
                             uint32_t* flows, size_t* memory_bytes) const;

@@ -186,6 +186,15 @@ Status Switch::GetFlows(const std::string& filter, const fw::FlowSelector& sel,
   return Status::Ok();
 }
 
+Status Switch::GetFlowsPage(const std::string& filter, const fw::FlowSelector& sel,
+                            uint32_t cursor, uint32_t max, std::vector<fw::FlowInfo>* out,
+                            uint32_t* next) const {
+  const PortState* state = FindFirewall(filter);
+  if (state == nullptr) return NoFirewall(filter);
+  *next = state->sfw->Flows(cursor, max, sel, NowNs(), out);
+  return Status::Ok();
+}
+
 Status Switch::FlushFlows(const std::string& filter, const fw::FlowSelector& sel, size_t* flushed) {
   PortState* state = FindFirewall(filter);
   if (state == nullptr) return NoFirewall(filter);

@@ -17,6 +17,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BUILD = os.environ.get("PALISADE_BUILD", os.path.join(ROOT, "build"))
 PALISADED = os.path.join(BUILD, "palisaded")
+PALISADECTL = os.path.join(BUILD, "cli", "palisadectl")
 DPDK_RUN = "/var/run/dpdk"
 NCPU = os.cpu_count() or 1
 # The switch's worker takes the last CPU; peers (testpmd) run on the first.
@@ -61,6 +62,7 @@ class Daemon:
         self.instance = instance
         self.workdir = workdir
         self.socket = os.path.join(workdir, f"{instance}.ctl")
+        self.rpc_socket = os.path.join(workdir, f"{instance}.rpc")
         self.log_dir = os.path.join(workdir, "log")
         self.cores = str(SWITCH_CPU) if cores is None else cores
         self.config = config
@@ -74,6 +76,7 @@ class Daemon:
 
     def argv(self):
         args = [PALISADED, "--instance", self.instance, "--socket", self.socket,
+                "--rpc-socket", self.rpc_socket,
                 "--cores", self.cores, "--hugepages", self.hugepages, "--memory", "256",
                 "--log-dir", self.log_dir]
         if self.config:
@@ -107,6 +110,12 @@ class Daemon:
 
     def try_ctl(self, line):
         return control(self.socket, line)
+
+    def cli(self, *args, json_out=False, stdin=None):
+        """Runs palisadectl against this instance; returns (exit status, stdout, stderr)."""
+        argv = [PALISADECTL, "-s", self.rpc_socket] + (["--json"] if json_out else []) + list(args)
+        r = subprocess.run(argv, capture_output=True, text=True, input=stdin, timeout=60)
+        return r.returncode, r.stdout, r.stderr
 
     def port(self, name):
         return self.ctl(f"port stats {name}")["ports"][0]

@@ -1,4 +1,4 @@
-#include "vswitch/json_writer.h"
+#include "common/json_writer.h"
 
 #include <cstdio>
 

@@ -1,0 +1,500 @@
+// palisadectl: the operator's client of palisaded's Cap'n Proto control plane. A thin client:
+// each command is one or a few RPC calls, printed in the shapes of ../shared/FORMATS.md, or as
+// JSON with --json (the results as capnp's JSON codec writes them; 64-bit numbers are strings).
+//
+// Exit status: 0 done, 1 the switch refused or failed (its message is printed), 2 usage error.
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <capnp/compat/json.h>
+#include <capnp/ez-rpc.h>
+
+#include "cli/views.h"
+#include "rpc/palisade.capnp.h"
+
+namespace palisade::cli {
+namespace {
+
+constexpr int kOk = 0, kSwitchError = 1, kUsage = 2;
+
+struct UsageError {
+  std::string message;
+};
+
+const char* kMainHelp =
+    "Usage: palisadectl [-s|--socket PATH] [--json] COMMAND [ARGS]\n"
+    "Controls a palisaded switch through its RPC socket (default /run/palisade/default.rpc).\n"
+    "\n"
+    "Commands (each takes --help):\n"
+    "  summarize-dvfilter                 the filter slots of every port\n"
+    "  getrules -f FILTER [-s]            a filter's rule tables [with per-rule statistics]\n"
+    "  setrules -f FILTER FILE|-          validate and replace them atomically\n"
+    "  getaddrsets -f FILTER              its address sets, with what VM members resolve to\n"
+    "  setaddrset -f FILTER NAME [ADDR[/LEN]]...   set a static address set\n"
+    "  getflows -f FILTER [-n] [-s ADDR[/LEN]] [-d ADDR[/LEN]] [-p PROTO] [-x PORT] [-y PORT] [-F]\n"
+    "  firewall show|set -f FILTER ...    connection limit, re-check, timeouts\n"
+    "  port add|del|list|stats ...        ports (vhost-user, uplinks) and their counters\n"
+    "  filter attach|detach PORT --slot N ...\n"
+    "  worker stats                       datapath workers, cycles per packet\n"
+    "  mac show                           the bridge's learned MACs\n"
+    "  connection list                    who is connected to this switch's control plane\n"
+    "\n"
+    "FILTER is a filter name from summarize-dvfilter (nic-...-palisade-sfw.2) or a port name.\n"
+    "Exit status: 0 done, 1 the switch refused or failed, 2 usage error.\n";
+
+const std::map<std::string, const char*> kHelp = {
+    {"summarize-dvfilter",
+     "Usage: palisadectl summarize-dvfilter\n"
+     "One block per port: 'world INDEX vmm0:VM', ' port INDEX NAME', then each filter slot\n"
+     "(highest first) with name (what -f takes), agentName, state, vmState, failurePolicy\n"
+     "(failClosed: drop while the filter cannot decide; failOpen: pass), slowPathID, source.\n"},
+    {"getrules",
+     "Usage: palisadectl getrules -f FILTER [-s]\n"
+     "Prints the ruleset and its _L2 companion; what it prints loads back with setrules.\n"
+     "-s adds per rule: 'rule ID: N evals, in P out Q pkts, in B out C bytes' (evals: first\n"
+     "packets classified to the rule; in: toward the VM).\n"},
+    {"setrules",
+     "Usage: palisadectl setrules -f FILTER FILE|-\n"
+     "Loads rule text (rulesets and address sets) from FILE or stdin. A malformed file is refused\n"
+     "with its line and column, and the filter keeps its tables.\n"},
+    {"getaddrsets", "Usage: palisadectl getaddrsets -f FILTER\n"},
+    {"setaddrset", "Usage: palisadectl setaddrset -f FILTER NAME [ADDR[/LEN]]...\n"},
+    {"getflows",
+     "Usage: palisadectl getflows -f FILTER [-n] [-s ADDR[/LEN]] [-d ADDR[/LEN]] [-p PROTO]\n"
+     "                          [-x SRCPORT] [-y DSTPORT] [-F]\n"
+     "-n: count only; -s/-d/-p/-x/-y select by the originator's source/destination/protocol/\n"
+     "ports; -F flushes the selected flows after printing them. Columns: flow id, Active,\n"
+     "protocol, ethertype, direction (0 opened toward the VM, 1 from it), rule id, two reserved\n"
+     "fields (0 0), source and destination with service names, total bytes, TCP or pseudo state,\n"
+     "bytes original/reply, packets original/reply.\n"},
+    {"firewall",
+     "Usage: palisadectl firewall show -f FILTER\n"
+     "       palisadectl firewall set -f FILTER [--limit N] [--recheck on|off] [--timeout NAME=SECONDS]...\n"},
+    {"port",
+     "Usage: palisadectl port add NAME --vhost-user PATH [--client] [--vm VM] [--mac MAC] [--ip ADDR]...\n"
+     "       palisadectl port add NAME --uplink DEVARGS\n"
+     "       palisadectl port del NAME\n"
+     "       palisadectl port list\n"
+     "       palisadectl port stats [NAME]\n"
+     "list: index, type, socket or devargs, mode (server: the switch owns the socket; client:\n"
+     "QEMU does), link, queue pairs, polling worker, VM. stats: packets and bytes received from\n"
+     "and sent to the port, drops in total and by reason.\n"},
+    {"filter",
+     "Usage: palisadectl filter attach PORT --slot N --agent sfw|swsec|counting|none [--fail-open]\n"
+     "       palisadectl filter detach PORT --slot N\n"},
+    {"worker",
+     "Usage: palisadectl worker stats\n"
+     "Per worker: packets received and sent, busy cycles (polls that moved packets), idle cycles,\n"
+     "cycles per packet (busy cycles / packets) and the busy share.\n"},
+    {"mac", "Usage: palisadectl mac show\n"},
+    {"connection",
+     "Usage: palisadectl connection list\n"
+     "The clients connected to this switch's RPC socket (CLI sessions, managers, peer switches).\n"},
+};
+
+class Args {
+ public:
+  Args(std::vector<std::string> a) : a_(std::move(a)) {}
+  bool Done() const { return i_ >= a_.size(); }
+  const std::string& Peek() const { return a_[i_]; }
+  std::string Next(const std::string& what) {
+    if (Done()) throw UsageError{"expected " + what};
+    return a_[i_++];
+  }
+  uint32_t Number(const std::string& what, uint32_t max) {
+    std::string t = Next(what);
+    if (t.empty() || t.size() > 9 || t.find_first_not_of("0123456789") != std::string::npos ||
+        std::stoul(t) > max) {
+      throw UsageError{"expected " + what + " (0-" + std::to_string(max) + "), got '" + t + "'"};
+    }
+    return static_cast<uint32_t>(std::stoul(t));
+  }
+
+ private:
+  std::vector<std::string> a_;
+  size_t i_ = 0;
+};
+
+std::string Filter(Args& args) {
+  if (args.Done() || args.Peek() != "-f") throw UsageError{"expected -f FILTER"};
+  args.Next("-f");
+  return args.Next("a filter name after -f");
+}
+
+std::string ReadAll(const std::string& path) {
+  std::stringstream ss;
+  if (path == "-") {
+    ss << std::cin.rdbuf();
+  } else {
+    std::ifstream in(path);
+    if (!in) throw UsageError{path + ": cannot open"};
+    ss << in.rdbuf();
+  }
+  return ss.str();
+}
+
+class Ctl {
+ public:
+  Ctl(std::string socket, bool json) : socket_(std::move(socket)), json_(json) {}
+
+  int Run(const std::string& cmd, Args& args) {
+    capnp::EzRpcClient client("unix:" + socket_);
+    auto& ws = client.getWaitScope();
+    rpc::Palisade::Client sw = client.getMain<rpc::Palisade>();
+    auto out = [this](auto&& results, const std::string& text) { Print(results, text); };
+    if (cmd == "summarize-dvfilter") {
+      auto r = sw.summarizeFiltersRequest().send().wait(ws);
+      out(r, SummarizeDvfilter(r.getPorts()));
+    } else if (cmd == "getrules") {
+      std::string f = Filter(args);
+      bool stats = !args.Done() && args.Peek() == "-s" && !args.Next("").empty();
+      auto req = sw.getRulesRequest();
+      req.setFilter(f);
+      auto r = req.send().wait(ws);
+      std::string text(r.getText().cStr());
+      out(r, stats ? text + RuleStatsLines(r.getStats()) : text);
+    } else if (cmd == "setrules") {
+      std::string f = Filter(args);
+      std::string text = ReadAll(args.Next("FILE or -"));
+      auto req = sw.setRulesRequest();
+      req.setFilter(f);
+      req.setText(text);
+      auto r = req.send().wait(ws);
+      out(r, "");
+    } else if (cmd == "getaddrsets") {
+      auto req = sw.getAddrSetsRequest();
+      req.setFilter(Filter(args));
+      auto r = req.send().wait(ws);
+      out(r, std::string(r.getText().cStr()));
+    } else if (cmd == "setaddrset") {
+      auto req = sw.setAddrSetRequest();
+      req.setFilter(Filter(args));
+      req.setName(args.Next("an address set name"));
+      std::vector<std::string> addrs;
+      while (!args.Done()) addrs.push_back(args.Next(""));
+      auto list = req.initAddresses(static_cast<unsigned>(addrs.size()));
+      for (unsigned i = 0; i < addrs.size(); i++) list.set(i, addrs[i]);
+      {
+        auto r = req.send().wait(ws);
+        out(r, "");
+      }
+    } else if (cmd == "getflows") {
+      return GetFlows(sw, ws, args);
+    } else if (cmd == "firewall") {
+      std::string verb = args.Next("show or set");
+      std::string f = Filter(args);
+      if (verb == "show") {
+        auto req = sw.getFirewallRequest();
+        req.setFilter(f);
+        auto r = req.send().wait(ws);
+        out(r, FirewallView(f, r.getOptions()));
+      } else if (verb == "set") {
+        auto req = sw.setFirewallRequest();
+        req.setFilter(f);
+        req.setRecheck(-1);
+        std::vector<std::pair<std::string, uint32_t>> timeouts;
+        while (!args.Done()) {
+          std::string opt = args.Next("");
+          if (opt == "--limit") {
+            req.setConnectionLimit(args.Number("a connection limit", 16000000));
+          } else if (opt == "--recheck") {
+            std::string v = args.Next("on or off");
+            if (v != "on" && v != "off") throw UsageError{"--recheck takes on or off, got '" + v + "'"};
+            req.setRecheck(v == "on" ? 1 : 0);
+          } else if (opt == "--timeout") {
+            std::string v = args.Next("NAME=SECONDS");
+            size_t eq = v.find('=');
+            std::string secs = eq == std::string::npos ? "" : v.substr(eq + 1);
+            if (secs.empty() || secs.size() > 7 || secs.find_first_not_of("0123456789") != std::string::npos) {
+              throw UsageError{"--timeout takes NAME=SECONDS, got '" + v + "'"};
+            }
+            timeouts.emplace_back(v.substr(0, eq), static_cast<uint32_t>(std::stoul(secs)));
+          } else {
+            throw UsageError{"unknown option '" + opt + "'"};
+          }
+        }
+        auto list = req.initTimeouts(static_cast<unsigned>(timeouts.size()));
+        for (unsigned i = 0; i < timeouts.size(); i++) {
+          list[i].setName(timeouts[i].first);
+          list[i].setSeconds(timeouts[i].second);
+        }
+        {
+        auto r = req.send().wait(ws);
+        out(r, "");
+      }
+      } else {
+        throw UsageError{"expected show or set, got '" + verb + "'"};
+      }
+    } else if (cmd == "port") {
+      return Port(sw, ws, args, out);
+    } else if (cmd == "filter") {
+      std::string verb = args.Next("attach or detach");
+      std::string port = args.Next("a port name");
+      int slot = -1;
+      std::string agent;
+      bool fail_open = false;
+      while (!args.Done()) {
+        std::string opt = args.Next("");
+        if (opt == "--slot") slot = static_cast<int>(args.Number("a slot number", 15));
+        else if (opt == "--agent" && verb == "attach") agent = args.Next("an agent");
+        else if (opt == "--fail-open" && verb == "attach") fail_open = true;
+        else throw UsageError{"unknown option '" + opt + "'"};
+      }
+      if (slot < 0) throw UsageError{"expected --slot N"};
+      if (verb == "attach") {
+        if (agent.empty()) throw UsageError{"expected --agent NAME"};
+        auto req = sw.attachFilterRequest();
+        req.setPort(port);
+        req.setSlot(static_cast<uint8_t>(slot));
+        req.setAgent(agent);
+        req.setFailOpen(fail_open);
+        {
+        auto r = req.send().wait(ws);
+        out(r, "");
+      }
+      } else if (verb == "detach") {
+        auto req = sw.detachFilterRequest();
+        req.setPort(port);
+        req.setSlot(static_cast<uint8_t>(slot));
+        {
+        auto r = req.send().wait(ws);
+        out(r, "");
+      }
+      } else {
+        throw UsageError{"expected attach or detach, got '" + verb + "'"};
+      }
+    } else if (cmd == "worker") {
+      Expect(args, "stats");
+      auto r = sw.workerStatsRequest().send().wait(ws);
+      out(r, WorkerTable(r.getWorkers()));
+    } else if (cmd == "mac") {
+      Expect(args, "show");
+      auto r = sw.macTableRequest().send().wait(ws);
+      out(r, MacTable(r.getMacs(), r.getAgeingSeconds()));
+    } else if (cmd == "connection") {
+      Expect(args, "list");
+      auto r = sw.connectionsRequest().send().wait(ws);
+      out(r, ConnectionTable(socket_, r.getConnections()));
+    } else {
+      throw UsageError{"unknown command '" + cmd + "' (see palisadectl --help)"};
+    }
+    if (!args.Done()) throw UsageError{"unexpected '" + args.Peek() + "'"};
+    return kOk;
+  }
+
+ private:
+  // Human text, or with --json the whole result as capnp's JSON codec writes it.
+  template <typename T>
+  void Print(capnp::Response<T>& response, const std::string& text) {
+    if (json_) {
+      capnp::JsonCodec codec;
+      codec.setPrettyPrint(true);
+      typename T::Reader reader = response;
+      std::printf("%s\n", codec.encode(reader).cStr());
+    } else {
+      std::fputs(text.c_str(), stdout);
+    }
+  }
+
+  static void Expect(Args& args, const std::string& word) {
+    std::string w = args.Next(word);
+    if (w != word) throw UsageError{"expected " + word + ", got '" + w + "'"};
+  }
+
+  int GetFlows(rpc::Palisade::Client& sw, kj::WaitScope& ws, Args& args) {
+    std::string filter = Filter(args);
+    bool count_only = false, flush = false;
+    capnp::MallocMessageBuilder msg;
+    auto sel = msg.initRoot<rpc::FlowSelector>();
+    while (!args.Done()) {
+      std::string opt = args.Next("");
+      if (opt == "-n") count_only = true;
+      else if (opt == "-F") flush = true;
+      else if (opt == "-s") sel.setSrc(args.Next("ADDR[/LEN] after -s"));
+      else if (opt == "-d") sel.setDst(args.Next("ADDR[/LEN] after -d"));
+      else if (opt == "-x") sel.setSrcPort(static_cast<int32_t>(args.Number("a port", 65535)));
+      else if (opt == "-y") sel.setDstPort(static_cast<int32_t>(args.Number("a port", 65535)));
+      else if (opt == "-p") {
+        static const std::map<std::string, int> kProtos = {{"tcp", 6}, {"udp", 17}, {"icmp", 1}, {"ipv6-icmp", 58}};
+        std::string p = args.Next("a protocol");
+        auto it = kProtos.find(p);
+        if (it != kProtos.end()) sel.setProto(static_cast<int16_t>(it->second));
+        else {
+          Args num({p});
+          sel.setProto(static_cast<int16_t>(num.Number("a protocol (tcp, udp, icmp, ipv6-icmp or 0-255)", 255)));
+        }
+      } else {
+        throw UsageError{"unknown option '" + opt + "'"};
+      }
+    }
+    if (count_only) {
+      auto req = sw.countFlowsRequest();
+      req.setFilter(filter);
+      req.setSelector(sel.asReader());
+      auto r = req.send().wait(ws);
+      Print(r, FlowsHeader(r.getCount()));
+    } else {
+      // Page through the table: a million flows never travel as one message.
+      std::string lines;
+      std::vector<std::string> json_pages;
+      size_t n = 0;
+      uint32_t cursor = 0;
+      for (;;) {
+        auto req = sw.getFlowsRequest();
+        req.setFilter(filter);
+        req.setSelector(sel.asReader());
+        req.setCursor(cursor);
+        req.setPageSize(4096);
+        auto r = req.send().wait(ws);
+        for (auto f : r.getFlows()) {
+          if (json_) {
+            capnp::JsonCodec codec;
+            json_pages.push_back(codec.encode(f).cStr());
+          } else {
+            lines += FlowLine(f);
+          }
+          n++;
+        }
+        if (r.getDone()) break;
+        cursor = r.getNextCursor();
+      }
+      if (json_) {
+        std::printf("{\"count\": %zu, \"flows\": [", n);
+        for (size_t i = 0; i < json_pages.size(); i++) std::printf("%s%s", i ? ",\n" : "\n", json_pages[i].c_str());
+        std::printf("]}\n");
+      } else {
+        std::fputs((FlowsHeader(n) + lines).c_str(), stdout);
+      }
+    }
+    if (flush) {
+      auto req = sw.flushFlowsRequest();
+      req.setFilter(filter);
+      req.setSelector(sel.asReader());
+      auto r = req.send().wait(ws);
+      if (!json_) std::printf("flushed %u\n", r.getFlushed());
+    }
+    return kOk;
+  }
+
+  template <typename Out>
+  int Port(rpc::Palisade::Client& sw, kj::WaitScope& ws, Args& args, Out&& out) {
+    std::string verb = args.Next("add, del, list or stats");
+    if (verb == "add") {
+      auto req = sw.addPortRequest();
+      auto spec = req.initSpec();
+      spec.setName(args.Next("a port name"));
+      std::vector<std::string> ips;
+      bool kind = false;
+      while (!args.Done()) {
+        std::string opt = args.Next("");
+        if (opt == "--vhost-user" || opt == "--uplink") {
+          if (kind) throw UsageError{"give only one of --vhost-user and --uplink"};
+          kind = true;
+          if (opt == "--uplink") spec.setUplink(args.Next("devargs after --uplink"));
+          else spec.setVhostUser(args.Next("a socket path after --vhost-user"));
+        } else if (opt == "--client") {
+          spec.setClient(true);
+        } else if (opt == "--vm") {
+          spec.setVm(args.Next("a VM name after --vm"));
+        } else if (opt == "--mac") {
+          spec.setMac(args.Next("a MAC after --mac"));
+        } else if (opt == "--ip") {
+          ips.push_back(args.Next("an address after --ip"));
+        } else {
+          throw UsageError{"unknown option '" + opt + "'"};
+        }
+      }
+      if (!kind) throw UsageError{"expected --vhost-user PATH or --uplink DEVARGS"};
+      auto list = spec.initIps(static_cast<unsigned>(ips.size()));
+      for (unsigned i = 0; i < ips.size(); i++) list.set(i, ips[i]);
+      {
+        auto r = req.send().wait(ws);
+        out(r, "");
+      }
+    } else if (verb == "del") {
+      auto req = sw.removePortRequest();
+      req.setName(args.Next("a port name"));
+      {
+        auto r = req.send().wait(ws);
+        out(r, "");
+      }
+    } else if (verb == "list" || verb == "stats") {
+      auto req = sw.listPortsRequest();
+      if (verb == "stats" && !args.Done()) req.setName(args.Next(""));
+      auto r = req.send().wait(ws);
+      out(r, PortTable(r.getPorts(), verb == "stats"));
+    } else {
+      throw UsageError{"expected add, del, list or stats, got '" + verb + "'"};
+    }
+    if (!args.Done()) throw UsageError{"unexpected '" + args.Peek() + "'"};
+    return kOk;
+  }
+
+  std::string socket_;
+  bool json_;
+};
+
+int Main(int argc, char** argv) {
+  std::string socket = "/run/palisade/default.rpc";
+  bool json = false;
+  int i = 1;
+  for (; i < argc && argv[i][0] == '-'; i++) {
+    std::string a = argv[i];
+    if ((a == "-s" || a == "--socket") && i + 1 < argc) {
+      socket = argv[++i];
+    } else if (a == "--json") {
+      json = true;
+    } else if (a == "-h" || a == "--help") {
+      std::fputs(kMainHelp, stdout);
+      return kOk;
+    } else {
+      std::fprintf(stderr, "palisadectl: unknown option '%s'\nTry 'palisadectl --help'.\n", a.c_str());
+      return kUsage;
+    }
+  }
+  if (i >= argc) {
+    std::fputs(kMainHelp, stderr);
+    return kUsage;
+  }
+  const std::string cmd = argv[i++];
+  std::vector<std::string> rest(argv + i, argv + argc);
+  for (const std::string& a : rest) {
+    if (a == "--help" || a == "-h") {
+      auto it = kHelp.find(cmd);
+      std::fputs(it != kHelp.end() ? it->second : kMainHelp, stdout);
+      return kOk;
+    }
+  }
+  Args args(rest);
+  try {
+    return Ctl(socket, json).Run(cmd, args);
+  } catch (const UsageError& e) {
+    std::fprintf(stderr, "palisadectl %s: %s\nTry 'palisadectl %s --help'.\n", cmd.c_str(),
+                 e.message.c_str(), cmd.c_str());
+    return kUsage;
+  } catch (const kj::Exception& e) {
+    std::string d = e.getDescription().cStr();
+    for (const char* prefix : {"remote exception: ", "expected s.ok(); "}) {
+      if (d.rfind(prefix, 0) == 0) d = d.substr(std::strlen(prefix));
+    }
+    if (e.getType() == kj::Exception::Type::DISCONNECTED) {
+      std::fprintf(stderr, "palisadectl: cannot reach the switch at %s: %s\n", socket.c_str(), d.c_str());
+    } else {
+      std::fprintf(stderr, "palisadectl: %s\n", d.c_str());
+    }
+    return kSwitchError;
+  }
+}
+
+}  // namespace
+}  // namespace palisade::cli
+
+int main(int argc, char** argv) { return palisade::cli::Main(argc, argv); }

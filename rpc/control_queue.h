@@ -1,0 +1,48 @@
+// ControlQueue: the one hand-off between the Cap'n Proto RPC thread (kj event loop) and the
+// daemon's control thread (libev loop), which alone touches the Switch.
+//
+// The RPC thread calls Run(fn): fn is queued, the control loop is woken (ev_async), runs it,
+// and fulfils the returned promise across threads with fn's result, or rejects it with fn's
+// kj::Exception. Results are plain values; capnp builders stay on the RPC thread.
+//
+// Thread-safety: Run() from the RPC thread; Attach()/Detach() and the callback on the control
+// thread. The queue itself is guarded by a mutex held only to push or pop.
+#pragma once
+
+#include <ev.h>
+
+#include <deque>
+#include <mutex>
+
+#include <kj/async.h>
+#include <kj/function.h>
+
+namespace palisade::rpc {
+
+class ControlQueue {
+ public:
+  explicit ControlQueue(struct ev_loop* loop);
+  ~ControlQueue();
+
+  template <typename T>
+  kj::Promise<T> Run(kj::Function<T()> fn) {
+    auto paf = kj::newPromiseAndCrossThreadFulfiller<T>();
+    Push([fn = kj::mv(fn), fulfiller = kj::mv(paf.fulfiller)]() mutable {
+      KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() { fulfiller->fulfill(fn()); })) {
+        fulfiller->reject(kj::mv(*e));
+      }
+    });
+    return kj::mv(paf.promise);
+  }
+
+ private:
+  void Push(kj::Function<void()> job);
+  static void OnWake(struct ev_loop* loop, ev_async* w, int revents);
+
+  struct ev_loop* loop_;
+  ev_async wake_;
+  std::mutex mu_;
+  std::deque<kj::Function<void()>> jobs_;
+};
+
+}  // namespace palisade::rpc

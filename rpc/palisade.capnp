@@ -1,0 +1,158 @@
+# The control plane of palisaded: everything an operator (palisadectl) or an orchestrator does.
+# Errors come back as exceptions whose description says what was wrong (unknown port, rule text
+# error with line and column, ...); nothing is half-applied. Ordinals are never reused.
+@0xc633be3b6a62a399;
+
+using Cxx = import "/capnp/c++.capnp";
+$Cxx.namespace("palisade::rpc");
+
+struct PortSpec {
+  name @0 :Text;
+  union {
+    vhostUser @1 :Text;        # socket path
+    uplink @2 :Text;           # DPDK devargs
+  }
+  client @3 :Bool;             # vhost-user client mode: the guest's QEMU owns the socket
+  vm @4 :Text;                 # the VM behind the port (dynamic address sets)
+  mac @5 :Text;                # bound MAC, aa:bb:cc:dd:ee:ff (port security)
+  ips @6 :List(Text);          # bound addresses (port security, dynamic address sets)
+}
+
+struct DropCount {
+  reason @0 :Text;             # fail-closed, rule, reject, SpoofGuard, tx-full, ...
+  packets @1 :UInt64;
+}
+
+struct PortInfo {
+  spec @0 :PortSpec;
+  index @1 :UInt16;
+  link @2 :Bool;               # a guest is connected / the uplink is up
+  queuePairs @3 :UInt16;
+  worker @4 :UInt16;           # the datapath worker that polls it
+  rxPackets @5 :UInt64;
+  rxBytes @6 :UInt64;
+  txPackets @7 :UInt64;
+  txBytes @8 :UInt64;
+  consumed @9 :UInt64;
+  drops @10 :List(DropCount);  # every reason, zero or not
+}
+
+struct FilterSlot {
+  slot @0 :UInt8;
+  name @1 :Text;               # nic-<index>-<port>-<agent>.<slot>: what -f takes
+  agent @2 :Text;              # palisade-swsec, palisade-sfw, palisade-count, or empty
+  failOpen @3 :Bool;           # the failure policy: failOpen, else failClosed
+}
+
+struct PortFilters {
+  port @0 :Text;
+  index @1 :UInt16;
+  vm @2 :Text;
+  slots @3 :List(FilterSlot);
+}
+
+struct RuleStats {
+  ruleId @0 :UInt32;
+  position @1 :UInt32;
+  evals @2 :UInt64;            # first packets classified to the rule
+  inPackets @3 :UInt64;        # toward the VM
+  outPackets @4 :UInt64;
+  inBytes @5 :UInt64;
+  outBytes @6 :UInt64;
+}
+
+struct FlowSelector {
+  src @0 :Text;                # ADDR[/LEN]; empty: any
+  dst @1 :Text;
+  proto @2 :Int16 = -1;        # IP protocol; -1: any
+  srcPort @3 :Int32 = -1;
+  dstPort @4 :Int32 = -1;
+}
+
+struct Flow {
+  flowId @0 :UInt64;
+  state @1 :Text;              # SYN_SENT, EST, FIN_WAIT, TIME_WAIT, NEW, MULTIPLE, ...
+  proto @2 :UInt8;
+  v6 @3 :Bool;
+  towardVm @4 :Bool;           # the original direction: true when it was opened toward the VM
+  ruleId @5 :UInt32;
+  src @6 :Text;                # the originator
+  srcPort @7 :UInt16;
+  dst @8 :Text;
+  dstPort @9 :UInt16;
+  origPackets @10 :UInt64;
+  replyPackets @11 :UInt64;
+  origBytes @12 :UInt64;
+  replyBytes @13 :UInt64;
+  expiresInSeconds @14 :UInt32;
+}
+
+struct Timeout {
+  name @0 :Text;               # tcp_established, udp_first, ...
+  seconds @1 :UInt32;
+}
+
+struct FirewallOptions {
+  connectionLimit @0 :UInt32;
+  recheck @1 :Bool;            # re-check connections against new rule tables
+  timeouts @2 :List(Timeout);
+  flows @3 :UInt32;            # entries in the table now
+  tableBytes @4 :UInt64;
+}
+
+struct WorkerStats {
+  worker @0 :UInt16;
+  busyCycles @1 :UInt64;       # cycles of polls that moved packets
+  idleCycles @2 :UInt64;
+  rxPackets @3 :UInt64;
+  txPackets @4 :UInt64;
+  loops @5 :UInt64;
+}
+
+struct MacEntry {
+  mac @0 :Text;
+  port @1 :Text;
+  ageSeconds @2 :UInt32;
+}
+
+struct Connection {
+  kind @0 :Text;               # cli, manager, switch
+  peer @1 :Text;               # unix socket peer (pid) or TCP address
+  since @2 :Text;              # when it connected, UTC
+}
+
+interface Palisade {
+  # Ports.
+  addPort @0 (spec :PortSpec) -> ();
+  removePort @1 (name :Text) -> ();
+  listPorts @2 (name :Text) -> (ports :List(PortInfo));   # name empty: all
+
+  # Filter slots.
+  attachFilter @3 (port :Text, slot :UInt8, agent :Text, failOpen :Bool) -> ();
+  detachFilter @4 (port :Text, slot :UInt8) -> ();
+  summarizeFilters @5 () -> (ports :List(PortFilters));
+
+  # Rule tables and address sets of a stateful filter (by filter name or port name).
+  getRules @6 (filter :Text) -> (text :Text, stats :List(RuleStats));
+  setRules @7 (filter :Text, text :Text) -> ();           # whole tables, atomically
+  getAddrSets @8 (filter :Text) -> (text :Text);
+  setAddrSet @9 (filter :Text, name :Text, addresses :List(Text)) -> ();
+
+  # Connections, in pages: call again with nextCursor until done.
+  getFlows @10 (filter :Text, selector :FlowSelector, cursor :UInt32, pageSize :UInt32)
+      -> (flows :List(Flow), nextCursor :UInt32, done :Bool);
+  countFlows @11 (filter :Text, selector :FlowSelector) -> (count :UInt32);
+  flushFlows @12 (filter :Text, selector :FlowSelector) -> (flushed :UInt32);
+
+  # Timeouts and limits.
+  getFirewall @13 (filter :Text) -> (options :FirewallOptions);
+  setFirewall @14 (filter :Text, connectionLimit :UInt32, recheck :Int8, timeouts :List(Timeout)) -> ();
+      # connectionLimit 0 and recheck -1 leave those unchanged
+
+  # Workers and the bridge.
+  workerStats @15 () -> (workers :List(WorkerStats));
+  macTable @16 () -> (macs :List(MacEntry), ageingSeconds :UInt32);
+
+  # Who is connected to this switch's control plane.
+  connections @17 () -> (connections :List(Connection));
+}

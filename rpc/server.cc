@@ -1,0 +1,512 @@
+#include "rpc/server.h"
+
+#include <sys/socket.h>
+#include <sys/stat.h>
+
+#include <ctime>
+#include <future>
+#include <mutex>
+#include <vector>
+
+#include <capnp/rpc-twoparty.h>
+#include <kj/async-io.h>
+
+#include "firewall/rule_text.h"
+#include "rpc/palisade.capnp.h"
+#include "vswitch/mac_addr.h"
+#include "vswitch/socket_path.h"
+
+namespace palisade::rpc {
+namespace {
+
+// Turns a failed Status into the exception the caller sees (its description is the message).
+void Check(const Status& s) {
+  if (!s.ok()) {
+    kj::throwFatalException(kj::Exception(kj::Exception::Type::FAILED, __FILE__, __LINE__,
+                                          kj::str(s.message().c_str())));
+  }
+}
+
+std::string Str(capnp::Text::Reader t) { return std::string(t.cStr(), t.size()); }
+
+Status ToSpec(PortSpec::Reader r, palisade::PortSpec* out) {
+  out->name = Str(r.getName());
+  if (r.isVhostUser()) {
+    out->kind = PortKind::kVhostUser;
+    out->path = Str(r.getVhostUser());
+  } else {
+    out->kind = PortKind::kUplink;
+    out->devargs = Str(r.getUplink());
+  }
+  out->client = r.getClient();
+  out->vm = Str(r.getVm());
+  if (r.hasMac() && r.getMac().size() > 0) {
+    auto mac = MacParse(Str(r.getMac()));
+    if (!mac || MacIsMulticast(*mac) || *mac == 0) {
+      return Status::Invalid("'" + Str(r.getMac()) + "' is not a unicast MAC address");
+    }
+    out->mac = *mac;
+  }
+  for (auto ip : r.getIps()) {
+    auto a = fw::IpAddr::Parse(Str(ip));
+    if (!a) return Status::Invalid("'" + Str(ip) + "' is not an IPv4 or IPv6 address");
+    out->ips.push_back(*a);
+  }
+  if ((out->client || !out->vm.empty() || out->mac || !out->ips.empty()) && out->kind != PortKind::kVhostUser) {
+    return Status::Invalid("client, vm, mac and ips apply to vhost-user ports only");
+  }
+  return Status::Ok();
+}
+
+void FromSpec(const palisade::PortSpec& s, PortSpec::Builder b) {
+  b.setName(s.name);
+  if (s.kind == PortKind::kVhostUser) {
+    b.setVhostUser(s.path);
+  } else {
+    b.setUplink(s.devargs);
+  }
+  b.setClient(s.client);
+  b.setVm(s.vm);
+  if (s.mac) b.setMac(MacToString(s.mac));
+  auto ips = b.initIps(static_cast<unsigned>(s.ips.size()));
+  for (unsigned i = 0; i < s.ips.size(); i++) ips.set(i, s.ips[i].ToString());
+}
+
+Status ToSelector(FlowSelector::Reader r, fw::FlowSelector* out) {
+  std::string error;
+  if (r.getSrc().size() > 0) {
+    auto p = fw::IpPrefix::Parse(Str(r.getSrc()), &error);
+    if (!p) return Status::Invalid("source selector: " + error);
+    out->has_src = true;
+    out->src = *p;
+  }
+  if (r.getDst().size() > 0) {
+    auto p = fw::IpPrefix::Parse(Str(r.getDst()), &error);
+    if (!p) return Status::Invalid("destination selector: " + error);
+    out->has_dst = true;
+    out->dst = *p;
+  }
+  if (r.getProto() > 255 || r.getSrcPort() > 65535 || r.getDstPort() > 65535) {
+    return Status::Invalid("protocol must be 0-255 and ports 0-65535");
+  }
+  out->proto = r.getProto() < 0 ? fw::kAny : r.getProto();
+  out->sport = r.getSrcPort() < 0 ? fw::kAny : r.getSrcPort();
+  out->dport = r.getDstPort() < 0 ? fw::kAny : r.getDstPort();
+  return Status::Ok();
+}
+
+struct ConnectionRecord {
+  std::string peer;
+  std::string since;
+};
+
+// The connections the server has now; written and read on the RPC thread only.
+using Connections = std::vector<std::shared_ptr<ConnectionRecord>>;
+
+class PalisadeImpl final : public Palisade::Server {
+ public:
+  PalisadeImpl(Switch* sw, ControlQueue* queue, Connections* connections)
+      : sw_(sw), q_(queue), connections_(connections) {}
+
+  kj::Promise<void> addPort(AddPortContext context) override {
+    palisade::PortSpec spec;
+    Check(ToSpec(context.getParams().getSpec(), &spec));
+    return q_->Run<bool>([this, spec]() { Check(sw_->AddPort(spec)); return true; }).ignoreResult();
+  }
+
+  kj::Promise<void> removePort(RemovePortContext context) override {
+    std::string name = Str(context.getParams().getName());
+    return q_->Run<bool>([this, name]() { Check(sw_->RemovePort(name)); return true; }).ignoreResult();
+  }
+
+  kj::Promise<void> listPorts(ListPortsContext context) override {
+    std::string name = Str(context.getParams().getName());
+    return q_->Run<std::vector<PortInfo_>>([this, name]() {
+      std::vector<PortInfo_> ports;
+      if (name.empty()) {
+        ports = sw_->Ports();
+      } else {
+        ports.resize(1);
+        Check(sw_->GetPort(name, &ports[0]));
+      }
+      return ports;
+    }).then([context](std::vector<PortInfo_> ports) mutable {
+      auto list = context.getResults().initPorts(static_cast<unsigned>(ports.size()));
+      for (unsigned i = 0; i < ports.size(); i++) {
+        const PortInfo_& p = ports[i];
+        auto b = list[i];
+        FromSpec(p.spec, b.initSpec());
+        b.setIndex(p.index);
+        b.setLink(p.link_up);
+        b.setQueuePairs(p.queue_pairs);
+        b.setWorker(p.worker);
+        b.setRxPackets(p.totals.rx_packets);
+        b.setRxBytes(p.totals.rx_bytes);
+        b.setTxPackets(p.totals.tx_packets);
+        b.setTxBytes(p.totals.tx_bytes);
+        b.setConsumed(p.totals.consumed);
+        const unsigned n = static_cast<unsigned>(DropReason::kCount) - 1;
+        auto drops = b.initDrops(n);
+        for (unsigned r = 0; r < n; r++) {
+          drops[r].setReason(DropReasonName(static_cast<DropReason>(r + 1)));
+          drops[r].setPackets(p.totals.drops[r + 1]);
+        }
+      }
+    });
+  }
+
+  kj::Promise<void> attachFilter(AttachFilterContext context) override {
+    auto p = context.getParams();
+    FilterSpec spec{p.getSlot(), Str(p.getAgent()),
+                    p.getFailOpen() ? FailurePolicy::kFailOpen : FailurePolicy::kFailClosed};
+    std::string port = Str(p.getPort());
+    return q_->Run<bool>([this, port, spec]() { Check(sw_->AttachFilter(port, spec)); return true; })
+        .ignoreResult();
+  }
+
+  kj::Promise<void> detachFilter(DetachFilterContext context) override {
+    auto p = context.getParams();
+    std::string port = Str(p.getPort());
+    uint8_t slot = p.getSlot();
+    return q_->Run<bool>([this, port, slot]() { Check(sw_->DetachFilter(port, slot)); return true; })
+        .ignoreResult();
+  }
+
+  kj::Promise<void> summarizeFilters(SummarizeFiltersContext context) override {
+    return q_->Run<std::vector<PortInfo_>>([this]() { return sw_->Ports(); })
+        .then([context](std::vector<PortInfo_> ports) mutable {
+          auto list = context.getResults().initPorts(static_cast<unsigned>(ports.size()));
+          for (unsigned i = 0; i < ports.size(); i++) {
+            list[i].setPort(ports[i].name);
+            list[i].setIndex(ports[i].index);
+            list[i].setVm(ports[i].spec.vm);
+            auto slots = list[i].initSlots(static_cast<unsigned>(ports[i].slots.size()));
+            for (unsigned s = 0; s < ports[i].slots.size(); s++) {
+              const SlotInfo& si = ports[i].slots[s];
+              slots[s].setSlot(si.slot);
+              slots[s].setName(si.name);
+              slots[s].setAgent(si.agent);
+              slots[s].setFailOpen(si.policy == FailurePolicy::kFailOpen);
+            }
+          }
+        });
+  }
+
+  kj::Promise<void> getRules(GetRulesContext context) override {
+    std::string filter = Str(context.getParams().getFilter());
+    struct Out {
+      std::string text;
+      std::vector<fw::RuleStats> stats;
+      std::vector<fw::Rule> rules;
+    };
+    return q_->Run<Out>([this, filter]() {
+      Out o;
+      Check(sw_->GetRules(filter, &o.text, &o.stats, &o.rules));
+      return o;
+    }).then([context](Out o) mutable {
+      auto r = context.getResults();
+      r.setText(o.text);
+      const size_t n = std::min(o.stats.size(), o.rules.size());
+      auto list = r.initStats(static_cast<unsigned>(n));
+      for (unsigned i = 0; i < n; i++) {
+        list[i].setRuleId(o.rules[i].id);
+        list[i].setPosition(o.rules[i].pos);
+        list[i].setEvals(o.stats[i].evals);
+        list[i].setInPackets(o.stats[i].pkts[0]);
+        list[i].setOutPackets(o.stats[i].pkts[1]);
+        list[i].setInBytes(o.stats[i].bytes[0]);
+        list[i].setOutBytes(o.stats[i].bytes[1]);
+      }
+    });
+  }
+
+  kj::Promise<void> setRules(SetRulesContext context) override {
+    std::string filter = Str(context.getParams().getFilter());
+    std::string text = Str(context.getParams().getText());
+    return q_->Run<bool>([this, filter, text]() { Check(sw_->LoadRules(filter, text)); return true; })
+        .ignoreResult();
+  }
+
+  kj::Promise<void> getAddrSets(GetAddrSetsContext context) override {
+    std::string filter = Str(context.getParams().getFilter());
+    return q_->Run<std::string>([this, filter]() {
+      std::string text;
+      Check(sw_->GetAddrSets(filter, &text));
+      return text;
+    }).then([context](std::string text) mutable { context.getResults().setText(text); });
+  }
+
+  kj::Promise<void> setAddrSet(SetAddrSetContext context) override {
+    auto p = context.getParams();
+    std::string filter = Str(p.getFilter());
+    fw::AddrSet set;
+    set.name = Str(p.getName());
+    for (auto a : p.getAddresses()) {
+      std::string error;
+      auto prefix = fw::IpPrefix::Parse(Str(a), &error);
+      if (!prefix) Check(Status::Invalid(error));
+      set.ips.push_back(*prefix);
+    }
+    return q_->Run<bool>([this, filter, set]() { Check(sw_->SetAddrSet(filter, set)); return true; })
+        .ignoreResult();
+  }
+
+  kj::Promise<void> getFlows(GetFlowsContext context) override {
+    auto p = context.getParams();
+    std::string filter = Str(p.getFilter());
+    fw::FlowSelector sel;
+    Check(ToSelector(p.getSelector(), &sel));
+    const uint32_t cursor = p.getCursor();
+    const uint32_t page = p.getPageSize() == 0 || p.getPageSize() > 10000 ? 10000 : p.getPageSize();
+    struct Out {
+      std::vector<fw::FlowInfo> flows;
+      uint32_t next;
+    };
+    return q_->Run<Out>([this, filter, sel, cursor, page]() {
+      Out o;
+      Check(sw_->GetFlowsPage(filter, sel, cursor, page, &o.flows, &o.next));
+      return o;
+    }).then([context](Out o) mutable {
+      auto r = context.getResults();
+      r.setNextCursor(o.next);
+      r.setDone(o.next == fw::ConnTable::kNil);
+      auto list = r.initFlows(static_cast<unsigned>(o.flows.size()));
+      for (unsigned i = 0; i < o.flows.size(); i++) {
+        const fw::FlowInfo& f = o.flows[i];
+        auto b = list[i];
+        b.setFlowId(f.flow_id);
+        b.setState(fw::ConnStateName(f.state));
+        b.setProto(f.orig.proto);
+        b.setV6(f.v6);
+        b.setTowardVm(f.orig_in);
+        b.setRuleId(f.rule_id);
+        b.setSrc(f.orig.src.ToString());
+        b.setSrcPort(f.orig.sport);
+        b.setDst(f.orig.dst.ToString());
+        b.setDstPort(f.orig.dport);
+        b.setOrigPackets(f.pkts[0]);
+        b.setReplyPackets(f.pkts[1]);
+        b.setOrigBytes(f.bytes[0]);
+        b.setReplyBytes(f.bytes[1]);
+        b.setExpiresInSeconds(f.expires_in_s);
+      }
+    });
+  }
+
+  kj::Promise<void> countFlows(CountFlowsContext context) override {
+    auto p = context.getParams();
+    std::string filter = Str(p.getFilter());
+    fw::FlowSelector sel;
+    Check(ToSelector(p.getSelector(), &sel));
+    return q_->Run<uint32_t>([this, filter, sel]() {
+      std::vector<fw::FlowInfo> flows;
+      Check(sw_->GetFlows(filter, sel, &flows));
+      return static_cast<uint32_t>(flows.size());
+    }).then([context](uint32_t n) mutable { context.getResults().setCount(n); });
+  }
+
+  kj::Promise<void> flushFlows(FlushFlowsContext context) override {
+    auto p = context.getParams();
+    std::string filter = Str(p.getFilter());
+    fw::FlowSelector sel;
+    Check(ToSelector(p.getSelector(), &sel));
+    return q_->Run<uint32_t>([this, filter, sel]() {
+      size_t n = 0;
+      Check(sw_->FlushFlows(filter, sel, &n));
+      return static_cast<uint32_t>(n);
+    }).then([context](uint32_t n) mutable { context.getResults().setFlushed(n); });
+  }
+
+  kj::Promise<void> getFirewall(GetFirewallContext context) override {
+    std::string filter = Str(context.getParams().getFilter());
+    struct Out {
+      fw::FirewallOptions o;
+      uint32_t flows;
+      size_t bytes;
+    };
+    return q_->Run<Out>([this, filter]() {
+      Out o;
+      Check(sw_->GetFirewallOptions(filter, &o.o, &o.flows, &o.bytes));
+      return o;
+    }).then([context](Out o) mutable {
+      auto b = context.getResults().initOptions();
+      b.setConnectionLimit(o.o.conn_limit);
+      b.setRecheck(o.o.recheck);
+      b.setFlows(o.flows);
+      b.setTableBytes(o.bytes);
+      std::vector<std::pair<std::string, uint32_t>> t = o.o.timeouts.List();
+      auto list = b.initTimeouts(static_cast<unsigned>(t.size()));
+      for (unsigned i = 0; i < t.size(); i++) {
+        list[i].setName(t[i].first);
+        list[i].setSeconds(t[i].second);
+      }
+    });
+  }
+
+  kj::Promise<void> setFirewall(SetFirewallContext context) override {
+    auto p = context.getParams();
+    std::string filter = Str(p.getFilter());
+    const uint32_t limit = p.getConnectionLimit();
+    const int8_t recheck = p.getRecheck();
+    std::vector<std::pair<std::string, uint32_t>> timeouts;
+    fw::Timeouts probe;
+    for (auto t : p.getTimeouts()) {
+      Check(probe.Set(Str(t.getName()), t.getSeconds()));
+      timeouts.emplace_back(Str(t.getName()), t.getSeconds());
+    }
+    return q_->Run<bool>([this, filter, limit, recheck, timeouts]() {
+      fw::FirewallOptions o;
+      uint32_t flows;
+      size_t bytes;
+      Check(sw_->GetFirewallOptions(filter, &o, &flows, &bytes));
+      if (limit != 0) o.conn_limit = limit;
+      if (recheck >= 0) o.recheck = recheck != 0;
+      for (const auto& [name, secs] : timeouts) (void)o.timeouts.Set(name, secs);
+      Check(sw_->SetFirewallOptions(filter, o));
+      return true;
+    }).ignoreResult();
+  }
+
+  kj::Promise<void> workerStats(WorkerStatsContext context) override {
+    return q_->Run<std::vector<palisade::WorkerStats>>([this]() { return sw_->Workers(); })
+        .then([context](std::vector<palisade::WorkerStats> ws) mutable {
+          auto list = context.getResults().initWorkers(static_cast<unsigned>(ws.size()));
+          for (unsigned i = 0; i < ws.size(); i++) {
+            list[i].setWorker(static_cast<uint16_t>(i));
+            list[i].setBusyCycles(ws[i].busy_cycles);
+            list[i].setIdleCycles(ws[i].idle_cycles);
+            list[i].setRxPackets(ws[i].rx_packets);
+            list[i].setTxPackets(ws[i].tx_packets);
+            list[i].setLoops(ws[i].loops);
+          }
+        });
+  }
+
+  kj::Promise<void> macTable(MacTableContext context) override {
+    struct Out {
+      std::vector<MacInfo> macs;
+      uint32_t ageing;
+    };
+    return q_->Run<Out>([this]() { return Out{sw_->Macs(), sw_->mac_ageing_s()}; })
+        .then([context](Out o) mutable {
+          auto r = context.getResults();
+          r.setAgeingSeconds(o.ageing);
+          auto list = r.initMacs(static_cast<unsigned>(o.macs.size()));
+          for (unsigned i = 0; i < o.macs.size(); i++) {
+            list[i].setMac(MacToString(o.macs[i].mac));
+            list[i].setPort(o.macs[i].port);
+            list[i].setAgeSeconds(o.macs[i].age_s);
+          }
+        });
+  }
+
+  kj::Promise<void> connections(ConnectionsContext context) override {
+    auto list = context.getResults().initConnections(static_cast<unsigned>(connections_->size()));
+    for (unsigned i = 0; i < connections_->size(); i++) {
+      list[i].setKind("cli");
+      list[i].setPeer((*connections_)[i]->peer);
+      list[i].setSince((*connections_)[i]->since);
+    }
+    return kj::READY_NOW;
+  }
+
+ private:
+  using PortInfo_ = palisade::PortInfo;
+  Switch* sw_;
+  ControlQueue* q_;
+  Connections* connections_;
+};
+
+std::string Now() {
+  char buf[32];
+  std::time_t t = std::time(nullptr);
+  std::tm tm;
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&t, &tm));
+  return buf;
+}
+
+// Accepts connections forever, serving each with the bootstrap capability and recording who it is.
+kj::Promise<void> AcceptLoop(kj::ConnectionReceiver& listener, capnp::Capability::Client bootstrap,
+                             kj::TaskSet& tasks, Connections& connections) {
+  return listener.accept().then([&listener, bootstrap, &tasks, &connections](
+                                    kj::Own<kj::AsyncIoStream> stream) mutable {
+    auto record = std::make_shared<ConnectionRecord>();
+    record->since = Now();
+    record->peer = "unix";
+    KJ_IF_MAYBE(fd, stream->getFd()) {
+      ucred cred{};
+      socklen_t len = sizeof cred;
+      if (getsockopt(*fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0) {
+        record->peer = "unix pid " + std::to_string(cred.pid) + " uid " + std::to_string(cred.uid);
+      }
+    }
+    connections.push_back(record);
+    auto network = kj::heap<capnp::TwoPartyVatNetwork>(*stream, capnp::rpc::twoparty::Side::SERVER);
+    auto rpc = kj::heap<capnp::RpcSystem<capnp::rpc::twoparty::VatId>>(
+        capnp::makeRpcServer(*network, bootstrap));
+    auto done = network->onDisconnect();
+    tasks.add(done.attach(kj::mv(rpc), kj::mv(network), kj::mv(stream))
+                  .then([&connections, record]() {
+                    std::erase(connections, record);
+                  }));
+    return AcceptLoop(listener, bootstrap, tasks, connections);
+  });
+}
+
+class LogErrors : public kj::TaskSet::ErrorHandler {
+ public:
+  void taskFailed(kj::Exception&& exception) override {}  // a client went away mid-call
+};
+
+}  // namespace
+
+Status RpcServer::Start(const std::string& path, Switch* sw, ControlQueue* queue,
+                        std::unique_ptr<RpcServer>* out) {
+  if (Status s = ClaimSocketPath(path); !s.ok()) return s;
+  std::unique_ptr<RpcServer> server(new RpcServer());
+  server->path_ = path;
+  std::promise<void> ready;
+  auto started = ready.get_future();
+  server->thread_ = std::thread([srv = server.get(), path, sw, queue, &ready]() mutable {
+    srv->Main(path, sw, queue, &ready);
+  });
+  started.wait();
+  if (!server->error_.empty()) {
+    server->thread_.join();
+    return Status::Unavailable(server->error_);
+  }
+  *out = std::move(server);
+  return Status::Ok();
+}
+
+void RpcServer::Main(std::string path, Switch* sw, ControlQueue* queue, std::promise<void>* ready) {
+  kj::AsyncIoContext io = kj::setupAsyncIo();
+  auto stop = kj::newPromiseAndCrossThreadFulfiller<void>();
+  stop_ = kj::mv(stop.fulfiller);
+  kj::Own<kj::ConnectionReceiver> listener;
+  KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() {
+    auto addr = io.provider->getNetwork().parseAddress(kj::str("unix:", path.c_str())).wait(io.waitScope);
+    const mode_t old = umask(0177);  // the socket is the switch's controls: owner only
+    listener = addr->listen();
+    umask(old);
+  })) {
+    error_ = "cannot listen on " + path + ": " + std::string(e->getDescription().cStr());
+    ready->set_value();
+    return;
+  }
+  ready->set_value();
+  Connections connections;
+  LogErrors errors;
+  kj::TaskSet tasks(errors);
+  capnp::Capability::Client bootstrap = kj::heap<PalisadeImpl>(sw, queue, &connections);
+  auto serving = AcceptLoop(*listener, bootstrap, tasks, connections);
+  stop.promise.exclusiveJoin(kj::mv(serving)).wait(io.waitScope);
+}
+
+RpcServer::~RpcServer() {
+  if (stop_) stop_->fulfill();
+  if (thread_.joinable()) thread_.join();
+  unlink(path_.c_str());
+}
+
+}  // namespace palisade::rpc
