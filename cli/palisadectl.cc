@@ -15,7 +15,9 @@
 #include <vector>
 
 #include <capnp/compat/json.h>
-#include <capnp/ez-rpc.h>
+#include <capnp/rpc-twoparty.h>
+#include <kj/async-io.h>
+#include <kj/compat/tls.h>
 
 #include "cli/views.h"
 #include "rpc/palisade.capnp.h"
@@ -31,7 +33,9 @@ struct UsageError {
 
 const char* kMainHelp =
     "Usage: palisadectl [-s|--socket PATH] [--json] COMMAND [ARGS]\n"
-    "Controls a palisaded switch through its RPC socket (default /run/palisade/default.rpc).\n"
+    "       palisadectl -c|--connect HOST:PORT --tls-cert FILE --tls-key FILE --tls-ca FILE ...\n"
+    "Controls a palisaded switch through its RPC socket (default /run/palisade/default.rpc), or\n"
+    "over TLS with a client certificate the switch's CA signed.\n"
     "\n"
     "Commands (each takes --help):\n"
     "  summarize-dvfilter                 the filter slots of every port\n"
@@ -141,14 +145,54 @@ std::string ReadAll(const std::string& path) {
   return ss.str();
 }
 
+// Where the switch is: its unix socket, or HOST:PORT over TLS with our client certificate.
+struct Endpoint {
+  std::string socket = "/run/palisade/default.rpc";
+  std::string connect;  // HOST:PORT: TLS
+  std::string cert, key, ca;
+};
+
+std::string ReadPem(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  if (!in || ss.str().find("-----BEGIN") == std::string::npos) throw UsageError{path + ": cannot read a PEM file"};
+  return ss.str();
+}
+
 class Ctl {
  public:
-  Ctl(std::string socket, bool json) : socket_(std::move(socket)), json_(json) {}
+  Ctl(Endpoint endpoint, bool json)
+      : endpoint_(std::move(endpoint)),
+        socket_(endpoint_.connect.empty() ? endpoint_.socket : endpoint_.connect),
+        json_(json) {}
 
   int Run(const std::string& cmd, Args& args) {
-    capnp::EzRpcClient client("unix:" + socket_);
-    auto& ws = client.getWaitScope();
-    rpc::Palisade::Client sw = client.getMain<rpc::Palisade>();
+    kj::AsyncIoContext io = kj::setupAsyncIo();
+    auto& ws = io.waitScope;
+    kj::Own<kj::AsyncIoStream> stream;
+    kj::Own<kj::TlsContext> tls;
+    if (endpoint_.connect.empty()) {
+      stream = io.provider->getNetwork().parseAddress(kj::str("unix:", endpoint_.socket.c_str()))
+                   .wait(ws)->connect().wait(ws);
+    } else {
+      if (endpoint_.cert.empty() || endpoint_.key.empty() || endpoint_.ca.empty()) {
+        throw UsageError{"--connect needs --tls-cert, --tls-key and --tls-ca"};
+      }
+      const std::string cert = ReadPem(endpoint_.cert), key = ReadPem(endpoint_.key), ca_pem = ReadPem(endpoint_.ca);
+      kj::TlsKeypair keypair{kj::TlsPrivateKey(key.c_str()), kj::TlsCertificate(cert.c_str())};
+      kj::TlsCertificate ca(ca_pem.c_str());
+      kj::TlsContext::Options options;
+      options.useSystemTrustStore = false;
+      options.trustedCertificates = kj::arrayPtr(&ca, 1);
+      options.defaultKeypair = keypair;
+      tls = kj::heap<kj::TlsContext>(kj::mv(options));
+      const std::string host = endpoint_.connect.substr(0, endpoint_.connect.rfind(':'));
+      auto tcp = io.provider->getNetwork().parseAddress(endpoint_.connect.c_str()).wait(ws)->connect().wait(ws);
+      stream = tls->wrapClient(kj::mv(tcp), host.c_str()).wait(ws);
+    }
+    capnp::TwoPartyClient client(*stream);
+    rpc::Palisade::Client sw = client.bootstrap().castAs<rpc::Palisade>();
     auto out = [this](auto&& results, const std::string& text) { Print(results, text); };
     if (cmd == "summarize-dvfilter") {
       auto r = sw.summarizeFiltersRequest().send().wait(ws);
@@ -438,18 +482,28 @@ class Ctl {
     return kOk;
   }
 
-  std::string socket_;
+  Endpoint endpoint_;
+  std::string socket_;  // for display
   bool json_;
 };
 
 int Main(int argc, char** argv) {
-  std::string socket = "/run/palisade/default.rpc";
+  Endpoint endpoint;
   bool json = false;
   int i = 1;
   for (; i < argc && argv[i][0] == '-'; i++) {
     std::string a = argv[i];
-    if ((a == "-s" || a == "--socket") && i + 1 < argc) {
-      socket = argv[++i];
+    const bool has_value = i + 1 < argc;
+    if ((a == "-s" || a == "--socket") && has_value) {
+      endpoint.socket = argv[++i];
+    } else if ((a == "-c" || a == "--connect") && has_value) {
+      endpoint.connect = argv[++i];
+    } else if (a == "--tls-cert" && has_value) {
+      endpoint.cert = argv[++i];
+    } else if (a == "--tls-key" && has_value) {
+      endpoint.key = argv[++i];
+    } else if (a == "--tls-ca" && has_value) {
+      endpoint.ca = argv[++i];
     } else if (a == "--json") {
       json = true;
     } else if (a == "-h" || a == "--help") {
@@ -475,7 +529,7 @@ int Main(int argc, char** argv) {
   }
   Args args(rest);
   try {
-    return Ctl(socket, json).Run(cmd, args);
+    return Ctl(endpoint, json).Run(cmd, args);
   } catch (const UsageError& e) {
     std::fprintf(stderr, "palisadectl %s: %s\nTry 'palisadectl %s --help'.\n", cmd.c_str(),
                  e.message.c_str(), cmd.c_str());
@@ -486,7 +540,8 @@ int Main(int argc, char** argv) {
       if (d.rfind(prefix, 0) == 0) d = d.substr(std::strlen(prefix));
     }
     if (e.getType() == kj::Exception::Type::DISCONNECTED) {
-      std::fprintf(stderr, "palisadectl: cannot reach the switch at %s: %s\n", socket.c_str(), d.c_str());
+      std::fprintf(stderr, "palisadectl: cannot reach the switch at %s: %s\n",
+                   (endpoint.connect.empty() ? endpoint.socket : endpoint.connect).c_str(), d.c_str());
     } else {
       std::fprintf(stderr, "palisadectl: %s\n", d.c_str());
     }

@@ -10,6 +10,7 @@
 
 #include <capnp/rpc-twoparty.h>
 #include <kj/async-io.h>
+#include <kj/compat/tls.h>
 
 #include "firewall/rule_text.h"
 #include "rpc/palisade.capnp.h"
@@ -426,13 +427,15 @@ std::string Now() {
 }
 
 // Accepts connections forever, serving each with the bootstrap capability and recording who it is.
+// A connection that fails to be accepted (a TLS handshake without a valid client certificate)
+// is dropped; the loop goes on.
 kj::Promise<void> AcceptLoop(kj::ConnectionReceiver& listener, capnp::Capability::Client bootstrap,
-                             kj::TaskSet& tasks, Connections& connections) {
-  return listener.accept().then([&listener, bootstrap, &tasks, &connections](
+                             kj::TaskSet& tasks, Connections& connections, std::string kind) {
+  return listener.accept().then([&listener, bootstrap, &tasks, &connections, kind](
                                     kj::Own<kj::AsyncIoStream> stream) mutable {
     auto record = std::make_shared<ConnectionRecord>();
     record->since = Now();
-    record->peer = "unix";
+    record->peer = kind;
     KJ_IF_MAYBE(fd, stream->getFd()) {
       ucred cred{};
       socklen_t len = sizeof cred;
@@ -449,7 +452,8 @@ kj::Promise<void> AcceptLoop(kj::ConnectionReceiver& listener, capnp::Capability
                   .then([&connections, record]() {
                     std::erase(connections, record);
                   }));
-    return AcceptLoop(listener, bootstrap, tasks, connections);
+  }, [](kj::Exception&&) {}).then([&listener, bootstrap, &tasks, &connections, kind]() mutable {
+    return AcceptLoop(listener, bootstrap, tasks, connections, kind);
   });
 }
 
@@ -460,15 +464,15 @@ class LogErrors : public kj::TaskSet::ErrorHandler {
 
 }  // namespace
 
-Status RpcServer::Start(const std::string& path, Switch* sw, ControlQueue* queue,
-                        std::unique_ptr<RpcServer>* out) {
+Status RpcServer::Start(const std::string& path, const TlsConfig* tls, Switch* sw,
+                        ControlQueue* queue, std::unique_ptr<RpcServer>* out) {
   if (Status s = ClaimSocketPath(path); !s.ok()) return s;
   std::unique_ptr<RpcServer> server(new RpcServer());
   server->path_ = path;
   std::promise<void> ready;
   auto started = ready.get_future();
-  server->thread_ = std::thread([srv = server.get(), path, sw, queue, &ready]() mutable {
-    srv->Main(path, sw, queue, &ready);
+  server->thread_ = std::thread([srv = server.get(), path, tls, sw, queue, &ready]() mutable {
+    srv->Main(path, tls, sw, queue, &ready);
   });
   started.wait();
   if (!server->error_.empty()) {
@@ -479,18 +483,35 @@ Status RpcServer::Start(const std::string& path, Switch* sw, ControlQueue* queue
   return Status::Ok();
 }
 
-void RpcServer::Main(std::string path, Switch* sw, ControlQueue* queue, std::promise<void>* ready) {
+void RpcServer::Main(std::string path, const TlsConfig* tls, Switch* sw, ControlQueue* queue,
+                     std::promise<void>* ready) {
   kj::AsyncIoContext io = kj::setupAsyncIo();
   auto stop = kj::newPromiseAndCrossThreadFulfiller<void>();
   stop_ = kj::mv(stop.fulfiller);
-  kj::Own<kj::ConnectionReceiver> listener;
+  kj::Own<kj::ConnectionReceiver> listener, tls_listener;
+  kj::Own<kj::TlsContext> tls_context;
+  std::string where = path;
   KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() {
     auto addr = io.provider->getNetwork().parseAddress(kj::str("unix:", path.c_str())).wait(io.waitScope);
     const mode_t old = umask(0177);  // the socket is the switch's controls: owner only
     listener = addr->listen();
     umask(old);
+    if (tls != nullptr) {
+      where = tls->listen;
+      kj::TlsKeypair keypair{kj::TlsPrivateKey(tls->key_pem.c_str()),
+                             kj::TlsCertificate(tls->cert_pem.c_str())};
+      kj::TlsCertificate ca(tls->ca_pem.c_str());
+      kj::TlsContext::Options options;
+      options.useSystemTrustStore = false;
+      options.verifyClients = true;  // a client without a certificate from our CA gets nothing
+      options.trustedCertificates = kj::arrayPtr(&ca, 1);
+      options.defaultKeypair = keypair;
+      tls_context = kj::heap<kj::TlsContext>(kj::mv(options));
+      auto tcp = io.provider->getNetwork().parseAddress(tls->listen.c_str()).wait(io.waitScope);
+      tls_listener = tls_context->wrapPort(tcp->listen());
+    }
   })) {
-    error_ = "cannot listen on " + path + ": " + std::string(e->getDescription().cStr());
+    error_ = "cannot listen on " + where + ": " + std::string(e->getDescription().cStr());
     ready->set_value();
     return;
   }
@@ -499,7 +520,10 @@ void RpcServer::Main(std::string path, Switch* sw, ControlQueue* queue, std::pro
   LogErrors errors;
   kj::TaskSet tasks(errors);
   capnp::Capability::Client bootstrap = kj::heap<PalisadeImpl>(sw, queue, &connections);
-  auto serving = AcceptLoop(*listener, bootstrap, tasks, connections);
+  auto serving = AcceptLoop(*listener, bootstrap, tasks, connections, "unix");
+  if (tls_listener) {
+    serving = serving.exclusiveJoin(AcceptLoop(*tls_listener, bootstrap, tasks, connections, "tls"));
+  }
   stop.promise.exclusiveJoin(kj::mv(serving)).wait(io.waitScope);
 }
 

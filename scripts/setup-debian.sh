@@ -11,6 +11,7 @@ packages=(
   iproute2 ethtool iputils-ping procps # namespace guests and their traffic
   clang libclang-rt-14-dev             # libFuzzer targets (scripts/fuzz.sh)
   qemu-system-x86 busybox-static       # QEMU test guests (tests/lib/guest_image.py)
+  openssl                              # test certificates for the TLS control plane
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -46,6 +46,9 @@ const char* Usage() {
          "  --socket PATH         line-command control socket (default: /run/palisade/NAME.sock)\n"
          "  --rpc-socket PATH     Cap'n Proto control socket for palisadectl and managers\n"
          "                        (default: /run/palisade/NAME.rpc)\n"
+         "  --rpc-tls-listen HOST:PORT  also serve RPC on TCP with TLS; clients must present a\n"
+         "                        certificate signed by --tls-ca\n"
+         "  --tls-cert FILE, --tls-key FILE, --tls-ca FILE   PEM files for --rpc-tls-listen\n"
          "  --cores LIST          CPUs for datapath workers, one worker each, e.g. 1 or 2-3\n"
          "                        (default: the last CPU this process may use)\n"
          "  --hugepages MODE      auto (use them when mounted and free; default), on (require\n"
@@ -86,11 +89,16 @@ Status ParseCpuList(const std::string& text, unsigned cpu_limit, std::vector<uns
 }
 
 Status ParseOptions(int argc, char** argv, Options* out) {
-  enum { kInstance = 1, kSocket, kRpcSocket, kCores, kHugepages, kMemory, kConfig, kLogDir, kHelp };
+  enum { kInstance = 1, kSocket, kRpcSocket, kTlsListen, kTlsCert, kTlsKey, kTlsCa, kCores,
+         kHugepages, kMemory, kConfig, kLogDir, kHelp };
   static const option kLong[] = {
       {"instance", required_argument, nullptr, kInstance},
       {"socket", required_argument, nullptr, kSocket},
       {"rpc-socket", required_argument, nullptr, kRpcSocket},
+      {"rpc-tls-listen", required_argument, nullptr, kTlsListen},
+      {"tls-cert", required_argument, nullptr, kTlsCert},
+      {"tls-key", required_argument, nullptr, kTlsKey},
+      {"tls-ca", required_argument, nullptr, kTlsCa},
       {"cores", required_argument, nullptr, kCores},
       {"hugepages", required_argument, nullptr, kHugepages},
       {"memory", required_argument, nullptr, kMemory},
@@ -116,6 +124,10 @@ Status ParseOptions(int argc, char** argv, Options* out) {
         break;
       case kSocket: o.socket = arg; break;
       case kRpcSocket: o.rpc_socket = arg; break;
+      case kTlsListen: o.tls_listen = arg; break;
+      case kTlsCert: o.tls_cert = arg; break;
+      case kTlsKey: o.tls_key = arg; break;
+      case kTlsCa: o.tls_ca = arg; break;
       case kCores: cores = arg; break;
       case kHugepages:
         if (arg == "auto") o.hugepages = HugepageMode::kAuto;
@@ -143,6 +155,9 @@ Status ParseOptions(int argc, char** argv, Options* out) {
   if (o.socket.empty()) o.socket = "/run/palisade/" + o.instance + ".sock";
   if (o.socket.size() >= 108) return Status::Invalid("--socket: path longer than 107 characters");
   if (o.rpc_socket.empty()) o.rpc_socket = "/run/palisade/" + o.instance + ".rpc";
+  if (!o.tls_listen.empty() && (o.tls_cert.empty() || o.tls_key.empty() || o.tls_ca.empty())) {
+    return Status::Invalid("--rpc-tls-listen needs --tls-cert, --tls-key and --tls-ca");
+  }
   if (o.rpc_socket.size() >= 108) {
     return Status::Invalid("--rpc-socket: path longer than 107 characters");
   }

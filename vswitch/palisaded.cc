@@ -8,6 +8,8 @@
 
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <memory>
 
 #include "rpc/control_queue.h"
@@ -38,7 +40,7 @@ void OnTick(struct ev_loop*, ev_timer* w, int) { static_cast<Switch*>(w->data)->
 
 // Everything after the EAL is up; returns the exit code.
 int Serve(const Options& options, const EalInfo& eal, const std::vector<Command>& config,
-          std::FILE* packet_log) {
+          std::FILE* packet_log, const rpc::TlsConfig* tls) {
   std::unique_ptr<Switch> sw;
   Switch::Options sw_options;
   sw_options.worker_lcores = eal.worker_lcores;
@@ -58,8 +60,8 @@ int Serve(const Options& options, const EalInfo& eal, const std::vector<Command>
   // RPC calls arrive on the RPC thread and run here, on this loop, through the queue.
   rpc::ControlQueue queue(loop);
   std::unique_ptr<rpc::RpcServer> rpc;
-  if (Status s = rpc::RpcServer::Start(options.rpc_socket, sw.get(), &queue, &rpc); !s.ok()) {
-    return Fail("--rpc-socket: " + s.message());
+  if (Status s = rpc::RpcServer::Start(options.rpc_socket, tls, sw.get(), &queue, &rpc); !s.ok()) {
+    return Fail("RPC: " + s.message());
   }
   if (Status s = sw->Start(); !s.ok()) return Fail(s.message());
 
@@ -113,6 +115,22 @@ int Main(int argc, char** argv) {
       return 1;
     }
   }
+  rpc::TlsConfig tls;
+  if (!options.tls_listen.empty()) {
+    tls.listen = options.tls_listen;
+    for (auto [path, pem] : {std::pair{&options.tls_cert, &tls.cert_pem},
+                             std::pair{&options.tls_key, &tls.key_pem},
+                             std::pair{&options.tls_ca, &tls.ca_pem}}) {
+      std::ifstream in(*path);
+      std::stringstream text;
+      text << in.rdbuf();
+      if (!in || text.str().find("-----BEGIN") == std::string::npos) {
+        std::fprintf(stderr, "palisaded: %s: cannot read a PEM file\n", path->c_str());
+        return 1;
+      }
+      *pem = text.str();
+    }
+  }
   FILE* log_file = nullptr;
   if (!options.log_dir.empty()) {
     std::error_code ec;
@@ -143,7 +161,7 @@ int Main(int argc, char** argv) {
     StopEal(eal);
     return rc;
   }
-  int rc = Serve(options, eal, config, packet_log);
+  int rc = Serve(options, eal, config, packet_log, options.tls_listen.empty() ? nullptr : &tls);
   StopEal(eal);
   Log(LogLevel::kInfo, "instance %s stopped", options.instance.c_str());
   if (log_file != nullptr) {

@@ -158,5 +158,50 @@ class CliTest(unittest.TestCase):
             self.assertIn("Usage: palisadectl " + cmd, out)
 
 
+def make_certs(d):
+    """A CA, a server certificate for localhost, a client certificate from that CA, and a client
+    certificate from another CA."""
+    def run(*args):
+        subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=d)
+    for ca in ("ca", "rogue-ca"):
+        run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", f"/CN={ca}",
+            "-keyout", f"{ca}.key", "-out", f"{ca}.pem")
+    with open(os.path.join(d, "san.ext"), "w") as f:
+        f.write("subjectAltName=DNS:localhost\n")
+    for name, ca in (("server", "ca"), ("client", "ca"), ("rogue", "rogue-ca")):
+        run("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={name}", "-keyout", f"{name}.key",
+            "-out", f"{name}.csr")
+        run("x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca}.pem", "-CAkey", f"{ca}.key",
+            "-CAcreateserial", "-days", "2", "-extfile", "san.ext", "-out", f"{name}.pem")
+
+
+class TlsTest(unittest.TestCase):
+    def test_tls_needs_a_client_certificate_from_the_ca(self):
+        work = Workdir("tls")
+        make_certs(work.path)
+        port = 47000 + os.getpid() % 1000
+        cert = lambda n: work.join(n)
+        sw = Daemon("tls", work.path, extra=["--rpc-tls-listen", f"localhost:{port}",
+                                              "--tls-cert", cert("server.pem"), "--tls-key", cert("server.key"),
+                                              "--tls-ca", cert("ca.pem")]).start()
+        try:
+            def ctl(client, *args):
+                return subprocess.run([PALISADECTL, "-c", f"localhost:{port}", "--tls-cert", cert(client + ".pem"),
+                                       "--tls-key", cert(client + ".key"), "--tls-ca", cert("ca.pem"), *args],
+                                      capture_output=True, text=True, timeout=30)
+            r = ctl("client", "port", "add", "a", "--vhost-user", work.join("a.sock"))
+            self.assertEqual(r.returncode, 0, r.stderr)
+            r = ctl("client", "port", "list")
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertIn(work.join("a.sock"), r.stdout)
+            r = ctl("rogue", "port", "list")
+            self.assertEqual(r.returncode, 1, "a certificate from another CA gets nothing")
+            self.assertNotIn("a.sock", r.stdout)
+            self.assertEqual(ctl("client", "port", "list").returncode, 0, "the server still serves")
+        finally:
+            self.assertEqual(sw.stop(), 0)
+            work.remove()
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)
