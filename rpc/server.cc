@@ -426,6 +426,18 @@ std::string Now() {
   return buf;
 }
 
+// One client connection; members are destroyed in reverse order: the RPC system before the
+// network it uses, the network before the stream under it.
+struct Served {
+  Served(kj::Own<kj::AsyncIoStream> s, capnp::Capability::Client bootstrap)
+      : stream(kj::mv(s)),
+        network(*stream, capnp::rpc::twoparty::Side::SERVER),
+        rpc(capnp::makeRpcServer(network, kj::mv(bootstrap))) {}
+  kj::Own<kj::AsyncIoStream> stream;
+  capnp::TwoPartyVatNetwork network;
+  capnp::RpcSystem<capnp::rpc::twoparty::VatId> rpc;
+};
+
 // Accepts connections forever, serving each with the bootstrap capability and recording who it is.
 // A connection that fails to be accepted (a TLS handshake without a valid client certificate)
 // is dropped; the loop goes on.
@@ -444,14 +456,11 @@ kj::Promise<void> AcceptLoop(kj::ConnectionReceiver& listener, capnp::Capability
       }
     }
     connections.push_back(record);
-    auto network = kj::heap<capnp::TwoPartyVatNetwork>(*stream, capnp::rpc::twoparty::Side::SERVER);
-    auto rpc = kj::heap<capnp::RpcSystem<capnp::rpc::twoparty::VatId>>(
-        capnp::makeRpcServer(*network, bootstrap));
-    auto done = network->onDisconnect();
-    tasks.add(done.attach(kj::mv(rpc), kj::mv(network), kj::mv(stream))
-                  .then([&connections, record]() {
-                    std::erase(connections, record);
-                  }));
+    auto connection = kj::heap<Served>(kj::mv(stream), bootstrap);
+    auto done = connection->network.onDisconnect();
+    tasks.add(done.attach(kj::mv(connection)).then([&connections, record]() {
+      std::erase(connections, record);
+    }));
   }, [](kj::Exception&&) {}).then([&listener, bootstrap, &tasks, &connections, kind]() mutable {
     return AcceptLoop(listener, bootstrap, tasks, connections, kind);
   });

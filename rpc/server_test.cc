@@ -1,0 +1,267 @@
+// In-process RPC tests: the real server (its kj thread, the hand-off to a libev control loop,
+// a real Switch on DPDK's EAL without hugepages) and a client in the test thread over the unix
+// socket. Every method, and its error paths.
+#include "rpc/server.h"
+
+#include <rte_eal.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <capnp/rpc-twoparty.h>
+#include <kj/async-io.h>
+
+#include <filesystem>
+#include <thread>
+
+#include "rpc/palisade.capnp.h"
+
+namespace palisade::rpc {
+namespace {
+
+// The client side; kj's owners may throw from destructors, so they live behind one pointer.
+struct ClientSide {
+  explicit ClientSide(const std::string& path)
+      : io(kj::setupAsyncIo()),
+        stream(io.provider->getNetwork().parseAddress(kj::str("unix:", path.c_str()))
+                   .wait(io.waitScope)->connect().wait(io.waitScope)),
+        client(*stream),
+        cap(client.bootstrap().castAs<Palisade>()) {}
+  kj::AsyncIoContext io;
+  kj::Own<kj::AsyncIoStream> stream;
+  capnp::TwoPartyClient client;
+  Palisade::Client cap;
+};
+
+class RpcServerTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    std::string prefix = "--file-prefix=palisade-rpctest-" + std::to_string(getpid());
+    std::vector<std::string> args = {"rpc_test", "--no-huge", "-m", "128", "--no-pci",
+                                     prefix, "--log-level=lib.*:error", "--no-telemetry"};
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    ASSERT_GE(rte_eal_init(static_cast<int>(argv.size()), argv.data()), 0);
+  }
+  static void TearDownTestSuite() {
+    std::string dir = rte_eal_get_runtime_dir();
+    rte_eal_cleanup();
+    std::filesystem::remove_all(dir);
+  }
+
+  void SetUp() override {
+    dir_ = std::filesystem::temp_directory_path() / ("palisade-rpctest-" + std::to_string(getpid()));
+    std::filesystem::create_directories(dir_);
+    Switch::Options o;
+    o.worker_lcores = {1};  // never started: the control plane alone is under test
+    o.mbufs = 2047;
+    ASSERT_TRUE(Switch::Create(o, &sw_).ok());
+    loop_ = ev_loop_new(0);
+    queue_ = std::make_unique<ControlQueue>(loop_);
+    ev_async_init(&stop_, [](struct ev_loop* l, ev_async*, int) { ev_break(l, EVBREAK_ALL); });
+    ev_async_start(loop_, &stop_);
+    control_ = std::thread([this] { ev_run(loop_, 0); });
+    ASSERT_TRUE(RpcServer::Start(path("rpc"), nullptr, sw_.get(), queue_.get(), &server_).ok());
+    client_.reset(new ClientSide(path("rpc")));
+  }
+
+  void TearDown() override {
+    client_.reset();
+    server_.reset();
+    ev_async_send(loop_, &stop_);
+    control_.join();
+    queue_.reset();
+    ev_loop_destroy(loop_);
+    sw_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+
+  std::string path(const std::string& name) { return (dir_ / name).string(); }
+  kj::WaitScope& ws() { return client_->io.waitScope; }
+  Palisade::Client& cap() { return client_->cap; }
+
+  // The description of the exception a call ended with ("" when it succeeded).
+  // Requests are consumed by send(): each call builds its own.
+  template <typename Req>
+  std::string Error(Req&& req) {
+    KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() { req.send().wait(ws()); })) {
+      return e->getDescription().cStr();
+    }
+    return "";
+  }
+
+  void AddPort(const std::string& name) {
+    auto req = cap().addPortRequest();
+    req.getSpec().setName(name);
+    req.getSpec().setVhostUser(path(name + ".sock"));
+    req.getSpec().setVm("vm-" + name);
+    req.getSpec().initIps(1).set(0, "10.0.0.1");
+    req.send().wait(ws());
+  }
+
+  std::filesystem::path dir_;
+  std::unique_ptr<Switch> sw_;
+  struct ev_loop* loop_ = nullptr;
+  ev_async stop_;
+  std::unique_ptr<ControlQueue> queue_;
+  std::thread control_;
+  std::unique_ptr<RpcServer> server_;
+  std::unique_ptr<ClientSide> client_;
+};
+
+TEST_F(RpcServerTest, PortsAddListRemoveAndTheirErrors) {
+  AddPort("a");
+  auto list = cap().listPortsRequest().send().wait(ws());
+  ASSERT_EQ(list.getPorts().size(), 1u);
+  EXPECT_EQ(list.getPorts()[0].getSpec().getName(), "a");
+  EXPECT_EQ(list.getPorts()[0].getSpec().getVm(), "vm-a");
+  EXPECT_FALSE(list.getPorts()[0].getLink());
+  EXPECT_GT(list.getPorts()[0].getDrops().size(), 5u);
+
+  auto dup = cap().addPortRequest();
+  dup.getSpec().setName("a");
+  dup.getSpec().setVhostUser(path("other.sock"));
+  EXPECT_NE(Error(dup).find("port 'a' already exists"), std::string::npos);
+  auto bad_mac = cap().addPortRequest();
+  bad_mac.getSpec().setName("b");
+  bad_mac.getSpec().setVhostUser(path("b.sock"));
+  bad_mac.getSpec().setMac("ff:ff:ff:ff:ff:ff");
+  EXPECT_NE(Error(bad_mac).find("is not a unicast MAC address"), std::string::npos);
+  auto one = cap().listPortsRequest();
+  one.setName("nosuch");
+  EXPECT_NE(Error(one).find("no port 'nosuch'"), std::string::npos);
+
+  auto del = [&]() {
+    auto req = cap().removePortRequest();
+    req.setName("a");
+    return req;
+  };
+  del().send().wait(ws());
+  EXPECT_FALSE(std::filesystem::exists(path("a.sock")));
+  EXPECT_NE(Error(del()).find("no port 'a'"), std::string::npos);
+}
+
+TEST_F(RpcServerTest, FiltersRulesAndAddressSets) {
+  AddPort("a");
+  auto attach = [&](const char* agent) {
+    auto req = cap().attachFilterRequest();
+    req.setPort("a");
+    req.setSlot(2);
+    req.setAgent(agent);
+    return req;
+  };
+  attach("sfw").send().wait(ws());
+  EXPECT_NE(Error(attach("magic")).find("unknown filter agent 'magic'"), std::string::npos);
+
+  auto summary = cap().summarizeFiltersRequest().send().wait(ws());
+  ASSERT_EQ(summary.getPorts()[0].getSlots().size(), 1u);
+  EXPECT_EQ(summary.getPorts()[0].getSlots()[0].getName(), "nic-0-a-palisade-sfw.2");
+  EXPECT_FALSE(summary.getPorts()[0].getSlots()[0].getFailOpen());
+
+  const char* kRules = "ruleset t {\n  # Filter rules\n  rule 7 at 1 inout protocol tcp from addrset me to any port 22 accept;\n}\n";
+  auto set = [&](const std::string& text) {
+    auto req = cap().setRulesRequest();
+    req.setFilter("nic-0-a-palisade-sfw.2");
+    req.setText(text);
+    return req;
+  };
+  auto get = [&](const char* filter) {
+    auto req = cap().getRulesRequest();
+    req.setFilter(filter);
+    return req;
+  };
+  set(std::string("addrset me { vm vm-a, }\n") + kRules).send().wait(ws());
+  auto rules = get("a").send().wait(ws());
+  EXPECT_EQ(std::string(rules.getText().cStr()), kRules);
+  ASSERT_EQ(rules.getStats().size(), 1u);
+  EXPECT_EQ(rules.getStats()[0].getRuleId(), 7u);
+
+  const std::string bad = Error(set("ruleset t {\n rule 1 inout protocol tcp from any to any port 99999 accept; }"));
+  EXPECT_NE(bad.find("line 2, column 49: expected a port or range"), std::string::npos) << bad;
+  EXPECT_EQ(std::string(get("a").send().wait(ws()).getText().cStr()), kRules) << "nothing changed";
+  EXPECT_NE(Error(get("nosuch")).find("no stateful firewall 'nosuch'"), std::string::npos);
+
+  auto sets = [&]() {
+    auto req = cap().getAddrSetsRequest();
+    req.setFilter("a");
+    return std::string(req.send().wait(ws()).getText().cStr());
+  };
+  EXPECT_NE(sets().find("vm vm-a,  # now: 10.0.0.1"), std::string::npos);
+  auto setset = [&](const char* addr) {
+    auto req = cap().setAddrSetRequest();
+    req.setFilter("a");
+    req.setName("extra");
+    req.initAddresses(1).set(0, addr);
+    return req;
+  };
+  setset("10.9.0.0/16").send().wait(ws());
+  EXPECT_NE(sets().find("ip 10.9.0.0/16,"), std::string::npos);
+  EXPECT_NE(Error(setset("10.9.0.1/16")).find("has host bits set"), std::string::npos);
+
+  auto detach = [&](uint8_t slot) {
+    auto req = cap().detachFilterRequest();
+    req.setPort("a");
+    req.setSlot(slot);
+    return req;
+  };
+  EXPECT_NE(Error(detach(3)).find("port 'a' has no slot 3"), std::string::npos);
+  detach(2).send().wait(ws());
+}
+
+TEST_F(RpcServerTest, FlowsFirewallWorkersMacsConnections) {
+  AddPort("a");
+  auto attach = cap().attachFilterRequest();
+  attach.setPort("a");
+  attach.setSlot(2);
+  attach.setAgent("sfw");
+  attach.send().wait(ws());
+
+  auto flows = [&](const char* src) {
+    auto req = cap().getFlowsRequest();
+    req.setFilter("a");
+    req.getSelector().setSrc(src);
+    return req;
+  };
+  auto page = flows("").send().wait(ws());
+  EXPECT_TRUE(page.getDone());
+  EXPECT_EQ(page.getFlows().size(), 0u);
+  EXPECT_NE(Error(flows("10.0.0.1/8")).find("has host bits set"), std::string::npos);
+  auto count = cap().countFlowsRequest();
+  count.setFilter("a");
+  EXPECT_EQ(count.send().wait(ws()).getCount(), 0u);
+  auto flush = cap().flushFlowsRequest();
+  flush.setFilter("a");
+  EXPECT_EQ(flush.send().wait(ws()).getFlushed(), 0u);
+
+  auto setfw = [&](const char* timeout) {
+    auto req = cap().setFirewallRequest();
+    req.setFilter("a");
+    req.setConnectionLimit(1234);
+    req.setRecheck(0);
+    auto t = req.initTimeouts(1);
+    t[0].setName(timeout);
+    t[0].setSeconds(5);
+    return req;
+  };
+  setfw("udp_first").send().wait(ws());
+  auto getfw = cap().getFirewallRequest();
+  getfw.setFilter("a");
+  auto o = getfw.send().wait(ws()).getOptions();
+  EXPECT_EQ(o.getConnectionLimit(), 1234u);
+  EXPECT_FALSE(o.getRecheck());
+  bool found = false;
+  for (auto x : o.getTimeouts()) found |= x.getName() == "udp_first" && x.getSeconds() == 5;
+  EXPECT_TRUE(found);
+  EXPECT_NE(Error(setfw("udp_forever")).find("unknown timeout 'udp_forever'"), std::string::npos);
+
+  EXPECT_EQ(cap().workerStatsRequest().send().wait(ws()).getWorkers().size(), 1u);
+  auto macs = cap().macTableRequest().send().wait(ws());
+  EXPECT_EQ(macs.getMacs().size(), 0u);
+  EXPECT_EQ(macs.getAgeingSeconds(), 300u);
+  auto conns = cap().connectionsRequest().send().wait(ws());
+  ASSERT_EQ(conns.getConnections().size(), 1u);
+  EXPECT_NE(std::string(conns.getConnections()[0].getPeer().cStr()).find("unix pid"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace palisade::rpc
