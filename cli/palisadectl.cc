@@ -50,6 +50,7 @@ const char* kMainHelp =
     "  worker stats                       datapath workers, cycles per packet\n"
     "  mac show                           the bridge's learned MACs\n"
     "  connection list                    who is connected to this switch's control plane\n"
+    "  exec LINE...                       run one line of the config-file language; JSON reply\n"
     "\n"
     "FILTER is a filter name from summarize-dvfilter (nic-...-palisade-sfw.2) or a port name.\n"
     "Exit status: 0 done, 1 the switch refused or failed, 2 usage error.\n";
@@ -99,6 +100,11 @@ const std::map<std::string, const char*> kHelp = {
      "Per worker: packets received and sent, busy cycles (polls that moved packets), idle cycles,\n"
      "cycles per packet (busy cycles / packets) and the busy share.\n"},
     {"mac", "Usage: palisadectl mac show\n"},
+    {"exec",
+     "Usage: palisadectl exec COMMAND...\n"
+     "Runs one line of palisaded's config-file language (e.g. 'port stats', 'mac flush',\n"
+     "'set mac-ageing 60'; 'exec help' lists them) and prints the JSON reply,\n"
+     "{\"ok\":true,...} or {\"ok\":false,\"error\":\"...\"} (exit status 1).\n"},
     {"connection",
      "Usage: palisadectl connection list\n"
      "The clients connected to this switch's RPC socket (CLI sessions, managers, peer switches).\n"},
@@ -323,6 +329,16 @@ class Ctl {
       Expect(args, "show");
       auto r = sw.macTableRequest().send().wait(ws);
       out(r, MacTable(r.getMacs(), r.getAgeingSeconds()));
+    } else if (cmd == "exec") {
+      std::string line;
+      while (!args.Done()) line += (line.empty() ? "" : " ") + args.Next("");
+      if (line.empty()) throw UsageError{"expected a command line"};
+      auto req = sw.executeRequest();
+      req.setLine(line);
+      auto r = req.send().wait(ws);
+      const std::string reply = r.getReply().cStr();
+      std::printf("%s\n", reply.c_str());
+      return reply.rfind("{\"ok\":false", 0) == 0 ? kSwitchError : kOk;
     } else if (cmd == "connection") {
       Expect(args, "list");
       auto r = sw.connectionsRequest().send().wait(ws);

@@ -155,4 +155,8 @@ interface Palisade {
 
   # Who is connected to this switch's control plane.
   connections @17 () -> (connections :List(Connection));
+
+  # Runs one line of the config-file language (vswitch/command.h), as a config file would;
+  # the reply is JSON, {"ok":true,...} or {"ok":false,"error":"..."}. For scripts and tests.
+  execute @18 (line :Text) -> (reply :Text);
 }

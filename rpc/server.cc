@@ -14,6 +14,7 @@
 
 #include "firewall/rule_text.h"
 #include "rpc/palisade.capnp.h"
+#include "vswitch/control.h"
 #include "vswitch/mac_addr.h"
 #include "vswitch/socket_path.h"
 
@@ -399,6 +400,12 @@ class PalisadeImpl final : public Palisade::Server {
             list[i].setAgeSeconds(o.macs[i].age_s);
           }
         });
+  }
+
+  kj::Promise<void> execute(ExecuteContext context) override {
+    std::string line = Str(context.getParams().getLine());
+    return q_->Run<std::string>([this, line]() { return ExecuteLine(*sw_, line); })
+        .then([context](std::string reply) mutable { context.getResults().setReply(reply); });
   }
 
   kj::Promise<void> connections(ConnectionsContext context) override {

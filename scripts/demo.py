@@ -81,7 +81,10 @@ POLICY = """ruleset db-tier {
   # Filter rules
   rule 1006 at 1 inout protocol tcp from addrset web to addrset db port 5001 accept with log;
   rule 1004 at 2 inout protocol icmp icmptype 8 from any to any accept;
-  rule 1002 at 3 inout protocol any from any to any reject with log;
+  rule 1003 at 3 inout protocol ipv6-icmp icmptype 135 from any to any accept;
+  rule 1003 at 4 inout protocol ipv6-icmp icmptype 136 from any to any accept;
+  rule 1003 at 5 inout protocol ipv6-icmp icmptype 143 from any to any accept;
+  rule 1002 at 6 inout protocol any from any to any reject with log;
 }
 
 ruleset db-tier_L2 {
@@ -97,18 +100,10 @@ vm db-01,
 """
 WEB_POLICY = """ruleset web-tier {
   rule 2001 at 1 out protocol any from any to any accept;
-  rule 2002 at 2 in protocol any from any to any reject;
+  rule 2003 at 2 in protocol ipv6-icmp from any to any accept;
+  rule 2002 at 3 in protocol any from any to any reject;
 }
 """
-
-
-def table(rows, columns):
-    widths = [max(len(str(c)), *(len(str(r[i])) for r in rows)) for i, c in enumerate(columns)]
-    line = lambda cells: "  ".join(str(v).rjust(w) if isinstance(v, int) else str(v).ljust(w)
-                                   for v, w in zip(cells, widths))
-    print(line(columns))
-    for r in rows:
-        print(line(r))
 
 
 def step(text):
@@ -123,19 +118,19 @@ def main():
         step("starting palisaded (instance 'demo', no hugepages needed)")
         sw.start()
         print(f"control socket {sw.socket}; log {sw.log_path}")
+        def run(*args, stdin=None):
+            print("> palisadectl " + " ".join(args))
+            rc, out, err = sw.cli(*args, stdin=stdin)
+            if rc != 0:
+                raise RuntimeError(err)
+
         for name, vm, ip, mac in GUESTS:
-            for line in (f"port add vm-{name} --vhost-user {work.join(name + '.sock')} --vm {vm} --mac {mac} --ip {ip}",
-                         f"filter attach vm-{name} --slot 1 --agent swsec",
-                         f"filter attach vm-{name} --slot 2 --agent sfw"):
-                print(f"> {line}")
-                sw.ctl(line)
+            run("port", "add", f"vm-{name}", "--vhost-user", work.join(name + ".sock"), "--vm", vm,
+                "--mac", mac, "--ip", ip)
+            run("filter", "attach", f"vm-{name}", "--slot", "1", "--agent", "swsec")
+            run("filter", "attach", f"vm-{name}", "--slot", "2", "--agent", "sfw")
         for name, text in (("db", POLICY), ("web", WEB_POLICY)):
-            path = work.join(name + ".rules")
-            with open(path, "w") as f:
-                f.write(text)
-            line = f"rules load vm-{name} {path}"
-            print(f"> {line}")
-            sw.ctl(line)
+            run("setrules", "-f", f"vm-{name}", "-", stdin=text)
 
         use_vms = QEMU is not None and os.environ.get("PALISADE_DEMO_GUESTS") != "netns"
         step("booting two guests: web 10.20.0.1 and db 10.20.0.2 (" +
@@ -155,53 +150,22 @@ def main():
         step("web tries db's port 5002 (rule 1002 rejects it: a TCP RST comes back at once)")
         print(f"connect 10.20.0.2:5002 -> {guests.connect('web', '10.20.0.2', 5002)}")
 
-        step("db's rules with their counters (rules show vm-db --stats)")
-        reply = sw.ctl("rules show vm-db --stats")
-        print(reply["text"].rstrip())
-        for r in reply["stats"]:
-            print(f"rule {r['rule']}: {r['evals']} evals, in {r['in_pkts']} out {r['out_pkts']} pkts, "
-                  f"in {r['in_bytes']} out {r['out_bytes']} bytes")
+        def palisadectl(*args):
+            step("palisadectl " + " ".join(args))
+            rc, out, err = sw.cli(*args)
+            print((out or err).rstrip())
 
-        step("db's address sets (addrsets show vm-db)")
-        print(sw.ctl("addrsets show vm-db")["text"].rstrip())
-
-        step("db's connections (flows show vm-db)")
-        flows = sw.ctl("flows show vm-db")["flows"]
-        print(f"Count: {len(flows)}")
-        for f in flows:
-            print(f"{f['flow_id']} Active {f['proto']} {f['ethertype']} {f['direction']} {f['rule']} "
-                  f"{f['src']}:{f['sport']} {f['dst']}:{f['dport']} {f['orig_bytes'] + f['reply_bytes']} "
-                  f"{f['state']} {f['orig_bytes']} {f['reply_bytes']} {f['orig_pkts']} {f['reply_pkts']}")
-
+        palisadectl("summarize-dvfilter")
+        palisadectl("getrules", "-f", "nic-1-vm-db-palisade-sfw.2", "-s")
+        palisadectl("getaddrsets", "-f", "vm-db")
+        palisadectl("getflows", "-f", "vm-db")
         step("packet log (LOG_DIR/packets-demo.log)")
-        wait_for(lambda: "REJECT" in sw.packet_log(), 5)
+        wait_for(lambda: "/5002" in sw.packet_log(), 5)
         print(sw.packet_log().rstrip())
-
-        step("ports (port stats)")
-        ports = sw.ctl("port stats")["ports"]
-        table([[p["name"], p["type"], p["mode"], "up" if p["link"] else "down", p["rx_packets"],
-                p["rx_bytes"], p["tx_packets"], p["tx_bytes"], p["dropped"]] for p in ports],
-              ["port", "type", "mode", "link", "rx_pkts", "rx_bytes", "tx_pkts", "tx_bytes", "drops"])
-        for p in ports:
-            reasons = {r: n for r, n in p["drops"].items() if n}
-            if reasons:
-                print(f"  {p['name']} drops by reason: {reasons}")
-
-        step("filter slots (filter list)")
-        for p in sw.ctl("filter list")["ports"]:
-            print(f" port {p['port']}")
-            for s in sorted(p["slots"], key=lambda s: -s["slot"]):
-                print(f"  vNic slot {s['slot']}\n   name: {s['name']}\n   agentName: {s['agent']}"
-                      f"\n   state: {s['state']}\n   failurePolicy: {s['failurePolicy']}")
-
-        step("learned MACs (mac show)")
-        macs = sw.ctl("mac show")
-        table([[m["mac"], m["port"], m["age_s"]] for m in macs["macs"]], ["mac", "port", "age_s"])
-
-        step("datapath workers (worker stats)")
-        table([[w["worker"], w["rx_packets"], w["tx_packets"], w["busy_cycles"], w["idle_cycles"],
-                f"{w['cycles_per_packet']:.0f}"] for w in sw.ctl("worker stats")["workers"]],
-              ["worker", "rx_pkts", "tx_pkts", "busy_cycles", "idle_cycles", "cycles/pkt"])
+        palisadectl("port", "list")
+        palisadectl("port", "stats")
+        palisadectl("mac", "show")
+        palisadectl("worker", "stats")
     finally:
         step("stopping")
         if guests:

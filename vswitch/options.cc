@@ -43,9 +43,8 @@ const char* Usage() {
          "\n"
          "  --instance NAME       name of this switch (default: default); keeps its DPDK files\n"
          "                        (/var/run/dpdk/palisade-NAME) apart from other instances\n"
-         "  --socket PATH         line-command control socket (default: /run/palisade/NAME.sock)\n"
-         "  --rpc-socket PATH     Cap'n Proto control socket for palisadectl and managers\n"
-         "                        (default: /run/palisade/NAME.rpc)\n"
+         "  --socket PATH         control socket (Cap'n Proto RPC, mode 0600) for palisadectl and\n"
+         "                        managers (default: /run/palisade/NAME.sock)\n"
          "  --rpc-tls-listen HOST:PORT  also serve RPC on TCP with TLS; clients must present a\n"
          "                        certificate signed by --tls-ca\n"
          "  --tls-cert FILE, --tls-key FILE, --tls-ca FILE   PEM files for --rpc-tls-listen\n"
@@ -89,12 +88,11 @@ Status ParseCpuList(const std::string& text, unsigned cpu_limit, std::vector<uns
 }
 
 Status ParseOptions(int argc, char** argv, Options* out) {
-  enum { kInstance = 1, kSocket, kRpcSocket, kTlsListen, kTlsCert, kTlsKey, kTlsCa, kCores,
+  enum { kInstance = 1, kSocket, kTlsListen, kTlsCert, kTlsKey, kTlsCa, kCores,
          kHugepages, kMemory, kConfig, kLogDir, kHelp };
   static const option kLong[] = {
       {"instance", required_argument, nullptr, kInstance},
       {"socket", required_argument, nullptr, kSocket},
-      {"rpc-socket", required_argument, nullptr, kRpcSocket},
       {"rpc-tls-listen", required_argument, nullptr, kTlsListen},
       {"tls-cert", required_argument, nullptr, kTlsCert},
       {"tls-key", required_argument, nullptr, kTlsKey},
@@ -123,7 +121,6 @@ Status ParseOptions(int argc, char** argv, Options* out) {
         o.instance = arg;
         break;
       case kSocket: o.socket = arg; break;
-      case kRpcSocket: o.rpc_socket = arg; break;
       case kTlsListen: o.tls_listen = arg; break;
       case kTlsCert: o.tls_cert = arg; break;
       case kTlsKey: o.tls_key = arg; break;
@@ -154,12 +151,8 @@ Status ParseOptions(int argc, char** argv, Options* out) {
   if (optind < argc) return Status::Invalid(std::string("unexpected argument '") + argv[optind] + "'");
   if (o.socket.empty()) o.socket = "/run/palisade/" + o.instance + ".sock";
   if (o.socket.size() >= 108) return Status::Invalid("--socket: path longer than 107 characters");
-  if (o.rpc_socket.empty()) o.rpc_socket = "/run/palisade/" + o.instance + ".rpc";
   if (!o.tls_listen.empty() && (o.tls_cert.empty() || o.tls_key.empty() || o.tls_ca.empty())) {
     return Status::Invalid("--rpc-tls-listen needs --tls-cert, --tls-key and --tls-ca");
-  }
-  if (o.rpc_socket.size() >= 108) {
-    return Status::Invalid("--rpc-socket: path longer than 107 characters");
   }
   const unsigned ncpu = static_cast<unsigned>(sysconf(_SC_NPROCESSORS_CONF));
   if (cores.empty()) {

@@ -13,8 +13,7 @@ enum class HugepageMode { kAuto, kOn, kOff };
 
 struct Options {
   std::string instance = "default";
-  std::string socket;               // default /run/palisade/<instance>.sock
-  std::string rpc_socket;           // Cap'n Proto RPC; default /run/palisade/<instance>.rpc
+  std::string socket;               // the control plane (Cap'n Proto); /run/palisade/<instance>.sock
   std::string tls_listen;           // RPC over TCP with TLS, only when given: HOST:PORT
   std::string tls_cert, tls_key, tls_ca;  // PEM files: ours, our key, the CA of clients
   std::vector<unsigned> cores;      // worker CPUs; default: the last CPU we may run on

@@ -1,7 +1,7 @@
 // palisaded: the Palisade switch daemon. Parses its options and config, starts the EAL, the
-// switch and its workers, serves the control socket on a libev loop, and on SIGTERM/SIGINT
-// stops in order: control socket, workers, ports (vhost sockets removed), EAL (runtime files
-// removed).
+// switch and its workers, serves the Cap'n Proto control plane (its own kj thread, handing every
+// call to the libev control loop), and on SIGTERM/SIGINT stops in order: control plane,
+// workers, ports (vhost sockets removed), EAL (runtime files removed).
 #include <ev.h>
 #include <rte_log.h>
 #include <unistd.h>
@@ -15,7 +15,6 @@
 #include "rpc/control_queue.h"
 #include "rpc/server.h"
 #include "vswitch/control.h"
-#include "vswitch/control_server.h"
 #include "vswitch/eal.h"
 #include "vswitch/log.h"
 #include "vswitch/options.h"
@@ -55,13 +54,11 @@ int Serve(const Options& options, const EalInfo& eal, const std::vector<Command>
   }
 
   struct ev_loop* loop = ev_default_loop(EVFLAG_AUTO);
-  ControlServer server(loop, sw.get());
-  if (Status s = server.Listen(options.socket); !s.ok()) return Fail(s.message());
   // RPC calls arrive on the RPC thread and run here, on this loop, through the queue.
   rpc::ControlQueue queue(loop);
   std::unique_ptr<rpc::RpcServer> rpc;
-  if (Status s = rpc::RpcServer::Start(options.rpc_socket, tls, sw.get(), &queue, &rpc); !s.ok()) {
-    return Fail("RPC: " + s.message());
+  if (Status s = rpc::RpcServer::Start(options.socket, tls, sw.get(), &queue, &rpc); !s.ok()) {
+    return Fail("control socket: " + s.message());
   }
   if (Status s = sw->Start(); !s.ok()) return Fail(s.message());
 
@@ -75,9 +72,9 @@ int Serve(const Options& options, const EalInfo& eal, const std::vector<Command>
   tick.data = sw.get();
   ev_timer_start(loop, &tick);
 
-  Log(LogLevel::kInfo, "instance %s ready: control socket %s, RPC %s, %zu worker(s) on CPUs %s, %s",
-      options.instance.c_str(), options.socket.c_str(), options.rpc_socket.c_str(),
-      eal.worker_lcores.size(),
+  Log(LogLevel::kInfo, "instance %s ready: control socket %s%s%s, %zu worker(s) on CPUs %s, %s",
+      options.instance.c_str(), options.socket.c_str(), tls ? ", TLS " : "",
+      tls ? tls->listen.c_str() : "", eal.worker_lcores.size(),
       [&] {
         std::string s;
         for (unsigned c : options.cores) s += (s.empty() ? "" : ",") + std::to_string(c);
@@ -109,11 +106,9 @@ int Main(int argc, char** argv) {
       return 1;
     }
   }
-  for (const std::string& path : {options.socket, options.rpc_socket}) {
-    if (Status s = ClaimSocketPath(path); !s.ok()) {
-      std::fprintf(stderr, "palisaded: control socket: %s\n", s.message().c_str());
-      return 1;
-    }
+  if (Status s = ClaimSocketPath(options.socket); !s.ok()) {
+    std::fprintf(stderr, "palisaded: control socket: %s\n", s.message().c_str());
+    return 1;
   }
   rpc::TlsConfig tls;
   if (!options.tls_listen.empty()) {

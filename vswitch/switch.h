@@ -2,8 +2,8 @@
 // the workers, and publishes every change to the workers as a new immutable Snapshot with one
 // pointer swap (RCU), so no worker is ever paused.
 //
-// This is the API every control front end calls: the config file at start-up, the control
-// socket (control_server.h), and later the Cap'n Proto RPC.
+// This is the API every control front end calls: the config file at start-up and the Cap'n
+// Proto control plane (rpc/server.h).
 //
 // Thread-safety: every method on the control thread only. RemovePort blocks the control thread
 // (never a worker) until every worker has passed a quiescent point, so the port is gone when it

@@ -9,7 +9,6 @@ import re
 import select
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -41,18 +40,13 @@ class ControlError(Exception):
 
 
 def control(sock_path, line, timeout=10.0):
-    """Sends one command line to a control socket and returns the decoded JSON reply."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.settimeout(timeout)
-        s.connect(sock_path)
-        s.sendall((line + "\n").encode())
-        buf = b""
-        while not buf.endswith(b"\n"):
-            chunk = s.recv(65536)
-            if not chunk:
-                raise ControlError(f"connection closed answering {line!r}")
-            buf += chunk
-    return json.loads(buf)
+    """Runs one config-language command line through palisadectl (the Cap'n Proto control
+    plane) and returns the decoded JSON reply."""
+    r = subprocess.run([PALISADECTL, "-s", sock_path, "exec"] + line.split(), capture_output=True,
+                       text=True, timeout=timeout)
+    if r.returncode not in (0, 1) or not r.stdout.startswith("{"):
+        raise ControlError(f"{line!r}: palisadectl exited {r.returncode}: {r.stderr.strip()}")
+    return json.loads(r.stdout)
 
 
 class Daemon:
@@ -61,8 +55,7 @@ class Daemon:
     def __init__(self, instance, workdir, cores=None, config=None, extra=(), hugepages="off"):
         self.instance = instance
         self.workdir = workdir
-        self.socket = os.path.join(workdir, f"{instance}.ctl")
-        self.rpc_socket = os.path.join(workdir, f"{instance}.rpc")
+        self.socket = os.path.join(workdir, f"{instance}.sock")
         self.log_dir = os.path.join(workdir, "log")
         self.cores = str(SWITCH_CPU) if cores is None else cores
         self.config = config
@@ -76,7 +69,6 @@ class Daemon:
 
     def argv(self):
         args = [PALISADED, "--instance", self.instance, "--socket", self.socket,
-                "--rpc-socket", self.rpc_socket,
                 "--cores", self.cores, "--hugepages", self.hugepages, "--memory", "256",
                 "--log-dir", self.log_dir]
         if self.config:
@@ -113,7 +105,7 @@ class Daemon:
 
     def cli(self, *args, json_out=False, stdin=None):
         """Runs palisadectl against this instance; returns (exit status, stdout, stderr)."""
-        argv = [PALISADECTL, "-s", self.rpc_socket] + (["--json"] if json_out else []) + list(args)
+        argv = [PALISADECTL, "-s", self.socket] + (["--json"] if json_out else []) + list(args)
         r = subprocess.run(argv, capture_output=True, text=True, input=stdin, timeout=60)
         return r.returncode, r.stdout, r.stderr
 
