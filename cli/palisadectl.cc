@@ -50,6 +50,7 @@ const char* kMainHelp =
     "  worker stats                       datapath workers, cycles per packet\n"
     "  mac show                           the bridge's learned MACs\n"
     "  connection list                    who is connected to this switch's control plane\n"
+    "  log tail [-n N]                    the packet log's last lines (default 20)\n"
     "  exec LINE...                       run one line of the config-file language; JSON reply\n"
     "\n"
     "FILTER is a filter name from summarize-dvfilter (nic-...-palisade-sfw.2) or a port name.\n"
@@ -100,6 +101,10 @@ const std::map<std::string, const char*> kHelp = {
      "Per worker: packets received and sent, busy cycles (polls that moved packets), idle cycles,\n"
      "cycles per packet (busy cycles / packets) and the busy share.\n"},
     {"mac", "Usage: palisadectl mac show\n"},
+    {"log",
+     "Usage: palisadectl log tail [-n N]\n"
+     "The firewall packet log's last N lines (default 20, at most 1,000): `with log` rules,\n"
+     "TERM lines of logged connections, state-limit and SpoofGuard drops.\n"},
     {"exec",
      "Usage: palisadectl exec COMMAND...\n"
      "Runs one line of palisaded's config-file language (e.g. 'port stats', 'mac flush',\n"
@@ -329,6 +334,23 @@ class Ctl {
       Expect(args, "show");
       auto r = sw.macTableRequest().send().wait(ws);
       out(r, MacTable(r.getMacs(), r.getAgeingSeconds()));
+    } else if (cmd == "log") {
+      Expect(args, "tail");
+      uint32_t n = 20;
+      if (!args.Done() && args.Peek() == "-n") {
+        args.Next("-n");
+        n = args.Number("a number of lines", 1000);
+      }
+      auto req = sw.tailLogRequest();
+      req.setLines(n);
+      auto r = req.send().wait(ws);
+      std::string text;
+      for (auto l : r.getLines()) text += std::string(l.cStr()) + "\n";
+      if (r.getSuppressed() || r.getLost()) {
+        text += "# " + std::to_string(r.getSuppressed()) + " lines suppressed by the rate limit, " +
+                std::to_string(r.getLost()) + " events lost\n";
+      }
+      out(r, text);
     } else if (cmd == "exec") {
       std::string line;
       while (!args.Done()) line += (line.empty() ? "" : " ") + args.Next("");

@@ -63,6 +63,11 @@ bool PacketLog::Push(unsigned worker, const LogEvent& e) {
   return false;
 }
 
+std::vector<std::string> PacketLog::Recent(size_t n) const {
+  const size_t k = n < recent_.size() ? n : recent_.size();
+  return std::vector<std::string>(recent_.end() - static_cast<std::ptrdiff_t>(k), recent_.end());
+}
+
 uint64_t PacketLog::lost() const {
   uint64_t n = 0;
   for (const auto& w : workers_) n += w->lost.load(std::memory_order_relaxed);
@@ -109,7 +114,10 @@ size_t PacketLog::Drain(std::FILE* out, uint64_t now_ns) {
         continue;
       }
       in_second_++;
-      if (out != nullptr) std::fprintf(out, "%s\n", Format(e, wall_offset_ns_).c_str());
+      std::string line = Format(e, wall_offset_ns_);
+      if (out != nullptr) std::fprintf(out, "%s\n", line.c_str());
+      recent_.push_back(std::move(line));
+      if (recent_.size() > kRecent) recent_.pop_front();
       lines++;
       written_++;
     }

@@ -14,6 +14,7 @@
 
 #include <cstdint>
 #include <cstdio>
+#include <deque>
 #include <memory>
 #include <string>
 #include <vector>
@@ -59,6 +60,9 @@ class PacketLog {
   uint64_t lost() const;
   uint64_t suppressed() const { return suppressed_; }
   uint64_t written() const { return written_; }
+  // The last lines written (at most kRecent), oldest first: what `log tail` shows.
+  std::vector<std::string> Recent(size_t n) const;
+  static constexpr size_t kRecent = 1000;
 
  private:
   struct alignas(64) PerWorker {
@@ -71,6 +75,7 @@ class PacketLog {
   uint64_t second_ = 0;
   uint32_t in_second_ = 0;
   uint64_t suppressed_ = 0, reported_suppressed_ = 0, written_ = 0;
+  std::deque<std::string> recent_;
 };
 
 }  // namespace palisade::fw

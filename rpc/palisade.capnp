@@ -159,4 +159,7 @@ interface Palisade {
   # Runs one line of the config-file language (vswitch/command.h), as a config file would;
   # the reply is JSON, {"ok":true,...} or {"ok":false,"error":"..."}. For scripts and tests.
   execute @18 (line :Text) -> (reply :Text);
+
+  # The packet log's last lines (at most 1,000 are kept), oldest first, and its counters.
+  tailLog @19 (lines :UInt32) -> (lines :List(Text), written :UInt64, suppressed :UInt64, lost :UInt64);
 }

@@ -402,6 +402,25 @@ class PalisadeImpl final : public Palisade::Server {
         });
   }
 
+  kj::Promise<void> tailLog(TailLogContext context) override {
+    const uint32_t n = context.getParams().getLines();
+    struct Out {
+      std::vector<std::string> lines;
+      uint64_t written, suppressed, lost;
+    };
+    return q_->Run<Out>([this, n]() {
+      const fw::PacketLog& log = sw_->packet_log();
+      return Out{log.Recent(n == 0 ? 20 : n), log.written(), log.suppressed(), log.lost()};
+    }).then([context](Out o) mutable {
+      auto r = context.getResults();
+      auto list = r.initLines(static_cast<unsigned>(o.lines.size()));
+      for (unsigned i = 0; i < o.lines.size(); i++) list.set(i, o.lines[i]);
+      r.setWritten(o.written);
+      r.setSuppressed(o.suppressed);
+      r.setLost(o.lost);
+    });
+  }
+
   kj::Promise<void> execute(ExecuteContext context) override {
     std::string line = Str(context.getParams().getLine());
     return q_->Run<std::string>([this, line]() { return ExecuteLine(*sw_, line); })

@@ -108,6 +108,8 @@ class CliTest(unittest.TestCase):
             self.assertEqual(js["flows"][0]["ruleId"], 1006)
         finally:
             s.close()
+        wait_for(lambda: "INET match PASS web-tier/1006 IN" in self.ok("log", "tail", "-n", "5"), 5,
+                 what="the log line of the admitted connection in log tail")
         out = self.ok("getflows", "-f", FILTER, "-y", "22", "-F")
         self.assertIn("flushed 1", out)
         self.assertIn("active(L3,L4)=0", self.ok("getflows", "-f", FILTER, "-y", "22", "-n"))
