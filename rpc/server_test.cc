@@ -258,6 +258,20 @@ TEST_F(RpcServerTest, FlowsFirewallWorkersMacsConnections) {
   auto macs = cap().macTableRequest().send().wait(ws());
   EXPECT_EQ(macs.getMacs().size(), 0u);
   EXPECT_EQ(macs.getAgeingSeconds(), 300u);
+  auto exec = [&](const char* line) {
+    auto req = cap().executeRequest();
+    req.setLine(line);
+    return std::string(req.send().wait(ws()).getReply().cStr());
+  };
+  EXPECT_EQ(exec("set mac-ageing 60"), "{\"ok\":true}");
+  EXPECT_EQ(cap().macTableRequest().send().wait(ws()).getAgeingSeconds(), 60u);
+  EXPECT_EQ(exec("port frob"), "{\"ok\":false,\"error\":\"column 6: expected add, del, list or stats, got 'frob'\"}");
+  auto tail = cap().tailLogRequest();
+  tail.setLines(10);
+  auto log = tail.send().wait(ws());
+  EXPECT_EQ(log.getLines().size(), 0u);
+  EXPECT_EQ(log.getLost(), 0u);
+
   auto conns = cap().connectionsRequest().send().wait(ws());
   ASSERT_EQ(conns.getConnections().size(), 1u);
   EXPECT_NE(std::string(conns.getConnections()[0].getPeer().cStr()).find("unix pid"), std::string::npos);
