@@ -351,20 +351,11 @@ class PalisadeImpl final : public Palisade::Server {
     const uint32_t limit = p.getConnectionLimit();
     const int8_t recheck = p.getRecheck();
     std::vector<std::pair<std::string, uint32_t>> timeouts;
-    fw::Timeouts probe;
-    for (auto t : p.getTimeouts()) {
-      Check(probe.Set(Str(t.getName()), t.getSeconds()));
-      timeouts.emplace_back(Str(t.getName()), t.getSeconds());
-    }
+    for (auto t : p.getTimeouts()) timeouts.emplace_back(Str(t.getName()), t.getSeconds());
     return q_->Run<bool>([this, filter, limit, recheck, timeouts]() {
-      fw::FirewallOptions o;
-      uint32_t flows;
-      size_t bytes;
-      Check(sw_->GetFirewallOptions(filter, &o, &flows, &bytes));
-      if (limit != 0) o.conn_limit = limit;
-      if (recheck >= 0) o.recheck = recheck != 0;
-      for (const auto& [name, secs] : timeouts) (void)o.timeouts.Set(name, secs);
-      Check(sw_->SetFirewallOptions(filter, o));
+      Check(sw_->UpdateFirewallOptions(filter, limit ? std::optional<uint32_t>(limit) : std::nullopt,
+                                       recheck >= 0 ? std::optional<bool>(recheck != 0) : std::nullopt,
+                                       timeouts));
       return true;
     }).ignoreResult();
   }

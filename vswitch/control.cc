@@ -192,18 +192,9 @@ std::string Execute(Switch& sw, const Command& cmd) {
       w.Field("suppressed", log.suppressed()).Field("lost", log.lost()).EndObject();
       break;
     }
-    case Verb::kFirewallSet: {
-      fw::FirewallOptions o;
-      uint32_t flows = 0;
-      size_t memory = 0;
-      status = sw.GetFirewallOptions(cmd.target, &o, &flows, &memory);
-      if (!status.ok()) break;
-      if (cmd.limit) o.conn_limit = *cmd.limit;
-      if (cmd.recheck) o.recheck = *cmd.recheck;
-      for (const auto& [name, secs] : cmd.timeouts) (void)o.timeouts.Set(name, secs);
-      status = sw.SetFirewallOptions(cmd.target, o);
+    case Verb::kFirewallSet:
+      status = sw.UpdateFirewallOptions(cmd.target, cmd.limit, cmd.recheck, cmd.timeouts);
       break;
-    }
   }
   if (!status.ok()) return ErrorReply(status);
   w.EndObject();

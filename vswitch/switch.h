@@ -15,6 +15,7 @@
 #include <atomic>
 #include <bitset>
 #include <map>
+#include <optional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -119,6 +120,10 @@ class Switch {
   Status GetFirewallOptions(const std::string& filter, fw::FirewallOptions* out,
                             uint32_t* flows, size_t* memory_bytes) const;
   Status SetFirewallOptions(const std::string& filter, const fw::FirewallOptions& options);
+  // Changes only what is given: the limit, the re-check option, named timeouts. All or nothing.
+  Status UpdateFirewallOptions(const std::string& filter, std::optional<uint32_t> limit,
+                               std::optional<bool> recheck,
+                               const std::vector<std::pair<std::string, uint32_t>>& timeouts);
   // The addresses the switch knows for a VM: bound to its ports, or learned by port security.
   std::vector<fw::IpAddr> VmAddresses(const std::string& vm) const;
   const fw::PacketLog& packet_log() const { return *packet_log_; }

@@ -222,4 +222,18 @@ Status Switch::SetFirewallOptions(const std::string& filter, const fw::FirewallO
   return Status::Ok();
 }
 
+Status Switch::UpdateFirewallOptions(const std::string& filter, std::optional<uint32_t> limit,
+                                     std::optional<bool> recheck,
+                                     const std::vector<std::pair<std::string, uint32_t>>& timeouts) {
+  const PortState* state = FindFirewall(filter);
+  if (state == nullptr) return NoFirewall(filter);
+  fw::FirewallOptions o = state->sfw->options();
+  if (limit) o.conn_limit = *limit;
+  if (recheck) o.recheck = *recheck;
+  for (const auto& [name, seconds] : timeouts) {
+    if (Status s = o.timeouts.Set(name, seconds); !s.ok()) return s;
+  }
+  return SetFirewallOptions(filter, o);
+}
+
 }  // namespace palisade

@@ -10,7 +10,7 @@ import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 from palisade_testlib import (Daemon, NamespaceGuests, PALISADECTL, Session, Workdir,  # noqa: E402
-                              echo_server, wait_for)
+                              echo_server, stop_process, wait_for)
 
 # The getrules and getaddrsets examples of FORMATS.md (address sets first, as getaddrsets
 # prints them; the rules name them).
@@ -61,9 +61,7 @@ class CliTest(unittest.TestCase):
 
     @classmethod
     def tearDownClass(cls):
-        cls.server.kill()
-        cls.server.wait()
-        cls.server.stdout.close()
+        stop_process(cls.server)
         cls.guests.close()
         rc = cls.sw.stop()
         cls.work.remove()

@@ -6,8 +6,8 @@ import sys
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-from palisade_testlib import (Daemon, NamespaceGuests, Session, Workdir, echo_server,  # noqa: E402
-                              ping_until_answered, wait_for)
+from palisade_testlib import (Daemon, NamespaceGuests, Session, Workdir,  # noqa: E402
+                              echo_server, ping_until_answered, stop_process, wait_for)
 
 MAC_A, MAC_B = "02:00:00:00:10:01", "02:00:00:00:11:01"
 IP_A, IP_B = "10.13.0.1", "10.13.0.2"
@@ -56,9 +56,7 @@ class FirewallTest(unittest.TestCase):
 
     @classmethod
     def tearDownClass(cls):
-        cls.server.kill()
-        cls.server.wait()
-        cls.server.stdout.close()
+        stop_process(cls.server)
         cls.guests.close()
         rc = cls.sw.stop()
         cls.work.remove()

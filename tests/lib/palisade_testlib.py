@@ -454,6 +454,15 @@ class Session:
         self.proc.stdout.close()
 
 
+def stop_process(proc):
+    """Kills a helper process started with a stdout pipe and reaps it."""
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait()
+    if proc.stdout:
+        proc.stdout.close()
+
+
 def echo_server(ns, port):
     srv = ns.popen("/usr/bin/python3", "-c", ECHO_SERVER, str(port), stdout=subprocess.PIPE, text=True)
     assert srv.stdout.readline().strip() == "listening"
