@@ -10,8 +10,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string text(reinterpret_cast<const char*>(data), size);
   palisade::fw::RuleFile file;
   if (!palisade::fw::ParseRuleFile(text, &file).ok()) return 0;
-  std::string printed = palisade::fw::PrintAddrSets(file.addrsets);
-  if (!file.name.empty() || file.has_l2 || !file.rules.empty()) printed += palisade::fw::PrintRules(file);
+  const std::string printed = palisade::fw::PrintRuleFile(file);
   palisade::fw::RuleFile again;
   if (!palisade::fw::ParseRuleFile(printed, &again).ok() || !(again == file)) __builtin_trap();
   return 0;

@@ -527,6 +527,12 @@ std::string PrintRules(const RuleFile& f) {
   return s;
 }
 
+std::string PrintRuleFile(const RuleFile& file) {
+  std::string s = PrintAddrSets(file.addrsets);
+  if (!file.name.empty() || file.has_l2 || !file.rules.empty()) s += PrintRules(file);
+  return s;
+}
+
 std::string PrintAddrSets(const std::vector<AddrSet>& sets, const VmResolver& resolve) {
   std::string s;
   for (const AddrSet& set : sets) {

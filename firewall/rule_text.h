@@ -32,6 +32,9 @@ Status ParseRuleFile(std::string_view text, RuleFile* out);
 // The getrules view: the ruleset, then the _L2 one when present.
 std::string PrintRules(const RuleFile& file);
 
+// The whole file: address sets, then the rulesets when there are any. Parses back to `file`.
+std::string PrintRuleFile(const RuleFile& file);
+
 // The getaddrsets view. `resolve`, when given, says what a VM member stands for right now; it
 // is printed as a comment so the text still parses back to the same definition.
 using VmResolver = std::function<std::vector<IpAddr>(const std::string& vm)>;

@@ -347,6 +347,38 @@ size_t StatefulFilter::Flush(const FlowSelector& sel, uint64_t now_ns) {
   return removed;
 }
 
+uint32_t StatefulFilter::ExportConns(uint32_t cursor, uint32_t max, uint64_t now_ns,
+                                     std::vector<Conn>* out) {
+  const uint32_t now_s = static_cast<uint32_t>(now_ns / 1000000000ull);
+  std::lock_guard lock(lock_);
+  return conns_.Walk(cursor, max, [&](uint32_t, const Conn& c) {
+    Conn copy = c;
+    copy.expires_s = c.expires_s > now_s ? c.expires_s - now_s : 0;
+    copy.next = 0;
+    out->push_back(copy);
+  });
+}
+
+size_t StatefulFilter::ImportConns(const std::vector<Conn>& conns, uint64_t now_ns) {
+  const uint32_t now_s = static_cast<uint32_t>(now_ns / 1000000000ull);
+  std::lock_guard lock(lock_);
+  size_t taken = 0;
+  for (const Conn& in : conns) {
+    if (in.state == ConnState::kFree || in.expires_s == 0) continue;
+    Conn c = in;
+    if (table_ && !Recheck(c, *table_)) continue;  // the destination's rules do not admit it
+    uint32_t idx = conns_.Find(c.key());
+    if (idx == ConnTable::kNil) idx = conns_.Insert(c.key());
+    if (idx == ConnTable::kNil) break;  // the limit: the rest cannot be taken either
+    const uint32_t next = conns_.at(idx).next;
+    c.next = next;
+    c.expires_s = now_s + in.expires_s;
+    conns_.at(idx) = c;
+    taken++;
+  }
+  return taken;
+}
+
 size_t StatefulFilter::Expire(uint64_t now_ns, uint32_t budget) {
   const uint32_t now_s = static_cast<uint32_t>(now_ns / 1000000000ull);
   std::lock_guard lock(lock_);

@@ -83,6 +83,14 @@ class StatefulFilter : public Filter {
                  std::vector<FlowInfo>* out);
   // Removes matching flows (a TERM line for logged ones); returns how many.
   size_t Flush(const FlowSelector& sel, uint64_t now_ns);
+  // Export and import of connection entries (migration, restart). Export copies up to `max`
+  // live entries from `cursor` with expires_s turned into the seconds they have left; returns
+  // the cursor to continue from (ConnTable::kNil when done). Import takes such entries,
+  // re-checks each against the current rule table (the destination's tables win) and inserts
+  // the admitted ones, replacing an entry with the same key; returns how many it took.
+  uint32_t ExportConns(uint32_t cursor, uint32_t max, uint64_t now_ns, std::vector<Conn>* out);
+  size_t ImportConns(const std::vector<Conn>& conns, uint64_t now_ns);
+
   // Removes expired entries, examining at most `budget` slots; returns how many it removed.
   size_t Expire(uint64_t now_ns, uint32_t budget);
   uint32_t flow_count() const;

@@ -463,6 +463,63 @@ TEST_F(StatefulFilterTest, ParsesOncePerPacketWhenTheWorkerGivesScratch) {
   EXPECT_EQ(OnlyFlow().state, ConnState::kMultiple);
 }
 
+TEST_F(StatefulFilterTest, ExportedConnectionsCarryOnInAnotherFilter) {
+  // Port 443 is strict: only an imported entry can let a mid-stream segment through.
+  ASSERT_TRUE(Passes(Direction::kOut, Out(tcp::kSyn, 1000, 0, 443)));
+  ASSERT_TRUE(Passes(Direction::kIn, In(tcp::kSyn | tcp::kAck, 5000, 1001, 443)));
+  ASSERT_TRUE(Passes(Direction::kOut, Out(tcp::kAck, 1001, 5001, 443)));
+  ASSERT_TRUE(Passes(Direction::kOut, Udp(true, 40001, 53)));
+  now_ += 10 * kSecond;
+  std::vector<Conn> exported;
+  uint32_t cursor = 0;
+  while (cursor != ConnTable::kNil) cursor = filter_.ExportConns(cursor, 1, now_, &exported);
+  ASSERT_EQ(exported.size(), 2u);
+  const FlowInfo before = [&] {
+    std::vector<FlowInfo> f;
+    filter_.Flows(0, 10, FlowSelector{}, now_, &f);
+    return f[0].orig.proto == kProtoTcp ? f[0] : f[1];
+  }();
+
+  // Another switch: its own clock, the same rules, an empty table.
+  StatefulFilter dest(8, &log_, FirewallOptions{}, 0x9999000000000000ull);
+  RuleFile f;
+  ASSERT_TRUE(ParseRuleFile(kPolicy, &f).ok());
+  std::shared_ptr<const RuleTable> t;
+  ASSERT_TRUE(RuleTable::Compile(f, nullptr, 41, &t).ok());
+  dest.SetTable(t);
+  const uint64_t dest_now = 77 * kSecond;
+  EXPECT_EQ(dest.ImportConns(exported, dest_now), 2u);
+
+  std::vector<FlowInfo> flows;
+  dest.Flows(0, 10, FlowSelector{}, dest_now, &flows);
+  ASSERT_EQ(flows.size(), 2u);
+  const FlowInfo& after = flows[0].orig.proto == kProtoTcp ? flows[0] : flows[1];
+  EXPECT_EQ(after.flow_id, before.flow_id) << "the flow keeps its id";
+  EXPECT_EQ(after.state, ConnState::kEstablished);
+  EXPECT_EQ(after.pkts[0], before.pkts[0]) << "counters continue";
+  EXPECT_EQ(after.expires_in_s, before.expires_in_s) << "the time it had left";
+
+  FilterBatch b{};
+  b.dir = Direction::kIn;
+  b.count = 1;
+  b.now_ns = dest_now;
+  std::vector<uint8_t> data = In(tcp::kAck | tcp::kPsh, 5001, 1001, 443, {1, 2, 3});
+  b.pkts[0] = PacketRef{data.data(), static_cast<uint32_t>(data.size())};
+  dest.Process(b);
+  EXPECT_EQ(b.verdict[0], Verdict::kPass) << "mid-stream under a strict rule: only the entry admits it";
+
+  // A destination whose rules no longer admit DNS refuses that entry.
+  StatefulFilter strict_dest(9, &log_, FirewallOptions{}, 1);
+  ASSERT_TRUE(ParseRuleFile("ruleset x { rule 1 out protocol tcp from any to any port 443 accept; }", &f).ok());
+  ASSERT_TRUE(RuleTable::Compile(f, nullptr, 1, &t).ok());
+  strict_dest.SetTable(t);
+  EXPECT_EQ(strict_dest.ImportConns(exported, dest_now), 1u);
+  std::vector<FlowInfo> kept;
+  strict_dest.Flows(0, 10, FlowSelector{}, dest_now, &kept);
+  ASSERT_EQ(kept.size(), 1u);
+  EXPECT_EQ(kept[0].rule_id, 1u) << "re-checked: it now belongs to the destination's rule";
+}
+
 TEST_F(StatefulFilterTest, FlowsWalkInPagesAndFlushSelectively) {
   Handshake();
   for (uint16_t p = 1; p <= 10; p++) ASSERT_TRUE(Passes(Direction::kOut, Udp(true, p, 53)));

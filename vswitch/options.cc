@@ -54,6 +54,8 @@ const char* Usage() {
          "                        them), off (shareable anonymous memory)\n"
          "  --memory MB           packet memory without hugepages (default: 512)\n"
          "  --config FILE         control commands to run at start, one per line\n"
+         "  --state-file FILE     ports' filter state (rules, connections) saved on a clean stop\n"
+         "                        and restored at start (default: /run/palisade/NAME.state)\n"
          "  --log-dir DIR         write the log to DIR/palisaded-NAME.log and the firewall's\n"
          "                        packet log to DIR/packets-NAME.log instead of stderr\n"
          "  --help                show this help\n";
@@ -88,11 +90,12 @@ Status ParseCpuList(const std::string& text, unsigned cpu_limit, std::vector<uns
 }
 
 Status ParseOptions(int argc, char** argv, Options* out) {
-  enum { kInstance = 1, kSocket, kTlsListen, kTlsCert, kTlsKey, kTlsCa, kCores,
+  enum { kInstance = 1, kSocket, kStateFile, kTlsListen, kTlsCert, kTlsKey, kTlsCa, kCores,
          kHugepages, kMemory, kConfig, kLogDir, kHelp };
   static const option kLong[] = {
       {"instance", required_argument, nullptr, kInstance},
       {"socket", required_argument, nullptr, kSocket},
+      {"state-file", required_argument, nullptr, kStateFile},
       {"rpc-tls-listen", required_argument, nullptr, kTlsListen},
       {"tls-cert", required_argument, nullptr, kTlsCert},
       {"tls-key", required_argument, nullptr, kTlsKey},
@@ -122,6 +125,7 @@ Status ParseOptions(int argc, char** argv, Options* out) {
         break;
       case kSocket: o.socket = arg; break;
       case kTlsListen: o.tls_listen = arg; break;
+      case kStateFile: o.state_file = arg; break;
       case kTlsCert: o.tls_cert = arg; break;
       case kTlsKey: o.tls_key = arg; break;
       case kTlsCa: o.tls_ca = arg; break;
@@ -151,6 +155,7 @@ Status ParseOptions(int argc, char** argv, Options* out) {
   if (optind < argc) return Status::Invalid(std::string("unexpected argument '") + argv[optind] + "'");
   if (o.socket.empty()) o.socket = "/run/palisade/" + o.instance + ".sock";
   if (o.socket.size() >= 108) return Status::Invalid("--socket: path longer than 107 characters");
+  if (o.state_file.empty()) o.state_file = "/run/palisade/" + o.instance + ".state";
   if (!o.tls_listen.empty() && (o.tls_cert.empty() || o.tls_key.empty() || o.tls_ca.empty())) {
     return Status::Invalid("--rpc-tls-listen needs --tls-cert, --tls-key and --tls-ca");
   }

@@ -20,6 +20,8 @@ struct Options {
   HugepageMode hugepages = HugepageMode::kAuto;
   unsigned memory_mb = 512;         // without hugepages
   std::string config;
+  std::string state_file;           // saved on a clean stop, restored at start; default
+                                    // /run/palisade/<instance>.state
   std::string log_dir;
   bool help = false;
 };

@@ -1,7 +1,7 @@
 // palisaded: the Palisade switch daemon. Parses its options and config, starts the EAL, the
-// switch and its workers, serves the Cap'n Proto control plane (its own kj thread, handing every
-// call to the libev control loop), and on SIGTERM/SIGINT stops in order: control plane,
-// workers, ports (vhost sockets removed), EAL (runtime files removed).
+// switch (restoring the state a previous palisaded saved) and its workers, serves the Cap'n Proto control plane (its own kj thread, handing every
+// call to the libev control loop), and on SIGTERM/SIGINT stops in order: control plane, saving
+// the ports' filter state, workers, ports (vhost sockets removed), EAL (runtime files removed).
 #include <ev.h>
 #include <rte_log.h>
 #include <unistd.h>
@@ -12,6 +12,7 @@
 #include <sstream>
 #include <memory>
 
+#include "migration/port_state.h"
 #include "rpc/control_queue.h"
 #include "rpc/server.h"
 #include "vswitch/control.h"
@@ -37,6 +38,44 @@ void OnSignal(struct ev_loop* loop, ev_signal* w, int) {
 
 void OnTick(struct ev_loop*, ev_timer* w, int) { static_cast<Switch*>(w->data)->Tick(); }
 
+Status RestoreState(Switch& sw, const std::string& path) {
+  if (access(path.c_str(), F_OK) != 0) return Status::Ok();
+  std::vector<PortExport> ports;
+  if (Status s = migration::LoadSwitchState(path, &ports); !s.ok()) {
+    return Status::Invalid("cannot restore the saved state (move it away to start without it): " +
+                           s.message());
+  }
+  size_t conns = 0;
+  for (const PortExport& p : ports) {
+    if (Status s = sw.ImportPort(p); !s.ok()) {
+      return Status::Invalid(path + ": cannot restore port '" + p.spec.name + "': " + s.message());
+    }
+    conns += p.conns.size();
+  }
+  // Restored once: a later start must not bring back connections that have since ended.
+  std::filesystem::rename(path, path + ".restored");
+  Log(LogLevel::kInfo, "restored %zu port(s) and %zu connection(s) from %s", ports.size(), conns,
+      path.c_str());
+  return Status::Ok();
+}
+
+void SaveState(Switch& sw, const std::string& path) {
+  std::vector<PortExport> ports;
+  size_t conns = 0;
+  for (const std::string& name : sw.PortNames()) {
+    PortExport e;
+    if (!sw.ExportPort(name, &e).ok() || e.spec.kind != PortKind::kVhostUser) continue;
+    conns += e.conns.size();
+    ports.push_back(std::move(e));
+  }
+  if (Status s = migration::SaveSwitchState(path, ports); !s.ok()) {
+    Log(LogLevel::kError, "cannot save the switch state: %s", s.message().c_str());
+    return;
+  }
+  Log(LogLevel::kInfo, "saved %zu port(s) and %zu connection(s) to %s", ports.size(), conns,
+      path.c_str());
+}
+
 // Everything after the EAL is up; returns the exit code.
 int Serve(const Options& options, const EalInfo& eal, const std::vector<Command>& config,
           std::FILE* packet_log, const rpc::TlsConfig* tls) {
@@ -52,6 +91,9 @@ int Serve(const Options& options, const EalInfo& eal, const std::vector<Command>
       return Fail(options.config + ": command " + std::to_string(i + 1) + " failed: " + reply);
     }
   }
+
+  // A previous palisaded's saved state: its ports and their connections carry on.
+  if (Status s = RestoreState(*sw, options.state_file); !s.ok()) return Fail(s.message());
 
   struct ev_loop* loop = ev_default_loop(EVFLAG_AUTO);
   // RPC calls arrive on the RPC thread and run here, on this loop, through the queue.
@@ -83,6 +125,7 @@ int Serve(const Options& options, const EalInfo& eal, const std::vector<Command>
       eal.hugepages ? "hugepages" : "no hugepages");
   ev_run(loop, 0);
   rpc.reset();  // stop serving calls before the switch goes
+  SaveState(*sw, options.state_file);
   ev_timer_stop(loop, &tick);
   ev_signal_stop(loop, &sigint);
   ev_signal_stop(loop, &sigterm);

@@ -75,6 +75,17 @@ struct PortInfo {
   std::vector<SlotInfo> slots;
 };
 
+// A port's whole filter state as values: what migration/ serialises to move it to another
+// switch or across a restart.
+struct PortExport {
+  PortSpec spec;
+  std::vector<FilterSpec> slots;
+  std::string rules;  // the rule tables and address sets as text (empty: none loaded)
+  uint32_t generation = 0;
+  fw::FirewallOptions options;
+  std::vector<fw::Conn> conns;  // expires_s: seconds left
+};
+
 struct MacInfo {
   uint64_t mac;
   std::string port;
@@ -124,6 +135,13 @@ class Switch {
   Status UpdateFirewallOptions(const std::string& filter, std::optional<uint32_t> limit,
                                std::optional<bool> recheck,
                                const std::vector<std::pair<std::string, uint32_t>>& timeouts);
+  // Export and import of a port's state (switch_export.cc). Import creates the port when it does
+  // not exist, attaches its slots (the stateful filter without rules first: failClosed until the
+  // rules are in), loads the rules, then the connections, re-checked against them.
+  Status ExportPort(const std::string& name, PortExport* out) const;
+  Status ImportPort(const PortExport& in);
+  std::vector<std::string> PortNames() const;
+
   // The addresses the switch knows for a VM: bound to its ports, or learned by port security.
   std::vector<fw::IpAddr> VmAddresses(const std::string& vm) const;
   const fw::PacketLog& packet_log() const { return *packet_log_; }

@@ -56,6 +56,7 @@ class Daemon:
         self.instance = instance
         self.workdir = workdir
         self.socket = os.path.join(workdir, f"{instance}.sock")
+        self.state_file = os.path.join(workdir, f"{instance}.state")
         self.log_dir = os.path.join(workdir, "log")
         self.cores = str(SWITCH_CPU) if cores is None else cores
         self.config = config
@@ -69,6 +70,7 @@ class Daemon:
 
     def argv(self):
         args = [PALISADED, "--instance", self.instance, "--socket", self.socket,
+                "--state-file", self.state_file,
                 "--cores", self.cores, "--hugepages", self.hugepages, "--memory", "256",
                 "--log-dir", self.log_dir]
         if self.config:
@@ -306,7 +308,9 @@ class NamespaceGuests:
     are ordered virtio0, afpacket0, virtio1, afpacket1, ... so the paired topology pairs them.
     """
 
-    def __init__(self, prefix, guests):
+    def __init__(self, prefix, guests, vhost_server=False):
+        """vhost_server: the guests own the vhost-user sockets (the switch's ports are --client),
+        as QEMU with server=on: the switch can restart under them."""
         self.prefix = prefix
         self.ns = {}
         self.links = []
@@ -324,7 +328,7 @@ class NamespaceGuests:
             ns.dev = inner
             self.ns[name] = ns
             self.links.append(host)
-            vdevs.append(f"net_virtio_user{i},path={sock},queue_size=1024")
+            vdevs.append(f"net_virtio_user{i},path={sock},queue_size=1024" + (",server=1" if vhost_server else ""))
             vdevs.append(f"net_af_packet{i},iface={host}")
         self.tp = Testpmd(prefix, vdevs, ["--forward-mode=io", "--port-topology=paired",
                                           "--auto-start"])

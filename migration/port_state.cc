@@ -1,0 +1,206 @@
+#include "migration/port_state.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <ctime>
+
+#include <capnp/message.h>
+#include <capnp/serialize-packed.h>
+
+#include "vswitch/mac_addr.h"
+
+namespace palisade::migration {
+namespace {
+
+std::string Str(capnp::Text::Reader t) { return std::string(t.cStr(), t.size()); }
+
+// A million connections is ~150 MB of message: well past capnp's default reading limit.
+capnp::ReaderOptions LargeMessages() {
+  capnp::ReaderOptions o;
+  o.traversalLimitInWords = uint64_t{1} << 31;
+  return o;
+}
+
+}  // namespace
+
+void Write(const PortExport& in, PortState::Builder out) {
+  out.setVersion(CURRENT_VERSION);
+  out.setName(in.spec.name);
+  out.setVhostUser(in.spec.path);
+  out.setClient(in.spec.client);
+  out.setVm(in.spec.vm);
+  if (in.spec.mac) out.setMac(MacToString(in.spec.mac));
+  auto ips = out.initIps(static_cast<unsigned>(in.spec.ips.size()));
+  for (unsigned i = 0; i < in.spec.ips.size(); i++) ips.set(i, in.spec.ips[i].ToString());
+  auto slots = out.initSlots(static_cast<unsigned>(in.slots.size()));
+  for (unsigned i = 0; i < in.slots.size(); i++) {
+    slots[i].setSlot(in.slots[i].slot);
+    slots[i].setAgent(in.slots[i].agent);
+    slots[i].setFailOpen(in.slots[i].policy == FailurePolicy::kFailOpen);
+  }
+  out.setRules(in.rules);
+  out.setGeneration(in.generation);
+  out.setConnectionLimit(in.options.conn_limit);
+  out.setRecheck(in.options.recheck);
+  const auto timeouts = in.options.timeouts.List();
+  auto t = out.initTimeouts(static_cast<unsigned>(timeouts.size()));
+  for (unsigned i = 0; i < timeouts.size(); i++) {
+    t[i].setName(timeouts[i].first);
+    t[i].setSeconds(timeouts[i].second);
+  }
+  auto conns = out.initConnections(static_cast<unsigned>(in.conns.size()));
+  for (unsigned i = 0; i < in.conns.size(); i++) {
+    const fw::Conn& c = in.conns[i];
+    auto b = conns[i];
+    b.setLo(capnp::Data::Reader(c.lo.b.data(), 16));
+    b.setHi(capnp::Data::Reader(c.hi.b.data(), 16));
+    b.setLoPort(c.lo_port);
+    b.setHiPort(c.hi_port);
+    b.setProto(c.proto);
+    b.setState(static_cast<uint8_t>(c.state));
+    b.setFlags(c.flags);
+    b.setCloseReason(static_cast<uint8_t>(c.reason));
+    b.setRuleId(c.rule_id);
+    b.setRulePosition(c.rule_pos);
+    b.setGeneration(c.generation);
+    b.setFlowId(c.flow_id);
+    b.setOrigPackets(c.pkts[0]);
+    b.setReplyPackets(c.pkts[1]);
+    b.setOrigBytes(c.bytes[0]);
+    b.setReplyBytes(c.bytes[1]);
+    b.setExpiresInSeconds(c.expires_s);
+    auto peers = b.initPeers(2);
+    for (unsigned p = 0; p < 2; p++) {
+      peers[p].setEnd(c.peer[p].end);
+      peers[p].setMaxEnd(c.peer[p].maxend);
+      peers[p].setMaxWin(c.peer[p].maxwin);
+      peers[p].setScale(c.peer[p].scale);
+      peers[p].setFlags(c.peer[p].flags);
+    }
+  }
+}
+
+Status Read(PortState::Reader in, PortExport* out) {
+  if (in.getVersion() != CURRENT_VERSION) {
+    return Status::Invalid("port state version " + std::to_string(in.getVersion()) +
+                           " cannot be read here (this switch reads version " +
+                           std::to_string(CURRENT_VERSION) + ")");
+  }
+  PortExport e;
+  e.spec.name = Str(in.getName());
+  if (in.getVhostUser().size() == 0) return Status::Invalid("port '" + e.spec.name + "' has no vhost-user socket");
+  e.spec.kind = PortKind::kVhostUser;
+  e.spec.path = Str(in.getVhostUser());
+  e.spec.client = in.getClient();
+  e.spec.vm = Str(in.getVm());
+  if (in.getMac().size() > 0) {
+    auto mac = MacParse(Str(in.getMac()));
+    if (!mac) return Status::Invalid("port '" + e.spec.name + "': bad MAC '" + Str(in.getMac()) + "'");
+    e.spec.mac = *mac;
+  }
+  for (auto ip : in.getIps()) {
+    auto a = fw::IpAddr::Parse(Str(ip));
+    if (!a) return Status::Invalid("port '" + e.spec.name + "': bad address '" + Str(ip) + "'");
+    e.spec.ips.push_back(*a);
+  }
+  for (auto s : in.getSlots()) {
+    e.slots.push_back(FilterSpec{s.getSlot(), Str(s.getAgent()),
+                                 s.getFailOpen() ? FailurePolicy::kFailOpen : FailurePolicy::kFailClosed});
+  }
+  e.rules = Str(in.getRules());
+  e.generation = in.getGeneration();
+  e.options.conn_limit = in.getConnectionLimit();
+  e.options.recheck = in.getRecheck();
+  for (auto t : in.getTimeouts()) {
+    if (Status s = e.options.timeouts.Set(Str(t.getName()), t.getSeconds()); !s.ok()) return s;
+  }
+  e.conns.reserve(in.getConnections().size());
+  for (auto b : in.getConnections()) {
+    if (b.getLo().size() != 16 || b.getHi().size() != 16 || b.getPeers().size() != 2 ||
+        b.getState() == 0 || b.getState() > static_cast<uint8_t>(fw::ConnState::kMultiple)) {
+      return Status::Invalid("port '" + e.spec.name + "': a malformed connection entry");
+    }
+    fw::Conn c{};
+    std::memcpy(c.lo.b.data(), b.getLo().begin(), 16);
+    std::memcpy(c.hi.b.data(), b.getHi().begin(), 16);
+    c.lo_port = b.getLoPort();
+    c.hi_port = b.getHiPort();
+    c.proto = b.getProto();
+    c.state = static_cast<fw::ConnState>(b.getState());
+    c.flags = b.getFlags();
+    c.reason = static_cast<fw::CloseReason>(b.getCloseReason());
+    c.rule_id = b.getRuleId();
+    c.rule_pos = b.getRulePosition();
+    c.generation = b.getGeneration();
+    c.flow_id = b.getFlowId();
+    c.pkts[0] = b.getOrigPackets();
+    c.pkts[1] = b.getReplyPackets();
+    c.bytes[0] = b.getOrigBytes();
+    c.bytes[1] = b.getReplyBytes();
+    c.expires_s = b.getExpiresInSeconds();
+    for (unsigned p = 0; p < 2; p++) {
+      auto peer = b.getPeers()[p];
+      c.peer[p] = fw::TcpPeer{peer.getEnd(), peer.getMaxEnd(), peer.getMaxWin(), peer.getScale(),
+                              peer.getFlags(), 0};
+    }
+    e.conns.push_back(c);
+  }
+  *out = std::move(e);
+  return Status::Ok();
+}
+
+Status SaveSwitchState(const std::string& path, const std::vector<PortExport>& ports) {
+  capnp::MallocMessageBuilder message;
+  auto root = message.initRoot<SwitchState>();
+  root.setVersion(CURRENT_VERSION);
+  char stamp[32];
+  std::time_t t = std::time(nullptr);
+  std::tm tm;
+  std::strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&t, &tm));
+  root.setSavedAt(stamp);
+  auto list = root.initPorts(static_cast<unsigned>(ports.size()));
+  for (unsigned i = 0; i < ports.size(); i++) Write(ports[i], list[i]);
+  const std::string tmp = path + ".tmp";
+  int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) return Status::Unavailable(tmp + ": " + std::strerror(errno));
+  KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() { capnp::writePackedMessageToFd(fd, message); })) {
+    close(fd);
+    unlink(tmp.c_str());
+    return Status::Unavailable(tmp + ": " + std::string(e->getDescription().cStr()));
+  }
+  if (fsync(fd) != 0 || close(fd) != 0 || rename(tmp.c_str(), path.c_str()) != 0) {
+    unlink(tmp.c_str());
+    return Status::Unavailable(path + ": " + std::strerror(errno));
+  }
+  return Status::Ok();
+}
+
+Status LoadSwitchState(const std::string& path, std::vector<PortExport>* ports) {
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return Status::NotFound(path + ": " + std::strerror(errno));
+  Status status;
+  KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() {
+    capnp::PackedFdMessageReader reader(fd, LargeMessages());
+    auto root = reader.getRoot<SwitchState>();
+    if (root.getVersion() != CURRENT_VERSION) {
+      status = Status::Invalid(path + ": switch state version " + std::to_string(root.getVersion()) +
+                               " cannot be read here (this switch reads version " +
+                               std::to_string(CURRENT_VERSION) + ")");
+      return;
+    }
+    for (auto p : root.getPorts()) {
+      PortExport e;
+      if (status = Read(p, &e); !status.ok()) return;
+      ports->push_back(std::move(e));
+    }
+  })) {
+    status = Status::Invalid(path + ": not a switch state file: " + std::string(e->getDescription().cStr()));
+  }
+  close(fd);
+  return status;
+}
+
+}  // namespace palisade::migration

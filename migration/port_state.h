@@ -1,0 +1,24 @@
+// Port state on the wire and on disk: PortExport values (vswitch/switch.h) to and from the
+// PortState / SwitchState messages of port_state.capnp. The same messages serve live
+// migration (switch to switch) and restarts (palisaded saves them on a clean stop and restores
+// them at start). A reader refuses a version it cannot read.
+// Pure functions; thread-compatible.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+#include "migration/port_state.capnp.h"
+#include "vswitch/switch.h"
+
+namespace palisade::migration {
+
+void Write(const PortExport& in, PortState::Builder out);
+Status Read(PortState::Reader in, PortExport* out);
+
+// The whole switch, to a file written atomically (a temporary file renamed into place).
+Status SaveSwitchState(const std::string& path, const std::vector<PortExport>& ports);
+Status LoadSwitchState(const std::string& path, std::vector<PortExport>* ports);
+
+}  // namespace palisade::migration
