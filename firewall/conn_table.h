@@ -6,6 +6,7 @@
 // stateful_filter.h).
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <vector>
 
@@ -26,6 +27,8 @@ class ConnTable {
   Conn& at(uint32_t idx) { return entries_[idx]; }
   const Conn& at(uint32_t idx) const { return entries_[idx]; }
 
+  // Room for n more entries without growing while they arrive (bulk import).
+  void Reserve(size_t n) { entries_.reserve(std::min<size_t>(size_ + n, limit_)); }
   uint32_t size() const { return size_; }
   uint32_t limit() const { return limit_; }
   // A lower limit refuses new entries until the table has shrunk below it.

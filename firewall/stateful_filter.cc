@@ -361,20 +361,29 @@ uint32_t StatefulFilter::ExportConns(uint32_t cursor, uint32_t max, uint64_t now
 
 size_t StatefulFilter::ImportConns(const std::vector<Conn>& conns, uint64_t now_ns) {
   const uint32_t now_s = static_cast<uint32_t>(now_ns / 1000000000ull);
-  std::lock_guard lock(lock_);
+  {
+    std::lock_guard lock(lock_);
+    conns_.Reserve(conns.size());
+  }
   size_t taken = 0;
-  for (const Conn& in : conns) {
-    if (in.state == ConnState::kFree || in.expires_s == 0) continue;
-    Conn c = in;
-    if (table_ && !Recheck(c, *table_)) continue;  // the destination's rules do not admit it
-    uint32_t idx = conns_.Find(c.key());
-    if (idx == ConnTable::kNil) idx = conns_.Insert(c.key());
-    if (idx == ConnTable::kNil) break;  // the limit: the rest cannot be taken either
-    const uint32_t next = conns_.at(idx).next;
-    c.next = next;
-    c.expires_s = now_s + in.expires_s;
-    conns_.at(idx) = c;
-    taken++;
+  // In slices, so that a worker serving the port meanwhile waits for one slice at most.
+  constexpr size_t kSlice = 4096;
+  for (size_t start = 0; start < conns.size(); start += kSlice) {
+    std::lock_guard lock(lock_);
+    const size_t end = std::min(conns.size(), start + kSlice);
+    for (size_t i = start; i < end; i++) {
+      const Conn& in = conns[i];
+      if (in.state == ConnState::kFree || in.expires_s == 0) continue;
+      Conn c = in;
+      if (table_ && !Recheck(c, *table_)) continue;  // the destination's rules do not admit it
+      uint32_t idx = conns_.Find(c.key());
+      if (idx == ConnTable::kNil) idx = conns_.Insert(c.key());
+      if (idx == ConnTable::kNil) return taken;  // the limit: the rest cannot be taken either
+      c.next = conns_.at(idx).next;
+      c.expires_s = now_s + in.expires_s;
+      conns_.at(idx) = c;
+      taken++;
+    }
   }
   return taken;
 }
