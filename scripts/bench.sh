@@ -26,7 +26,7 @@ if [ "$micro_only" -eq 0 ]; then
 fi
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
-for b in classifier conntrack; do
+for b in classifier conntrack migration; do
   build/bench/${b}_bench --benchmark_min_time="$min_time" --benchmark_format=json >"$out/$b.json"
 done
 /usr/bin/python3 - "$out" <<'PY'
@@ -52,6 +52,11 @@ print(f"(a Conn entry is {runs['BM_ConnTableLookup/10000']['sizeof_Conn']:.0f} b
 print()
 r = runs["BM_NewConnections"]["items_per_second"]
 print(f"New connections through the stateful filter: {r / 1e6:.2f} M/s on one core (target 2 M/s: {r / 2e6:.2f}x)")
+print()
+ms = lambda n: runs[n]["real_time"] if runs[n]["time_unit"] == "ms" else runs[n]["real_time"] / 1e6
+print(f"1,000,000 connection entries: export {ms('BM_Export/iterations:3'):.0f} ms, import "
+      f"{ms('BM_Import/iterations:3'):.0f} ms (target: well under 1,000 ms each); a plain memcpy of "
+      f"them takes {ms('BM_MemcpyBaseline/iterations:3'):.1f} ms")
 e0 = runs["BM_EstablishedPackets/0"]["items_per_second"]
 e1 = runs["BM_EstablishedPackets/1"]["items_per_second"]
 print(f"Established packets through the stateful filter (1,000 rules): {1e9 / e0:.1f} ns per packet, "

@@ -1,5 +1,5 @@
-// Command: the switch's control commands as text, one per line. The config file and the
-// control socket speak the same language, so a config file is what an operator would type:
+// Command: the switch's control commands as text, one per line. The config file and
+// `palisadectl exec` (the RPC's execute method) speak this language:
 //
 //   port add NAME --vhost-user PATH [--client] [--vm VM] [--mac MAC] [--ip ADDR]...
 //   port add NAME --uplink DEVARGS
