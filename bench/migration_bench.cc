@@ -59,20 +59,25 @@ std::unique_ptr<fw::StatefulFilter> Filled(const std::vector<fw::Conn>& conns) {
   return f;
 }
 
+// The export path: walk the table, build the PortState message, pack it into bytes.
+kj::Array<kj::byte> Export(fw::StatefulFilter& filter) {
+  PortExport e;
+  e.spec.name = "p";
+  e.spec.path = "/p.sock";
+  uint32_t cursor = 0;
+  while (cursor != fw::ConnTable::kNil) cursor = filter.ExportConns(cursor, 65536, 0, &e.conns);
+  capnp::MallocMessageBuilder message;
+  migration::Write(e, message.initRoot<migration::PortState>());
+  kj::VectorOutputStream out;
+  capnp::writePackedMessage(out, message);
+  return kj::heapArray(out.getArray());
+}
+
 void BM_Export(benchmark::State& state) {
   auto filter = Filled(Entries());
   size_t bytes = 0;
   for (auto _ : state) {
-    PortExport e;
-    e.spec.name = "p";
-    e.spec.path = "/p.sock";
-    uint32_t cursor = 0;
-    while (cursor != fw::ConnTable::kNil) cursor = filter->ExportConns(cursor, 65536, 0, &e.conns);
-    capnp::MallocMessageBuilder message;
-    migration::Write(e, message.initRoot<migration::PortState>());
-    kj::VectorOutputStream out;
-    capnp::writePackedMessage(out, message);
-    bytes = out.getArray().size();
+    bytes = Export(*filter).size();
     benchmark::DoNotOptimize(bytes);
   }
   state.counters["entries"] = kEntries;
@@ -80,17 +85,7 @@ void BM_Export(benchmark::State& state) {
 }
 
 void BM_Import(benchmark::State& state) {
-  auto source = Filled(Entries());
-  PortExport e;
-  e.spec.name = "p";
-  e.spec.path = "/p.sock";
-  uint32_t cursor = 0;
-  while (cursor != fw::ConnTable::kNil) cursor = source->ExportConns(cursor, 65536, 0, &e.conns);
-  capnp::MallocMessageBuilder message;
-  migration::Write(e, message.initRoot<migration::PortState>());
-  kj::VectorOutputStream out;
-  capnp::writePackedMessage(out, message);
-  kj::Array<kj::byte> wire = kj::heapArray(out.getArray());
+  const kj::Array<kj::byte> wire = Export(*Filled(Entries()));
   for (auto _ : state) {
     state.PauseTiming();
     fw::FirewallOptions o;
