@@ -31,6 +31,10 @@ struct UsageError {
   std::string message;
 };
 
+struct ConnectError {
+  std::string message;
+};
+
 const char* kMainHelp =
     "Usage: palisadectl [-s|--socket PATH] [--json] COMMAND [ARGS]\n"
     "       palisadectl -c|--connect HOST:PORT --tls-cert FILE --tls-key FILE --tls-ca FILE ...\n"
@@ -183,6 +187,20 @@ class Ctl {
     auto& ws = io.waitScope;
     kj::Own<kj::AsyncIoStream> stream;
     kj::Own<kj::TlsContext> tls;
+    KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() { Connect(io, &stream, &tls); })) {
+      throw ConnectError{e->getDescription().cStr()};
+    }
+    capnp::TwoPartyClient client(*stream);
+    rpc::Palisade::Client sw = client.bootstrap().castAs<rpc::Palisade>();
+    return Dispatch(cmd, args, sw, ws);
+  }
+
+ private:
+  void Connect(kj::AsyncIoContext& io, kj::Own<kj::AsyncIoStream>* stream_out,
+               kj::Own<kj::TlsContext>* tls_out) {
+    auto& ws = io.waitScope;
+    kj::Own<kj::AsyncIoStream> stream;
+    kj::Own<kj::TlsContext> tls;
     if (endpoint_.connect.empty()) {
       stream = io.provider->getNetwork().parseAddress(kj::str("unix:", endpoint_.socket.c_str()))
                    .wait(ws)->connect().wait(ws);
@@ -202,8 +220,11 @@ class Ctl {
       auto tcp = io.provider->getNetwork().parseAddress(endpoint_.connect.c_str()).wait(ws)->connect().wait(ws);
       stream = tls->wrapClient(kj::mv(tcp), host.c_str()).wait(ws);
     }
-    capnp::TwoPartyClient client(*stream);
-    rpc::Palisade::Client sw = client.bootstrap().castAs<rpc::Palisade>();
+    *stream_out = kj::mv(stream);
+    *tls_out = kj::mv(tls);
+  }
+
+  int Dispatch(const std::string& cmd, Args& args, rpc::Palisade::Client& sw, kj::WaitScope& ws) {
     auto out = [this](auto&& results, const std::string& text) { Print(results, text); };
     if (cmd == "summarize-dvfilter") {
       auto r = sw.summarizeFiltersRequest().send().wait(ws);
@@ -372,7 +393,6 @@ class Ctl {
     return kOk;
   }
 
- private:
   // Human text, or with --json the whole result as capnp's JSON codec writes it.
   template <typename T>
   void Print(capnp::Response<T>& response, const std::string& text) {
@@ -572,6 +592,10 @@ int Main(int argc, char** argv) {
     std::fprintf(stderr, "palisadectl %s: %s\nTry 'palisadectl %s --help'.\n", cmd.c_str(),
                  e.message.c_str(), cmd.c_str());
     return kUsage;
+  } catch (const ConnectError& e) {
+    std::fprintf(stderr, "palisadectl: cannot reach the switch at %s: %s\n",
+                 (endpoint.connect.empty() ? endpoint.socket : endpoint.connect).c_str(), e.message.c_str());
+    return kSwitchError;
   } catch (const kj::Exception& e) {
     std::string d = e.getDescription().cStr();
     for (const char* prefix : {"remote exception: ", "expected s.ok(); "}) {

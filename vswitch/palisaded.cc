@@ -153,6 +153,14 @@ int Main(int argc, char** argv) {
     std::fprintf(stderr, "palisaded: control socket: %s\n", s.message().c_str());
     return 1;
   }
+  for (const std::string& path : {options.socket, options.state_file}) {
+    const std::filesystem::path dir = std::filesystem::path(path).parent_path();
+    std::error_code ec;
+    if (!dir.empty() && !std::filesystem::create_directories(dir, ec) && ec) {
+      std::fprintf(stderr, "palisaded: cannot create %s: %s\n", dir.c_str(), ec.message().c_str());
+      return 1;
+    }
+  }
   rpc::TlsConfig tls;
   if (!options.tls_listen.empty()) {
     tls.listen = options.tls_listen;
