@@ -56,6 +56,7 @@ const char* kMainHelp =
     "  connection list                    who is connected to this switch's control plane\n"
     "  log tail [-n N]                    the packet log's last lines (default 20)\n"
     "  exec LINE...                       run one line of the config-file language; JSON reply\n"
+    "  migrate PORT --to SOCKET [--socket PATH] [--keep]   move a port's filter state\n"
     "\n"
     "FILTER is a filter name from summarize-dvfilter (nic-...-palisade-sfw.2) or a port name.\n"
     "Exit status: 0 done, 1 the switch refused or failed, 2 usage error.\n";
@@ -109,6 +110,13 @@ const std::map<std::string, const char*> kHelp = {
      "Usage: palisadectl log tail [-n N]\n"
      "The firewall packet log's last N lines (default 20, at most 1,000): `with log` rules,\n"
      "TERM lines of logged connections, state-limit and SpoofGuard drops.\n"},
+    {"migrate",
+     "Usage: palisadectl migrate PORT --to SOCKET [--socket PATH] [--keep]\n"
+     "Moves PORT's whole filter state (bindings, slots, rules, options, every connection with its\n"
+     "TCP windows, counters and flow id) from this switch to the one serving SOCKET, where the\n"
+     "port is created (its vhost-user socket at PATH, when given) before the guest resumes there;\n"
+     "connections are re-checked against the destination's rules. Then the port is removed here,\n"
+     "unless --keep.\n"},
     {"exec",
      "Usage: palisadectl exec COMMAND...\n"
      "Runs one line of palisaded's config-file language (e.g. 'port stats', 'mac flush',\n"
@@ -184,6 +192,7 @@ class Ctl {
 
   int Run(const std::string& cmd, Args& args) {
     kj::AsyncIoContext io = kj::setupAsyncIo();
+    io_ = &io;
     auto& ws = io.waitScope;
     kj::Own<kj::AsyncIoStream> stream;
     kj::Own<kj::TlsContext> tls;
@@ -372,6 +381,8 @@ class Ctl {
                 std::to_string(r.getLost()) + " events lost\n";
       }
       out(r, text);
+    } else if (cmd == "migrate") {
+      return Migrate(sw, ws, args);
     } else if (cmd == "exec") {
       std::string line;
       while (!args.Done()) line += (line.empty() ? "" : " ") + args.Next("");
@@ -390,6 +401,52 @@ class Ctl {
       throw UsageError{"unknown command '" + cmd + "' (see palisadectl --help)"};
     }
     if (!args.Done()) throw UsageError{"unexpected '" + args.Peek() + "'"};
+    return kOk;
+  }
+
+  // Moves a port's filter state to another switch: export here, import there (its port at
+  // --socket there, when given), then remove the port here unless --keep.
+  int Migrate(rpc::Palisade::Client& sw, kj::WaitScope& ws, Args& args) {
+    const std::string port = args.Next("a port name");
+    std::string to, dest_socket;
+    bool keep = false;
+    while (!args.Done()) {
+      std::string opt = args.Next("");
+      if (opt == "--to") to = args.Next("the destination switch's control socket after --to");
+      else if (opt == "--socket") dest_socket = args.Next("a vhost-user socket path after --socket");
+      else if (opt == "--keep") keep = true;
+      else throw UsageError{"unknown option '" + opt + "'"};
+    }
+    if (to.empty()) throw UsageError{"expected --to SOCKET"};
+    auto ex = sw.exportPortRequest();
+    ex.setName(port);
+    auto state = ex.send().wait(ws);
+
+    kj::Own<kj::AsyncIoStream> stream;
+    KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() {
+      stream = io_->provider->getNetwork().parseAddress(kj::str("unix:", to.c_str()))
+                   .wait(ws)->connect().wait(ws);
+    })) {
+      throw ConnectError{"destination " + to + ": " + std::string(e->getDescription().cStr())};
+    }
+    capnp::TwoPartyClient dest_client(*stream);
+    auto dest = dest_client.bootstrap().castAs<rpc::Palisade>();
+    auto im = dest.importPortRequest();
+    im.setState(state.getState());
+    im.setSocket(dest_socket);
+    auto imported = im.send().wait(ws);
+    if (!keep) {
+      auto del = sw.removePortRequest();
+      del.setName(port);
+      del.send().wait(ws);
+    }
+    if (!json_) {
+      std::printf("migrated %s to %s: %u of %u connection(s)%s\n", port.c_str(), to.c_str(),
+                  imported.getConnections(), state.getState().getConnections().size(),
+                  keep ? "" : "; removed here");
+    } else {
+      std::printf("{\"port\": \"%s\", \"connections\": %u}\n", port.c_str(), imported.getConnections());
+    }
     return kOk;
   }
 
@@ -541,6 +598,7 @@ class Ctl {
   }
 
   Endpoint endpoint_;
+  kj::AsyncIoContext* io_ = nullptr;  // the one event loop of this thread, while Run() runs
   std::string socket_;  // for display
   bool json_;
 };

@@ -5,6 +5,7 @@
 
 using Cxx = import "/capnp/c++.capnp";
 $Cxx.namespace("palisade::rpc");
+using PortState = import "/migration/port_state.capnp".PortState;
 
 struct PortSpec {
   name @0 :Text;
@@ -162,4 +163,10 @@ interface Palisade {
 
   # The packet log's last lines (at most 1,000 are kept), oldest first, and its counters.
   tailLog @19 (lines :UInt32) -> (lines :List(Text), written :UInt64, suppressed :UInt64, lost :UInt64);
+
+  # Migration: a port's whole filter state out of this switch, and into another one. Import
+  # creates the port when missing (at `socket`, when given, instead of the exported path),
+  # attaches its slots, loads its rules, then its connections, re-checked against them.
+  exportPort @20 (name :Text) -> (state :PortState);
+  importPort @21 (state :PortState, socket :Text) -> (connections :UInt32);
 }

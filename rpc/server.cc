@@ -14,6 +14,7 @@
 
 #include "firewall/rule_text.h"
 #include "rpc/palisade.capnp.h"
+#include "migration/port_state.h"
 #include "vswitch/control.h"
 #include "vswitch/mac_addr.h"
 #include "vswitch/socket_path.h"
@@ -410,6 +411,28 @@ class PalisadeImpl final : public Palisade::Server {
       r.setSuppressed(o.suppressed);
       r.setLost(o.lost);
     });
+  }
+
+  kj::Promise<void> exportPort(ExportPortContext context) override {
+    std::string name = Str(context.getParams().getName());
+    return q_->Run<PortExport>([this, name]() {
+      PortExport e;
+      Check(sw_->ExportPort(name, &e));
+      if (e.spec.kind != PortKind::kVhostUser) Check(Status::Invalid("only vhost-user ports migrate"));
+      return e;
+    }).then([context](PortExport e) mutable { migration::Write(e, context.getResults().initState()); });
+  }
+
+  kj::Promise<void> importPort(ImportPortContext context) override {
+    auto p = context.getParams();
+    PortExport e;
+    Check(migration::Read(p.getState(), &e));
+    if (p.getSocket().size() > 0) e.spec.path = Str(p.getSocket());
+    return q_->Run<uint32_t>([this, e]() {
+      size_t n = 0;
+      Check(sw_->ImportPort(e, &n));
+      return static_cast<uint32_t>(n);
+    }).then([context](uint32_t n) mutable { context.getResults().setConnections(n); });
   }
 
   kj::Promise<void> execute(ExecuteContext context) override {

@@ -139,7 +139,7 @@ class Switch {
   // not exist, attaches its slots (the stateful filter without rules first: failClosed until the
   // rules are in), loads the rules, then the connections, re-checked against them.
   Status ExportPort(const std::string& name, PortExport* out) const;
-  Status ImportPort(const PortExport& in);
+  Status ImportPort(const PortExport& in, size_t* connections = nullptr);
   std::vector<std::string> PortNames() const;
 
   // The addresses the switch knows for a VM: bound to its ports, or learned by port security.

@@ -38,7 +38,7 @@ Status Switch::ExportPort(const std::string& name, PortExport* out) const {
   return Status::Ok();
 }
 
-Status Switch::ImportPort(const PortExport& in) {
+Status Switch::ImportPort(const PortExport& in, size_t* connections) {
   // Everything that can be refused is checked before anything changes.
   if (!in.rules.empty()) {
     fw::RuleFile probe;
@@ -64,7 +64,8 @@ Status Switch::ImportPort(const PortExport& in) {
     if (Status s = LoadRules(in.spec.name, in.rules); !s.ok()) return s;
   }
   if (Status s = SetFirewallOptions(in.spec.name, in.options); !s.ok()) return s;
-  state.sfw->ImportConns(in.conns, NowNs());
+  const size_t taken = state.sfw->ImportConns(in.conns, NowNs());
+  if (connections) *connections = taken;
   return Status::Ok();
 }
 

@@ -74,6 +74,7 @@ class RestartTest(unittest.TestCase):
             wait_for(lambda: all(p["link"] for p in sw.ctl("port list")["ports"]), 30)
             sw.ctl("filter attach vm-b --slot 2 --agent sfw")
             sw.ctl(f"rules load vm-b {rules}")
+            session.do("timeout 3")
             self.assertNotEqual(session.do("send lost"), "echo lost")
             self.assertGreater(sw.port("vm-b")["drops"]["tcp-invalid"], 0)
         finally:

@@ -314,6 +314,8 @@ class NamespaceGuests:
         self.prefix = prefix
         self.ns = {}
         self.links = []
+        self.guests = list(guests)
+        self.vhost_server = vhost_server
         vdevs = []
         for i, (name, sock, addr) in enumerate(guests):
             ns = Netns(f"{prefix}-{name}")
@@ -332,6 +334,22 @@ class NamespaceGuests:
             vdevs.append(f"net_af_packet{i},iface={host}")
         self.tp = Testpmd(prefix, vdevs, ["--forward-mode=io", "--port-topology=paired",
                                           "--auto-start"])
+
+    def _vdevs(self):
+        vdevs = []
+        for i, (name, sock, addr) in enumerate(self.guests):
+            vdevs.append(f"net_virtio_user{i},path={sock},queue_size=1024" +
+                         (",server=1" if self.vhost_server else ""))
+            vdevs.append(f"net_af_packet{i},iface={self.links[i]}")
+        return vdevs
+
+    def move(self, name, socket_path):
+        """The guest `name` leaves its switch port for the vhost-user socket at socket_path, as a
+        VM moving to another host: its network stack (the namespace) and its state stay."""
+        self.tp.close()
+        self.guests = [(n, socket_path if n == name else s, a) for n, s, a in self.guests]
+        self.tp = Testpmd(self.prefix, self._vdevs(), ["--forward-mode=io", "--port-topology=paired",
+                                                       "--auto-start"])
 
     def __getitem__(self, name):
         return self.ns[name]
@@ -411,7 +429,8 @@ while True:
     threading.Thread(target=serve, args=(c,), daemon=True).start()
 """
 
-# Reads lines from stdin: "connect HOST PORT TIMEOUT", "send TEXT", "close"; answers one line each.
+# Reads lines from stdin: "connect HOST PORT TIMEOUT", "send TEXT", "timeout SECONDS" (for
+# replies), "close"; answers one line each.
 SESSION_CLIENT = r"""
 import socket, sys, time
 s = None
@@ -421,11 +440,14 @@ for line in sys.stdin:
         if cmd[0] == "connect":
             start = time.monotonic()
             s = socket.create_connection((cmd[1], int(cmd[2])), timeout=float(cmd[3]))
-            s.settimeout(5)
+            s.settimeout(15)  # a path that moved may need a few retransmissions
             print("connected", flush=True)
         elif cmd[0] == "send":
             s.sendall(cmd[1].encode())
             print("echo " + s.recv(4096).decode(), flush=True)
+        elif cmd[0] == "timeout":
+            s.settimeout(float(cmd[1]))
+            print("ok", flush=True)
         elif cmd[0] == "close":
             s.close()
             print("closed", flush=True)
