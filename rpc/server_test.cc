@@ -14,6 +14,7 @@
 #include <filesystem>
 #include <thread>
 
+#include "migration/port_state.capnp.h"
 #include "rpc/palisade.capnp.h"
 
 namespace palisade::rpc {
@@ -275,6 +276,52 @@ TEST_F(RpcServerTest, FlowsFirewallWorkersMacsConnections) {
   auto conns = cap().connectionsRequest().send().wait(ws());
   ASSERT_EQ(conns.getConnections().size(), 1u);
   EXPECT_NE(std::string(conns.getConnections()[0].getPeer().cStr()).find("unix pid"), std::string::npos);
+}
+
+TEST_F(RpcServerTest, ExportAndImportAPort) {
+  AddPort("a");
+  auto attach = cap().attachFilterRequest();
+  attach.setPort("a");
+  attach.setSlot(2);
+  attach.setAgent("sfw");
+  attach.send().wait(ws());
+  auto set = cap().setRulesRequest();
+  set.setFilter("a");
+  set.setText("ruleset t { rule 5 inout protocol any from any to any accept; }");
+  set.send().wait(ws());
+
+  auto ex = cap().exportPortRequest();
+  ex.setName("a");
+  auto exported = ex.send().wait(ws());
+  auto state = exported.getState();
+  EXPECT_EQ(state.getVersion(), migration::CURRENT_VERSION);
+  EXPECT_EQ(state.getName(), "a");
+  EXPECT_EQ(state.getVm(), "vm-a");
+  ASSERT_EQ(state.getSlots().size(), 1u);
+  EXPECT_EQ(state.getSlots()[0].getAgent(), "sfw");
+  EXPECT_NE(std::string(state.getRules().cStr()).find("rule 5 at 1"), std::string::npos);
+
+  // Into this switch under another name and socket: a new port with the same filter state.
+  capnp::MallocMessageBuilder copy;
+  copy.setRoot(state);
+  auto renamed = copy.getRoot<migration::PortState>();
+  renamed.setName("b");
+  auto im = cap().importPortRequest();
+  im.setState(renamed.asReader());
+  im.setSocket(path("b.sock"));
+  EXPECT_EQ(im.send().wait(ws()).getConnections(), 0u);
+  auto rules = cap().getRulesRequest();
+  rules.setFilter("b");
+  EXPECT_NE(std::string(rules.send().wait(ws()).getText().cStr()).find("rule 5 at 1"), std::string::npos);
+  EXPECT_TRUE(std::filesystem::exists(path("b.sock")));
+
+  renamed.setVersion(migration::CURRENT_VERSION + 1);
+  auto bad = cap().importPortRequest();
+  bad.setState(renamed.asReader());
+  EXPECT_NE(Error(bad).find("port state version 2 cannot be read here"), std::string::npos);
+  auto missing = cap().exportPortRequest();
+  missing.setName("nosuch");
+  EXPECT_NE(Error(missing).find("no port 'nosuch'"), std::string::npos);
 }
 
 }  // namespace
