@@ -1,0 +1,46 @@
+#include "firewall/conn.h"
+
+#include <gtest/gtest.h>
+
+#include <vector>
+
+namespace palisade::fw {
+namespace {
+
+TEST(ConnKeyTest, BothDirectionsShareOneKey) {
+  Tuple out{*IpAddr::Parse("10.0.0.2"), *IpAddr::Parse("10.0.0.1"), 40000, 22, 6};
+  Tuple back{out.dst, out.src, out.dport, out.sport, 6};
+  bool lo_out, lo_back;
+  EXPECT_EQ(MakeKey(out, &lo_out), MakeKey(back, &lo_back));
+  EXPECT_NE(lo_out, lo_back);
+}
+
+// The bucket is the hash's low bits: they must spread sequential addresses and ports as well
+// as random keys would (about 38.6% of buckets empty for as many keys as buckets).
+TEST(ConnKeyTest, HashSpreadsSequentialKeys) {
+  constexpr uint32_t kBuckets = 1 << 16;
+  for (int pattern = 0; pattern < 3; pattern++) {
+    std::vector<uint32_t> load(kBuckets);
+    for (uint32_t i = 0; i < kBuckets; i++) {
+      Tuple t;
+      t.proto = 6;
+      if (pattern == 0) t = Tuple{IpAddr::V4(0x0a000000u + i), IpAddr::V4(0xc0a80001u), 40000, 53, 17};
+      if (pattern == 1) t = Tuple{IpAddr::V4(0x0a000001u), IpAddr::V4(0xc0a80001u), static_cast<uint16_t>(i), 443, 6};
+      if (pattern == 2) t = Tuple{IpAddr::FromValue((u128{0x20010db8} << 96) + i), IpAddr::V4(1), 1, 2, 6};
+      bool lo;
+      load[HashKey(MakeKey(t, &lo), 0x1234567) & (kBuckets - 1)]++;
+    }
+    uint32_t empty = 0, longest = 0;
+    for (uint32_t l : load) {
+      empty += l == 0;
+      longest = std::max(longest, l);
+    }
+    const double share = static_cast<double>(empty) / kBuckets;
+    EXPECT_GT(share, 0.33) << "pattern " << pattern;
+    EXPECT_LT(share, 0.44) << "pattern " << pattern;
+    EXPECT_LE(longest, 12u) << "pattern " << pattern;
+  }
+}
+
+}  // namespace
+}  // namespace palisade::fw
