@@ -100,6 +100,14 @@ class RpcServerTest : public ::testing::Test {
     req.send().wait(ws());
   }
 
+  void AttachSfw(const std::string& port) {
+    auto req = cap().attachFilterRequest();
+    req.setPort(port);
+    req.setSlot(2);
+    req.setAgent("sfw");
+    req.send().wait(ws());
+  }
+
   std::filesystem::path dir_;
   std::unique_ptr<Switch> sw_;
   struct ev_loop* loop_ = nullptr;
@@ -211,11 +219,7 @@ TEST_F(RpcServerTest, FiltersRulesAndAddressSets) {
 
 TEST_F(RpcServerTest, FlowsFirewallWorkersMacsConnections) {
   AddPort("a");
-  auto attach = cap().attachFilterRequest();
-  attach.setPort("a");
-  attach.setSlot(2);
-  attach.setAgent("sfw");
-  attach.send().wait(ws());
+  AttachSfw("a");
 
   auto flows = [&](const char* src) {
     auto req = cap().getFlowsRequest();
@@ -280,11 +284,7 @@ TEST_F(RpcServerTest, FlowsFirewallWorkersMacsConnections) {
 
 TEST_F(RpcServerTest, ExportAndImportAPort) {
   AddPort("a");
-  auto attach = cap().attachFilterRequest();
-  attach.setPort("a");
-  attach.setSlot(2);
-  attach.setAgent("sfw");
-  attach.send().wait(ws());
+  AttachSfw("a");
   auto set = cap().setRulesRequest();
   set.setFilter("a");
   set.setText("ruleset t { rule 5 inout protocol any from any to any accept; }");
