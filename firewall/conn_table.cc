@@ -29,6 +29,7 @@ uint32_t ConnTable::Insert(const ConnKey& k) {
   } else {
     idx = static_cast<uint32_t>(entries_.size());
     entries_.emplace_back();
+    if (tracking_ && (idx >> 6) >= dirty_bits_.size()) dirty_bits_.resize((idx >> 6) + 1024, 0);
   }
   Conn& c = entries_[idx];
   c = Conn{};
@@ -42,11 +43,16 @@ uint32_t ConnTable::Insert(const ConnKey& k) {
   c.next = buckets_[b];
   buckets_[b] = idx;
   size_++;
+  Touch(idx);
   return idx;
 }
 
 void ConnTable::Remove(uint32_t idx) {
   Conn& c = entries_[idx];
+  if (tracking_) {
+    dirty_bits_[idx >> 6] &= ~(uint64_t{1} << (idx & 63));
+    removed_.push_back(c.key());
+  }
   uint32_t* link = &buckets_[Bucket(c.key())];
   while (*link != idx) link = &entries_[*link].next;
   *link = c.next;
@@ -54,6 +60,37 @@ void ConnTable::Remove(uint32_t idx) {
   c.next = free_;
   free_ = idx;
   size_--;
+}
+
+void ConnTable::StartTracking() {
+  tracking_ = true;
+  // Room for every slot the limit allows, so the datapath does not allocate while tracking.
+  const size_t slots = std::max<size_t>(entries_.size(), limit_);
+  dirty_bits_.assign((slots + 63) / 64 + 1, 0);
+  dirty_.clear();
+  dirty_.reserve(slots);
+  removed_.clear();
+  removed_.reserve(4096);
+}
+
+void ConnTable::StopTracking() {
+  tracking_ = false;
+  std::vector<uint64_t>().swap(dirty_bits_);
+  std::vector<uint32_t>().swap(dirty_);
+  std::vector<ConnKey>().swap(removed_);
+}
+
+void ConnTable::TakeChanges(std::vector<uint32_t>* changed, std::vector<ConnKey>* removed) {
+  for (uint32_t idx : dirty_) {
+    uint64_t& word = dirty_bits_[idx >> 6];
+    const uint64_t bit = uint64_t{1} << (idx & 63);
+    if (!(word & bit)) continue;  // removed since, or listed twice after a re-use
+    word &= ~bit;
+    changed->push_back(idx);
+  }
+  dirty_.clear();
+  removed->insert(removed->end(), removed_.begin(), removed_.end());
+  removed_.clear();
 }
 
 size_t ConnTable::memory_bytes() const {

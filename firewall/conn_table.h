@@ -1,6 +1,8 @@
 // ConnTable: a filter's connection entries in a pool of 128-byte Conns with index-linked hash
 // chains, bounded by an entry limit. Walkable with a cursor (getflows, the migration exporter)
-// in pages, and swept for expired entries a slice at a time.
+// in pages, and swept for expired entries a slice at a time. During a live migration it tracks
+// changes (a bit per slot plus a list), so that the final delta costs what changed, not what
+// the table holds.
 //
 // Thread-safety: none of its own. The stateful filter that owns it serialises access (see
 // stateful_filter.h).
@@ -24,6 +26,16 @@ class ConnTable {
   // A zeroed entry holding k, or kNil when the limit is reached.
   uint32_t Insert(const ConnKey& k);
   void Remove(uint32_t idx);
+  // The entry at idx changed (counters, state, timeout): remembered once per round while
+  // tracking. Insert counts as a change.
+  void Touch(uint32_t idx) {
+    if (!tracking_) return;
+    const uint64_t bit = uint64_t{1} << (idx & 63);
+    uint64_t& word = dirty_bits_[idx >> 6];
+    if (word & bit) return;
+    word |= bit;
+    dirty_.push_back(idx);
+  }
   Conn& at(uint32_t idx) { return entries_[idx]; }
   const Conn& at(uint32_t idx) const { return entries_[idx]; }
 
@@ -34,6 +46,14 @@ class ConnTable {
   // A lower limit refuses new entries until the table has shrunk below it.
   void set_limit(uint32_t limit) { limit_ = limit; }
   size_t memory_bytes() const;
+
+  // Change tracking. StartTracking begins a round with nothing changed; TakeChanges hands over
+  // the live entries inserted or touched and the keys of entries removed since, and begins the
+  // next round. An entry removed and re-created shows in both lists (apply removals first).
+  void StartTracking();
+  void StopTracking();
+  bool tracking() const { return tracking_; }
+  void TakeChanges(std::vector<uint32_t>* changed, std::vector<ConnKey>* removed);
 
   // Calls f(idx, conn) for up to `max` live entries from `cursor` on; returns the cursor to
   // continue from, or kNil when the walk is complete. Entries added or removed meanwhile are
@@ -61,6 +81,10 @@ class ConnTable {
   uint32_t free_ = kNil;  // free list through Conn::next
   std::vector<uint32_t> buckets_;
   std::vector<Conn> entries_;
+  bool tracking_ = false;
+  std::vector<uint64_t> dirty_bits_;  // one bit per slot of entries_
+  std::vector<uint32_t> dirty_;       // slots in the order they were first touched
+  std::vector<ConnKey> removed_;
 };
 
 }  // namespace palisade::fw

@@ -154,7 +154,7 @@ void StatefulFilter::ProcessIp(FilterBatch& b, uint16_t i, const Packet& p, cons
       c.state = ConnState::kMultiple;
     }
     if (idx != ConnTable::kNil) {
-      Account(c, dir, len, now_s);
+      Account(idx, dir, len, now_s);
       if (p.first_fragment) RememberFragment(p, now_s);
       return;
     }
@@ -243,7 +243,9 @@ bool StatefulFilter::Recheck(Conn& c, const RuleTable& t) {
   return true;
 }
 
-void StatefulFilter::Account(Conn& c, int dir, uint32_t len, uint32_t now_s) {
+void StatefulFilter::Account(uint32_t idx, int dir, uint32_t len, uint32_t now_s) {
+  Conn& c = conns_.at(idx);
+  conns_.Touch(idx);
   c.pkts[dir]++;
   c.bytes[dir] += len;
   c.expires_s = now_s + options_.timeouts.For(c.proto, c.state);
@@ -375,8 +377,11 @@ size_t StatefulFilter::ImportConns(const std::vector<Conn>& conns, uint64_t now_
       const Conn& in = conns[i];
       if (in.state == ConnState::kFree || in.expires_s == 0) continue;
       Conn c = in;
-      if (table_ && !Recheck(c, *table_)) continue;  // the destination's rules do not admit it
       uint32_t idx = conns_.Find(c.key());
+      if (table_ && !Recheck(c, *table_)) {  // the destination's rules do not admit it
+        if (idx != ConnTable::kNil) conns_.Remove(idx);  // nor an older copy of it
+        continue;
+      }
       if (idx == ConnTable::kNil) idx = conns_.Insert(c.key());
       if (idx == ConnTable::kNil) return taken;  // the limit: the rest cannot be taken either
       c.next = conns_.at(idx).next;
@@ -386,6 +391,46 @@ size_t StatefulFilter::ImportConns(const std::vector<Conn>& conns, uint64_t now_
     }
   }
   return taken;
+}
+
+void StatefulFilter::StartTracking() {
+  std::lock_guard lock(lock_);
+  conns_.StartTracking();
+}
+
+void StatefulFilter::StopTracking() {
+  std::lock_guard lock(lock_);
+  conns_.StopTracking();
+}
+
+void StatefulFilter::TakeDelta(uint64_t now_ns, std::vector<Conn>* changed,
+                               std::vector<ConnKey>* removed) {
+  const uint32_t now_s = static_cast<uint32_t>(now_ns / 1000000000ull);
+  std::vector<uint32_t> idxs;
+  std::lock_guard lock(lock_);
+  conns_.TakeChanges(&idxs, removed);
+  changed->reserve(changed->size() + idxs.size());
+  for (uint32_t idx : idxs) {
+    Conn copy = conns_.at(idx);
+    copy.expires_s = copy.expires_s > now_s ? copy.expires_s - now_s : 0;
+    copy.next = 0;
+    changed->push_back(copy);
+  }
+}
+
+size_t StatefulFilter::RemoveConns(const std::vector<ConnKey>& keys) {
+  size_t removed = 0;
+  constexpr size_t kSlice = 4096;
+  for (size_t start = 0; start < keys.size(); start += kSlice) {
+    std::lock_guard lock(lock_);
+    for (size_t i = start; i < std::min(keys.size(), start + kSlice); i++) {
+      const uint32_t idx = conns_.Find(keys[i]);
+      if (idx == ConnTable::kNil) continue;
+      conns_.Remove(idx);
+      removed++;
+    }
+  }
+  return removed;
 }
 
 size_t StatefulFilter::Expire(uint64_t now_ns, uint32_t budget) {

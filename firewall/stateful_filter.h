@@ -91,6 +91,16 @@ class StatefulFilter : public Filter {
   uint32_t ExportConns(uint32_t cursor, uint32_t max, uint64_t now_ns, std::vector<Conn>* out);
   size_t ImportConns(const std::vector<Conn>& conns, uint64_t now_ns);
 
+  // Live migration's delta. StartTracking, before the bulk export, begins remembering changes;
+  // TakeDelta hands over the entries created or changed since the start or the previous
+  // delta (as ExportConns gives them) and the keys of entries removed meanwhile; StopTracking
+  // ends it (migration done or cancelled). The destination applies RemoveConns(removed), then
+  // ImportConns(changed).
+  void StartTracking();
+  void TakeDelta(uint64_t now_ns, std::vector<Conn>* changed, std::vector<ConnKey>* removed);
+  void StopTracking();
+  size_t RemoveConns(const std::vector<ConnKey>& keys);
+
   // Removes expired entries, examining at most `budget` slots; returns how many it removed.
   size_t Expire(uint64_t now_ns, uint32_t budget);
   uint32_t flow_count() const;
@@ -108,7 +118,7 @@ class StatefulFilter : public Filter {
   void NewConnection(FilterBatch& b, uint16_t i, const Packet& p, const RuleTable& t,
                      uint32_t now_s, const ConnKey& key, bool src_is_lo);
   bool Recheck(Conn& c, const RuleTable& t);
-  void Account(Conn& c, int dir, uint32_t len, uint32_t now_s);
+  void Account(uint32_t idx, int dir, uint32_t len, uint32_t now_s);
   void CountRule(uint32_t pos, bool in, uint32_t len, bool eval);
   void Close(uint32_t idx, CloseReason why, uint64_t now_ns, unsigned worker);
   void LogPacket(const FilterBatch& b, const Packet& p, uint32_t len, LogEvent::Kind kind,

@@ -4,6 +4,9 @@
 
 #include <gtest/gtest.h>
 
+#include <map>
+#include <set>
+
 #include "firewall/checksum.h"
 #include "firewall/packet_builder.h"
 #include "firewall/parsed.h"
@@ -518,6 +521,94 @@ TEST_F(StatefulFilterTest, ExportedConnectionsCarryOnInAnotherFilter) {
   strict_dest.Flows(0, 10, FlowSelector{}, dest_now, &kept);
   ASSERT_EQ(kept.size(), 1u);
   EXPECT_EQ(kept[0].rule_id, 1u) << "re-checked: it now belongs to the destination's rule";
+}
+
+// All flows of a filter by flow id, for comparing a source and a destination.
+std::map<uint64_t, FlowInfo> FlowsById(StatefulFilter& f, uint64_t now) {
+  std::vector<FlowInfo> flows;
+  f.Flows(0, 1000, FlowSelector{}, now, &flows);
+  std::map<uint64_t, FlowInfo> out;
+  for (const FlowInfo& fl : flows) out[fl.flow_id] = fl;
+  return out;
+}
+
+TEST_F(StatefulFilterTest, DeltaCarriesWhatChangedSinceTheBulkCopy) {
+  ASSERT_TRUE(Passes(Direction::kOut, Out(tcp::kSyn, 1000, 0, 443)));
+  ASSERT_TRUE(Passes(Direction::kIn, In(tcp::kSyn | tcp::kAck, 5000, 1001, 443)));
+  ASSERT_TRUE(Passes(Direction::kOut, Out(tcp::kAck, 1001, 5001, 443)));
+  for (uint16_t port : {40001, 40002, 40003}) ASSERT_TRUE(Passes(Direction::kOut, Udp(true, port, 53)));
+
+  // Bulk copy while the VM runs: tracking starts before the walk.
+  filter_.StartTracking();
+  std::vector<Conn> bulk;
+  uint32_t cursor = 0;
+  while (cursor != ConnTable::kNil) cursor = filter_.ExportConns(cursor, 2, now_, &bulk);
+  ASSERT_EQ(bulk.size(), 4u);
+  StatefulFilter dest(8, &log_, FirewallOptions{}, 0x9999000000000000ull);
+  RuleFile f;
+  ASSERT_TRUE(ParseRuleFile(kPolicy, &f).ok());
+  std::shared_ptr<const RuleTable> t;
+  ASSERT_TRUE(RuleTable::Compile(f, nullptr, 41, &t).ok());
+  dest.SetTable(t);
+  ASSERT_EQ(dest.ImportConns(bulk, now_), 4u);
+
+  // Meanwhile: the TCP connection carries data, a new flow opens, one ends, one is re-created,
+  // one is left alone.
+  now_ += 2 * kSecond;
+  ASSERT_TRUE(Passes(Direction::kOut, Out(tcp::kAck | tcp::kPsh, 1001, 5001, 443, {1, 2, 3, 4})));
+  ASSERT_TRUE(Passes(Direction::kOut, Udp(true, 40004, 53)));
+  FlowSelector gone;
+  gone.sport = 40002;
+  ASSERT_EQ(filter_.Flush(gone, now_), 1u);
+  FlowSelector again;
+  again.sport = 40003;
+  ASSERT_EQ(filter_.Flush(again, now_), 1u);
+  ASSERT_TRUE(Passes(Direction::kOut, Udp(true, 40003, 53)));
+
+  std::vector<Conn> changed;
+  std::vector<ConnKey> removed;
+  filter_.TakeDelta(now_, &changed, &removed);
+  std::set<uint16_t> changed_ports;
+  for (const Conn& c : changed) changed_ports.insert(c.proto == kProtoTcp ? 443 : c.lo_port);
+  EXPECT_EQ(changed_ports, (std::set<uint16_t>{443, 40003, 40004})) << "40001 did not change";
+  EXPECT_EQ(removed.size(), 2u) << "40002 ended, 40003's old entry ended";
+
+  EXPECT_EQ(dest.RemoveConns(removed), 2u);
+  EXPECT_EQ(dest.ImportConns(changed, now_), 3u);
+  const auto src_flows = FlowsById(filter_, now_);
+  const auto dst_flows = FlowsById(dest, now_);
+  ASSERT_EQ(dst_flows.size(), src_flows.size());
+  for (const auto& [id, s] : src_flows) {
+    ASSERT_TRUE(dst_flows.count(id)) << "flow " << id;
+    const FlowInfo& d = dst_flows.at(id);
+    EXPECT_EQ(d.pkts[0], s.pkts[0]);
+    EXPECT_EQ(d.bytes[0], s.bytes[0]);
+    EXPECT_EQ(d.state, s.state);
+    EXPECT_EQ(d.expires_in_s, s.expires_in_s);
+  }
+
+  // The next round starts empty; the destination's tables win over a changed entry they no
+  // longer admit (and the bulk copy of it goes too).
+  changed.clear();
+  removed.clear();
+  filter_.TakeDelta(now_, &changed, &removed);
+  EXPECT_TRUE(changed.empty());
+  EXPECT_TRUE(removed.empty());
+  ASSERT_TRUE(Passes(Direction::kOut, Udp(true, 40001, 53)));
+  filter_.TakeDelta(now_, &changed, &removed);
+  ASSERT_EQ(changed.size(), 1u);
+  ASSERT_TRUE(ParseRuleFile("ruleset x { rule 1 out protocol tcp from any to any port 443 accept; }", &f).ok());
+  ASSERT_TRUE(RuleTable::Compile(f, nullptr, 42, &t).ok());
+  dest.SetTable(t);
+  EXPECT_EQ(dest.ImportConns(changed, now_), 0u);
+  EXPECT_EQ(FlowsById(dest, now_).size(), src_flows.size() - 1);
+
+  // Stopped: nothing is remembered any more.
+  filter_.StopTracking();
+  ASSERT_TRUE(Passes(Direction::kOut, Udp(true, 40005, 53)));
+  changed.clear();
+  filter_.TakeDelta(now_, &changed, &removed);
+  EXPECT_TRUE(changed.empty());
 }
 
 TEST_F(StatefulFilterTest, FlowsWalkInPagesAndFlushSelectively) {
