@@ -65,6 +65,25 @@ struct PortState {
   connections @13 :List(Connection);
 }
 
+struct ConnectionKey {
+  lo @0 :Data;
+  hi @1 :Data;
+  loPort @2 :UInt16;
+  hiPort @3 :UInt16;
+  proto @4 :UInt8;
+}
+
+# A live migration's delta: what changed in the port's connection table since the bulk copy or
+# the previous delta. The destination removes `removed` first, then takes `changed`.
+struct PortDelta {
+  version @0 :UInt32;
+  name @1 :Text;
+  round @2 :UInt32;            # 1, 2, ... in the order sent
+  final @3 :Bool;              # sent when the source's device stopped: the last one
+  changed @4 :List(Connection);
+  removed @5 :List(ConnectionKey);
+}
+
 struct SwitchState {
   version @0 :UInt32;
   savedAt @1 :Text;            # UTC, for people reading the file

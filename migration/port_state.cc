@@ -24,6 +24,73 @@ capnp::ReaderOptions LargeMessages() {
   return o;
 }
 
+void WriteConn(const fw::Conn& c, Connection::Builder b) {
+  b.setLo(capnp::Data::Reader(c.lo.b.data(), 16));
+  b.setHi(capnp::Data::Reader(c.hi.b.data(), 16));
+  b.setLoPort(c.lo_port);
+  b.setHiPort(c.hi_port);
+  b.setProto(c.proto);
+  b.setState(static_cast<uint8_t>(c.state));
+  b.setFlags(c.flags);
+  b.setCloseReason(static_cast<uint8_t>(c.reason));
+  b.setRuleId(c.rule_id);
+  b.setRulePosition(c.rule_pos);
+  b.setGeneration(c.generation);
+  b.setFlowId(c.flow_id);
+  b.setOrigPackets(c.pkts[0]);
+  b.setReplyPackets(c.pkts[1]);
+  b.setOrigBytes(c.bytes[0]);
+  b.setReplyBytes(c.bytes[1]);
+  b.setExpiresInSeconds(c.expires_s);
+  auto peers = b.initPeers(2);
+  for (unsigned p = 0; p < 2; p++) {
+    peers[p].setEnd(c.peer[p].end);
+    peers[p].setMaxEnd(c.peer[p].maxend);
+    peers[p].setMaxWin(c.peer[p].maxwin);
+    peers[p].setScale(c.peer[p].scale);
+    peers[p].setFlags(c.peer[p].flags);
+  }
+}
+
+bool ReadConn(Connection::Reader b, fw::Conn* out) {
+  if (b.getLo().size() != 16 || b.getHi().size() != 16 || b.getPeers().size() != 2 ||
+      b.getState() == 0 || b.getState() > static_cast<uint8_t>(fw::ConnState::kMultiple)) {
+    return false;
+  }
+  fw::Conn c{};
+  std::memcpy(c.lo.b.data(), b.getLo().begin(), 16);
+  std::memcpy(c.hi.b.data(), b.getHi().begin(), 16);
+  c.lo_port = b.getLoPort();
+  c.hi_port = b.getHiPort();
+  c.proto = b.getProto();
+  c.state = static_cast<fw::ConnState>(b.getState());
+  c.flags = b.getFlags();
+  c.reason = static_cast<fw::CloseReason>(b.getCloseReason());
+  c.rule_id = b.getRuleId();
+  c.rule_pos = b.getRulePosition();
+  c.generation = b.getGeneration();
+  c.flow_id = b.getFlowId();
+  c.pkts[0] = b.getOrigPackets();
+  c.pkts[1] = b.getReplyPackets();
+  c.bytes[0] = b.getOrigBytes();
+  c.bytes[1] = b.getReplyBytes();
+  c.expires_s = b.getExpiresInSeconds();
+  for (unsigned p = 0; p < 2; p++) {
+    auto peer = b.getPeers()[p];
+    c.peer[p] = fw::TcpPeer{peer.getEnd(), peer.getMaxEnd(), peer.getMaxWin(), peer.getScale(),
+                            peer.getFlags(), 0};
+  }
+  *out = c;
+  return true;
+}
+
+Status CheckVersion(uint32_t version, const char* what) {
+  if (version == CURRENT_VERSION) return Status::Ok();
+  return Status::Invalid(std::string(what) + " version " + std::to_string(version) +
+                         " cannot be read here (this switch reads version " +
+                         std::to_string(CURRENT_VERSION) + ")");
+}
+
 }  // namespace
 
 void Write(const PortExport& in, PortState::Builder out) {
@@ -52,43 +119,11 @@ void Write(const PortExport& in, PortState::Builder out) {
     t[i].setSeconds(timeouts[i].second);
   }
   auto conns = out.initConnections(static_cast<unsigned>(in.conns.size()));
-  for (unsigned i = 0; i < in.conns.size(); i++) {
-    const fw::Conn& c = in.conns[i];
-    auto b = conns[i];
-    b.setLo(capnp::Data::Reader(c.lo.b.data(), 16));
-    b.setHi(capnp::Data::Reader(c.hi.b.data(), 16));
-    b.setLoPort(c.lo_port);
-    b.setHiPort(c.hi_port);
-    b.setProto(c.proto);
-    b.setState(static_cast<uint8_t>(c.state));
-    b.setFlags(c.flags);
-    b.setCloseReason(static_cast<uint8_t>(c.reason));
-    b.setRuleId(c.rule_id);
-    b.setRulePosition(c.rule_pos);
-    b.setGeneration(c.generation);
-    b.setFlowId(c.flow_id);
-    b.setOrigPackets(c.pkts[0]);
-    b.setReplyPackets(c.pkts[1]);
-    b.setOrigBytes(c.bytes[0]);
-    b.setReplyBytes(c.bytes[1]);
-    b.setExpiresInSeconds(c.expires_s);
-    auto peers = b.initPeers(2);
-    for (unsigned p = 0; p < 2; p++) {
-      peers[p].setEnd(c.peer[p].end);
-      peers[p].setMaxEnd(c.peer[p].maxend);
-      peers[p].setMaxWin(c.peer[p].maxwin);
-      peers[p].setScale(c.peer[p].scale);
-      peers[p].setFlags(c.peer[p].flags);
-    }
-  }
+  for (unsigned i = 0; i < in.conns.size(); i++) WriteConn(in.conns[i], conns[i]);
 }
 
 Status Read(PortState::Reader in, PortExport* out) {
-  if (in.getVersion() != CURRENT_VERSION) {
-    return Status::Invalid("port state version " + std::to_string(in.getVersion()) +
-                           " cannot be read here (this switch reads version " +
-                           std::to_string(CURRENT_VERSION) + ")");
-  }
+  if (Status s = CheckVersion(in.getVersion(), "port state"); !s.ok()) return s;
   PortExport e;
   e.spec.name = Str(in.getName());
   if (in.getVhostUser().size() == 0) return Status::Invalid("port '" + e.spec.name + "' has no vhost-user socket");
@@ -119,36 +154,57 @@ Status Read(PortState::Reader in, PortExport* out) {
   }
   e.conns.reserve(in.getConnections().size());
   for (auto b : in.getConnections()) {
-    if (b.getLo().size() != 16 || b.getHi().size() != 16 || b.getPeers().size() != 2 ||
-        b.getState() == 0 || b.getState() > static_cast<uint8_t>(fw::ConnState::kMultiple)) {
-      return Status::Invalid("port '" + e.spec.name + "': a malformed connection entry");
-    }
-    fw::Conn c{};
-    std::memcpy(c.lo.b.data(), b.getLo().begin(), 16);
-    std::memcpy(c.hi.b.data(), b.getHi().begin(), 16);
-    c.lo_port = b.getLoPort();
-    c.hi_port = b.getHiPort();
-    c.proto = b.getProto();
-    c.state = static_cast<fw::ConnState>(b.getState());
-    c.flags = b.getFlags();
-    c.reason = static_cast<fw::CloseReason>(b.getCloseReason());
-    c.rule_id = b.getRuleId();
-    c.rule_pos = b.getRulePosition();
-    c.generation = b.getGeneration();
-    c.flow_id = b.getFlowId();
-    c.pkts[0] = b.getOrigPackets();
-    c.pkts[1] = b.getReplyPackets();
-    c.bytes[0] = b.getOrigBytes();
-    c.bytes[1] = b.getReplyBytes();
-    c.expires_s = b.getExpiresInSeconds();
-    for (unsigned p = 0; p < 2; p++) {
-      auto peer = b.getPeers()[p];
-      c.peer[p] = fw::TcpPeer{peer.getEnd(), peer.getMaxEnd(), peer.getMaxWin(), peer.getScale(),
-                              peer.getFlags(), 0};
-    }
+    fw::Conn c;
+    if (!ReadConn(b, &c)) return Status::Invalid("port '" + e.spec.name + "': a malformed connection entry");
     e.conns.push_back(c);
   }
   *out = std::move(e);
+  return Status::Ok();
+}
+
+void WriteDelta(const Delta& in, PortDelta::Builder out) {
+  out.setVersion(CURRENT_VERSION);
+  out.setName(in.name);
+  out.setRound(in.round);
+  out.setFinal(in.final);
+  auto changed = out.initChanged(static_cast<unsigned>(in.changed.size()));
+  for (unsigned i = 0; i < in.changed.size(); i++) WriteConn(in.changed[i], changed[i]);
+  auto removed = out.initRemoved(static_cast<unsigned>(in.removed.size()));
+  for (unsigned i = 0; i < in.removed.size(); i++) {
+    const fw::ConnKey& k = in.removed[i];
+    removed[i].setLo(capnp::Data::Reader(k.lo.b.data(), 16));
+    removed[i].setHi(capnp::Data::Reader(k.hi.b.data(), 16));
+    removed[i].setLoPort(k.lo_port);
+    removed[i].setHiPort(k.hi_port);
+    removed[i].setProto(k.proto);
+  }
+}
+
+Status ReadDelta(PortDelta::Reader in, Delta* out) {
+  if (Status s = CheckVersion(in.getVersion(), "port delta"); !s.ok()) return s;
+  Delta d;
+  d.name = Str(in.getName());
+  d.round = in.getRound();
+  d.final = in.getFinal();
+  d.changed.reserve(in.getChanged().size());
+  for (auto b : in.getChanged()) {
+    fw::Conn c;
+    if (!ReadConn(b, &c)) return Status::Invalid("port '" + d.name + "': a malformed connection entry in the delta");
+    d.changed.push_back(c);
+  }
+  for (auto r : in.getRemoved()) {
+    if (r.getLo().size() != 16 || r.getHi().size() != 16) {
+      return Status::Invalid("port '" + d.name + "': a malformed key in the delta");
+    }
+    fw::ConnKey k;
+    std::memcpy(k.lo.b.data(), r.getLo().begin(), 16);
+    std::memcpy(k.hi.b.data(), r.getHi().begin(), 16);
+    k.lo_port = r.getLoPort();
+    k.hi_port = r.getHiPort();
+    k.proto = r.getProto();
+    d.removed.push_back(k);
+  }
+  *out = std::move(d);
   return Status::Ok();
 }
 
@@ -185,10 +241,8 @@ Status LoadSwitchState(const std::string& path, std::vector<PortExport>* ports) 
   KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() {
     capnp::PackedFdMessageReader reader(fd, LargeMessages());
     auto root = reader.getRoot<SwitchState>();
-    if (root.getVersion() != CURRENT_VERSION) {
-      status = Status::Invalid(path + ": switch state version " + std::to_string(root.getVersion()) +
-                               " cannot be read here (this switch reads version " +
-                               std::to_string(CURRENT_VERSION) + ")");
+    if (status = CheckVersion(root.getVersion(), "switch state"); !status.ok()) {
+      status = Status::Invalid(path + ": " + status.message());
       return;
     }
     for (auto p : root.getPorts()) {

@@ -17,6 +17,17 @@ namespace palisade::migration {
 void Write(const PortExport& in, PortState::Builder out);
 Status Read(PortState::Reader in, PortExport* out);
 
+// A live migration's delta (see PortDelta in port_state.capnp).
+struct Delta {
+  std::string name;
+  uint32_t round = 0;
+  bool final = false;
+  std::vector<fw::Conn> changed;  // expires_s: seconds left
+  std::vector<fw::ConnKey> removed;
+};
+void WriteDelta(const Delta& in, PortDelta::Builder out);
+Status ReadDelta(PortDelta::Reader in, Delta* out);
+
 // The whole switch, to a file written atomically (a temporary file renamed into place).
 Status SaveSwitchState(const std::string& path, const std::vector<PortExport>& ports);
 Status LoadSwitchState(const std::string& path, std::vector<PortExport>* ports);

@@ -103,6 +103,33 @@ TEST(PortStateTest, RefusesMalformedEntries) {
   EXPECT_EQ(Read(root.asReader(), &out).message(), "port 'web-01.eth0': a malformed connection entry");
 }
 
+TEST(PortStateTest, DeltaRoundTripAndVersion) {
+  Delta in;
+  in.name = "web-01.eth0";
+  in.round = 3;
+  in.final = true;
+  in.changed = Sample().conns;
+  in.removed = {in.changed[0].key()};
+  in.removed[0].lo_port = 23;
+  capnp::MallocMessageBuilder message;
+  auto root = message.initRoot<PortDelta>();
+  WriteDelta(in, root);
+  Delta out;
+  Status s = ReadDelta(root.asReader(), &out);
+  ASSERT_TRUE(s.ok()) << s.message();
+  EXPECT_EQ(out.name, in.name);
+  EXPECT_EQ(out.round, 3u);
+  EXPECT_TRUE(out.final);
+  ASSERT_EQ(out.changed.size(), 1u);
+  EXPECT_EQ(0, std::memcmp(&out.changed[0], &in.changed[0], sizeof(fw::Conn)));
+  ASSERT_EQ(out.removed.size(), 1u);
+  EXPECT_EQ(out.removed[0], in.removed[0]);
+
+  root.setVersion(CURRENT_VERSION + 1);
+  EXPECT_EQ(ReadDelta(root.asReader(), &out).message(),
+            "port delta version 2 cannot be read here (this switch reads version 1)");
+}
+
 TEST(PortStateTest, SwitchStateFileRoundTripAndErrors) {
   const std::string path = ::testing::TempDir() + "/palisade_state_test.state";
   std::vector<PortExport> ports = {Sample(), Sample()};

@@ -3,7 +3,16 @@ its NIC on a palisaded vhost-user port, and drives its console (tests/guest/cons
 
 Facts this relies on (QEMU 7.2, TCG): guest memory must be shared with the switch
 (memory-backend-memfd, share=on); virtio-net-pci needs vectors=0 with vhost-user under TCG
-(with MSI-X QEMU crashes when the driver starts the device; INTx works)."""
+(with MSI-X QEMU crashes when the driver starts the device; INTx works).
+
+Live migration (migrate_incoming, migrate, wait_migration, migrate_cancel): the source and the
+destination QEMU (incoming=True, i.e. -incoming defer) share the guest's RAM through one file on
+tmpfs (mem_path: memory-backend-file, share=on, which the vhost-user backend needs anyway) and
+both set the x-ignore-shared capability, so RAM is not copied: pre-copy of RAM under QEMU 7.2
+TCG corrupts guests now and then. Device state still migrates, so the vhost-user hand-over (the
+source stops its device, the destination starts its own on its own socket) happens in full.
+QEMU 7.2's x-ignore-shared skips every shared RAM block, memfd included: it is refused here
+without mem_path. The migration stream goes over a unix socket (uri "unix:PATH")."""
 
 import itertools
 import json
@@ -16,7 +25,7 @@ import subprocess
 import time
 
 import guest_image
-from palisade_testlib import BUILD
+from palisade_testlib import BUILD, wait_for
 
 QEMU = shutil.which("qemu-system-x86_64")
 
@@ -30,8 +39,20 @@ class QemuGuest:
     mode "client": QEMU owns it (server=on) and the switch's port connects to it."""
 
     _ids = itertools.count(1)
+    # mem_path -> the started QemuGuest objects mapping it (a migration source and its
+    # destination share one file); the last of them to stop removes the file.
+    _mem_users = {}
+    # QEMU's default max-bandwidth, which migrate() sets when it is given none.
+    DEFAULT_MAX_BANDWIDTH = 32 << 20
 
-    def __init__(self, name, workdir, vhost_socket, mac, ip, mode="server", listen=(), memory=256):
+    def __init__(self, name, workdir, vhost_socket, mac, ip, mode="server", listen=(), memory=256,
+                 mem_path=None, incoming=False):
+        """mem_path: back the guest's RAM with this file (share=on; put it on tmpfs, /dev/shm)
+        instead of a memfd, so that a migration destination can map the same RAM.
+        incoming: start as a migration destination (-incoming defer); the guest runs once a
+        migration into it (migrate_incoming here, then migrate on the source) has completed.
+        A destination takes the source's memory, mac, ip, listen (and mem_path, for a shared
+        migration) with a name (console and QMP sockets) and vhost_socket of its own."""
         self.name = name
         self.workdir = workdir
         self.vhost_socket = vhost_socket
@@ -41,9 +62,12 @@ class QemuGuest:
         self.mode = mode
         self.listen = list(listen)
         self.memory = memory
+        self.mem_path = mem_path
+        self.incoming = incoming
         self.console_path = os.path.join(workdir, f"{name}.console")
         self.qmp_path = os.path.join(workdir, f"{name}.qmp")
         self.log_path = os.path.join(workdir, f"{name}.qemu.log")
+        self.migration_sockets = []  # from migrate_incoming's unix: uris; stop() removes them
         self.proc = None
         self.sock = None
         self.buf = b""
@@ -56,7 +80,7 @@ class QemuGuest:
         server = ",server=on,wait=off" if self.mode == "client" else ""
         return [QEMU, "-machine", "pc", "-accel", "tcg", "-cpu", "max", "-smp", "1",
                 "-m", f"{self.memory}M", "-nodefaults", "-display", "none", "-no-reboot",
-                "-object", f"memory-backend-memfd,id=mem,size={self.memory}M,share=on",
+                "-object", self._memory_backend(),
                 "-numa", "node,memdev=mem",
                 "-kernel", kernel, "-initrd", initrd, "-append", append,
                 "-chardev", f"socket,id=ser0,path={self.console_path},server=on,wait=off",
@@ -64,9 +88,17 @@ class QemuGuest:
                 "-qmp", f"unix:{self.qmp_path},server=on,wait=off",
                 "-chardev", f"socket,id=nic0,path={self.vhost_socket}{server}",
                 "-netdev", "vhost-user,id=net0,chardev=nic0",
-                "-device", f"virtio-net-pci,netdev=net0,mac={self.mac},vectors=0"]
+                "-device", f"virtio-net-pci,netdev=net0,mac={self.mac},vectors=0"] + \
+            (["-incoming", "defer"] if self.incoming else [])
+
+    def _memory_backend(self):
+        if self.mem_path:
+            return f"memory-backend-file,id=mem,size={self.memory}M,mem-path={self.mem_path},share=on"
+        return f"memory-backend-memfd,id=mem,size={self.memory}M,share=on"
 
     def start(self):
+        if self.mem_path:
+            QemuGuest._mem_users.setdefault(self.mem_path, set()).add(self)
         with open(self.log_path, "w") as log:
             self.proc = subprocess.Popen(self.argv(), stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 20
@@ -102,6 +134,16 @@ class QemuGuest:
             self.buf += chunk
 
     def wait_ready(self, timeout=120):
+        """Waits for the guest's console. A migration destination never prints the ready marker
+        (the source did): for it, this waits until the incoming migration has completed and the
+        console answers a command."""
+        if self.incoming:
+            wait_for(lambda: self.run_state() == "running", timeout, 0.05,
+                     what=f"guest {self.name} running after its incoming migration")
+            rc, _ = self.run("true", timeout=timeout)
+            if rc != 0:
+                raise RuntimeError(f"guest {self.name}: console answered {rc}")
+            return self
         self._read_until(rb"PALISADE-GUEST-READY\r?\n", timeout)
         return self
 
@@ -136,6 +178,74 @@ class QemuGuest:
                 if "return" in reply or "error" in reply:
                     return reply
 
+    def _qmp_ok(self, command, **arguments):
+        reply = self.qmp(command, **arguments)
+        if "error" in reply:
+            raise RuntimeError(f"qemu {self.name}: {command}: {reply['error'].get('desc', reply['error'])}")
+        return reply["return"]
+
+    def run_state(self):
+        """The VM's run state (query-status): "running", "inmigrate", "postmigrate", ..."""
+        return self._qmp_ok("query-status")["status"]
+
+    def query_migrate(self):
+        return self._qmp_ok("query-migrate")
+
+    def _set_capabilities(self, shared, capabilities):
+        if shared and not self.mem_path:
+            # QEMU 7.2 would skip the memfd RAM as well: the destination would get none of it.
+            raise ValueError(f"guest {self.name}: a shared migration needs mem_path")
+        caps = {"x-ignore-shared": bool(shared)}
+        caps.update(capabilities or {})
+        self._qmp_ok("migrate-set-capabilities",
+                     capabilities=[{"capability": c, "state": bool(v)} for c, v in caps.items()])
+
+    def migrate_incoming(self, uri, shared=None, capabilities=None):
+        """On a destination (incoming=True): sets the migration capabilities, which must match
+        the source's (x-ignore-shared when shared; shared defaults to whether this guest has a
+        mem_path; capabilities: more, {name: bool}), and listens on uri ("unix:PATH") for the
+        source's migrate()."""
+        if not self.incoming:
+            raise RuntimeError(f"guest {self.name} was not started with incoming=True")
+        self._set_capabilities(bool(self.mem_path) if shared is None else shared, capabilities)
+        if uri.startswith("unix:"):
+            self.migration_sockets.append(uri[len("unix:"):])
+        self._qmp_ok("migrate-incoming", uri=uri)
+
+    def migrate(self, uri, shared=True, max_bandwidth=None, downtime_limit=None, capabilities=None):
+        """On the source: sets the capabilities (x-ignore-shared = shared: RAM is not copied, the
+        destination maps the same mem_path; capabilities: more, {name: bool}) and the
+        parameters (max_bandwidth in bytes/s, QEMU's default 32 MiB/s when None; downtime_limit
+        in ms when given), then starts migrating to uri, where the destination's
+        migrate_incoming listens. Returns at once: see wait_migration()."""
+        self._set_capabilities(shared, capabilities)
+        params = {"max-bandwidth": int(max_bandwidth or self.DEFAULT_MAX_BANDWIDTH)}
+        if downtime_limit is not None:
+            params["downtime-limit"] = int(downtime_limit)
+        self._qmp_ok("migrate-set-parameters", **params)
+        self._qmp_ok("migrate", uri=uri)
+
+    def wait_migration(self, timeout=120, interval=0.05):
+        """Polls query-migrate (on the source) until the migration is completed, failed or
+        cancelled; returns the last reply: status, and when completed total-time, downtime,
+        setup-time (ms) and ram counters; error-desc when failed. QEMU says "completed" a moment
+        before it fills in the times: such a reply is polled again."""
+        deadline = time.monotonic() + timeout
+        while True:
+            info = self.query_migrate()
+            status = info.get("status")
+            if status in ("failed", "cancelled") or (status == "completed" and info.get("total-time")):
+                return info
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"guest {self.name}: migration not over after {timeout}s: {info}")
+            time.sleep(interval)
+
+    def migrate_cancel(self, wait=True, timeout=30):
+        """Cancels the source's migration; the guest keeps running here. With wait, returns the
+        final query-migrate reply (status "cancelled", or "completed" when it was too late)."""
+        self._qmp_ok("migrate_cancel")
+        return self.wait_migration(timeout) if wait else None
+
     def stop(self):
         if self.sock:
             self.sock.close()
@@ -148,13 +258,23 @@ class QemuGuest:
                 self.proc.send_signal(signal.SIGKILL)
                 self.proc.wait()
         self.proc = None
-        for p in (self.console_path, self.qmp_path):
+        for p in [self.console_path, self.qmp_path] + self.migration_sockets:
             try:
                 os.unlink(p)
             except OSError:
                 pass
+        self.migration_sockets = []
         if self.mode == "client":
             try:
                 os.unlink(self.vhost_socket)
             except OSError:
                 pass
+        users = QemuGuest._mem_users.get(self.mem_path)
+        if users is not None:
+            users.discard(self)
+            if not users:  # no QEMU of ours maps the RAM file any more
+                del QemuGuest._mem_users[self.mem_path]
+                try:
+                    os.unlink(self.mem_path)
+                except OSError:
+                    pass
