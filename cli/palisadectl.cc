@@ -56,7 +56,7 @@ const char* kMainHelp =
     "  connection list                    who is connected to this switch's control plane\n"
     "  log tail [-n N]                    the packet log's last lines (default 20)\n"
     "  exec LINE...                       run one line of the config-file language; JSON reply\n"
-    "  migrate PORT --to SOCKET [--socket PATH] [--keep]   move a port's filter state\n"
+    "  migrate PORT --to SOCKET|HOST:PORT [--socket PATH], migrate list|cancel   live migration\n"
     "\n"
     "FILTER is a filter name from summarize-dvfilter (nic-...-palisade-sfw.2) or a port name.\n"
     "Exit status: 0 done, 1 the switch refused or failed, 2 usage error.\n";
@@ -111,12 +111,17 @@ const std::map<std::string, const char*> kHelp = {
      "The firewall packet log's last N lines (default 20, at most 1,000): `with log` rules,\n"
      "TERM lines of logged connections, state-limit and SpoofGuard drops.\n"},
     {"migrate",
-     "Usage: palisadectl migrate PORT --to SOCKET [--socket PATH] [--keep]\n"
-     "Moves PORT's whole filter state (bindings, slots, rules, options, every connection with its\n"
-     "TCP windows, counters and flow id) from this switch to the one serving SOCKET, where the\n"
-     "port is created (its vhost-user socket at PATH, when given) before the guest resumes there;\n"
-     "connections are re-checked against the destination's rules. Then the port is removed here,\n"
-     "unless --keep.\n"},
+     "Usage: palisadectl migrate PORT --to SOCKET|HOST:PORT [--socket PATH]\n"
+     "       palisadectl migrate list\n"
+     "       palisadectl migrate cancel PORT\n"
+     "Live migration of PORT's whole filter state (bindings, slots, rules, options, every\n"
+     "connection with its TCP windows, counters and flow id) to the switch at SOCKET (or\n"
+     "HOST:PORT, with TLS and this switch's certificate), where the port is created closed (its\n"
+     "vhost-user socket at PATH, when given). Run it before QMP `migrate`. When QEMU stops the\n"
+     "guest's device here, the connections changed since go over too; when the device starts\n"
+     "there, the port opens and announces the VM's MAC, and the port is removed here. If the\n"
+     "guest starts again here, or on `migrate cancel`, the destination discards its copy and\n"
+     "nothing changed here. `migrate list` shows migrations in progress and recent ones.\n"},
     {"exec",
      "Usage: palisadectl exec COMMAND...\n"
      "Runs one line of palisaded's config-file language (e.g. 'port stats', 'mac flush',\n"
@@ -404,49 +409,39 @@ class Ctl {
     return kOk;
   }
 
-  // Moves a port's filter state to another switch: export here, import there (its port at
-  // --socket there, when given), then remove the port here unless --keep.
+  // Live migration of a port to another switch, its view and its cancellation.
   int Migrate(rpc::Palisade::Client& sw, kj::WaitScope& ws, Args& args) {
-    const std::string port = args.Next("a port name");
-    std::string to, dest_socket;
-    bool keep = false;
+    const std::string first = args.Next("a port name, 'list' or 'cancel'");
+    if (first == "list" || first == "show") {
+      auto r = sw.migrationsRequest().send().wait(ws);
+      Print(r, MigrationTable(r.getMigrations()));
+      return kOk;
+    }
+    if (first == "cancel") {
+      auto req = sw.cancelMigrationRequest();
+      req.setPort(args.Next("a port name"));
+      req.send().wait(ws);
+      if (!json_) std::printf("cancelled the migration of %s\n", req.getPort().cStr());
+      return kOk;
+    }
+    auto req = sw.migrateRequest();
+    req.setPort(first);
     while (!args.Done()) {
       std::string opt = args.Next("");
-      if (opt == "--to") to = args.Next("the destination switch's control socket after --to");
-      else if (opt == "--socket") dest_socket = args.Next("a vhost-user socket path after --socket");
-      else if (opt == "--keep") keep = true;
+      if (opt == "--to") req.setTo(args.Next("the destination switch after --to"));
+      else if (opt == "--socket") req.setSocket(args.Next("a vhost-user socket path after --socket"));
       else throw UsageError{"unknown option '" + opt + "'"};
     }
-    if (to.empty()) throw UsageError{"expected --to SOCKET"};
-    auto ex = sw.exportPortRequest();
-    ex.setName(port);
-    auto state = ex.send().wait(ws);
-
-    kj::Own<kj::AsyncIoStream> stream;
-    KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() {
-      stream = io_->provider->getNetwork().parseAddress(kj::str("unix:", to.c_str()))
-                   .wait(ws)->connect().wait(ws);
-    })) {
-      throw ConnectError{"destination " + to + ": " + std::string(e->getDescription().cStr())};
-    }
-    capnp::TwoPartyClient dest_client(*stream);
-    auto dest = dest_client.bootstrap().castAs<rpc::Palisade>();
-    auto im = dest.importPortRequest();
-    im.setState(state.getState());
-    im.setSocket(dest_socket);
-    auto imported = im.send().wait(ws);
-    if (!keep) {
-      auto del = sw.removePortRequest();
-      del.setName(port);
-      del.send().wait(ws);
-    }
-    if (!json_) {
-      std::printf("migrated %s to %s: %u of %u connection(s)%s\n", port.c_str(), to.c_str(),
-                  imported.getConnections(), state.getState().getConnections().size(),
-                  keep ? "" : "; removed here");
-    } else {
-      std::printf("{\"port\": \"%s\", \"connections\": %u}\n", port.c_str(), imported.getConnections());
-    }
+    if (req.getTo().size() == 0) throw UsageError{"expected --to SOCKET or --to HOST:PORT"};
+    auto r = req.send().wait(ws);
+    auto m = r.getMigration();
+    char text[512];
+    std::snprintf(text, sizeof text,
+                  "migrating %s to %s: bulk copy of %u connection(s) in %llu ms; the port is "
+                  "closed there until the guest stops here (QMP migrate) and starts there\n",
+                  m.getPort().cStr(), m.getPeer().cStr(), m.getConnections(),
+                  static_cast<unsigned long long>(m.getBulkMillis()));
+    Print(r, text);
     return kOk;
   }
 

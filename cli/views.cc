@@ -173,6 +173,20 @@ std::string FirewallView(const std::string& filter, rpc::FirewallOptions::Reader
   return out;
 }
 
+std::string MigrationTable(capnp::List<rpc::Migration>::Reader migrations) {
+  if (migrations.size() == 0) return "no migrations\n";
+  std::vector<std::vector<std::string>> rows = {
+      {"Port", "Dir", "Peer", "Phase", "Started", "Conns", "Delta", "Pause(us)", "Bulk(ms)", "Error"}};
+  for (auto m : migrations) {
+    rows.push_back({S(m.getPort()), S(m.getDirection()), S(m.getPeer()), S(m.getPhase()),
+                    S(m.getStarted()), std::to_string(m.getConnections()),
+                    std::to_string(m.getDeltaChanged()) + "/-" + std::to_string(m.getDeltaRemoved()),
+                    std::to_string(m.getPauseMicros()), std::to_string(m.getBulkMillis()),
+                    S(m.getError())});
+  }
+  return Table(rows);
+}
+
 std::string ConnectionTable(const std::string& socket, capnp::List<rpc::Connection>::Reader conns) {
   std::vector<std::vector<std::string>> rows = {{"Proto", "Local Address", "Foreign Address", "State", "Since", "Name"}};
   for (auto c : conns) rows.push_back({"unix", socket, S(c.getPeer()), "ESTABLISHED", S(c.getSince()), S(c.getKind())});

@@ -17,6 +17,7 @@ std::string PortTable(capnp::List<rpc::PortInfo>::Reader ports, bool stats);
 std::string WorkerTable(capnp::List<rpc::WorkerStats>::Reader workers);
 std::string MacTable(capnp::List<rpc::MacEntry>::Reader macs, uint32_t ageing);
 std::string FirewallView(const std::string& filter, rpc::FirewallOptions::Reader o);
+std::string MigrationTable(capnp::List<rpc::Migration>::Reader migrations);
 std::string ConnectionTable(const std::string& socket, capnp::List<rpc::Connection>::Reader conns);
 
 // "ssh(22)", "Unknown(44194)": the service names getflows prints.

@@ -6,6 +6,7 @@
 using Cxx = import "/capnp/c++.capnp";
 $Cxx.namespace("palisade::rpc");
 using PortState = import "/migration/port_state.capnp".PortState;
+using PortDelta = import "/migration/port_state.capnp".PortDelta;
 
 struct PortSpec {
   name @0 :Text;
@@ -122,6 +123,41 @@ struct Connection {
   since @2 :Text;              # when it connected, UTC
 }
 
+# A live migration as one of its two switches sees it.
+struct Migration {
+  port @0 :Text;
+  direction @1 :Text;          # out (the VM leaves this switch) or in (it arrives here)
+  peer @2 :Text;               # the other switch: its socket path or HOST:PORT; "source" for in
+  phase @3 :Text;
+    # out: copying, copied (bulk copy in; waiting for the device to stop), cut-over (final
+    #      delta applied there; waiting for the device to start there), completed, cancelled,
+    #      failed, resumed (the guest started again here: the destination discarded its copy)
+    # in:  incoming (closed; waiting for the final delta), ready (final delta in; waiting for
+    #      the device), running (device started, port open), discarded
+  started @4 :Text;            # UTC
+  connections @5 :UInt32;      # entries in the bulk copy (taken, for in)
+  deltaChanged @6 :UInt32;     # entries in the final delta
+  deltaRemoved @7 :UInt32;
+  pauseMicros @8 :UInt64;      # the final delta's added pause: device stopped to delta applied
+  bulkMillis @9 :UInt64;       # export, transfer and import of the bulk copy
+  error @10 :Text;             # why it failed, was cancelled or discarded
+}
+
+# Switch to switch: the destination's side of one arriving port.
+interface IncomingMigration {
+  # Applies a delta: removals, then changed entries (re-checked). The final one makes the port
+  # ready: it opens as soon as its device starts here.
+  delta @0 (delta :PortDelta) -> (taken :UInt32);
+  # The migration failed or was cancelled: the destination discards the port and its state.
+  abort @1 (reason :Text) -> ();
+}
+
+# Switch to switch: the source's side, called back by the destination.
+interface MigrationSource {
+  # The device started at the destination with the final delta in: the VM runs there now.
+  completed @0 () -> ();
+}
+
 interface Palisade {
   # Ports.
   addPort @0 (spec :PortSpec) -> ();
@@ -169,4 +205,20 @@ interface Palisade {
   # attaches its slots, loads its rules, then its connections, re-checked against them.
   exportPort @20 (name :Text) -> (state :PortState);
   importPort @21 (state :PortState, socket :Text) -> (connections :UInt32);
+
+  # Live migration of a port to the switch at `to` (a unix socket path, or HOST:PORT reached
+  # with TLS and this switch's --tls-cert/--tls-key/--tls-ca). Returns once the bulk copy is in
+  # at the destination, which holds the port closed at `socket` (its vhost-user path there;
+  # empty: the same path). The cut-over follows QEMU's migration by itself: the final delta when
+  # the device stops here, the port opens and announces when its device starts there, then the
+  # port is removed here. If the guest starts again here the destination discards its copy.
+  migrate @22 (port :Text, to :Text, socket :Text) -> (migration :Migration);
+  # Migrations in progress and recent ones, on this switch (both directions).
+  migrations @23 () -> (migrations :List(Migration));
+  # Cancels the migration of `port` (either side): the destination discards its copy; the
+  # source port was never changed. Refused once the port runs at the destination.
+  cancelMigration @24 (port :Text) -> ();
+  # Switch to switch (from a source's migrate): creates the port closed, with the bulk copy.
+  incoming @25 (state :PortState, socket :Text, source :MigrationSource)
+      -> (session :IncomingMigration, connections :UInt32);
 }

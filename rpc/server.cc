@@ -13,6 +13,7 @@
 #include <kj/compat/tls.h>
 
 #include "firewall/rule_text.h"
+#include "rpc/migration_service.h"
 #include "rpc/palisade.capnp.h"
 #include "migration/port_state.h"
 #include "vswitch/control.h"
@@ -108,8 +109,9 @@ using Connections = std::vector<std::shared_ptr<ConnectionRecord>>;
 
 class PalisadeImpl final : public Palisade::Server {
  public:
-  PalisadeImpl(Switch* sw, ControlQueue* queue, Connections* connections)
-      : sw_(sw), q_(queue), connections_(connections) {}
+  PalisadeImpl(Switch* sw, ControlQueue* queue, Connections* connections,
+               MigrationService* migrations)
+      : sw_(sw), q_(queue), connections_(connections), migrations_(migrations) {}
 
   kj::Promise<void> addPort(AddPortContext context) override {
     palisade::PortSpec spec;
@@ -451,11 +453,33 @@ class PalisadeImpl final : public Palisade::Server {
     return kj::READY_NOW;
   }
 
+  kj::Promise<void> migrate(MigrateContext context) override {
+    auto p = context.getParams();
+    return migrations_->Migrate(Str(p.getPort()), Str(p.getTo()), Str(p.getSocket()))
+        .then([context](MigrationInfo info) mutable { info.Fill(context.getResults().initMigration()); });
+  }
+
+  kj::Promise<void> migrations(MigrationsContext context) override {
+    const auto list = migrations_->List();
+    auto out = context.getResults().initMigrations(static_cast<unsigned>(list.size()));
+    for (unsigned i = 0; i < list.size(); i++) list[i].Fill(out[i]);
+    return kj::READY_NOW;
+  }
+
+  kj::Promise<void> cancelMigration(CancelMigrationContext context) override {
+    return migrations_->Cancel(Str(context.getParams().getPort()));
+  }
+
+  kj::Promise<void> incoming(IncomingContext context) override {
+    return migrations_->Incoming(context);
+  }
+
  private:
   using PortInfo_ = palisade::PortInfo;
   Switch* sw_;
   ControlQueue* q_;
   Connections* connections_;
+  MigrationService* migrations_;
 };
 
 std::string Now() {
@@ -545,7 +569,7 @@ void RpcServer::Main(std::string path, const TlsConfig* tls, Switch* sw, Control
     const mode_t old = umask(0177);  // the socket is the switch's controls: owner only
     listener = addr->listen();
     umask(old);
-    if (tls != nullptr) {
+    if (tls != nullptr && !tls->listen.empty()) {
       where = tls->listen;
       kj::TlsKeypair keypair{kj::TlsPrivateKey(tls->key_pem.c_str()),
                              kj::TlsCertificate(tls->cert_pem.c_str())};
@@ -564,13 +588,26 @@ void RpcServer::Main(std::string path, const TlsConfig* tls, Switch* sw, Control
     ready->set_value();
     return;
   }
+  // Dialing other switches (live migration to HOST:PORT): this switch's certificate, their CA.
+  kj::Own<kj::TlsContext> tls_client;
+  if (tls != nullptr) {
+    kj::TlsKeypair keypair{kj::TlsPrivateKey(tls->key_pem.c_str()),
+                           kj::TlsCertificate(tls->cert_pem.c_str())};
+    kj::TlsCertificate ca(tls->ca_pem.c_str());
+    kj::TlsContext::Options options;
+    options.useSystemTrustStore = false;
+    options.trustedCertificates = kj::arrayPtr(&ca, 1);
+    options.defaultKeypair = keypair;
+    tls_client = kj::heap<kj::TlsContext>(kj::mv(options));
+  }
   ready->set_value();
+  MigrationService migrations(sw, queue, *io.provider, tls_client.get());
   Connections connections;
   LogErrors errors;
   kj::TaskSet tasks(errors);
-  capnp::Capability::Client bootstrap = kj::heap<PalisadeImpl>(sw, queue, &connections);
+  capnp::Capability::Client bootstrap = kj::heap<PalisadeImpl>(sw, queue, &connections, &migrations);
   auto serving = AcceptLoop(*listener, bootstrap, tasks, connections, "unix");
-  if (tls_listener) {
+  if (tls_listener.get() != nullptr) {
     serving = serving.exclusiveJoin(AcceptLoop(*tls_listener, bootstrap, tasks, connections, "tls"));
   }
   stop.promise.exclusiveJoin(kj::mv(serving)).wait(io.waitScope);

@@ -21,6 +21,7 @@ const char* DropReasonName(DropReason reason) {
     case DropReason::kTcpInvalid: return "tcp-invalid";
     case DropReason::kStateLimit: return "state-limit";
     case DropReason::kSpoofGuard: return "SpoofGuard";
+    case DropReason::kMigrating: return "migrating";
     case DropReason::kCount: break;
   }
   return "unknown";

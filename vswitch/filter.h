@@ -49,6 +49,7 @@ enum class DropReason : uint8_t {
   kTcpInvalid,         // outside the connection's sequence window, or not a valid opener
   kStateLimit,         // the connection table is full
   kSpoofGuard,         // the VM used an address it is not bound to
+  kMigrating,          // the port is arriving by live migration: closed until its state is in
   kCount,
 };
 

@@ -47,7 +47,8 @@ const char* Usage() {
          "                        managers (default: /run/palisade/NAME.sock)\n"
          "  --rpc-tls-listen HOST:PORT  also serve RPC on TCP with TLS; clients must present a\n"
          "                        certificate signed by --tls-ca\n"
-         "  --tls-cert FILE, --tls-key FILE, --tls-ca FILE   PEM files for --rpc-tls-listen\n"
+         "  --tls-cert FILE, --tls-key FILE, --tls-ca FILE   PEM files for --rpc-tls-listen and\n"
+         "                        for migrating ports to other switches' HOST:PORT\n"
          "  --cores LIST          CPUs for datapath workers, one worker each, e.g. 1 or 2-3\n"
          "                        (default: the last CPU this process may use)\n"
          "  --hugepages MODE      auto (use them when mounted and free; default), on (require\n"
@@ -158,6 +159,10 @@ Status ParseOptions(int argc, char** argv, Options* out) {
   if (o.state_file.empty()) o.state_file = "/run/palisade/" + o.instance + ".state";
   if (!o.tls_listen.empty() && (o.tls_cert.empty() || o.tls_key.empty() || o.tls_ca.empty())) {
     return Status::Invalid("--rpc-tls-listen needs --tls-cert, --tls-key and --tls-ca");
+  }
+  if ((o.tls_cert.empty() || o.tls_key.empty() || o.tls_ca.empty()) &&
+      !(o.tls_cert.empty() && o.tls_key.empty() && o.tls_ca.empty())) {
+    return Status::Invalid("--tls-cert, --tls-key and --tls-ca go together");
   }
   const unsigned ncpu = static_cast<unsigned>(sysconf(_SC_NPROCESSORS_CONF));
   if (cores.empty()) {

@@ -162,7 +162,7 @@ int Main(int argc, char** argv) {
     }
   }
   rpc::TlsConfig tls;
-  if (!options.tls_listen.empty()) {
+  if (!options.tls_cert.empty()) {
     tls.listen = options.tls_listen;
     for (auto [path, pem] : {std::pair{&options.tls_cert, &tls.cert_pem},
                              std::pair{&options.tls_key, &tls.key_pem},
@@ -207,7 +207,7 @@ int Main(int argc, char** argv) {
     StopEal(eal);
     return rc;
   }
-  int rc = Serve(options, eal, config, packet_log, options.tls_listen.empty() ? nullptr : &tls);
+  int rc = Serve(options, eal, config, packet_log, options.tls_cert.empty() ? nullptr : &tls);
   StopEal(eal);
   Log(LogLevel::kInfo, "instance %s stopped", options.instance.c_str());
   if (log_file != nullptr) {

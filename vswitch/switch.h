@@ -140,6 +140,20 @@ class Switch {
   // rules are in), loads the rules, then the connections, re-checked against them.
   Status ExportPort(const std::string& name, PortExport* out) const;
   Status ImportPort(const PortExport& in, size_t* connections = nullptr);
+
+  // Live migration (switch_export.cc). A port arriving from another switch must not exist here;
+  // it is imported closed (vswitch/migration_gate.h: everything dropped as "migrating") until
+  // OpenPort, which removes the gate and announces the VM's MAC (a RARP, as QEMU sends,
+  // through the bridge to every other port and uplink).
+  Status ImportIncoming(const PortExport& in, size_t* connections);
+  // A delta from the source: its removals, then its changed entries, re-checked here.
+  Status ApplyDelta(const std::string& name, const std::vector<fw::Conn>& changed,
+                    const std::vector<fw::ConnKey>& removed, size_t* taken);
+  Status OpenPort(const std::string& name);
+  Status Announce(const std::string& name);
+  // The port's stateful filter (thread-safe itself): the source tracks changes and takes its
+  // deltas from it on the migration's own thread. Null when none is attached.
+  Status StatefulFilterOf(const std::string& name, std::shared_ptr<fw::StatefulFilter>* out) const;
   std::vector<std::string> PortNames() const;
 
   // The addresses the switch knows for a VM: bound to its ports, or learned by port security.
@@ -169,6 +183,7 @@ class Switch {
     uint32_t generation = 0;
   };
 
+  Status Import(const PortExport& in, bool incoming, size_t* connections);
   Status MakeFilter(PortState& state, const FilterSpec& spec, std::shared_ptr<Filter>* out);
   PortState* FindFirewall(const std::string& filter);
   const PortState* FindFirewall(const std::string& filter) const;

@@ -1,6 +1,9 @@
 // The Switch's export and import of a port's filter state, for migration and restarts.
+#include <cstring>
+
 #include "firewall/rule_text.h"
 #include "vswitch/clock.h"
+#include "vswitch/migration_gate.h"
 #include "vswitch/switch.h"
 
 namespace palisade {
@@ -18,6 +21,7 @@ Status Switch::ExportPort(const std::string& name, PortExport* out) const {
   PortExport e;
   e.spec = state.spec;
   for (const FilterSlot& slot : state.chain->slots()) {
+    if (slot.slot == MigrationGate::kSlot) continue;
     std::string agent = "none";
     if (slot.filter == state.sfw && slot.filter) agent = "sfw";
     else if (slot.filter == state.swsec && slot.filter) agent = "swsec";
@@ -39,6 +43,17 @@ Status Switch::ExportPort(const std::string& name, PortExport* out) const {
 }
 
 Status Switch::ImportPort(const PortExport& in, size_t* connections) {
+  return Import(in, /*incoming=*/false, connections);
+}
+
+Status Switch::ImportIncoming(const PortExport& in, size_t* connections) {
+  if (ports_.count(in.spec.name)) {
+    return Status::Exists("port '" + in.spec.name + "' already exists here");
+  }
+  return Import(in, /*incoming=*/true, connections);
+}
+
+Status Switch::Import(const PortExport& in, bool incoming, size_t* connections) {
   // Everything that can be refused is checked before anything changes.
   if (!in.rules.empty()) {
     fw::RuleFile probe;
@@ -52,6 +67,11 @@ Status Switch::ImportPort(const PortExport& in, size_t* connections) {
     created = true;
   }
   PortState& state = ports_.find(in.spec.name)->second;
+  if (incoming) {
+    state.chain = state.chain->With(
+        FilterSlot{MigrationGate::kSlot, FailurePolicy::kFailClosed, std::make_shared<MigrationGate>()});
+    Publish();
+  }
   for (const FilterSpec& slot : in.slots) {
     if (state.chain->Find(slot.slot) != nullptr) continue;  // configured already (config file)
     if (Status s = AttachFilter(in.spec.name, slot); !s.ok()) {
@@ -66,6 +86,56 @@ Status Switch::ImportPort(const PortExport& in, size_t* connections) {
   if (Status s = SetFirewallOptions(in.spec.name, in.options); !s.ok()) return s;
   const size_t taken = state.sfw->ImportConns(in.conns, NowNs());
   if (connections) *connections = taken;
+  return Status::Ok();
+}
+
+Status Switch::ApplyDelta(const std::string& name, const std::vector<fw::Conn>& changed,
+                          const std::vector<fw::ConnKey>& removed, size_t* taken) {
+  auto it = ports_.find(name);
+  if (it == ports_.end()) return Status::NotFound("no port '" + name + "'");
+  if (!it->second.sfw) return Status::Invalid("port '" + name + "' has no stateful filter");
+  it->second.sfw->RemoveConns(removed);
+  *taken = it->second.sfw->ImportConns(changed, NowNs());
+  return Status::Ok();
+}
+
+Status Switch::OpenPort(const std::string& name) {
+  auto it = ports_.find(name);
+  if (it == ports_.end()) return Status::NotFound("no port '" + name + "'");
+  if (it->second.chain->Find(MigrationGate::kSlot) != nullptr) {
+    it->second.chain = it->second.chain->Without(MigrationGate::kSlot);
+    Publish();
+  }
+  return Announce(name);
+}
+
+Status Switch::Announce(const std::string& name) {
+  auto it = ports_.find(name);
+  if (it == ports_.end()) return Status::NotFound("no port '" + name + "'");
+  const uint64_t mac = it->second.spec.mac;
+  if (mac == 0) return Status::Ok();  // unbound: the guest announces itself (GUEST_ANNOUNCE)
+  // RARP "reverse request" from the VM's MAC, as QEMU announces a migrated guest.
+  Worker::InjectedFrame f{};
+  f.port = it->second.port->index();
+  f.len = 60;
+  uint8_t* p = f.data;
+  uint8_t m[6];
+  for (int i = 0; i < 6; i++) m[i] = static_cast<uint8_t>(mac >> (40 - 8 * i));
+  std::memset(p, 0xff, 6);
+  std::memcpy(p + 6, m, 6);
+  const uint8_t header[] = {0x80, 0x35, 0, 1, 0x08, 0x00, 6, 4, 0, 3};
+  std::memcpy(p + 12, header, sizeof header);
+  std::memcpy(p + 22, m, 6);  // sender hardware address; protocol addresses stay 0
+  std::memcpy(p + 32, m, 6);  // target hardware address
+  if (!workers_[it->second.worker]->Inject(f)) return Status::Unavailable("announce queue full");
+  return Status::Ok();
+}
+
+Status Switch::StatefulFilterOf(const std::string& name,
+                                std::shared_ptr<fw::StatefulFilter>* out) const {
+  auto it = ports_.find(name);
+  if (it == ports_.end()) return Status::NotFound("no port '" + name + "'");
+  *out = it->second.sfw;
   return Status::Ok();
 }
 

@@ -23,6 +23,11 @@ std::map<std::string, VhostPort*>& Registry() {
   return ports;
 }
 
+VhostPort::DeviceListener& Listener() {
+  static VhostPort::DeviceListener listener;
+  return listener;
+}
+
 VhostPort* FindPort(int vid) {
   char path[PATH_MAX];
   if (rte_vhost_get_ifname(vid, path, sizeof path) != 0) return nullptr;
@@ -35,12 +40,16 @@ int OnNewDevice(int vid) {
   VhostPort* port = FindPort(vid);
   if (port == nullptr) return -1;
   port->DeviceStarted(vid);
+  if (Listener()) Listener()(port->name(), true);
   return 0;
 }
 
 void OnDestroyDevice(int vid) {
   std::lock_guard lock(registry_mu);
-  if (VhostPort* port = FindPort(vid)) port->DeviceStopped();
+  if (VhostPort* port = FindPort(vid)) {
+    port->DeviceStopped();
+    if (Listener()) Listener()(port->name(), false);
+  }
 }
 
 int OnVringStateChanged(int vid, uint16_t vring, int enable) {
@@ -121,6 +130,11 @@ VhostPort::~VhostPort() {
   }
   std::lock_guard lock(registry_mu);
   Registry().erase(options_.path);
+}
+
+void VhostPort::SetDeviceListener(DeviceListener listener) {
+  std::lock_guard lock(registry_mu);
+  Listener() = std::move(listener);
 }
 
 void VhostPort::DeviceStarted(int vid) {

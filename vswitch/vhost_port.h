@@ -20,6 +20,7 @@
 #include <rte_mempool.h>
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -46,6 +47,15 @@ class VhostPort : public Port {
   uint16_t Tx(uint16_t worker, rte_mbuf** pkts, uint16_t n, DropReason* why) override;
 
   const Options& options() const { return options_; }
+
+  // Called on the vhost library's thread after a port's device has started (the guest's
+  // driver is up, or a migrated guest resumed here) or stopped (the guest paused for the last
+  // step of a live migration, shut down or went away): live migration's cut-over points. A
+  // stop is reported after the workers have let go of the device, so the port's filter state
+  // no longer changes from the guest's side; the guest stays paused until the listener
+  // returns. One listener per process (the vhost library's callbacks are process-wide too).
+  using DeviceListener = std::function<void(const std::string& port, bool started)>;
+  static void SetDeviceListener(DeviceListener listener);
 
   // Called by the vhost library's callbacks (vhost_port.cc).
   void DeviceStarted(int vid);

@@ -7,6 +7,8 @@
 
 #include <time.h>
 
+#include <cstring>
+
 #include "vswitch/clock.h"
 
 namespace palisade {
@@ -82,6 +84,7 @@ void Worker::Run() {
     const uint64_t now_ns = TscToNs(start);
     uint32_t received = 0;
     for (uint16_t port : snap->polls[id_]) received += PollPort(*snap, port, now_ns);
+    SendInjected(*snap, now_ns);
     const uint64_t spent = rte_rdtsc() - start;
     rcu_->Quiescent(id_);
     loops_.Add(1);
@@ -149,27 +152,50 @@ uint32_t Worker::PollPort(const Snapshot& snap, uint16_t in, uint64_t now_ns) {
       rte_pktmbuf_free(m);
       continue;
     }
-    Bridge::Decision d = bridge_->Forward(id_, in, batch.pkts[i].data, batch.pkts[i].len, now_s);
-    if (d.port >= 0) {
-      if (snap.ports[d.port].port) {
-        Stage(static_cast<uint16_t>(d.port), m, static_cast<uint8_t>(i));
-      } else {  // learned on a port that has just been removed
-        rx.Drop(DropReason::kPortDown);
-        rte_pktmbuf_free(m);
-      }
-    } else if (d.port == Bridge::kFlood && snap.in_use.size() > 1) {
-      AddRefs(m, static_cast<int16_t>(snap.in_use.size() - 2));
-      for (uint16_t out : snap.in_use) {
-        if (out != in) Stage(out, m, static_cast<uint8_t>(i));
-      }
-    } else {
-      if (d.port == Bridge::kDrop) rx.Drop(d.reason);
-      rte_pktmbuf_free(m);  // dropped, or flooded on a switch with no other port
-    }
+    Forward(snap, in, m, static_cast<uint8_t>(i), now_s);
   }
   Flush(snap, now_ns);
   if (nemitted_ > 0) SendEmitted(snap, in);
   return n;
+}
+
+void Worker::Forward(const Snapshot& snap, uint16_t in, rte_mbuf* m, uint8_t slot, uint32_t now_s) {
+  const Bridge::Decision d =
+      bridge_->Forward(id_, in, rte_pktmbuf_mtod(m, const uint8_t*), m->data_len, now_s);
+  if (d.port >= 0) {
+    if (snap.ports[d.port].port) {
+      Stage(static_cast<uint16_t>(d.port), m, slot);
+    } else {  // learned on a port that has just been removed
+      snap.ports[in].port->counters(id_).Drop(DropReason::kPortDown);
+      rte_pktmbuf_free(m);
+    }
+  } else if (d.port == Bridge::kFlood && snap.in_use.size() > 1) {
+    AddRefs(m, static_cast<int16_t>(snap.in_use.size() - 2));
+    for (uint16_t out : snap.in_use) {
+      if (out != in) Stage(out, m, slot);
+    }
+  } else {
+    if (d.port == Bridge::kDrop) snap.ports[in].port->counters(id_).Drop(d.reason);
+    rte_pktmbuf_free(m);  // dropped, or flooded on a switch with no other port
+  }
+}
+
+void Worker::SendInjected(const Snapshot& snap, uint64_t now_ns) {
+  InjectedFrame f;
+  while (injected_.Pop(&f)) {
+    if (!snap.ports[f.port].port || f.len > sizeof f.data) continue;  // removed meanwhile
+    rte_mbuf* m = rte_pktmbuf_alloc(pool_);
+    if (m == nullptr) continue;
+    char* data = rte_pktmbuf_append(m, f.len);
+    if (data == nullptr) {
+      rte_pktmbuf_free(m);
+      continue;
+    }
+    std::memcpy(data, f.data, f.len);
+    scratch_[0].tag = 0;
+    Forward(snap, f.port, m, 0, static_cast<uint32_t>(now_ns / 1000000000ull));
+    Flush(snap, now_ns);
+  }
 }
 
 void Worker::Flush(const Snapshot& snap, uint64_t now_ns) {

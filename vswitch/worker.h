@@ -16,6 +16,7 @@
 #include "vswitch/port.h"
 #include "vswitch/rcu.h"
 #include "vswitch/snapshot.h"
+#include "vswitch/spsc_ring.h"
 
 struct rte_mbuf;
 struct rte_mempool;
@@ -41,6 +42,16 @@ class Worker {
   Worker(uint16_t id, const std::atomic<const Snapshot*>* snapshot, Bridge* bridge, Rcu* rcu,
          rte_mempool* pool);
 
+  // A frame the switch itself sends as if the port had received it (skipping the port's OUT
+  // chain): a migrated VM's announcement, so bridges and uplinks learn where it is now.
+  struct InjectedFrame {
+    uint16_t port;
+    uint16_t len;
+    uint8_t data[64];
+  };
+  // From the control thread only (the one producer); false when the queue is full.
+  bool Inject(const InjectedFrame& frame) { return injected_.Push(frame); }
+
   void Run();  // returns after Stop()
   void Stop() { stop_.store(true, std::memory_order_release); }
   WorkerStats Stats() const;
@@ -48,6 +59,9 @@ class Worker {
 
  private:
   uint32_t PollPort(const Snapshot& snap, uint16_t in, uint64_t now_ns);
+  // Bridges one packet that passed its ingress chain: stages it toward its egress port(s).
+  void Forward(const Snapshot& snap, uint16_t in, rte_mbuf* m, uint8_t slot, uint32_t now_s);
+  void SendInjected(const Snapshot& snap, uint64_t now_ns);
   void Stage(uint16_t port, rte_mbuf* m, uint8_t slot);
   void Flush(const Snapshot& snap, uint64_t now_ns);
   void Idle();
@@ -71,6 +85,7 @@ class Worker {
   Rcu* rcu_;
   rte_mempool* pool_;
   std::atomic<bool> stop_{false};
+  SpscRing<InjectedFrame, 16> injected_;
   BackToIngress emitter_{this};
   rte_mbuf* emitted_[2 * kBurstSize];  // OUT chain and IN chains of one burst
   uint16_t nemitted_ = 0;

@@ -9,7 +9,7 @@ import sys
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-from palisade_testlib import (Daemon, NamespaceGuests, PALISADECTL, Session, Workdir,  # noqa: E402
+from palisade_testlib import (Daemon, NamespaceGuests, PALISADECTL, Session, Workdir, make_certs,  # noqa: E402
                               echo_server, stop_process, wait_for)
 
 # The getrules and getaddrsets examples of FORMATS.md (address sets first, as getaddrsets
@@ -156,23 +156,6 @@ class CliTest(unittest.TestCase):
             rc, out, err = self.sw.cli(cmd, "--help")
             self.assertEqual(rc, 0)
             self.assertIn("Usage: palisadectl " + cmd, out)
-
-
-def make_certs(d):
-    """A CA, a server certificate for localhost, a client certificate from that CA, and a client
-    certificate from another CA."""
-    def run(*args):
-        subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=d)
-    for ca in ("ca", "rogue-ca"):
-        run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", f"/CN={ca}",
-            "-keyout", f"{ca}.key", "-out", f"{ca}.pem")
-    with open(os.path.join(d, "san.ext"), "w") as f:
-        f.write("subjectAltName=DNS:localhost\n")
-    for name, ca in (("server", "ca"), ("client", "ca"), ("rogue", "rogue-ca")):
-        run("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={name}", "-keyout", f"{name}.key",
-            "-out", f"{name}.csr")
-        run("x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca}.pem", "-CAkey", f"{ca}.key",
-            "-CAcreateserial", "-days", "2", "-extfile", "san.ext", "-out", f"{name}.pem")
 
 
 class TlsTest(unittest.TestCase):

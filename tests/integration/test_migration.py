@@ -1,8 +1,11 @@
-"""A port's filter state moves to another switch (palisadectl migrate): two palisaded instances
-as two hosts joined by uplinks on a veth pair; guest A holds a TCP connection to guest B under
-a `strict` rule (no pickup of mid-stream segments); A's port moves to B's host and A's
-attachment follows it; the same connection carries on with its flow id and counters.
-(The QEMU live-migration cut-over with its delta is not here yet.)"""
+"""Live migration of a port between two switches (palisadectl migrate): two palisaded instances
+as two hosts joined only by uplinks on a veth pair, guests as network namespaces behind
+testpmd's virtio-user. Guest A holds TCP connections to guest B under a `strict` rule (no pickup
+of mid-stream segments, so only a migrated entry lets them on). A's port goes over while A runs;
+A's device stops at the source (the final delta: a connection opened after the bulk copy goes
+too) and starts at the destination (the port opens, the source removes its own); the same
+connections carry on with their flow ids and counters. Then: a cancelled migration and one
+whose guest resumes at the source leave the source as it was; the destination over TLS."""
 
 import os
 import sys
@@ -10,7 +13,7 @@ import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 from palisade_testlib import (Daemon, NamespaceGuests, Session, Workdir, del_link,  # noqa: E402
-                              echo_server, stop_process, veth, wait_for)
+                              echo_server, make_certs, stop_process, veth, wait_for)
 
 RULES = """ruleset web {
   rule 10 at 1 out protocol tcp strict from any to any port 22 accept with log;
@@ -19,13 +22,22 @@ RULES = """ruleset web {
 """
 
 
+def flow_ids(sw, port):
+    return {f["flow_id"]: f for f in sw.ctl(f"flows show {port} --dport 22")["flows"]}
+
+
 class MigrationTest(unittest.TestCase):
-    def test_connection_follows_the_port_to_another_switch(self):
+    def test_live_migration_cut_over_cancel_and_resume(self):
         work = Workdir("mig")
+        make_certs(work.path)
+        tls_port = 46000 + os.getpid() % 1000
+        tls = lambda name: ["--tls-cert", work.join(f"{name}.pem"), "--tls-key", work.join(f"{name}.key"),
+                            "--tls-ca", work.join("ca.pem")]
         veth("pmig0", "pmig1")
-        h1 = Daemon("mig1", work.path).start()
-        h2 = Daemon("mig2", work.path).start()
-        a = b = server = session = None
+        h1 = Daemon("mig1", work.path, extra=["--rpc-tls-listen", f"localhost:{tls_port}", *tls("server")]).start()
+        h2 = Daemon("mig2", work.path, extra=tls("client")).start()
+        a = b = server = None
+        sessions = []
         try:
             h1.ctl("port add uplink --uplink net_af_packet_m1,iface=pmig0")
             h2.ctl("port add uplink --uplink net_af_packet_m2,iface=pmig1")
@@ -39,34 +51,90 @@ class MigrationTest(unittest.TestCase):
             b = NamespaceGuests("pmb", [("b", work.join("b.sock"), "10.16.0.2/24")])
             a = NamespaceGuests("pma", [("a", work.join("a.sock"), "10.16.0.1/24")])
             server = echo_server(b["b"], 22)
-            session = Session(a["a"])
-            self.assertEqual(session.do("connect 10.16.0.2 22 10"), "connected")
-            self.assertEqual(session.do("send one"), "echo one")
-            before = h1.ctl("flows show vm-a --dport 22")["flows"][0]
 
-            rc, out, err = h1.cli("migrate", "vm-a", "--to", h2.socket, "--socket", work.join("a2.sock"))
-            self.assertEqual(rc, 0, err)
-            self.assertIn("migrated vm-a", out)
-            self.assertNotIn("vm-a", [p["name"] for p in h1.ctl("port list")["ports"]])
-            moved = h2.ctl("flows show vm-a --dport 22")["flows"]
-            self.assertEqual(len(moved), 1)
-            self.assertEqual(moved[0]["flow_id"], before["flow_id"])
-            self.assertEqual(moved[0]["state"], "EST")
-            self.assertIn("rule 10 at 1", h2.ctl("rules show vm-a")["text"])
+            def connect():
+                s = Session(a["a"])
+                sessions.append(s)
+                self.assertEqual(s.do("connect 10.16.0.2 22 10"), "connected")
+                return s
 
-            a.move("a", work.join("a2.sock"))  # the guest resumes on the other host
-            wait_for(lambda: h2.port("vm-a")["link"], 30, what="A attached to the second switch")
-            self.assertEqual(session.do("send two"), "echo two", "the same connection, no new handshake")
-            after = h2.ctl("flows show vm-a --dport 22")["flows"][0]
-            self.assertEqual(after["flow_id"], before["flow_id"])
-            self.assertGreater(after["orig_pkts"], before["orig_pkts"], "counters continue")
+            first = connect()
+            self.assertEqual(first.do("send one"), "echo one")
 
-            rc, out, err = h2.cli("migrate", "nosuch", "--to", h1.socket)
+            # Errors first: nothing starts.
+            rc, _, err = h1.cli("migrate", "nosuch", "--to", h2.socket)
             self.assertEqual(rc, 1)
             self.assertIn("no port 'nosuch'", err)
+            rc, _, err = h1.cli("migrate", "vm-a", "--to", work.join("nobody.sock"))
+            self.assertEqual(rc, 1)
+            self.assertEqual(h1.migration("vm-a")["phase"], "failed")
+            self.assertIn("vm-a", h1.ports(), "a failed migration leaves the port")
+
+            # Bulk copy while A runs: the port waits closed at the destination.
+            rc, out, err = h1.cli("migrate", "vm-a", "--to", h2.socket, "--socket", work.join("a2.sock"))
+            self.assertEqual(rc, 0, err)
+            self.assertIn("migrating vm-a", out)
+            self.assertEqual(h1.migration("vm-a")["phase"], "copied")
+            self.assertEqual(h2.migration("vm-a", "in")["phase"], "incoming")
+            self.assertEqual(len(flow_ids(h2, "vm-a")), 1)
+            self.assertIn("vm-a-palisade-migration.0", h2.cli("summarize-dvfilter")[1], "closed until the cut-over")
+            rc, out, _ = h1.cli("migrate", "vm-a", "--to", h2.socket)
+            self.assertEqual(rc, 1, "one migration per port at a time")
+
+            # Changes after the bulk copy: data on the first connection, a second connection.
+            self.assertEqual(first.do("send two"), "echo two")
+            second = connect()
+            self.assertEqual(second.do("send three"), "echo three")
+            before = flow_ids(h1, "vm-a")
+            self.assertEqual(len(before), 2)
+
+            # The guest moves: its device stops here (final delta), starts there (port opens).
+            a.move("a", work.join("a2.sock"))
+            wait_for(lambda: (h1.migration("vm-a") or {}).get("phase") == "completed", 30,
+                     what="the source to see the migration complete")
+            out_view = h1.migration("vm-a")
+            self.assertGreaterEqual(out_view["deltaChanged"], 2, out_view)
+            self.assertGreater(int(out_view["pauseMicros"]), 0)
+            wait_for(lambda: "vm-a" not in h1.ports(), 10, what="the source port removed")
+            self.assertEqual(h2.migration("vm-a", "in")["phase"], "running")
+            wait_for(lambda: h2.port("vm-a")["link"], 30, what="A attached to the second switch")
+            for s, word in ((first, "four"), (second, "five")):
+                self.assertEqual(s.do(f"send {word}"), f"echo {word}", "the same connection, no new handshake")
+            after = flow_ids(h2, "vm-a")
+            self.assertEqual(set(after), set(before), "both flows, with their ids (one came in the delta)")
+            for fid, f in after.items():
+                self.assertEqual(f["state"], "EST")
+                self.assertGreater(f["orig_pkts"], before[fid]["orig_pkts"], "counters continue")
+            self.assertNotIn("palisade-migration", h2.cli("summarize-dvfilter")[1])
+
+            # A cancelled migration (to h1 over TLS): h1 discards its copy, h2 did not change.
+            before = flow_ids(h2, "vm-a")
+            rc, _, err = h2.cli("migrate", "vm-a", "--to", f"localhost:{tls_port}", "--socket", work.join("a3.sock"))
+            self.assertEqual(rc, 0, err)
+            self.assertIn("vm-a", h1.ports())
+            rc, out, err = h2.cli("migrate", "cancel", "vm-a")
+            self.assertEqual(rc, 0, err)
+            self.assertEqual(h2.migration("vm-a")["phase"], "cancelled")
+            wait_for(lambda: "vm-a" not in h1.ports(), 10, what="the destination to discard its copy")
+            self.assertEqual(h1.migration("vm-a", "in")["phase"], "discarded")
+            self.assertEqual(first.do("send six"), "echo six")
+            self.assertEqual(set(flow_ids(h2, "vm-a")), set(before))
+            rc, _, err = h2.cli("migrate", "cancel", "vm-a")
+            self.assertEqual(rc, 1)
+            self.assertIn("no migration of port 'vm-a' is in progress", err)
+
+            # A migration whose guest starts again at the source (QEMU's migration failed after
+            # the device stopped): the destination discards its copy; the source carries on.
+            rc, _, err = h2.cli("migrate", "vm-a", "--to", f"localhost:{tls_port}")
+            self.assertEqual(rc, 0, err)
+            a.move("a", work.join("a2.sock"))  # stop and start again on the same switch
+            wait_for(lambda: h2.migration("vm-a")["phase"] == "resumed", 30, what="the source to see the guest resume")
+            wait_for(lambda: "vm-a" not in h1.ports(), 10, what="the destination to discard its copy")
+            wait_for(lambda: h2.port("vm-a")["link"], 30, what="A attached again")
+            self.assertEqual(second.do("send seven"), "echo seven")
         finally:
-            if session:
-                session.close()
+            for s in sessions:
+                s.close()
             if server:
                 stop_process(server)
             for g in (a, b):

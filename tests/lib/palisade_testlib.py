@@ -114,6 +114,20 @@ class Daemon:
     def port(self, name):
         return self.ctl(f"port stats {name}")["ports"][0]
 
+    def ports(self):
+        return [p["name"] for p in self.ctl("port list")["ports"]]
+
+    def migration(self, port, direction="out"):
+        """This switch's view of the migration of `port` out of it, or into it (direction "in"),
+        from palisadectl migrate list; None if there is none."""
+        rc, out, err = self.cli("migrate", "list", json_out=True)
+        if rc != 0:
+            raise ControlError(err)
+        for m in json.loads(out).get("migrations", []):
+            if m["port"] == port and m["direction"] == direction:
+                return m
+        return None
+
     def stop(self, timeout=15):
         """SIGTERM and wait; returns the exit code."""
         if self.proc is None:
@@ -501,3 +515,20 @@ def ping_until_answered(ns, ip, tries=20):
         if ns.run("ping", "-c", "1", "-W", "1", ip, check=False).returncode == 0:
             return True
     return False
+
+
+def make_certs(d):
+    """A CA, a server certificate for localhost, a client certificate from that CA, and a client
+    certificate from another CA."""
+    def run(*args):
+        subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=d)
+    for ca in ("ca", "rogue-ca"):
+        run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", f"/CN={ca}",
+            "-keyout", f"{ca}.key", "-out", f"{ca}.pem")
+    with open(os.path.join(d, "san.ext"), "w") as f:
+        f.write("subjectAltName=DNS:localhost\n")
+    for name, ca in (("server", "ca"), ("client", "ca"), ("rogue", "rogue-ca")):
+        run("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={name}", "-keyout", f"{name}.key",
+            "-out", f"{name}.csr")
+        run("x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca}.pem", "-CAkey", f"{ca}.key",
+            "-CAcreateserial", "-days", "2", "-extfile", "san.ext", "-out", f"{name}.pem")

@@ -68,6 +68,7 @@ class QemuGuest:
         self.qmp_path = os.path.join(workdir, f"{name}.qmp")
         self.log_path = os.path.join(workdir, f"{name}.qemu.log")
         self.migration_sockets = []  # from migrate_incoming's unix: uris; stop() removes them
+        self.migration_polls = []  # wait_migration's last polls
         self.proc = None
         self.sock = None
         self.buf = b""
@@ -231,9 +232,11 @@ class QemuGuest:
         setup-time (ms) and ram counters; error-desc when failed. QEMU says "completed" a moment
         before it fills in the times: such a reply is polled again."""
         deadline = time.monotonic() + timeout
+        self.migration_polls = []  # (monotonic time, status, total-time): what each poll saw
         while True:
             info = self.query_migrate()
             status = info.get("status")
+            self.migration_polls.append((time.monotonic(), status, info.get("total-time")))
             if status in ("failed", "cancelled") or (status == "completed" and info.get("total-time")):
                 return info
             if time.monotonic() > deadline:

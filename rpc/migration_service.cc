@@ -1,0 +1,381 @@
+#include "rpc/migration_service.h"
+
+#include <chrono>
+#include <ctime>
+
+#include <capnp/rpc-twoparty.h>
+
+#include "migration/port_state.h"
+#include "vswitch/clock.h"
+#include "vswitch/vhost_port.h"
+
+namespace palisade::rpc {
+namespace {
+
+// How long a paused guest waits for the destination to take the final delta.
+constexpr auto kFinalDeltaTimeout = 3 * kj::SECONDS;
+
+[[noreturn]] void Fail(const std::string& message) {
+  kj::throwFatalException(
+      kj::Exception(kj::Exception::Type::FAILED, __FILE__, __LINE__, kj::str(message.c_str())));
+}
+
+void Check(const Status& s) {
+  if (!s.ok()) Fail(s.message());
+}
+
+std::string Describe(const kj::Exception& e) { return std::string(e.getDescription().cStr()); }
+
+std::string UtcNow() {
+  char buf[32];
+  std::time_t t = std::time(nullptr);
+  std::tm tm;
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&t, &tm));
+  return buf;
+}
+
+uint64_t MicrosSince(std::chrono::steady_clock::time_point t0) {
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
+                                   std::chrono::steady_clock::now() - t0).count());
+}
+
+}  // namespace
+
+bool MigrationInfo::active() const {
+  return phase == "copying" || phase == "copied" || phase == "cut-over" || phase == "incoming" ||
+         phase == "ready";
+}
+
+void MigrationInfo::Fill(Migration::Builder b) const {
+  b.setPort(port);
+  b.setDirection(direction);
+  b.setPeer(peer);
+  b.setPhase(phase);
+  b.setStarted(started);
+  b.setConnections(connections);
+  b.setDeltaChanged(delta_changed);
+  b.setDeltaRemoved(delta_removed);
+  b.setPauseMicros(pause_us);
+  b.setBulkMillis(bulk_ms);
+  b.setError(error);
+}
+
+struct MigrationService::Dialed {
+  explicit Dialed(kj::Own<kj::AsyncIoStream> s)
+      : stream(kj::mv(s)), client(*stream), palisade(client.bootstrap().castAs<Palisade>()) {}
+  kj::Own<kj::AsyncIoStream> stream;
+  capnp::TwoPartyClient client;
+  Palisade::Client palisade;
+};
+
+struct MigrationService::Outgoing {
+  MigrationInfo info;
+  std::shared_ptr<fw::StatefulFilter> filter;  // null: the port has no stateful filter
+  kj::Own<Dialed> conn;
+  kj::Maybe<IncomingMigration::Client> dest;
+};
+
+struct MigrationService::Arriving {
+  MigrationInfo info;
+  bool device_up = false;
+  kj::Maybe<MigrationSource::Client> source;
+};
+
+// The source's callback, held by the destination.
+class MigrationService::SourceImpl final : public MigrationSource::Server {
+ public:
+  SourceImpl(MigrationService* svc, std::shared_ptr<bool> alive, std::shared_ptr<Outgoing> s)
+      : svc_(svc), alive_(kj::mv(alive)), s_(kj::mv(s)) {}
+  kj::Promise<void> completed(CompletedContext) override {
+    if (*alive_) svc_->Completed(s_);
+    return kj::READY_NOW;
+  }
+
+ private:
+  MigrationService* svc_;
+  std::shared_ptr<bool> alive_;
+  std::shared_ptr<Outgoing> s_;
+};
+
+// The destination's side of one arriving port, held by the source.
+class MigrationService::IncomingImpl final : public IncomingMigration::Server {
+ public:
+  IncomingImpl(MigrationService* svc, std::shared_ptr<bool> alive, std::shared_ptr<Arriving> s)
+      : svc_(svc), alive_(kj::mv(alive)), s_(kj::mv(s)) {}
+  ~IncomingImpl() {
+    if (*alive_ && s_->info.phase == "incoming") {
+      svc_->Discard(s_, "the source went away before the final delta");
+    }
+  }
+
+  kj::Promise<void> delta(DeltaContext context) override {
+    if (!*alive_ || s_->info.phase != "incoming") Fail("port '" + s_->info.port + "' is not waiting for a delta");
+    migration::Delta d;
+    Check(migration::ReadDelta(context.getParams().getDelta(), &d));
+    if (d.name != s_->info.port) Fail("a delta for port '" + d.name + "' sent to '" + s_->info.port + "'");
+    const bool final = d.final;
+    const auto changed = static_cast<uint32_t>(d.changed.size());
+    const auto removed = static_cast<uint32_t>(d.removed.size());
+    return svc_->q_->Run<uint32_t>([sw = svc_->sw_, d = kj::mv(d)]() {
+      size_t taken = 0;
+      Check(sw->ApplyDelta(d.name, d.changed, d.removed, &taken));
+      return static_cast<uint32_t>(taken);
+    }).then([this, context, final, changed, removed](uint32_t taken) mutable {
+      context.getResults().setTaken(taken);
+      if (!final || !*alive_) return;
+      s_->info.delta_changed = changed;
+      s_->info.delta_removed = removed;
+      s_->info.phase = "ready";
+      if (s_->device_up) svc_->Open(s_);
+    });
+  }
+
+  kj::Promise<void> abort(AbortContext context) override {
+    if (*alive_ && s_->info.active()) {
+      svc_->Discard(s_, "cancelled by the source: " +
+                            std::string(context.getParams().getReason().cStr()));
+    }
+    return kj::READY_NOW;
+  }
+
+ private:
+  MigrationService* svc_;
+  std::shared_ptr<bool> alive_;
+  std::shared_ptr<Arriving> s_;
+};
+
+MigrationService::MigrationService(Switch* sw, ControlQueue* queue, kj::AsyncIoProvider& io,
+                                   kj::TlsContext* tls_client)
+    : sw_(sw), q_(queue), io_(io), tls_client_(tls_client), alive_(std::make_shared<bool>(true)) {
+  // The listener runs on the vhost library's thread: it hands the event to this thread and
+  // waits, so a stopping source device holds the guest until the final delta is applied.
+  auto executor = std::make_shared<kj::Own<const kj::Executor>>(kj::getCurrentThreadExecutor().addRef());
+  VhostPort::SetDeviceListener([this, executor, alive = alive_](const std::string& port, bool started) {
+    if (!(*executor)->isLive()) return;
+    KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() {
+      (*executor)->executeSync([&]() -> kj::Promise<void> {
+        if (!*alive) return kj::READY_NOW;
+        return OnDevice(port, started);
+      });
+    })) {
+      (void)e;  // this thread's loop is gone (shutting down): nothing to hand over
+    }
+  });
+}
+
+MigrationService::~MigrationService() { *alive_ = false; }
+
+kj::Promise<kj::Own<MigrationService::Dialed>> MigrationService::Dial(const std::string& to) {
+  const bool unix_socket = to.rfind('/', 0) == 0 || to.rfind("unix:", 0) == 0;
+  if (unix_socket) {
+    const std::string path = to.rfind("unix:", 0) == 0 ? to : "unix:" + to;
+    return io_.getNetwork().parseAddress(path.c_str()).then([](kj::Own<kj::NetworkAddress> a) {
+      return a->connect();
+    }).then([](kj::Own<kj::AsyncIoStream> s) { return kj::heap<Dialed>(kj::mv(s)); });
+  }
+  if (tls_client_ == nullptr) {
+    Fail("migrating to " + to + " (TCP) needs this switch's --tls-cert, --tls-key and --tls-ca");
+  }
+  const std::string host = to.substr(0, to.rfind(':'));
+  return io_.getNetwork().parseAddress(to.c_str()).then([](kj::Own<kj::NetworkAddress> a) {
+    return a->connect();
+  }).then([this, host](kj::Own<kj::AsyncIoStream> s) {
+    return tls_client_->wrapClient(kj::mv(s), host.c_str());
+  }).then([](kj::Own<kj::AsyncIoStream> s) { return kj::heap<Dialed>(kj::mv(s)); });
+}
+
+kj::Promise<MigrationInfo> MigrationService::Migrate(std::string port, std::string to,
+                                                      std::string socket) {
+  if (to.empty()) Fail("migrate needs a destination");
+  if (auto it = outgoing_.find(port); it != outgoing_.end() && it->second->info.active()) {
+    Fail("port '" + port + "' is already migrating");
+  }
+  auto s = std::make_shared<Outgoing>();
+  s->info = MigrationInfo{port, "out", to, "copying", UtcNow(), ""};
+  const auto t0 = std::chrono::steady_clock::now();
+  struct Exported {
+    PortExport state;
+    std::shared_ptr<fw::StatefulFilter> filter;
+  };
+  // Export first (errors about the port come before any connection attempt), tracking from
+  // before the walk so that nothing changed meanwhile escapes the final delta.
+  auto exported = q_->Run<Exported>([sw = sw_, port]() {
+    Exported e;
+    Check(sw->StatefulFilterOf(port, &e.filter));
+    palisade::PortInfo info;
+    Check(sw->GetPort(port, &info));
+    if (info.spec.kind != PortKind::kVhostUser) Fail("only vhost-user ports migrate");
+    if (e.filter) e.filter->StartTracking();
+    Check(sw->ExportPort(port, &e.state));
+    return e;
+  });
+  return exported.then([this, s, to, socket](Exported e) {
+    outgoing_[s->info.port] = s;
+    s->filter = e.filter;
+    return Dial(to).then([this, s, socket, state = kj::mv(e.state)](kj::Own<Dialed> conn) mutable {
+      s->conn = kj::mv(conn);
+      auto req = s->conn->palisade.incomingRequest();
+      migration::Write(state, req.initState());
+      req.setSocket(socket);
+      req.setSource(kj::heap<SourceImpl>(this, alive_, s));
+      return req.send();
+    });
+  }).then([s, t0](auto response) -> MigrationInfo {
+    if (s->info.phase != "copying") Fail("migration of '" + s->info.port + "': " + s->info.phase + ": " + s->info.error);
+    s->dest = response.getSession();
+    s->info.connections = response.getConnections();
+    s->info.bulk_ms = MicrosSince(t0) / 1000;
+    s->info.phase = "copied";
+    return s->info;
+  }, [this, s](kj::Exception&& e) -> MigrationInfo {
+    if (s->info.active()) Finish(*s, "failed", Describe(e));
+    kj::throwFatalException(kj::mv(e));
+  });
+}
+
+kj::Promise<void> MigrationService::OnDevice(const std::string& port, bool started) {
+  auto out = outgoing_.find(port);
+  if (out != outgoing_.end()) {
+    auto s = out->second;
+    if (!started && s->info.phase == "copied") return SendFinalDelta(s);
+    if (started && s->info.phase == "cut-over") {
+      AbortDestination(s, "the guest started again on the source switch");
+      Finish(*s, "resumed", "the guest started again here; the destination discards its copy");
+    }
+  }
+  auto in = arriving_.find(port);
+  if (in != arriving_.end() && in->second->info.active()) {
+    in->second->device_up = started;
+    if (started && in->second->info.phase == "ready") Open(in->second);
+  }
+  return kj::READY_NOW;
+}
+
+kj::Promise<void> MigrationService::SendFinalDelta(std::shared_ptr<Outgoing> s) {
+  const auto t0 = std::chrono::steady_clock::now();
+  migration::Delta d;
+  d.name = s->info.port;
+  d.round = 1;
+  d.final = true;
+  if (s->filter) s->filter->TakeDelta(NowNs(), &d.changed, &d.removed);
+  s->info.delta_changed = static_cast<uint32_t>(d.changed.size());
+  s->info.delta_removed = static_cast<uint32_t>(d.removed.size());
+  IncomingMigration::Client* dest = nullptr;
+  KJ_IF_MAYBE(c, s->dest) { dest = c; }
+  if (dest == nullptr) return kj::READY_NOW;
+  auto req = dest->deltaRequest();
+  migration::WriteDelta(d, req.initDelta());
+  auto sent = req.send().then([this, s, t0](auto) {
+    s->info.pause_us = MicrosSince(t0);
+    if (s->info.phase == "copied") s->info.phase = "cut-over";
+  }, [this, s](kj::Exception&& e) {
+    if (s->info.active()) Finish(*s, "failed", "final delta: " + Describe(e));
+  });
+  auto timeout = io_.getTimer().afterDelay(kFinalDeltaTimeout).then([this, s]() {
+    if (s->info.active()) Finish(*s, "failed", "final delta: no answer from the destination within 3 s");
+  });
+  return sent.exclusiveJoin(kj::mv(timeout));
+}
+
+void MigrationService::Finish(Outgoing& s, const char* phase, std::string error) {
+  s.info.phase = phase;
+  s.info.error = std::move(error);
+  if (s.filter) s.filter->StopTracking();
+  s.dest = nullptr;
+  // The connection goes once the calls on it are done (the destination sees its capability drop).
+  if (s.conn) tasks_.add(kj::evalLater([conn = kj::mv(s.conn)]() {}));
+}
+
+void MigrationService::AbortDestination(std::shared_ptr<Outgoing> s, std::string why) {
+  KJ_IF_MAYBE(dest, s->dest) {
+    auto req = dest->abortRequest();
+    req.setReason(why);
+    tasks_.add(req.send().ignoreResult().attach(kj::mv(s->conn)));
+  }
+}
+
+void MigrationService::Completed(std::shared_ptr<Outgoing> s) {
+  if (!s->info.active()) return;
+  Finish(*s, "completed", "");
+  tasks_.add(q_->Run<bool>([sw = sw_, port = s->info.port]() {
+    (void)sw->RemovePort(port);  // gone already if an operator removed it
+    return true;
+  }).ignoreResult());
+}
+
+void MigrationService::Open(std::shared_ptr<Arriving> s) {
+  s->info.phase = "running";
+  tasks_.add(q_->Run<bool>([sw = sw_, port = s->info.port]() {
+    Check(sw->OpenPort(port));
+    return true;
+  }).then([s](bool) {
+    KJ_IF_MAYBE(source, s->source) { return source->completedRequest().send().ignoreResult(); }
+    return kj::Promise<void>(kj::READY_NOW);
+  }, [s](kj::Exception&& e) { s->info.error = Describe(e); }));
+}
+
+void MigrationService::Discard(std::shared_ptr<Arriving> s, std::string why) {
+  s->info.phase = "discarded";
+  s->info.error = std::move(why);
+  s->source = nullptr;
+  tasks_.add(q_->Run<bool>([sw = sw_, port = s->info.port]() {
+    (void)sw->RemovePort(port);
+    return true;
+  }).ignoreResult());
+}
+
+kj::Promise<void> MigrationService::Cancel(std::string port) {
+  auto out = outgoing_.find(port);
+  if (out != outgoing_.end() && out->second->info.active()) {
+    auto s = out->second;
+    AbortDestination(s, "cancelled");
+    Finish(*s, "cancelled", "cancelled by an operator");
+    return kj::READY_NOW;
+  }
+  auto in = arriving_.find(port);
+  if (in != arriving_.end() && in->second->info.active()) {
+    Discard(in->second, "cancelled by an operator");
+    return kj::READY_NOW;
+  }
+  if (in != arriving_.end() && in->second->info.phase == "running") {
+    Fail("port '" + port + "' runs here already: its migration is complete");
+  }
+  Fail("no migration of port '" + port + "' is in progress");
+}
+
+std::vector<MigrationInfo> MigrationService::List() const {
+  std::vector<MigrationInfo> out;
+  for (const auto& [port, s] : outgoing_) out.push_back(s->info);
+  for (const auto& [port, s] : arriving_) out.push_back(s->info);
+  return out;
+}
+
+kj::Promise<void> MigrationService::Incoming(
+    capnp::CallContext<Palisade::IncomingParams, Palisade::IncomingResults> context) {
+  auto params = context.getParams();
+  PortExport e;
+  Check(migration::Read(params.getState(), &e));
+  if (params.getSocket().size() > 0) e.spec.path = params.getSocket().cStr();
+  auto it = arriving_.find(e.spec.name);
+  if (it != arriving_.end() && it->second->info.active()) {
+    Fail("port '" + e.spec.name + "' is already arriving here");
+  }
+  auto s = std::make_shared<Arriving>();
+  s->info = MigrationInfo{e.spec.name, "in", "source", "incoming", UtcNow(), ""};
+  s->source = params.getSource();
+  const auto t0 = std::chrono::steady_clock::now();
+  return q_->Run<uint32_t>([sw = sw_, e = kj::mv(e)]() {
+    size_t n = 0;
+    Check(sw->ImportIncoming(e, &n));
+    return static_cast<uint32_t>(n);
+  }).then([this, s, t0, context](uint32_t n) mutable {
+    s->info.connections = n;
+    s->info.bulk_ms = MicrosSince(t0) / 1000;
+    arriving_[s->info.port] = s;
+    auto results = context.getResults();
+    results.setConnections(n);
+    results.setSession(kj::heap<IncomingImpl>(this, alive_, s));
+  });
+}
+
+}  // namespace palisade::rpc

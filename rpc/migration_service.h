@@ -1,0 +1,91 @@
+// MigrationService: live migration of ports between switches, switch to switch over the RPC.
+//
+// Source: migrate() starts change tracking in the port's stateful filter and exports the port
+// (one control-thread job, so no change falls between the two), dials the destination (a unix
+// socket, or HOST:PORT with TLS) and hands it the bulk copy with a MigrationSource callback.
+// The cut-over follows the vhost-user device, which QEMU stops for the last step of its own
+// migration: when the port's device stops here, the final delta (what changed since the bulk
+// copy) goes to the destination and the guest stays paused until it is applied there; when the
+// destination's device starts, the destination opens and announces the port and calls back
+// completed(), and the port is removed here. If the device starts here again instead, the guest
+// resumed here: the destination discards its copy. Nothing of the source port changes until
+// completed(), so a failed or cancelled migration leaves it as it was.
+//
+// Destination: incoming() imports the port closed (Switch::ImportIncoming) and returns an
+// IncomingMigration capability for the deltas. The port opens once the final delta is in and
+// its device has started. If the source goes away or aborts before the final delta, the port
+// and its state are discarded.
+//
+// Thread-safety: everything on the RPC thread (kj event loop), except the device listener,
+// which the vhost library calls on its own thread and which hands over to the RPC thread and
+// waits (executeSync) for the final delta. Switch changes go through the ControlQueue.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <kj/async-io.h>
+#include <kj/compat/tls.h>
+#include <kj/timer.h>
+
+#include "rpc/control_queue.h"
+#include "rpc/palisade.capnp.h"
+#include "vswitch/switch.h"
+
+namespace palisade::rpc {
+
+struct MigrationInfo {
+  std::string port, direction, peer, phase, started, error;
+  uint32_t connections = 0, delta_changed = 0, delta_removed = 0;
+  uint64_t pause_us = 0, bulk_ms = 0;
+  bool active() const;  // not finished (completed, cancelled, failed, resumed, running, discarded)
+  void Fill(Migration::Builder b) const;
+};
+
+class MigrationService {
+ public:
+  // tls_client: this switch's certificate and CA for dialing HOST:PORT destinations (may be null).
+  MigrationService(Switch* sw, ControlQueue* queue, kj::AsyncIoProvider& io,
+                   kj::TlsContext* tls_client);
+  ~MigrationService();
+
+  kj::Promise<MigrationInfo> Migrate(std::string port, std::string to, std::string socket);
+  kj::Promise<void> Cancel(std::string port);
+  std::vector<MigrationInfo> List() const;
+  // The destination's side of incoming(); fills the results.
+  kj::Promise<void> Incoming(capnp::CallContext<Palisade::IncomingParams, Palisade::IncomingResults> context);
+
+  struct Outgoing;
+  struct Arriving;
+
+ private:
+  class SourceImpl;
+  class IncomingImpl;
+  struct Dialed;
+
+  kj::Promise<kj::Own<Dialed>> Dial(const std::string& to);
+  kj::Promise<void> OnDevice(const std::string& port, bool started);
+  kj::Promise<void> SendFinalDelta(std::shared_ptr<Outgoing> s);
+  void Finish(Outgoing& s, const char* phase, std::string error);
+  void AbortDestination(std::shared_ptr<Outgoing> s, std::string why);
+  void Completed(std::shared_ptr<Outgoing> s);
+  void Open(std::shared_ptr<Arriving> s);
+  void Discard(std::shared_ptr<Arriving> s, std::string why);
+
+  Switch* sw_;
+  ControlQueue* q_;
+  kj::AsyncIoProvider& io_;
+  kj::TlsContext* tls_client_;
+  std::shared_ptr<bool> alive_;  // false once destroyed: late device events find nothing
+  std::map<std::string, std::shared_ptr<Outgoing>> outgoing_;
+  std::map<std::string, std::shared_ptr<Arriving>> arriving_;
+  class Errors : public kj::TaskSet::ErrorHandler {
+   public:
+    void taskFailed(kj::Exception&&) override {}  // each task records its own failure
+  } errors_;
+  kj::TaskSet tasks_{errors_};
+};
+
+}  // namespace palisade::rpc
