@@ -23,6 +23,15 @@ class ConnTable {
   ConnTable(uint32_t limit, uint64_t seed);
 
   uint32_t Find(const ConnKey& k) const;
+  // Bulk lookups (import, delta) run ahead of Find by a few keys: first the bucket, then, once
+  // the bucket is in cache, the chain's first entry, so that a large table's cache and TLB
+  // misses overlap instead of queueing.
+  void PrefetchBucket(const ConnKey& k) const { __builtin_prefetch(&buckets_[Bucket(k)]); }
+  void PrefetchEntry(const ConnKey& k) const {
+    const uint32_t i = buckets_[Bucket(k)];
+    if (i != kNil) __builtin_prefetch(&entries_[i]);
+  }
+  void PrefetchSlot(uint32_t idx) const { __builtin_prefetch(&entries_[idx]); }
   // A zeroed entry holding k, or kNil when the limit is reached.
   uint32_t Insert(const ConnKey& k);
   void Remove(uint32_t idx);

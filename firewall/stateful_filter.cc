@@ -11,6 +11,7 @@ namespace palisade::fw {
 namespace {
 
 constexpr size_t kFragSlots = 64;
+constexpr size_t kAhead = 8;  // how far bulk lookups prefetch ahead (ConnTable::Prefetch*)
 constexpr uint32_t kFragTimeoutS = 30;
 
 ClassifyKey KeyOf(bool in, bool v6, const Tuple& t, uint8_t icmp_type, uint8_t icmp_code) {
@@ -374,6 +375,8 @@ size_t StatefulFilter::ImportConns(const std::vector<Conn>& conns, uint64_t now_
     std::lock_guard lock(lock_);
     const size_t end = std::min(conns.size(), start + kSlice);
     for (size_t i = start; i < end; i++) {
+      if (i + 2 * kAhead < end) conns_.PrefetchBucket(conns[i + 2 * kAhead].key());
+      if (i + kAhead < end) conns_.PrefetchEntry(conns[i + kAhead].key());
       const Conn& in = conns[i];
       if (in.state == ConnState::kFree || in.expires_s == 0) continue;
       Conn c = in;
@@ -410,8 +413,9 @@ void StatefulFilter::TakeDelta(uint64_t now_ns, std::vector<Conn>* changed,
   std::lock_guard lock(lock_);
   conns_.TakeChanges(&idxs, removed);
   changed->reserve(changed->size() + idxs.size());
-  for (uint32_t idx : idxs) {
-    Conn copy = conns_.at(idx);
+  for (size_t i = 0; i < idxs.size(); i++) {
+    if (i + kAhead < idxs.size()) conns_.PrefetchSlot(idxs[i + kAhead]);
+    Conn copy = conns_.at(idxs[i]);
     copy.expires_s = copy.expires_s > now_s ? copy.expires_s - now_s : 0;
     copy.next = 0;
     changed->push_back(copy);
@@ -423,7 +427,10 @@ size_t StatefulFilter::RemoveConns(const std::vector<ConnKey>& keys) {
   constexpr size_t kSlice = 4096;
   for (size_t start = 0; start < keys.size(); start += kSlice) {
     std::lock_guard lock(lock_);
-    for (size_t i = start; i < std::min(keys.size(), start + kSlice); i++) {
+    const size_t end = std::min(keys.size(), start + kSlice);
+    for (size_t i = start; i < end; i++) {
+      if (i + 2 * kAhead < end) conns_.PrefetchBucket(keys[i + 2 * kAhead]);
+      if (i + kAhead < end) conns_.PrefetchEntry(keys[i + kAhead]);
       const uint32_t idx = conns_.Find(keys[i]);
       if (idx == ConnTable::kNil) continue;
       conns_.Remove(idx);

@@ -24,7 +24,13 @@ void Check(const Status& s) {
   if (!s.ok()) Fail(s.message());
 }
 
-std::string Describe(const kj::Exception& e) { return std::string(e.getDescription().cStr()); }
+// The message of an error, without the prefix capnp adds to one raised by the other switch.
+std::string Describe(const kj::Exception& e) {
+  std::string text = e.getDescription().cStr();
+  constexpr std::string_view kRemote = "remote exception: ";
+  while (text.rfind(kRemote, 0) == 0) text = "destination: " + text.substr(kRemote.size());
+  return text;
+}
 
 std::string UtcNow() {
   char buf[32];
@@ -229,7 +235,7 @@ kj::Promise<MigrationInfo> MigrationService::Migrate(std::string port, std::stri
     return s->info;
   }, [this, s](kj::Exception&& e) -> MigrationInfo {
     if (s->info.active()) Finish(*s, "failed", Describe(e));
-    kj::throwFatalException(kj::mv(e));
+    Fail("migration of '" + s->info.port + "' to " + s->info.peer + " failed: " + Describe(e));
   });
 }
 
@@ -336,9 +342,6 @@ kj::Promise<void> MigrationService::Cancel(std::string port) {
   if (in != arriving_.end() && in->second->info.active()) {
     Discard(in->second, "cancelled by an operator");
     return kj::READY_NOW;
-  }
-  if (in != arriving_.end() && in->second->info.phase == "running") {
-    Fail("port '" + port + "' runs here already: its migration is complete");
   }
   Fail("no migration of port '" + port + "' is in progress");
 }

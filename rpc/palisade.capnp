@@ -216,7 +216,7 @@ interface Palisade {
   # Migrations in progress and recent ones, on this switch (both directions).
   migrations @23 () -> (migrations :List(Migration));
   # Cancels the migration of `port` (either side): the destination discards its copy; the
-  # source port was never changed. Refused once the port runs at the destination.
+  # source port was never changed. Refused when none is in progress (a completed one included).
   cancelMigration @24 (port :Text) -> ();
   # Switch to switch (from a source's migrate): creates the port closed, with the bulk copy.
   incoming @25 (state :PortState, socket :Text, source :MigrationSource)

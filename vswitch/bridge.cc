@@ -57,6 +57,10 @@ Bridge::Decision Bridge::Forward(uint16_t worker, uint16_t in_port, const uint8_
 
 void Bridge::SetPortLive(uint16_t port, bool live) { live_.set(port, live); }
 
+void Bridge::Teach(uint64_t mac, uint16_t port, uint32_t now_s) {
+  if (port < kMaxPorts && live_.test(port)) table_.load(std::memory_order_relaxed)->Learn(mac, port, now_s);
+}
+
 void Bridge::Poll(uint32_t now_s) {
   MacTable* table = table_.load(std::memory_order_relaxed);
   for (auto& w : workers_) {

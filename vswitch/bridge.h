@@ -56,6 +56,8 @@ class Bridge {
   // Control side.
   void SetPortLive(uint16_t port, bool live);  // learn events for dead ports are ignored
   void Poll(uint32_t now_s);
+  // Learns mac on port at once (control thread): a migrated VM's MAC at its new port.
+  void Teach(uint64_t mac, uint16_t port, uint32_t now_s);
   size_t RemovePort(uint16_t port);
   size_t Flush();
   void set_ageing_s(uint32_t s) { options_.ageing_s = s; }

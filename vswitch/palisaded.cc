@@ -110,7 +110,7 @@ int Serve(const Options& options, const EalInfo& eal, const std::vector<Command>
   ev_signal_start(loop, &sigint);
   ev_signal_start(loop, &sigterm);
   ev_timer tick;
-  ev_timer_init(&tick, OnTick, 0.1, 0.1);
+  ev_timer_init(&tick, OnTick, 0.02, 0.02);  // MAC learning waits for it
   tick.data = sw.get();
   ev_timer_start(loop, &tick);
 

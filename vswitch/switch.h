@@ -160,7 +160,8 @@ class Switch {
   std::vector<fw::IpAddr> VmAddresses(const std::string& vm) const;
   const fw::PacketLog& packet_log() const { return *packet_log_; }
 
-  // Periodic control work: MAC learning and ageing, freeing retired snapshots. Call ~10x/s.
+  // Periodic control work: MAC learning and ageing, connection expiry, the packet log, freeing
+  // retired snapshots. Call ~50x/s: a MAC learned by a worker is applied here.
   void Tick();
 
   std::vector<PortInfo> Ports() const;

@@ -106,6 +106,8 @@ Status Switch::OpenPort(const std::string& name) {
     it->second.chain = it->second.chain->Without(MigrationGate::kSlot);
     Publish();
   }
+  // This switch forwards to the VM's new place at once; the RARP teaches the others.
+  if (it->second.spec.mac) bridge_->Teach(it->second.spec.mac, it->second.port->index(), NowS());
   return Announce(name);
 }
 

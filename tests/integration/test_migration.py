@@ -48,7 +48,7 @@ class MigrationTest(unittest.TestCase):
                 f.write(RULES)
             h1.ctl("filter attach vm-a --slot 2 --agent sfw")
             h1.ctl(f"rules load vm-a {rules}")
-            b = NamespaceGuests("pmb", [("b", work.join("b.sock"), "10.16.0.2/24")])
+            b = NamespaceGuests("pmb", [("b", work.join("b.sock"), "10.16.0.2/24")], mac_index=1)
             a = NamespaceGuests("pma", [("a", work.join("a.sock"), "10.16.0.1/24")])
             server = echo_server(b["b"], 22)
 
@@ -126,6 +126,11 @@ class MigrationTest(unittest.TestCase):
             # A migration whose guest starts again at the source (QEMU's migration failed after
             # the device stopped): the destination discards its copy; the source carries on.
             rc, _, err = h2.cli("migrate", "vm-a", "--to", f"localhost:{tls_port}")
+            self.assertEqual(rc, 1, "the destination's socket path is taken (by the source)")
+            self.assertIn("destination: ", err)
+            self.assertIn("a2.sock is in use by another process", err)
+            self.assertNotIn("vm-a", h1.ports())
+            rc, _, err = h2.cli("migrate", "vm-a", "--to", f"localhost:{tls_port}", "--socket", work.join("a4.sock"))
             self.assertEqual(rc, 0, err)
             a.move("a", work.join("a2.sock"))  # stop and start again on the same switch
             wait_for(lambda: h2.migration("vm-a")["phase"] == "resumed", 30, what="the source to see the guest resume")

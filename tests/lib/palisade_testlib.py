@@ -322,9 +322,10 @@ class NamespaceGuests:
     are ordered virtio0, afpacket0, virtio1, afpacket1, ... so the paired topology pairs them.
     """
 
-    def __init__(self, prefix, guests, vhost_server=False):
+    def __init__(self, prefix, guests, vhost_server=False, mac_index=0):
         """vhost_server: the guests own the vhost-user sockets (the switch's ports are --client),
-        as QEMU with server=on: the switch can restart under them."""
+        as QEMU with server=on: the switch can restart under them. Guest i's MAC is
+        02:00:00:00:(0x10 + mac_index + i):01; groups on one network need distinct mac_index."""
         self.prefix = prefix
         self.ns = {}
         self.links = []
@@ -334,7 +335,7 @@ class NamespaceGuests:
         for i, (name, sock, addr) in enumerate(guests):
             ns = Netns(f"{prefix}-{name}")
             host, inner = f"{prefix[:6]}{i}h", f"{prefix[:6]}{i}g"
-            veth(host, inner, netns_b=ns, mac_b=f"02:00:00:00:{i + 0x10:02x}:01")
+            veth(host, inner, netns_b=ns, mac_b=f"02:00:00:00:{i + 0x10 + mac_index:02x}:01")
             # Veth leaves checksums to be filled in later; af_packet would carry them unfilled.
             ns.run("ethtool", "-K", inner, "tx", "off")
             # IPv4 only: keeps router solicitations and ND out of the tests' counters.
