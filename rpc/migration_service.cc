@@ -287,6 +287,7 @@ void MigrationService::Finish(Outgoing& s, const char* phase, std::string error)
   s.info.phase = phase;
   s.info.error = std::move(error);
   if (s.filter) s.filter->StopTracking();
+  s.filter.reset();  // the view stays; a removed port's table must not
   s.dest = nullptr;
   // The connection goes once the calls on it are done (the destination sees its capability drop).
   if (s.conn) tasks_.add(kj::evalLater([conn = kj::mv(s.conn)]() {}));
