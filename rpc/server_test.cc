@@ -324,5 +324,88 @@ TEST_F(RpcServerTest, ExportAndImportAPort) {
   EXPECT_NE(Error(missing).find("no port 'nosuch'"), std::string::npos);
 }
 
+// The destination's side of a live migration driven by hand: the port arrives closed, takes a
+// delta, and an abort discards it. Then the source's errors: nothing starts, nothing changes.
+TEST_F(RpcServerTest, LiveMigrationProtocolAndItsErrors) {
+  AddPort("a");
+  AttachSfw("a");
+  auto ex = cap().exportPortRequest();
+  ex.setName("a");
+  auto exported = ex.send().wait(ws());
+  capnp::MallocMessageBuilder copy;
+  copy.setRoot(exported.getState());
+  auto state = copy.getRoot<migration::PortState>();
+  state.setName("b");
+
+  auto in = cap().incomingRequest();
+  in.setState(state.asReader());
+  in.setSocket(path("b.sock"));
+  auto arrived = in.send().wait(ws());
+  auto session = arrived.getSession();
+  auto list = [&] { return cap().migrationsRequest().send().wait(ws()); };
+  {
+    auto l = list();
+    ASSERT_EQ(l.getMigrations().size(), 1u);
+    EXPECT_EQ(l.getMigrations()[0].getPort(), "b");
+    EXPECT_EQ(l.getMigrations()[0].getDirection(), "in");
+    EXPECT_EQ(l.getMigrations()[0].getPhase(), "incoming");
+  }
+  auto summary = cap().summarizeFiltersRequest().send().wait(ws());
+  bool gated = false;
+  for (auto p : summary.getPorts()) {
+    for (auto f : p.getSlots()) gated |= std::string(f.getAgent().cStr()) == "palisade-migration" && p.getPort() == "b";
+  }
+  EXPECT_TRUE(gated) << "closed until its device starts";
+
+  auto again = cap().incomingRequest();
+  again.setState(state.asReader());
+  EXPECT_NE(Error(again).find("port 'b' is already arriving here"), std::string::npos);
+
+  auto wrong = session.deltaRequest();
+  wrong.getDelta().setVersion(migration::CURRENT_VERSION);
+  wrong.getDelta().setName("a");
+  EXPECT_NE(Error(wrong).find("a delta for port 'a' sent to 'b'"), std::string::npos);
+  auto delta = session.deltaRequest();
+  delta.getDelta().setVersion(migration::CURRENT_VERSION);
+  delta.getDelta().setName("b");
+  delta.getDelta().setFinal(true);
+  EXPECT_EQ(delta.send().wait(ws()).getTaken(), 0u);
+  EXPECT_EQ(list().getMigrations()[0].getPhase(), "ready");
+
+  auto abort = session.abortRequest();
+  abort.setReason("test");
+  abort.send().wait(ws());
+  EXPECT_EQ(list().getMigrations()[0].getPhase(), "discarded");
+  EXPECT_EQ(std::string(list().getMigrations()[0].getError().cStr()), "cancelled by the source: test");
+  auto port_count = [&] { return cap().listPortsRequest().send().wait(ws()).getPorts().size(); };
+  for (int i = 0; i < 100 && port_count() != 1; i++) usleep(10000);  // removed on the control thread
+  EXPECT_EQ(port_count(), 1u) << "the copy is gone";
+
+  state.setVersion(migration::CURRENT_VERSION + 1);
+  auto bad = cap().incomingRequest();
+  bad.setState(state.asReader());
+  EXPECT_NE(Error(bad).find("port state version 2 cannot be read here"), std::string::npos);
+
+  // The source's errors.
+  auto nosuch = cap().migrateRequest();
+  nosuch.setPort("nosuch");
+  nosuch.setTo(path("rpc"));
+  EXPECT_NE(Error(nosuch).find("no port 'nosuch'"), std::string::npos);
+  auto to_self = cap().migrateRequest();  // this switch has port 'a' already
+  to_self.setPort("a");
+  to_self.setTo(path("rpc"));
+  EXPECT_NE(Error(to_self).find("destination: port 'a' already exists here"), std::string::npos);
+  auto tcp = cap().migrateRequest();
+  tcp.setPort("a");
+  tcp.setTo("localhost:1");
+  EXPECT_NE(Error(tcp).find("needs this switch's --tls-cert, --tls-key and --tls-ca"), std::string::npos);
+  auto cancel = cap().cancelMigrationRequest();
+  cancel.setPort("a");
+  EXPECT_NE(Error(cancel).find("no migration of port 'a' is in progress"), std::string::npos);
+  bool failed = false;
+  for (auto m : list().getMigrations()) failed |= m.getPort() == "a" && m.getPhase() == "failed";
+  EXPECT_TRUE(failed);
+}
+
 }  // namespace
 }  // namespace palisade::rpc
