@@ -418,10 +418,11 @@ class Ctl {
       return kOk;
     }
     if (first == "cancel") {
+      const std::string port = args.Next("a port name");
       auto req = sw.cancelMigrationRequest();
-      req.setPort(args.Next("a port name"));
+      req.setPort(port);
       req.send().wait(ws);
-      if (!json_) std::printf("cancelled the migration of %s\n", req.getPort().cStr());
+      if (!json_) std::printf("cancelled the migration of %s\n", port.c_str());
       return kOk;
     }
     auto req = sw.migrateRequest();

@@ -79,6 +79,7 @@ struct MigrationService::Outgoing {
   std::shared_ptr<fw::StatefulFilter> filter;  // null: the port has no stateful filter
   kj::Own<Dialed> conn;
   kj::Maybe<IncomingMigration::Client> dest;
+  bool stopped_while_copying = false;  // the device stopped before the bulk copy was in
 };
 
 struct MigrationService::Arriving {
@@ -226,12 +227,14 @@ kj::Promise<MigrationInfo> MigrationService::Migrate(std::string port, std::stri
       req.setSource(kj::heap<SourceImpl>(this, alive_, s));
       return req.send();
     });
-  }).then([s, t0](auto response) -> MigrationInfo {
+  }).then([this, s, t0](auto response) -> MigrationInfo {
     if (s->info.phase != "copying") Fail("migration of '" + s->info.port + "': " + s->info.phase + ": " + s->info.error);
     s->dest = response.getSession();
     s->info.connections = response.getConnections();
     s->info.bulk_ms = MicrosSince(t0) / 1000;
     s->info.phase = "copied";
+    // QEMU was started too early: the guest is already paused, the delta follows at once.
+    if (s->stopped_while_copying) tasks_.add(SendFinalDelta(s));
     return s->info;
   }, [this, s](kj::Exception&& e) -> MigrationInfo {
     if (s->info.active()) Finish(*s, "failed", Describe(e));
@@ -244,6 +247,7 @@ kj::Promise<void> MigrationService::OnDevice(const std::string& port, bool start
   if (out != outgoing_.end()) {
     auto s = out->second;
     if (!started && s->info.phase == "copied") return SendFinalDelta(s);
+    if (s->info.phase == "copying") s->stopped_while_copying = !started;
     if (started && s->info.phase == "cut-over") {
       AbortDestination(s, "the guest started again on the source switch");
       Finish(*s, "resumed", "the guest started again here; the destination discards its copy");
