@@ -48,6 +48,11 @@ struct Slot {
   failOpen @2 :Bool;
 }
 
+struct VmMembers {
+  vm @0 :Text;
+  addresses @1 :List(Text);
+}
+
 struct PortState {
   version @0 :UInt32;          # currentVersion of the writer
   name @1 :Text;
@@ -63,6 +68,9 @@ struct PortState {
   recheck @11 :Bool;
   timeouts @12 :List(Timeout);
   connections @13 :List(Connection);
+  vmAddresses @14 :List(VmMembers);
+    # the addresses of every VM the rules' dynamic address sets name, as the source knew them:
+    # the destination resolves with them the VMs it does not host itself
 }
 
 struct ConnectionKey {

@@ -118,6 +118,13 @@ void Write(const PortExport& in, PortState::Builder out) {
     t[i].setName(timeouts[i].first);
     t[i].setSeconds(timeouts[i].second);
   }
+  auto vms = out.initVmAddresses(static_cast<unsigned>(in.vm_addresses.size()));
+  unsigned v = 0;
+  for (const auto& [vm, addrs] : in.vm_addresses) {
+    vms[v].setVm(vm);
+    auto list = vms[v++].initAddresses(static_cast<unsigned>(addrs.size()));
+    for (unsigned i = 0; i < addrs.size(); i++) list.set(i, addrs[i].ToString());
+  }
   auto conns = out.initConnections(static_cast<unsigned>(in.conns.size()));
   for (unsigned i = 0; i < in.conns.size(); i++) WriteConn(in.conns[i], conns[i]);
 }
@@ -151,6 +158,14 @@ Status Read(PortState::Reader in, PortExport* out) {
   e.options.recheck = in.getRecheck();
   for (auto t : in.getTimeouts()) {
     if (Status s = e.options.timeouts.Set(Str(t.getName()), t.getSeconds()); !s.ok()) return s;
+  }
+  for (auto m : in.getVmAddresses()) {
+    auto& addrs = e.vm_addresses[Str(m.getVm())];
+    for (auto text : m.getAddresses()) {
+      auto a = fw::IpAddr::Parse(Str(text));
+      if (!a) return Status::Invalid("port '" + e.spec.name + "': bad address '" + Str(text) + "' of VM " + Str(m.getVm()));
+      addrs.push_back(*a);
+    }
   }
   e.conns.reserve(in.getConnections().size());
   for (auto b : in.getConnections()) {

@@ -46,6 +46,8 @@ PortExport Sample() {
   c.peer[0] = fw::TcpPeer{1001, 70000, 65535, 7, fw::kPeerWscale, 0};
   c.peer[1] = fw::TcpPeer{5001, 80000, 29200, 7, fw::kPeerWscale | fw::kPeerFin, 0};
   e.conns = {c};
+  e.vm_addresses["web-02"] = {*fw::IpAddr::Parse("172.16.10.13")};
+  e.vm_addresses["gone"] = {};
   return e;
 }
 
@@ -67,6 +69,7 @@ void ExpectSame(const PortExport& a, const PortExport& b) {
   EXPECT_EQ(a.options.conn_limit, b.options.conn_limit);
   EXPECT_EQ(a.options.recheck, b.options.recheck);
   EXPECT_EQ(a.options.timeouts, b.options.timeouts);
+  EXPECT_EQ(a.vm_addresses, b.vm_addresses);
   ASSERT_EQ(a.conns.size(), b.conns.size());
   for (size_t i = 0; i < a.conns.size(); i++) {
     EXPECT_EQ(0, std::memcmp(&a.conns[i], &b.conns[i], sizeof(fw::Conn))) << "every field of entry " << i;

@@ -309,7 +309,7 @@ void MigrationService::Completed(std::shared_ptr<Outgoing> s) {
   if (!s->info.active()) return;
   Finish(*s, "completed", "");
   tasks_.add(q_->Run<bool>([sw = sw_, port = s->info.port]() {
-    (void)sw->RemovePort(port);  // gone already if an operator removed it
+    (void)sw->RemoveMigratedPort(port);  // gone already if an operator removed it
     return true;
   }).ignoreResult());
 }

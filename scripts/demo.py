@@ -1,5 +1,6 @@
 """Palisade demo: one palisaded with two guests behind port security and a stateful firewall
-policy, traffic across the switch, and the operator's views.
+policy, traffic across the switch, and the operator's views; then (with QEMU) a live migration
+of the db VM to a second switch, its open connection with it.
 
 The guests are QEMU virtual machines (TCG) booted from the test image, attached through
 vhost-user. Where QEMU is missing (or PALISADE_DEMO_GUESTS=netns), they are network namespaces
@@ -10,8 +11,8 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "lib"))
-from palisade_testlib import (Daemon, NamespaceGuests, Session, Workdir,  # noqa: E402
-                              ping_until_answered, tcp_transfer, wait_for)
+from palisade_testlib import (Daemon, NamespaceGuests, Session, Workdir, del_link,  # noqa: E402
+                              ping_until_answered, tcp_transfer, veth, wait_for)
 from qemu_guest import QEMU, QemuGuest  # noqa: E402
 
 GUESTS = [("web", "web-01", "10.20.0.1", "02:00:00:00:10:01"),
@@ -23,8 +24,11 @@ class VmGuests:
     kind = "QEMU virtual machines"
 
     def __init__(self, work):
+        # db's RAM is a shared file, so that it can migrate with x-ignore-shared (qemu_guest.py).
+        self.mem = f"/dev/shm/palisade-demo-{os.getpid()}-db.ram"
         self.vms = {n: QemuGuest(n, work.path, work.join(n + ".sock"), mac, ip + "/24",
-                                 listen=[5001] if n == "db" else [])
+                                 listen=[5001] if n == "db" else [],
+                                 mem_path=self.mem if n == "db" else None)
                     for n, _, ip, mac in GUESTS}
         for vm in self.vms.values():
             vm.start()
@@ -46,6 +50,35 @@ class VmGuests:
 
     def connect(self, src, ip, port):
         return self.vms[src].run(f"nc -w 5 {ip} {port} </dev/null")[1].strip() or "connected"
+
+    def migrate(self, work, sw, sw2):
+        """db moves to sw2 while web counts on one TCP connection to db's echo service."""
+        web = self.vms["web"]
+        web.run("(i=0; while true; do i=$((i+1)); echo $i; sleep 0.2; done) 2>/dev/null | "
+                "nc 10.20.0.2 5001 > /tmp/count 2>&1 &")
+        time.sleep(2)
+        count = lambda: web.run("tail -n 1 /tmp/count")[1].strip()
+        print(f"web counts on one connection to db:5001, echoed so far: {count()}")
+        for args in (("migrate", "vm-db", "--to", sw2.socket, "--socket", work.join("db2.sock")),
+                     ("migrate", "list")):
+            print("> palisadectl " + " ".join(args))
+            print(sw.cli(*args)[1].rstrip())
+        _, _, ip, mac = GUESTS[1]
+        dest = QemuGuest("db-dst", work.path, work.join("db2.sock"), mac, ip + "/24", listen=[5001],
+                         mem_path=self.mem, incoming=True).start()
+        self.vms["db-dst"] = dest
+        dest.migrate_incoming(f"unix:{work.join('mig.sock')}")
+        print("> QMP migrate (x-ignore-shared: both QEMUs map db's RAM file)")
+        self.vms["db"].migrate(f"unix:{work.join('mig.sock')}", shared=True)
+        result = self.vms["db"].wait_migration(60)
+        print(f"QEMU: {result['status']}, total {result.get('total-time')} ms, downtime {result.get('downtime')} ms")
+        wait_for(lambda: "vm-db" not in [p["name"] for p in sw.ctl("port list")["ports"]], 20)
+        dest.wait_ready(60)
+        time.sleep(2)
+        print(f"web's connection carries on: echoed so far {count()} (no reset, no new handshake)")
+        for h, args in ((sw, ("migrate", "list")), (sw2, ("migrate", "list")), (sw2, ("getflows", "-f", "vm-db"))):
+            print(f"> palisadectl -s {h.socket} " + " ".join(args))
+            print(h.cli(*args)[1].rstrip())
 
     def close(self):
         for vm in self.vms.values():
@@ -113,7 +146,7 @@ def step(text):
 def main():
     work = Workdir("demo")
     sw = Daemon("demo", work.path)
-    guests = None
+    guests = sw2 = None
     try:
         step("starting palisaded (instance 'demo', no hugepages needed)")
         sw.start()
@@ -166,10 +199,22 @@ def main():
         palisadectl("port", "stats")
         palisadectl("mac", "show")
         palisadectl("worker", "stats")
+
+        if use_vms:
+            step("live migration: db moves to a second switch (instance 'demo2'; the two switches "
+                 "are joined by uplinks on a veth pair)")
+            sw2 = Daemon("demo2", work.path).start()
+            veth("pdemo0", "pdemo1")
+            sw.ctl("port add uplink --uplink net_af_packet_demo1,iface=pdemo0")
+            sw2.ctl("port add uplink --uplink net_af_packet_demo2,iface=pdemo1")
+            guests.migrate(work, sw, sw2)
     finally:
         step("stopping")
         if guests:
             guests.close()
+        if sw2:
+            sw2.stop()
+            del_link("pdemo0")
         rc = sw.stop()
         print(f"palisaded exited {rc}; control socket removed: {not os.path.exists(sw.socket)}")
         work.remove()

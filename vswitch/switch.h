@@ -84,6 +84,8 @@ struct PortExport {
   uint32_t generation = 0;
   fw::FirewallOptions options;
   std::vector<fw::Conn> conns;  // expires_s: seconds left
+  // The addresses of the VMs named by the rules' dynamic address sets (`vm NAME`), as known here.
+  std::map<std::string, std::vector<fw::IpAddr>> vm_addresses;
 };
 
 struct MacInfo {
@@ -150,13 +152,17 @@ class Switch {
   Status ApplyDelta(const std::string& name, const std::vector<fw::Conn>& changed,
                     const std::vector<fw::ConnKey>& removed, size_t* taken);
   Status OpenPort(const std::string& name);
+  // The source's end of a completed migration: the port goes, and its VM's addresses stay known
+  // as a VM on another switch, so that other ports' rules naming it keep matching.
+  Status RemoveMigratedPort(const std::string& name);
   Status Announce(const std::string& name);
   // The port's stateful filter (thread-safe itself): the source tracks changes and takes its
   // deltas from it on the migration's own thread. Null when none is attached.
   Status StatefulFilterOf(const std::string& name, std::shared_ptr<fw::StatefulFilter>* out) const;
   std::vector<std::string> PortNames() const;
 
-  // The addresses the switch knows for a VM: bound to its ports, or learned by port security.
+  // The addresses the switch knows for a VM: bound to its ports, or learned by port security;
+  // for a VM without a port here, what a migrated port brought along (PortExport::vm_addresses).
   std::vector<fw::IpAddr> VmAddresses(const std::string& vm) const;
   const fw::PacketLog& packet_log() const { return *packet_log_; }
 
@@ -205,6 +211,7 @@ class Switch {
   bool started_ = false;
 
   std::map<std::string, PortState> ports_;
+  std::map<std::string, std::vector<fw::IpAddr>> remote_vms_;  // VMs on other switches
   std::unique_ptr<fw::PacketLog> packet_log_;
   std::bitset<kMaxPorts> index_used_;  // freed only once no worker can see the old port
   std::atomic<const Snapshot*> snapshot_{nullptr};

@@ -34,6 +34,9 @@ Status Switch::ExportPort(const std::string& name, PortExport* out) const {
       e.generation = table->generation();
     }
     e.options = state.sfw->options();
+    for (const fw::AddrSet& set : state.rules.addrsets) {
+      for (const std::string& vm : set.vms) e.vm_addresses[vm] = VmAddresses(vm);
+    }
     const uint64_t now = NowNs();
     uint32_t cursor = 0;
     while (cursor != fw::ConnTable::kNil) cursor = state.sfw->ExportConns(cursor, 4096, now, &e.conns);
@@ -80,6 +83,9 @@ Status Switch::Import(const PortExport& in, bool incoming, size_t* connections) 
     }
   }
   if (!state.sfw) return Status::Ok();
+  // VMs hosted elsewhere keep the addresses the source knew (local ports take precedence).
+  for (const auto& [vm, addrs] : in.vm_addresses) remote_vms_[vm] = addrs;
+  if (!in.vm_addresses.empty()) RecompileVmSets();
   if (!in.rules.empty()) {
     if (Status s = LoadRules(in.spec.name, in.rules); !s.ok()) return s;
   }
@@ -109,6 +115,14 @@ Status Switch::OpenPort(const std::string& name) {
   // This switch forwards to the VM's new place at once; the RARP teaches the others.
   if (it->second.spec.mac) bridge_->Teach(it->second.spec.mac, it->second.port->index(), NowS());
   return Announce(name);
+}
+
+Status Switch::RemoveMigratedPort(const std::string& name) {
+  auto it = ports_.find(name);
+  if (it == ports_.end()) return Status::NotFound("no port '" + name + "'");
+  const std::string vm = it->second.spec.vm;
+  if (!vm.empty()) remote_vms_[vm] = VmAddresses(vm);
+  return RemovePort(name);  // recompiles the sets naming the VM, now with the kept addresses
 }
 
 Status Switch::Announce(const std::string& name) {

@@ -69,12 +69,17 @@ Status NoFirewall(const std::string& filter) {
 
 std::vector<fw::IpAddr> Switch::VmAddresses(const std::string& vm) const {
   std::vector<fw::IpAddr> out;
+  bool local = false;
   for (const auto& [name, state] : ports_) {
     if (state.spec.vm != vm) continue;
+    local = true;
     std::vector<fw::IpAddr> addrs = state.swsec ? state.swsec->addresses() : state.spec.ips;
     for (const fw::IpAddr& a : addrs) {
       if (std::find(out.begin(), out.end(), a) == out.end()) out.push_back(a);
     }
+  }
+  if (!local) {
+    if (auto it = remote_vms_.find(vm); it != remote_vms_.end()) out = it->second;
   }
   return out;
 }

@@ -1,7 +1,8 @@
 """Live migration of a port between two switches (palisadectl migrate): two palisaded instances
 as two hosts joined only by uplinks on a veth pair, guests as network namespaces behind
-testpmd's virtio-user. Guest A holds TCP connections to guest B under a `strict` rule (no pickup
-of mid-stream segments, so only a migrated entry lets them on). A's port goes over while A runs;
+testpmd's virtio-user. Guests A and B start on h1, each behind rules naming the other VM; A
+holds TCP connections to B under a `strict` rule (no pickup of mid-stream segments, so only a
+migrated entry lets them on). A's port goes over while A runs;
 A's device stops at the source (the final delta: a connection opened after the bulk copy goes
 too) and starts at the destination (the port opens, the source removes its own); the same
 connections carry on with their flow ids and counters. Then: a cancelled migration and one
@@ -15,9 +16,22 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from palisade_testlib import (Daemon, NamespaceGuests, Session, Workdir, del_link,  # noqa: E402
                               echo_server, make_certs, stop_process, veth, wait_for)
 
-RULES = """ruleset web {
-  rule 10 at 1 out protocol tcp strict from any to any port 22 accept with log;
+# Each guest's rules name the other by VM (dynamic address sets): after A moves, h2 must still
+# know B's addresses and h1 A's, though neither VM has a port there any more.
+RULES_A = """ruleset web {
+  rule 10 at 1 out protocol tcp strict from any to addrset db port 22 accept with log;
   rule 11 at 2 inout protocol any from any to any drop;
+}
+addrset db {
+vm db-01,
+}
+"""
+RULES_B = """ruleset db {
+  rule 20 at 1 in protocol tcp from addrset web to any port 22 accept;
+  rule 21 at 2 inout protocol any from any to any drop;
+}
+addrset web {
+vm web-01,
 }
 """
 
@@ -42,12 +56,12 @@ class MigrationTest(unittest.TestCase):
             h1.ctl("port add uplink --uplink net_af_packet_m1,iface=pmig0")
             h2.ctl("port add uplink --uplink net_af_packet_m2,iface=pmig1")
             h1.ctl(f"port add vm-a --vhost-user {work.join('a.sock')} --vm web-01 --ip 10.16.0.1")
-            h2.ctl(f"port add vm-b --vhost-user {work.join('b.sock')}")
-            rules = work.join("web.rules")
-            with open(rules, "w") as f:
-                f.write(RULES)
-            h1.ctl("filter attach vm-a --slot 2 --agent sfw")
-            h1.ctl(f"rules load vm-a {rules}")
+            h1.ctl(f"port add vm-b --vhost-user {work.join('b.sock')} --vm db-01 --ip 10.16.0.2")
+            for port, text in (("vm-a", RULES_A), ("vm-b", RULES_B)):
+                with open(work.join(port + ".rules"), "w") as f:
+                    f.write(text)
+                h1.ctl(f"filter attach {port} --slot 2 --agent sfw")
+                h1.ctl(f"rules load {port} {work.join(port + '.rules')}")
             b = NamespaceGuests("pmb", [("b", work.join("b.sock"), "10.16.0.2/24")], mac_index=1)
             a = NamespaceGuests("pma", [("a", work.join("a.sock"), "10.16.0.1/24")])
             server = echo_server(b["b"], 22)
