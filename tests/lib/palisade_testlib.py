@@ -5,6 +5,7 @@ started (processes by PID, sockets, namespaces, /var/run/dpdk prefixes)."""
 import json
 import os
 import pty
+import random
 import re
 import select
 import shutil
@@ -282,10 +283,30 @@ class Netns:
         sh("ip", "netns", "del", self.name, check=False)
 
 
+_next_ifindex = [random.randrange(1, 20000)]
+
+
+def _ifindex():
+    """An interface index for a link we create: n << 16 | k << 12 | 7, k cycling 1..15.
+
+    DPDK's af_packet driver joins each socket to the fanout group (pid ^ ifindex) & 0xffff, and
+    a group cannot span two interfaces: a collision fails the probe (EPERM). With consecutive
+    kernel ifindexes, two processes with nearby pids collide often. Here the links one process
+    binds differ in k, and two processes collide only if their pids differ by a multiple of
+    4096 with equal low 12 bits."""
+    _next_ifindex[0] += 1
+    n = _next_ifindex[0]
+    return str((n << 16) | ((n % 15 + 1) << 12) | 7)
+
+
 def veth(a, b, netns_b=None, mac_b=None):
     """Creates a veth pair a<->b with b optionally moved into a namespace; both links up."""
     sh("ip", "link", "del", a, check=False)
-    sh("ip", "link", "add", a, "type", "veth", "peer", "name", b)
+    for attempt in range(20):
+        r = sh("ip", "link", "add", a, "index", _ifindex(), "type", "veth", "peer", "name", b,
+               "index", _ifindex(), check=attempt == 19)
+        if r.returncode == 0:
+            break
     if mac_b:
         sh("ip", "link", "set", b, "address", mac_b)
     if netns_b:
