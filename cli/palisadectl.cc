@@ -38,7 +38,7 @@ struct ConnectError {
 const char* kMainHelp =
     "Usage: palisadectl [-s|--socket PATH] [--json] COMMAND [ARGS]\n"
     "       palisadectl -c|--connect HOST:PORT --tls-cert FILE --tls-key FILE --tls-ca FILE ...\n"
-    "Controls a palisaded switch through its RPC socket (default /run/palisade/default.rpc), or\n"
+    "Controls a palisaded switch through its RPC socket (default /run/palisade/default.sock), or\n"
     "over TLS with a client certificate the switch's CA signed.\n"
     "\n"
     "Commands (each takes --help):\n"
@@ -175,7 +175,7 @@ std::string ReadAll(const std::string& path) {
 
 // Where the switch is: its unix socket, or HOST:PORT over TLS with our client certificate.
 struct Endpoint {
-  std::string socket = "/run/palisade/default.rpc";
+  std::string socket = "/run/palisade/default.sock";
   std::string connect;  // HOST:PORT: TLS
   std::string cert, key, ca;
 };
