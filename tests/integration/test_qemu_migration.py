@@ -174,5 +174,67 @@ class QemuMigrationTest(unittest.TestCase):
         self.assertEqual((rc1, rc2), (0, 0))
 
 
+    def test_client_mode_port_migrates_too(self):
+        """QEMU owns the vhost-user sockets (server=on) and the switches connect to them, as with
+        guests that must survive switch restarts: the port arrives in client mode and connects
+        to the destination QEMU's socket."""
+        work = Workdir("qmigc")
+        mem = f"/dev/shm/palisade-qmigc-{os.getpid()}-a.ram"
+        veth("pqc0", "pqc1")
+        h1 = Daemon("qmigc1", work.path).start()
+        h2 = Daemon("qmigc2", work.path).start()
+        guests = []
+        try:
+            h1.ctl("port add uplink --uplink net_af_packet_c1,iface=pqc0")
+            h2.ctl("port add uplink --uplink net_af_packet_c2,iface=pqc1")
+            b = QemuGuest("b", work.path, work.join("b.sock"), MAC["b"], IP["b"] + "/24", mode="client")
+            a = QemuGuest("a", work.path, work.join("a.sock"), MAC["a"], IP["a"] + "/24", mode="client",
+                          mem_path=mem)
+            guests += [b, a]
+            b.start()
+            a.start()
+            h1.ctl(f"port add vm-a --vhost-user {work.join('a.sock')} --client --vm vm-a --mac {MAC['a']} --ip {IP['a']}")
+            h2.ctl(f"port add vm-b --vhost-user {work.join('b.sock')} --client --vm vm-b --mac {MAC['b']} --ip {IP['b']}")
+            with open(work.join("mig.rules"), "w") as f:
+                f.write(POLICY)
+            h1.ctl("filter attach vm-a --slot 2 --agent sfw")
+            h1.ctl(f"rules load vm-a {work.join('mig.rules')}")
+            b.wait_ready()
+            a.wait_ready()
+            a.run(TICKER.format(ip=IP["b"]))
+            wait_for(lambda: tcp_state(a)["last"] > 3, 30, what="A's connection to B")
+            start = tcp_state(a)
+            before = flow(h1)
+
+            d = QemuGuest("a-dst", work.path, work.join("a2.sock"), MAC["a"], IP["a"] + "/24", mode="client",
+                          mem_path=mem, incoming=True)
+            guests.append(d)
+            d.start()  # owns a2.sock before the port arrives to connect to it
+            rc, _, err = h1.cli("migrate", "vm-a", "--to", h2.socket, "--socket", work.join("a2.sock"))
+            self.assertEqual(rc, 0, err)
+            self.assertEqual(h2.port("vm-a")["mode"], "client")
+            d.migrate_incoming(f"unix:{work.join('mig.sock')}")
+            a.migrate(f"unix:{work.join('mig.sock')}", shared=True)
+            self.assertEqual(a.wait_migration(60)["status"], "completed")
+            wait_for(lambda: h1.migration("vm-a")["phase"] == "completed", 20, what="h1 to see A start on h2")
+            d.wait_ready(60)
+            time.sleep(2)
+            moved = tcp_state(d)
+            self.assertEqual((moved["pids"], moved["conn"], moved["gaps"], moved["err"]),
+                             (start["pids"], start["conn"], 0, ""), "no reset, no new handshake")
+            self.assertGreater(moved["last"], start["last"] + 5)
+            self.assertEqual(flow(h2)["flow_id"], before["flow_id"])
+            wait_for(lambda: "vm-a" not in h1.ports(), 10, what="h1 to remove A's port")
+        finally:
+            for g in reversed(guests):
+                g.stop()
+            rc1, rc2 = h1.stop(), h2.stop()
+            del_link("pqc0")
+            work.remove()
+            if os.path.exists(mem):
+                os.unlink(mem)
+        self.assertEqual((rc1, rc2), (0, 0))
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)
