@@ -206,6 +206,10 @@ class Ctl {
     }
     capnp::TwoPartyClient client(*stream);
     rpc::Palisade::Client sw = client.bootstrap().castAs<rpc::Palisade>();
+    auto hello = sw.helloRequest();
+    hello.setKind("cli");
+    hello.setName("palisadectl " + std::to_string(getpid()));
+    auto said = hello.send();  // in order before the command; its answer is not awaited
     return Dispatch(cmd, args, sw, ws);
   }
 

@@ -188,8 +188,10 @@ std::string MigrationTable(capnp::List<rpc::Migration>::Reader migrations) {
 }
 
 std::string ConnectionTable(const std::string& socket, capnp::List<rpc::Connection>::Reader conns) {
-  std::vector<std::vector<std::string>> rows = {{"Proto", "Local Address", "Foreign Address", "State", "Since", "Name"}};
-  for (auto c : conns) rows.push_back({"unix", socket, S(c.getPeer()), "ESTABLISHED", S(c.getSince()), S(c.getKind())});
+  std::vector<std::vector<std::string>> rows = {{"Proto", "Local Address", "Foreign Address", "State", "Since", "Kind", "Name"}};
+  for (auto c : conns) {
+    rows.push_back({"unix", socket, S(c.getPeer()), "ESTABLISHED", S(c.getSince()), S(c.getKind()), S(c.getName())});
+  }
   return Table(rows);
 }
 

@@ -152,8 +152,9 @@ class MigrationService::IncomingImpl final : public IncomingMigration::Server {
 };
 
 MigrationService::MigrationService(Switch* sw, ControlQueue* queue, kj::AsyncIoProvider& io,
-                                   kj::TlsContext* tls_client)
-    : sw_(sw), q_(queue), io_(io), tls_client_(tls_client), alive_(std::make_shared<bool>(true)) {
+                                   kj::TlsContext* tls_client, std::string name)
+    : sw_(sw), q_(queue), io_(io), tls_client_(tls_client), name_(std::move(name)),
+      alive_(std::make_shared<bool>(true)) {
   // The listener runs on the vhost library's thread: it hands the event to this thread and
   // waits, so a stopping source device holds the guest until the final delta is applied.
   auto executor = std::make_shared<kj::Own<const kj::Executor>>(kj::getCurrentThreadExecutor().addRef());
@@ -221,6 +222,10 @@ kj::Promise<MigrationInfo> MigrationService::Migrate(std::string port, std::stri
     s->filter = e.filter;
     return Dial(to).then([this, s, socket, state = kj::mv(e.state)](kj::Own<Dialed> conn) mutable {
       s->conn = kj::mv(conn);
+      auto hello = s->conn->palisade.helloRequest();
+      hello.setKind("switch");
+      hello.setName(name_);
+      tasks_.add(hello.send().ignoreResult());  // delivered before incoming (E-order)
       auto req = s->conn->palisade.incomingRequest();
       migration::Write(state, req.initState());
       req.setSocket(socket);

@@ -46,9 +46,10 @@ struct MigrationInfo {
 
 class MigrationService {
  public:
-  // tls_client: this switch's certificate and CA for dialing HOST:PORT destinations (may be null).
+  // tls_client: this switch's certificate and CA for dialing HOST:PORT destinations (may be
+  // null); name: how this switch introduces itself to them (its control socket).
   MigrationService(Switch* sw, ControlQueue* queue, kj::AsyncIoProvider& io,
-                   kj::TlsContext* tls_client);
+                   kj::TlsContext* tls_client, std::string name);
   ~MigrationService();
 
   kj::Promise<MigrationInfo> Migrate(std::string port, std::string to, std::string socket);
@@ -78,6 +79,7 @@ class MigrationService {
   ControlQueue* q_;
   kj::AsyncIoProvider& io_;
   kj::TlsContext* tls_client_;
+  std::string name_;
   std::shared_ptr<bool> alive_;  // false once destroyed: late device events find nothing
   std::map<std::string, std::shared_ptr<Outgoing>> outgoing_;
   std::map<std::string, std::shared_ptr<Arriving>> arriving_;

@@ -118,9 +118,10 @@ struct MacEntry {
 }
 
 struct Connection {
-  kind @0 :Text;               # cli, manager, switch
+  kind @0 :Text;               # what the client said it is (hello): cli, manager, switch; or unknown
   peer @1 :Text;               # unix socket peer (pid) or TCP address
   since @2 :Text;              # when it connected, UTC
+  name @3 :Text;               # what the client said its name is
 }
 
 # A live migration as one of its two switches sees it.
@@ -221,4 +222,7 @@ interface Palisade {
   # Switch to switch (from a source's migrate): creates the port closed, with the bulk copy.
   incoming @25 (state :PortState, socket :Text, source :MigrationSource)
       -> (session :IncomingMigration, connections :UInt32);
+
+  # Says who the caller is, for the connection list: kind cli, manager or switch, and a name.
+  hello @26 (kind :Text, name :Text) -> ();
 }

@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 
 #include <ctime>
+#include <functional>
 #include <future>
 #include <mutex>
 #include <vector>
@@ -102,6 +103,8 @@ Status ToSelector(FlowSelector::Reader r, fw::FlowSelector* out) {
 struct ConnectionRecord {
   std::string peer;
   std::string since;
+  std::string kind = "unknown";  // until the client says (hello)
+  std::string name;
 };
 
 // The connections the server has now; written and read on the RPC thread only.
@@ -109,9 +112,10 @@ using Connections = std::vector<std::shared_ptr<ConnectionRecord>>;
 
 class PalisadeImpl final : public Palisade::Server {
  public:
+  // One per client connection: `self` is that connection's entry in the connection list.
   PalisadeImpl(Switch* sw, ControlQueue* queue, Connections* connections,
-               MigrationService* migrations)
-      : sw_(sw), q_(queue), connections_(connections), migrations_(migrations) {}
+               MigrationService* migrations, std::shared_ptr<ConnectionRecord> self)
+      : sw_(sw), q_(queue), connections_(connections), migrations_(migrations), self_(kj::mv(self)) {}
 
   kj::Promise<void> addPort(AddPortContext context) override {
     palisade::PortSpec spec;
@@ -446,10 +450,23 @@ class PalisadeImpl final : public Palisade::Server {
   kj::Promise<void> connections(ConnectionsContext context) override {
     auto list = context.getResults().initConnections(static_cast<unsigned>(connections_->size()));
     for (unsigned i = 0; i < connections_->size(); i++) {
-      list[i].setKind("cli");
-      list[i].setPeer((*connections_)[i]->peer);
-      list[i].setSince((*connections_)[i]->since);
+      const ConnectionRecord& c = *(*connections_)[i];
+      list[i].setKind(c.kind);
+      list[i].setPeer(c.peer);
+      list[i].setSince(c.since);
+      list[i].setName(c.name);
     }
+    return kj::READY_NOW;
+  }
+
+  kj::Promise<void> hello(HelloContext context) override {
+    auto p = context.getParams();
+    const std::string kind = Str(p.getKind());
+    if (kind != "cli" && kind != "manager" && kind != "switch") {
+      Check(Status::Invalid("hello: kind must be cli, manager or switch, not '" + kind + "'"));
+    }
+    self_->kind = kind;
+    self_->name = Str(p.getName()).substr(0, 128);
     return kj::READY_NOW;
   }
 
@@ -480,6 +497,7 @@ class PalisadeImpl final : public Palisade::Server {
   ControlQueue* q_;
   Connections* connections_;
   MigrationService* migrations_;
+  std::shared_ptr<ConnectionRecord> self_;
 };
 
 std::string Now() {
@@ -502,10 +520,13 @@ struct Served {
   capnp::RpcSystem<capnp::rpc::twoparty::VatId> rpc;
 };
 
-// Accepts connections forever, serving each with the bootstrap capability and recording who it is.
-// A connection that fails to be accepted (a TLS handshake without a valid client certificate)
-// is dropped; the loop goes on.
-kj::Promise<void> AcceptLoop(kj::ConnectionReceiver& listener, capnp::Capability::Client bootstrap,
+// Makes the capability a new connection is served with, given its entry in the connection list.
+using Bootstrap = std::function<capnp::Capability::Client(std::shared_ptr<ConnectionRecord>)>;
+
+// Accepts connections forever, serving each with its own bootstrap capability and recording who
+// it is. A connection that fails to be accepted (a TLS handshake without a valid client
+// certificate) is dropped; the loop goes on.
+kj::Promise<void> AcceptLoop(kj::ConnectionReceiver& listener, Bootstrap bootstrap,
                              kj::TaskSet& tasks, Connections& connections, std::string kind) {
   return listener.accept().then([&listener, bootstrap, &tasks, &connections, kind](
                                     kj::Own<kj::AsyncIoStream> stream) mutable {
@@ -520,7 +541,7 @@ kj::Promise<void> AcceptLoop(kj::ConnectionReceiver& listener, capnp::Capability
       }
     }
     connections.push_back(record);
-    auto connection = kj::heap<Served>(kj::mv(stream), bootstrap);
+    auto connection = kj::heap<Served>(kj::mv(stream), bootstrap(record));
     auto done = connection->network.onDisconnect();
     tasks.add(done.attach(kj::mv(connection)).then([&connections, record]() {
       std::erase(connections, record);
@@ -601,11 +622,13 @@ void RpcServer::Main(std::string path, const TlsConfig* tls, Switch* sw, Control
     tls_client = kj::heap<kj::TlsContext>(kj::mv(options));
   }
   ready->set_value();
-  MigrationService migrations(sw, queue, *io.provider, tls_client.get());
+  MigrationService migrations(sw, queue, *io.provider, tls_client.get(), path);
   Connections connections;
   LogErrors errors;
   kj::TaskSet tasks(errors);
-  capnp::Capability::Client bootstrap = kj::heap<PalisadeImpl>(sw, queue, &connections, &migrations);
+  Bootstrap bootstrap = [&](std::shared_ptr<ConnectionRecord> record) -> capnp::Capability::Client {
+    return kj::heap<PalisadeImpl>(sw, queue, &connections, &migrations, kj::mv(record));
+  };
   auto serving = AcceptLoop(*listener, bootstrap, tasks, connections, "unix");
   if (tls_listener.get() != nullptr) {
     serving = serving.exclusiveJoin(AcceptLoop(*tls_listener, bootstrap, tasks, connections, "tls"));

@@ -280,6 +280,17 @@ TEST_F(RpcServerTest, FlowsFirewallWorkersMacsConnections) {
   auto conns = cap().connectionsRequest().send().wait(ws());
   ASSERT_EQ(conns.getConnections().size(), 1u);
   EXPECT_NE(std::string(conns.getConnections()[0].getPeer().cStr()).find("unix pid"), std::string::npos);
+  EXPECT_EQ(conns.getConnections()[0].getKind(), "unknown");
+  auto hello = cap().helloRequest();
+  hello.setKind("manager");
+  hello.setName("orchestrator-7");
+  hello.send().wait(ws());
+  auto said = cap().connectionsRequest().send().wait(ws());
+  EXPECT_EQ(said.getConnections()[0].getKind(), "manager");
+  EXPECT_EQ(said.getConnections()[0].getName(), "orchestrator-7");
+  auto bad = cap().helloRequest();
+  bad.setKind("robot");
+  EXPECT_NE(Error(bad).find("hello: kind must be cli, manager or switch, not 'robot'"), std::string::npos);
 }
 
 TEST_F(RpcServerTest, ExportAndImportAPort) {

@@ -94,6 +94,8 @@ class MigrationTest(unittest.TestCase):
             self.assertIn("vm-a-palisade-migration.0", h2.cli("summarize-dvfilter")[1], "closed until the cut-over")
             rc, out, _ = h1.cli("migrate", "vm-a", "--to", h2.socket)
             self.assertEqual(rc, 1, "one migration per port at a time")
+            rc, out, _ = h2.cli("connection", "list")
+            self.assertRegex(out, "switch +" + h1.socket, "the source switch holds a connection to h2")
 
             # Changes after the bulk copy: data on the first connection, a second connection.
             self.assertEqual(first.do("send two"), "echo two")
