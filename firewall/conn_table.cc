@@ -9,8 +9,8 @@ ConnTable::ConnTable(uint32_t limit, uint64_t seed) : limit_(limit), seed_(seed)
   buckets_.assign(n, kNil);
 }
 
-uint32_t ConnTable::Find(const ConnKey& k) const {
-  for (uint32_t i = buckets_[Bucket(k)]; i != kNil; i = entries_[i].next) {
+uint32_t ConnTable::Find(const ConnKey& k, uint64_t hash) const {
+  for (uint32_t i = buckets_[hash & mask_]; i != kNil; i = entries_[i].next) {
     const Conn& c = entries_[i];
     if (c.lo_port == k.lo_port && c.hi_port == k.hi_port && c.proto == k.proto && c.lo == k.lo &&
         c.hi == k.hi) {

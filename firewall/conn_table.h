@@ -22,16 +22,25 @@ class ConnTable {
 
   ConnTable(uint32_t limit, uint64_t seed);
 
-  uint32_t Find(const ConnKey& k) const;
-  // Bulk lookups (import, delta) run ahead of Find by a few keys: first the bucket, then, once
-  // the bucket is in cache, the chain's first entry, so that a large table's cache and TLB
-  // misses overlap instead of queueing.
-  void PrefetchBucket(const ConnKey& k) const { __builtin_prefetch(&buckets_[Bucket(k)]); }
-  void PrefetchEntry(const ConnKey& k) const {
-    const uint32_t i = buckets_[Bucket(k)];
+  uint32_t Find(const ConnKey& k) const { return Find(k, Hash(k)); }
+  // With the key's hash already known (Hash(k) under this table's seed): the datapath hashes a
+  // packet's key once and both ports' tables use it when they share the seed.
+  uint32_t Find(const ConnKey& k, uint64_t hash) const;
+  uint64_t Hash(const ConnKey& k) const { return HashKey(k, seed_); }
+  uint64_t seed() const { return seed_; }
+
+  // Bulk lookups (a burst of packets, an import, a delta) run ahead of Find: first the bucket,
+  // then, once the bucket is in cache, the chain's first entry, so that a large table's cache
+  // and TLB misses overlap instead of queueing.
+  void PrefetchBucket(uint64_t hash) const { __builtin_prefetch(&buckets_[hash & mask_]); }
+  void PrefetchEntry(uint64_t hash) const {
+    const uint32_t i = buckets_[hash & mask_];
     if (i != kNil) __builtin_prefetch(&entries_[i]);
   }
+  void PrefetchBucket(const ConnKey& k) const { PrefetchBucket(Hash(k)); }
+  void PrefetchEntry(const ConnKey& k) const { PrefetchEntry(Hash(k)); }
   void PrefetchSlot(uint32_t idx) const { __builtin_prefetch(&entries_[idx]); }
+
   // A zeroed entry holding k, or kNil when the limit is reached.
   uint32_t Insert(const ConnKey& k);
   void Remove(uint32_t idx);

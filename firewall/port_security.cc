@@ -112,10 +112,10 @@ void PortSecurity::LearnFromDhcp(const uint8_t* frame, const Packet& p) {
 
 void PortSecurity::Process(FilterBatch& b) {
   std::lock_guard lock(lock_);
+  Packet local;
   if (b.dir == Direction::kIn) {
     if (!binding_.learn) return;
     for (uint16_t i = 0; i < b.count; i++) {
-      Packet local;
       const Packet& p = Parsed(b, i, &local);
       if (p.error == ParseError::kNone && p.has_l4 && !p.fragment) {
         LearnFromDhcp(b.pkts[i].data, p);
@@ -124,7 +124,6 @@ void PortSecurity::Process(FilterBatch& b) {
     return;
   }
   for (uint16_t i = 0; i < b.count; i++) {
-    Packet local;
     const Packet& p = Parsed(b, i, &local);
     if (p.error != ParseError::kNone) continue;  // slot 2 judges
     auto spoofed = [&](const IpAddr& src, const IpAddr& dst, uint8_t proto) {

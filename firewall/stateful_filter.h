@@ -20,6 +20,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -31,6 +32,8 @@
 #include "vswitch/filter.h"
 
 namespace palisade::fw {
+
+struct Keyed;  // parsed.h
 
 struct FirewallOptions {
   uint32_t conn_limit = 100000;
@@ -66,7 +69,10 @@ struct RuleStats {
 
 class StatefulFilter : public Filter {
  public:
-  StatefulFilter(uint32_t filter_id, PacketLog* log, FirewallOptions options, uint64_t seed);
+  // seed: flow ids and, unless hash_seed is given, the connection table's hash. Filters of one
+  // switch share a hash_seed so that a packet's key is hashed once for both ports' tables.
+  StatefulFilter(uint32_t filter_id, PacketLog* log, FirewallOptions options, uint64_t seed,
+                 std::optional<uint64_t> hash_seed = std::nullopt);
 
   std::string_view agent() const override { return "palisade-sfw"; }
   void Process(FilterBatch& batch) override;
@@ -114,7 +120,8 @@ class StatefulFilter : public Filter {
     uint32_t expires_s;
   };
 
-  void ProcessIp(FilterBatch& b, uint16_t i, const Packet& p, const RuleTable& t, uint32_t now_s);
+  void ProcessIp(FilterBatch& b, uint16_t i, const Packet& p, const Keyed* keyed,
+                 const RuleTable& t, uint32_t now_s);
   void NewConnection(FilterBatch& b, uint16_t i, const Packet& p, const RuleTable& t,
                      uint32_t now_s, const ConnKey& key, bool src_is_lo);
   bool Recheck(Conn& c, const RuleTable& t);

@@ -466,6 +466,55 @@ TEST_F(StatefulFilterTest, ParsesOncePerPacketWhenTheWorkerGivesScratch) {
   EXPECT_EQ(OnlyFlow().state, ConnState::kMultiple);
 }
 
+// A packet between two ports passes the sender's filter (OUT) and the receiver's (IN) with one
+// scratch: its key and hash are computed once when the tables share a hash seed, and a table
+// with another seed hashes again rather than trusting the first hash.
+TEST_F(StatefulFilterTest, TwoFiltersShareOnePacketsKeyAndHash) {
+  RuleFile f;
+  ASSERT_TRUE(ParseRuleFile(kPolicy, &f).ok());
+  std::shared_ptr<const RuleTable> t;
+  ASSERT_TRUE(RuleTable::Compile(f, nullptr, 1, &t).ok());
+  for (uint64_t receiver_seed : {uint64_t{0xabcdef}, uint64_t{0x777}}) {
+    StatefulFilter sender(1, &log_, FirewallOptions{}, 0x1000000000000000ull, uint64_t{0xabcdef});
+    StatefulFilter receiver(2, &log_, FirewallOptions{}, 0x2000000000000000ull, receiver_seed);
+    sender.SetTable(t);
+    receiver.SetTable(t);
+    // A burst of DNS queries, then its replies, each packet through both filters.
+    for (bool query : {true, false}) {
+      std::vector<std::vector<uint8_t>> frames;
+      for (uint16_t port = 40000; port < 40000 + kBurstSize; port++) {
+        frames.push_back(query ? Udp(true, port, 53) : Udp(false, 53, port));
+      }
+      std::vector<PacketScratch> scratch(kBurstSize);
+      FilterBatch b{};
+      b.count = kBurstSize;
+      b.now_ns = now_;
+      for (uint16_t i = 0; i < kBurstSize; i++) {
+        b.pkts[i] = PacketRef{frames[i].data(), static_cast<uint32_t>(frames[i].size())};
+        b.scratch[i] = &scratch[i];
+      }
+      // The query leaves the sender's VM (OUT there) and reaches the receiver's (IN, here also
+      // matched as an `out` rule's reply would be: both tables admit port 53 one way).
+      b.dir = query ? Direction::kOut : Direction::kIn;
+      sender.Process(b);
+      for (uint16_t i = 0; i < kBurstSize; i++) ASSERT_EQ(b.verdict[i], Verdict::kPass) << i;
+      b.dir = query ? Direction::kOut : Direction::kIn;
+      receiver.Process(b);
+      for (uint16_t i = 0; i < kBurstSize; i++) ASSERT_EQ(b.verdict[i], Verdict::kPass) << i;
+    }
+    std::vector<FlowInfo> flows;
+    sender.Flows(0, 100, FlowSelector{}, now_, &flows);
+    EXPECT_EQ(flows.size(), kBurstSize);
+    for (const FlowInfo& fl : flows) EXPECT_EQ(fl.state, ConnState::kMultiple) << "the reply found the entry";
+    flows.clear();
+    receiver.Flows(0, 100, FlowSelector{}, now_, &flows);
+    EXPECT_EQ(flows.size(), kBurstSize);
+    for (const FlowInfo& fl : flows) {
+      EXPECT_EQ(fl.state, ConnState::kMultiple) << "seed " << receiver_seed << ": found with its own hash";
+    }
+  }
+}
+
 TEST_F(StatefulFilterTest, ExportedConnectionsCarryOnInAnotherFilter) {
   // Port 443 is strict: only an imported entry can let a mid-stream segment through.
   ASSERT_TRUE(Passes(Direction::kOut, Out(tcp::kSyn, 1000, 0, 443)));

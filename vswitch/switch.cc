@@ -6,6 +6,7 @@
 #include <rte_mbuf.h>
 
 #include <ctime>
+#include <random>
 
 #include "vswitch/clock.h"
 #include "vswitch/uplink_port.h"
@@ -35,7 +36,10 @@ int WorkerMain(void* arg) {
 
 }  // namespace
 
-Switch::Switch(Options options) : options_(std::move(options)) {}
+Switch::Switch(Options options) : options_(std::move(options)) {
+  std::random_device rd;
+  hash_seed_ = (uint64_t{rd()} << 32) | rd();
+}
 
 Status Switch::Create(Options options, std::unique_ptr<Switch>* out) {
   if (options.worker_lcores.empty()) return Status::Invalid("at least one worker is needed");

@@ -212,6 +212,7 @@ class Switch {
 
   std::map<std::string, PortState> ports_;
   std::map<std::string, std::vector<fw::IpAddr>> remote_vms_;  // VMs on other switches
+  uint64_t hash_seed_;  // of every connection table here: a packet is hashed once (parsed.h)
   std::unique_ptr<fw::PacketLog> packet_log_;
   std::bitset<kMaxPorts> index_used_;  // freed only once no worker can see the old port
   std::atomic<const Snapshot*> snapshot_{nullptr};

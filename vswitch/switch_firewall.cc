@@ -21,7 +21,8 @@ Status Switch::MakeFilter(PortState& state, const FilterSpec& spec, std::shared_
     if (state.sfw) return Status::Exists("port '" + state.spec.name + "' already has a stateful firewall");
     std::random_device rd;
     const uint64_t seed = (uint64_t{rd()} << 32) | rd();
-    state.sfw = std::make_shared<fw::StatefulFilter>(filter_id, packet_log_.get(), options_.firewall, seed);
+    state.sfw = std::make_shared<fw::StatefulFilter>(filter_id, packet_log_.get(), options_.firewall,
+                                                     seed, hash_seed_);
     if (state.generation > 0) {  // re-attached: keep the rules it had
       if (Status s = Compile(state, state.rules); !s.ok()) return s;
     }
