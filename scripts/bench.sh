@@ -57,6 +57,12 @@ ms = lambda n: runs[n]["real_time"] if runs[n]["time_unit"] == "ms" else runs[n]
 print(f"1,000,000 connection entries: export {ms('BM_Export/iterations:3'):.0f} ms, import "
       f"{ms('BM_Import/iterations:3'):.0f} ms (target: well under 1,000 ms each); a plain memcpy of "
       f"them takes {ms('BM_MemcpyBaseline/iterations:3'):.1f} ms")
+print("The final delta's added pause at cut-over, 1,000,000 entries, N changed since the bulk copy")
+print(f"{'changed':>8} {'pause ms':>9} {'vs whole-table copy':>20}")
+for n in (100, 1000, 10000, 100000):
+    r = runs[f"BM_FinalDelta/{n}/iterations:5/manual_time"]
+    print(f"{n:>8} {ms(r['name']):>9.2f} {r['full_copy_over_delta']:>19.0f}x")
+print("(target: under 5 ms)")
 e0 = runs["BM_EstablishedPackets/0"]["items_per_second"]
 e1 = runs["BM_EstablishedPackets/1"]["items_per_second"]
 print(f"Established packets through the stateful filter (1,000 rules): {1e9 / e0:.1f} ns per packet, "
