@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -63,6 +64,14 @@ void SaveState(Switch& sw, const std::string& path) {
   std::vector<PortExport> ports;
   size_t conns = 0;
   for (const std::string& name : sw.PortNames()) {
+    PortInfo info;
+    if (sw.GetPort(name, &info).ok() &&
+        std::any_of(info.slots.begin(), info.slots.end(),
+                    [](const SlotInfo& s) { return s.agent == "palisade-migration"; })) {
+      // Its table is incomplete until the final delta: the source still has the VM.
+      Log(LogLevel::kInfo, "not saving port %s: it is still arriving by live migration", name.c_str());
+      continue;
+    }
     PortExport e;
     if (!sw.ExportPort(name, &e).ok() || e.spec.kind != PortKind::kVhostUser) continue;
     conns += e.conns.size();
