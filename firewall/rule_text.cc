@@ -124,6 +124,11 @@ class Parser {
         if (Status s = ExpectName("a ruleset name", &name); !s.ok()) return s;
         const bool l2 = name.text.size() > 3 && name.text.ends_with("_L2");
         const std::string base = l2 ? name.text.substr(0, name.text.size() - 3) : name.text;
+        if (l2 && base.size() > 3 && base.ends_with("_L2")) {
+          // Its L3 companion would be named ..._L2, which reads as an L2 ruleset.
+          return ErrorAt(name, "an L2 ruleset is named after its L3 ruleset + _L2, and an L3 "
+                               "ruleset's name cannot end in _L2: '" + name.text + "'");
+        }
         if ((l2 && f.has_l2) || (!l2 && have_l3)) {
           return ErrorAt(name, "a second " + std::string(l2 ? "L2 " : "") + "ruleset in one file");
         }

@@ -157,6 +157,10 @@ TEST(RuleTextTest, ErrorsNameLineColumnAndWhatWasExpected) {
             "line 1, column 24: expected ',' or '}', got 'ip'");
   EXPECT_EQ(Error("ruleset a { }\nruleset b_L2 { }"),
             "line 2, column 9: expected ruleset a_L2 to go with ruleset a, got 'b_L2'");
+  // Found by the rule fuzzer: the L3 companion of t_L2_L2 would be t_L2, which reads as L2.
+  EXPECT_EQ(Error("ruleset t_L2_L2 { }"),
+            "line 1, column 9: an L2 ruleset is named after its L3 ruleset + _L2, and an L3 "
+            "ruleset's name cannot end in _L2: 't_L2_L2'");
   EXPECT_EQ(Error("ruleset t_L2 { rule 1 inout ethertype any from any to any reject; }"),
             "line 1, column 16: L2 rules cannot reject (accept or drop)");
   EXPECT_EQ(Error("rules t {}"), "line 1, column 1: expected 'ruleset' or 'addrset', got 'rules'");

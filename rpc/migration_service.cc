@@ -14,6 +14,9 @@ namespace {
 
 // How long a paused guest waits for the destination to take the final delta.
 constexpr auto kFinalDeltaTimeout = 3 * kj::SECONDS;
+// While the VM runs, what changed goes over in rounds this far apart, so that the final delta
+// (the guest's pause) holds only the last round's changes, however long QEMU's copy takes.
+constexpr auto kRoundInterval = 200 * kj::MILLISECONDS;
 
 [[noreturn]] void Fail(const std::string& message) {
   kj::throwFatalException(
@@ -64,6 +67,8 @@ void MigrationInfo::Fill(Migration::Builder b) const {
   b.setPauseMicros(pause_us);
   b.setBulkMillis(bulk_ms);
   b.setError(error);
+  b.setRounds(rounds);
+  b.setRoundEntries(round_entries);
 }
 
 struct MigrationService::Dialed {
@@ -80,6 +85,8 @@ struct MigrationService::Outgoing {
   kj::Own<Dialed> conn;
   kj::Maybe<IncomingMigration::Client> dest;
   bool stopped_while_copying = false;  // the device stopped before the bulk copy was in
+  bool final_taken = false;            // no more rounds once the final delta is taken
+  uint32_t round = 0;
 };
 
 struct MigrationService::Arriving {
@@ -129,7 +136,12 @@ class MigrationService::IncomingImpl final : public IncomingMigration::Server {
       return static_cast<uint32_t>(taken);
     }).then([this, context, final, changed, removed](uint32_t taken) mutable {
       context.getResults().setTaken(taken);
-      if (!final || !*alive_) return;
+      if (!*alive_) return;
+      if (!final) {
+        s_->info.rounds++;
+        s_->info.round_entries += changed + removed;
+        return;
+      }
       s_->info.delta_changed = changed;
       s_->info.delta_removed = removed;
       s_->info.phase = "ready";
@@ -240,6 +252,7 @@ kj::Promise<MigrationInfo> MigrationService::Migrate(std::string port, std::stri
     s->info.phase = "copied";
     // QEMU was started too early: the guest is already paused, the delta follows at once.
     if (s->stopped_while_copying) tasks_.add(SendFinalDelta(s));
+    else tasks_.add(Rounds(s));
     return s->info;
   }, [this, s](kj::Exception&& e) -> MigrationInfo {
     if (s->info.active()) Finish(*s, "failed", Describe(e));
@@ -266,21 +279,52 @@ kj::Promise<void> MigrationService::OnDevice(const std::string& port, bool start
   return kj::READY_NOW;
 }
 
-kj::Promise<void> MigrationService::SendFinalDelta(std::shared_ptr<Outgoing> s) {
-  const auto t0 = std::chrono::steady_clock::now();
-  migration::Delta d;
-  d.name = s->info.port;
-  d.round = 1;
-  d.final = true;
-  if (s->filter) s->filter->TakeDelta(NowNs(), &d.changed, &d.removed);
-  s->info.delta_changed = static_cast<uint32_t>(d.changed.size());
-  s->info.delta_removed = static_cast<uint32_t>(d.removed.size());
+kj::Maybe<capnp::Request<IncomingMigration::DeltaParams, IncomingMigration::DeltaResults>>
+MigrationService::TakeDelta(Outgoing& s, bool final) {
   IncomingMigration::Client* dest = nullptr;
-  KJ_IF_MAYBE(c, s->dest) { dest = c; }
-  if (dest == nullptr) return kj::READY_NOW;
+  KJ_IF_MAYBE(c, s.dest) { dest = c; }
+  if (dest == nullptr) return nullptr;
+  migration::Delta d;
+  d.name = s.info.port;
+  d.round = ++s.round;
+  d.final = final;
+  s.final_taken |= final;
+  if (s.filter) s.filter->TakeDelta(NowNs(), &d.changed, &d.removed);
+  if (final) {
+    s.info.delta_changed = static_cast<uint32_t>(d.changed.size());
+    s.info.delta_removed = static_cast<uint32_t>(d.removed.size());
+  } else {
+    if (d.changed.empty() && d.removed.empty()) return nullptr;
+    s.info.rounds++;
+    s.info.round_entries += static_cast<uint32_t>(d.changed.size() + d.removed.size());
+  }
   auto req = dest->deltaRequest();
   migration::WriteDelta(d, req.initDelta());
-  auto sent = req.send().then([this, s, t0](auto) {
+  return kj::mv(req);
+}
+
+kj::Promise<void> MigrationService::Rounds(std::shared_ptr<Outgoing> s) {
+  return io_.getTimer().afterDelay(kRoundInterval).then([this, s]() -> kj::Promise<void> {
+    if (s->info.phase != "copied" || s->final_taken) return kj::READY_NOW;
+    KJ_IF_MAYBE(req, TakeDelta(*s, /*final=*/false)) {
+      return req->send().then([this, s](auto) { return Rounds(s); }, [this, s](kj::Exception&& e) {
+        if (s->info.active()) {
+          AbortDestination(s, "a delta round failed");
+          Finish(*s, "failed", "delta round: " + Describe(e));
+        }
+      });
+    }
+    return Rounds(s);
+  });
+}
+
+kj::Promise<void> MigrationService::SendFinalDelta(std::shared_ptr<Outgoing> s) {
+  const auto t0 = std::chrono::steady_clock::now();
+  auto maybe_req = TakeDelta(*s, /*final=*/true);
+  capnp::Request<IncomingMigration::DeltaParams, IncomingMigration::DeltaResults>* req = nullptr;
+  KJ_IF_MAYBE(r, maybe_req) { req = r; }
+  if (req == nullptr) return kj::READY_NOW;
+  auto sent = req->send().then([this, s, t0](auto) {
     s->info.pause_us = MicrosSince(t0);
     if (s->info.phase == "copied") s->info.phase = "cut-over";
   }, [this, s](kj::Exception&& e) {

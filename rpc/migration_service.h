@@ -3,9 +3,10 @@
 // Source: migrate() starts change tracking in the port's stateful filter and exports the port
 // (one control-thread job, so no change falls between the two), dials the destination (a unix
 // socket, or HOST:PORT with TLS) and hands it the bulk copy with a MigrationSource callback.
-// The cut-over follows the vhost-user device, which QEMU stops for the last step of its own
-// migration: when the port's device stops here, the final delta (what changed since the bulk
-// copy) goes to the destination and the guest stays paused until it is applied there; when the
+// While the VM runs, what changed goes over in rounds (every 200 ms). The cut-over follows the
+// vhost-user device, which QEMU stops for the last step of its own migration: when the port's
+// device stops here, the final delta (what changed since the last round) goes to the
+// destination and the guest stays paused until it is applied there; when the
 // destination's device starts, the destination opens and announces the port and calls back
 // completed(), and the port is removed here. If the device starts here again instead, the guest
 // resumed here: the destination discards its copy. Nothing of the source port changes until
@@ -39,6 +40,7 @@ namespace palisade::rpc {
 struct MigrationInfo {
   std::string port, direction, peer, phase, started, error;
   uint32_t connections = 0, delta_changed = 0, delta_removed = 0;
+  uint32_t rounds = 0, round_entries = 0;  // deltas sent while the VM ran, and their entries
   uint64_t pause_us = 0, bulk_ms = 0;
   bool active() const;  // not finished (completed, cancelled, failed, resumed, running, discarded)
   void Fill(Migration::Builder b) const;
@@ -68,6 +70,10 @@ class MigrationService {
 
   kj::Promise<kj::Own<Dialed>> Dial(const std::string& to);
   kj::Promise<void> OnDevice(const std::string& port, bool started);
+  // The next delta's request (nullptr: no destination, or an empty round).
+  kj::Maybe<capnp::Request<IncomingMigration::DeltaParams, IncomingMigration::DeltaResults>>
+  TakeDelta(Outgoing& s, bool final);
+  kj::Promise<void> Rounds(std::shared_ptr<Outgoing> s);
   kj::Promise<void> SendFinalDelta(std::shared_ptr<Outgoing> s);
   void Finish(Outgoing& s, const char* phase, std::string error);
   void AbortDestination(std::shared_ptr<Outgoing> s, std::string why);

@@ -142,6 +142,8 @@ struct Migration {
   pauseMicros @8 :UInt64;      # the final delta's added pause: device stopped to delta applied
   bulkMillis @9 :UInt64;       # export, transfer and import of the bulk copy
   error @10 :Text;             # why it failed, was cancelled or discarded
+  rounds @11 :UInt32;          # deltas sent while the VM ran (every 200 ms, when anything changed)
+  roundEntries @12 :UInt32;    # entries they carried
 }
 
 # Switch to switch: the destination's side of one arriving port.
