@@ -176,14 +176,15 @@ std::string FirewallView(const std::string& filter, rpc::FirewallOptions::Reader
 std::string MigrationTable(capnp::List<rpc::Migration>::Reader migrations) {
   if (migrations.size() == 0) return "no migrations\n";
   std::vector<std::vector<std::string>> rows = {
-      {"Port", "Dir", "Peer", "Phase", "Started", "Conns", "Rounds", "Delta", "Pause(us)", "Bulk(ms)", "Error"}};
+      {"Port", "Dir", "Peer", "Phase", "Started", "Bulk", "Bulk(ms)", "Rounds", "In-rounds", "Final",
+       "Pause(us)", "Error"}};
   for (auto m : migrations) {
     rows.push_back({S(m.getPort()), S(m.getDirection()), S(m.getPeer()), S(m.getPhase()),
                     S(m.getStarted()), std::to_string(m.getConnections()),
-                    std::to_string(m.getRounds()) + "/" + std::to_string(m.getRoundEntries()),
-                    std::to_string(m.getDeltaChanged()) + "/-" + std::to_string(m.getDeltaRemoved()),
-                    std::to_string(m.getPauseMicros()), std::to_string(m.getBulkMillis()),
-                    S(m.getError())});
+                    std::to_string(m.getBulkMillis()), std::to_string(m.getRounds()),
+                    std::to_string(m.getRoundEntries()),
+                    "+" + std::to_string(m.getDeltaChanged()) + " -" + std::to_string(m.getDeltaRemoved()),
+                    std::to_string(m.getPauseMicros()), S(m.getError())});
   }
   return Table(rows);
 }
