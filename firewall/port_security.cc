@@ -32,6 +32,29 @@ uint64_t PortSecurity::mac() const {
   return binding_.mac;
 }
 
+uint64_t PortSecurity::learned_mac() const {
+  std::lock_guard lock(lock_);
+  return mac_learned_ ? binding_.mac : 0;
+}
+
+std::vector<IpAddr> PortSecurity::learned() const {
+  std::lock_guard lock(lock_);
+  return learned_;
+}
+
+void PortSecurity::Restore(uint64_t mac, const std::vector<IpAddr>& learned) {
+  std::lock_guard lock(lock_);
+  if (binding_.mac == 0 && mac != 0) {
+    binding_.mac = mac;
+    mac_learned_ = true;
+  }
+  for (const IpAddr& a : learned) {
+    if (Allowed(a) || !binding_.learn || learned_.size() >= binding_.max_learned) continue;
+    learned_.push_back(a);
+    changed_.store(true, std::memory_order_release);
+  }
+}
+
 namespace {
 
 // fe80::/64 with the interface identifier derived from the MAC (RFC 4291 modified EUI-64): a
@@ -131,7 +154,10 @@ void PortSecurity::Process(FilterBatch& b) {
       b.reason[i] = DropReason::kSpoofGuard;
       Log(b, i, src, dst, proto);
     };
-    if (binding_.mac == 0) binding_.mac = p.src_mac;  // trust on first use
+    if (binding_.mac == 0) {  // trust on first use
+      binding_.mac = p.src_mac;
+      mac_learned_ = true;
+    }
     if (p.src_mac != binding_.mac) {
       spoofed(p.tuple.src, p.tuple.dst, p.tuple.proto);
       continue;

@@ -40,6 +40,12 @@ class PortSecurity : public Filter {
   // The addresses the port is bound to now (configured, then learned), and its MAC.
   std::vector<IpAddr> addresses() const;
   uint64_t mac() const;
+  // What was learned (the MAC when none was configured, addresses beyond the configured ones),
+  // and taking it over from another switch or an earlier run (migration, restart), so that a
+  // moved or restarted port does not learn afresh: a VM could claim another address at first use.
+  uint64_t learned_mac() const;
+  std::vector<IpAddr> learned() const;
+  void Restore(uint64_t mac, const std::vector<IpAddr>& learned);
   // True once after the learned addresses changed (the switch then re-resolves address sets).
   bool TakeChanged() { return changed_.exchange(false, std::memory_order_acq_rel); }
 
@@ -53,6 +59,7 @@ class PortSecurity : public Filter {
   PacketLog* log_;
   mutable SpinLock lock_;
   PortBinding binding_;         // guarded by lock_
+  bool mac_learned_ = false;    // guarded by lock_
   std::vector<IpAddr> learned_; // guarded by lock_
   std::atomic<bool> changed_{false};
 };

@@ -84,6 +84,29 @@ TEST_F(PortSecurityTest, LearnsOnFirstUseFromArpAndNd) {
   EXPECT_EQ(Send(ps, BuildArp(kMac, 1, kMac, kOtherIp, 0, kIp)), DropReason::kSpoofGuard);
 }
 
+// A port moved to another switch (or restored after a restart) keeps what it learned: the VM
+// cannot use the move to claim another address at first use.
+TEST_F(PortSecurityTest, WhatWasLearnedMovesWithThePort) {
+  PortSecurity source(1, PortBinding{0, {}, /*learn=*/true, /*max_learned=*/1}, &log_);
+  ASSERT_EQ(Send(source, BuildArp(kMac, 1, kMac, kIp, 0, kOtherIp)), DropReason::kNone);
+  EXPECT_EQ(source.learned_mac(), kMac);
+  EXPECT_EQ(source.learned(), std::vector<IpAddr>{kIp});
+
+  PortSecurity dest(2, PortBinding{0, {}, /*learn=*/true, /*max_learned=*/1}, &log_);
+  dest.Restore(source.learned_mac(), source.learned());
+  EXPECT_TRUE(dest.TakeChanged());
+  EXPECT_EQ(Send(dest, Ip(kMac, kIp)), DropReason::kNone);
+  EXPECT_EQ(Send(dest, Ip(kMac, kOtherIp)), DropReason::kSpoofGuard) << "not a first use any more";
+  EXPECT_EQ(Send(dest, Ip(kOtherMac, kIp)), DropReason::kSpoofGuard) << "the MAC came along";
+
+  // A configured MAC and address stay as configured; nothing learned is reported for them.
+  PortSecurity bound(3, PortBinding{kMac, {kIp}, /*learn=*/false}, &log_);
+  bound.Restore(kOtherMac, {kOtherIp});
+  EXPECT_EQ(bound.learned_mac(), 0u);
+  EXPECT_TRUE(bound.learned().empty());
+  EXPECT_EQ(Send(bound, Ip(kOtherMac, kOtherIp)), DropReason::kSpoofGuard);
+}
+
 TEST_F(PortSecurityTest, LearnsTheAddressADhcpServerAssigns) {
   PortSecurity ps(1, PortBinding{kMac, {}, /*learn=*/true}, &log_);
   auto ack = [](uint64_t chaddr, uint8_t type) {

@@ -71,6 +71,8 @@ struct PortState {
   vmAddresses @14 :List(VmMembers);
     # the addresses of every VM the rules' dynamic address sets name, as the source knew them:
     # the destination resolves with them the VMs it does not host itself
+  learnedMac @15 :Text;        # what port security learned on first use (empty: nothing)
+  learnedIps @16 :List(Text);
 }
 
 struct ConnectionKey {

@@ -118,6 +118,9 @@ void Write(const PortExport& in, PortState::Builder out) {
     t[i].setName(timeouts[i].first);
     t[i].setSeconds(timeouts[i].second);
   }
+  if (in.learned_mac) out.setLearnedMac(MacToString(in.learned_mac));
+  auto learned = out.initLearnedIps(static_cast<unsigned>(in.learned_ips.size()));
+  for (unsigned i = 0; i < in.learned_ips.size(); i++) learned.set(i, in.learned_ips[i].ToString());
   auto vms = out.initVmAddresses(static_cast<unsigned>(in.vm_addresses.size()));
   unsigned v = 0;
   for (const auto& [vm, addrs] : in.vm_addresses) {
@@ -158,6 +161,16 @@ Status Read(PortState::Reader in, PortExport* out) {
   e.options.recheck = in.getRecheck();
   for (auto t : in.getTimeouts()) {
     if (Status s = e.options.timeouts.Set(Str(t.getName()), t.getSeconds()); !s.ok()) return s;
+  }
+  if (in.getLearnedMac().size() > 0) {
+    auto mac = MacParse(Str(in.getLearnedMac()));
+    if (!mac) return Status::Invalid("port '" + e.spec.name + "': bad learned MAC '" + Str(in.getLearnedMac()) + "'");
+    e.learned_mac = *mac;
+  }
+  for (auto text : in.getLearnedIps()) {
+    auto a = fw::IpAddr::Parse(Str(text));
+    if (!a) return Status::Invalid("port '" + e.spec.name + "': bad learned address '" + Str(text) + "'");
+    e.learned_ips.push_back(*a);
   }
   for (auto m : in.getVmAddresses()) {
     auto& addrs = e.vm_addresses[Str(m.getVm())];

@@ -48,6 +48,8 @@ PortExport Sample() {
   e.conns = {c};
   e.vm_addresses["web-02"] = {*fw::IpAddr::Parse("172.16.10.13")};
   e.vm_addresses["gone"] = {};
+  e.learned_mac = 0x0250569a0077;
+  e.learned_ips = {*fw::IpAddr::Parse("172.16.10.99")};
   return e;
 }
 
@@ -70,6 +72,8 @@ void ExpectSame(const PortExport& a, const PortExport& b) {
   EXPECT_EQ(a.options.recheck, b.options.recheck);
   EXPECT_EQ(a.options.timeouts, b.options.timeouts);
   EXPECT_EQ(a.vm_addresses, b.vm_addresses);
+  EXPECT_EQ(a.learned_mac, b.learned_mac);
+  EXPECT_EQ(a.learned_ips, b.learned_ips);
   ASSERT_EQ(a.conns.size(), b.conns.size());
   for (size_t i = 0; i < a.conns.size(); i++) {
     EXPECT_EQ(0, std::memcmp(&a.conns[i], &b.conns[i], sizeof(fw::Conn))) << "every field of entry " << i;

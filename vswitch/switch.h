@@ -86,6 +86,9 @@ struct PortExport {
   std::vector<fw::Conn> conns;  // expires_s: seconds left
   // The addresses of the VMs named by the rules' dynamic address sets (`vm NAME`), as known here.
   std::map<std::string, std::vector<fw::IpAddr>> vm_addresses;
+  // What port security learned on first use (MAC: 0 when configured or not yet seen).
+  uint64_t learned_mac = 0;
+  std::vector<fw::IpAddr> learned_ips;
 };
 
 struct MacInfo {

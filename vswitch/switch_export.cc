@@ -28,6 +28,10 @@ Status Switch::ExportPort(const std::string& name, PortExport* out) const {
     else if (slot.filter) agent = "counting";
     e.slots.push_back(FilterSpec{slot.slot, agent, slot.policy});
   }
+  if (state.swsec) {
+    e.learned_mac = state.swsec->learned_mac();
+    e.learned_ips = state.swsec->learned();
+  }
   if (state.sfw) {
     if (auto table = state.sfw->table()) {
       e.rules = fw::PrintRuleFile(state.rules);
@@ -82,6 +86,7 @@ Status Switch::Import(const PortExport& in, bool incoming, size_t* connections) 
       return s;
     }
   }
+  if (state.swsec) state.swsec->Restore(in.learned_mac, in.learned_ips);
   if (!state.sfw) return Status::Ok();
   // VMs hosted elsewhere keep the addresses the source knew (local ports take precedence).
   for (const auto& [vm, addrs] : in.vm_addresses) remote_vms_[vm] = addrs;
