@@ -158,7 +158,6 @@ class Switch {
   // The source's end of a completed migration: the port goes, and its VM's addresses stay known
   // as a VM on another switch, so that other ports' rules naming it keep matching.
   Status RemoveMigratedPort(const std::string& name);
-  Status Announce(const std::string& name);
   // The port's stateful filter (thread-safe itself): the source tracks changes and takes its
   // deltas from it on the migration's own thread. Null when none is attached.
   Status StatefulFilterOf(const std::string& name, std::shared_ptr<fw::StatefulFilter>* out) const;
@@ -194,6 +193,8 @@ class Switch {
   };
 
   Status Import(const PortExport& in, bool incoming, size_t* connections);
+  // Sends a RARP from the port's bound MAC into the bridge, as if the port had received it.
+  Status Announce(const std::string& name);
   Status MakeFilter(PortState& state, const FilterSpec& spec, std::shared_ptr<Filter>* out);
   PortState* FindFirewall(const std::string& filter);
   const PortState* FindFirewall(const std::string& filter) const;

@@ -9,6 +9,7 @@ connections carry on with their flow ids and counters. Then: a cancelled migrati
 whose guest resumes at the source leave the source as it was; the destination over TLS."""
 
 import os
+import socket
 import sys
 import unittest
 
@@ -36,6 +37,31 @@ vm web-01,
 """
 
 
+MAC_A = "02:00:00:00:10:01"  # NamespaceGuests' first guest
+
+
+class RarpSniffer:
+    """Collects the sender MACs of RARP frames (ethertype 0x8035) arriving on a link."""
+
+    def __init__(self, link):
+        self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x8035))
+        self.sock.bind((link, 0))
+        self.sock.setblocking(False)
+        self.macs = set()
+
+    def seen(self):
+        while True:
+            try:
+                frame = self.sock.recv(128)
+            except BlockingIOError:
+                return self.macs
+            if len(frame) >= 28 and frame[12:14] == b"\x80\x35":
+                self.macs.add(":".join(f"{b:02x}" for b in frame[22:28]))
+
+    def close(self):
+        self.sock.close()
+
+
 def flow_ids(sw, port):
     return {f["flow_id"]: f for f in sw.ctl(f"flows show {port} --dport 22")["flows"]}
 
@@ -55,7 +81,7 @@ class MigrationTest(unittest.TestCase):
         try:
             h1.ctl("port add uplink --uplink net_af_packet_m1,iface=pmig0")
             h2.ctl("port add uplink --uplink net_af_packet_m2,iface=pmig1")
-            h1.ctl(f"port add vm-a --vhost-user {work.join('a.sock')} --vm web-01 --ip 10.16.0.1")
+            h1.ctl(f"port add vm-a --vhost-user {work.join('a.sock')} --vm web-01 --ip 10.16.0.1 --mac {MAC_A}")
             h1.ctl(f"port add vm-b --vhost-user {work.join('b.sock')} --vm db-01 --ip 10.16.0.2")
             for port, text in (("vm-a", RULES_A), ("vm-b", RULES_B)):
                 with open(work.join(port + ".rules"), "w") as f:
@@ -107,7 +133,9 @@ class MigrationTest(unittest.TestCase):
             wait_for(lambda: h1.migration("vm-a")["roundEntries"] >= 2, 10, what="a delta round")
             self.assertGreaterEqual(h2.migration("vm-a", "in")["roundEntries"], 2)
 
-            # The guest moves: its device stops here (final delta), starts there (port opens).
+            # The guest moves: its device stops here (final delta), starts there (port opens and
+            # h2 announces A's MAC: a RARP out of its uplink, seen here on the wire between them).
+            rarps = RarpSniffer("pmig0")
             a.move("a", work.join("a2.sock"))
             wait_for(lambda: (h1.migration("vm-a") or {}).get("phase") == "completed", 30,
                      what="the source to see the migration complete")
@@ -116,6 +144,8 @@ class MigrationTest(unittest.TestCase):
             self.assertGreater(int(out_view["pauseMicros"]), 0)
             wait_for(lambda: "vm-a" not in h1.ports(), 10, what="the source port removed")
             self.assertEqual(h2.migration("vm-a", "in")["phase"], "running")
+            wait_for(lambda: MAC_A in rarps.seen(), 10, what="h2's RARP for A on the uplink")
+            rarps.close()
             wait_for(lambda: h2.port("vm-a")["link"], 30, what="A attached to the second switch")
             for s, word in ((first, "four"), (second, "five")):
                 self.assertEqual(s.do(f"send {word}"), f"echo {word}", "the same connection, no new handshake")
