@@ -61,13 +61,25 @@ std::vector<fw::Conn> Entries() {
   return conns;
 }
 
-std::unique_ptr<fw::StatefulFilter> Filled(const std::vector<fw::Conn>& conns) {
+// A filter with the rule table and room for kEntries connections.
+std::unique_ptr<fw::StatefulFilter> Empty(uint64_t seed) {
   fw::FirewallOptions o;
   o.conn_limit = kEntries;
-  auto f = std::make_unique<fw::StatefulFilter>(1, nullptr, o, 0x5eed);
+  auto f = std::make_unique<fw::StatefulFilter>(1, nullptr, o, seed);
   f->SetTable(Table());
+  return f;
+}
+
+std::unique_ptr<fw::StatefulFilter> Filled(const std::vector<fw::Conn>& conns) {
+  auto f = Empty(0x5eed);
   f->ImportConns(conns, 0);
   return f;
+}
+
+capnp::ReaderOptions LargeMessages() {
+  capnp::ReaderOptions ro;
+  ro.traversalLimitInWords = uint64_t{1} << 31;
+  return ro;
 }
 
 // The export path: walk the table, build the PortState message, pack it into bytes.
@@ -95,23 +107,22 @@ void BM_Export(benchmark::State& state) {
   state.counters["message_MB"] = static_cast<double>(bytes) / 1e6;
 }
 
+// The import path: unpack the PortState bytes, read them, re-check and insert the entries.
+size_t Import(const kj::Array<kj::byte>& wire, fw::StatefulFilter& dest) {
+  kj::ArrayInputStream in(wire);
+  capnp::PackedMessageReader reader(in, LargeMessages());
+  PortExport got;
+  (void)migration::Read(reader.getRoot<migration::PortState>(), &got);
+  return dest.ImportConns(got.conns, 0);
+}
+
 void BM_Import(benchmark::State& state) {
   const kj::Array<kj::byte> wire = Export(*Filled(Entries()));
   for (auto _ : state) {
     state.PauseTiming();
-    fw::FirewallOptions o;
-    o.conn_limit = kEntries;
-    auto dest = std::make_unique<fw::StatefulFilter>(2, nullptr, o, 0x1234);
-    dest->SetTable(Table());
+    auto dest = Empty(0x1234);
     state.ResumeTiming();
-    kj::ArrayInputStream in(wire);
-    capnp::ReaderOptions ro;
-    ro.traversalLimitInWords = uint64_t{1} << 31;
-    capnp::PackedMessageReader reader(in, ro);
-    PortExport got;
-    (void)migration::Read(reader.getRoot<migration::PortState>(), &got);
-    size_t n = dest->ImportConns(got.conns, 0);
-    benchmark::DoNotOptimize(n);
+    benchmark::DoNotOptimize(Import(wire, *dest));
     state.PauseTiming();
     dest.reset();
     state.ResumeTiming();
@@ -166,21 +177,9 @@ void BM_FinalDelta(benchmark::State& state) {
   const uint32_t changed = static_cast<uint32_t>(state.range(0));
   const std::vector<fw::Conn> conns = Entries();
   auto source = Filled(conns);
-  fw::FirewallOptions o;
-  o.conn_limit = kEntries;
-  fw::StatefulFilter dest(2, nullptr, o, 0x1234);
-  dest.SetTable(Table());
+  auto dest = Empty(0x1234);
   // The baseline: the whole table at cut-over.
-  const double full_ms = MillisOf([&] {
-    kj::Array<kj::byte> wire = Export(*source);
-    kj::ArrayInputStream in(wire);
-    capnp::ReaderOptions ro;
-    ro.traversalLimitInWords = uint64_t{1} << 31;
-    capnp::PackedMessageReader reader(in, ro);
-    PortExport got;
-    (void)migration::Read(reader.getRoot<migration::PortState>(), &got);
-    dest.ImportConns(got.conns, 0);
-  });
+  const double full_ms = MillisOf([&] { Import(Export(*source), *dest); });
   const auto frames = Packets(changed);
   source->StartTracking();
   double total_ms = 0;
@@ -197,13 +196,11 @@ void BM_FinalDelta(benchmark::State& state) {
       // Unpacked, as the RPC carries it.
       const kj::Array<capnp::word> wire = capnp::messageToFlatArray(message);
       wire_bytes = wire.asBytes().size();
-      capnp::ReaderOptions ro;
-      ro.traversalLimitInWords = uint64_t{1} << 31;
-      capnp::FlatArrayMessageReader reader(wire, ro);
+      capnp::FlatArrayMessageReader reader(wire, LargeMessages());
       migration::Delta got;
       (void)migration::ReadDelta(reader.getRoot<migration::PortDelta>(), &got);
-      dest.RemoveConns(got.removed);
-      benchmark::DoNotOptimize(dest.ImportConns(got.changed, 0));
+      dest->RemoveConns(got.removed);
+      benchmark::DoNotOptimize(dest->ImportConns(got.changed, 0));
     });
     state.SetIterationTime(ms / 1000);
     total_ms += ms;

@@ -10,6 +10,7 @@
 #include <capnp/message.h>
 #include <capnp/serialize-packed.h>
 
+#include "common/utc_time.h"
 #include "vswitch/mac_addr.h"
 
 namespace palisade::migration {
@@ -240,11 +241,7 @@ Status SaveSwitchState(const std::string& path, const std::vector<PortExport>& p
   capnp::MallocMessageBuilder message;
   auto root = message.initRoot<SwitchState>();
   root.setVersion(CURRENT_VERSION);
-  char stamp[32];
-  std::time_t t = std::time(nullptr);
-  std::tm tm;
-  std::strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&t, &tm));
-  root.setSavedAt(stamp);
+  root.setSavedAt(UtcNowText());
   auto list = root.initPorts(static_cast<unsigned>(ports.size()));
   for (unsigned i = 0; i < ports.size(); i++) Write(ports[i], list[i]);
   const std::string tmp = path + ".tmp";

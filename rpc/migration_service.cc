@@ -1,11 +1,12 @@
 #include "rpc/migration_service.h"
 
 #include <chrono>
-#include <ctime>
 
 #include <capnp/rpc-twoparty.h>
 
+#include "common/utc_time.h"
 #include "migration/port_state.h"
+#include "rpc/errors.h"
 #include "vswitch/clock.h"
 #include "vswitch/vhost_port.h"
 
@@ -18,29 +19,12 @@ constexpr auto kFinalDeltaTimeout = 3 * kj::SECONDS;
 // (the guest's pause) holds only the last round's changes, however long QEMU's copy takes.
 constexpr auto kRoundInterval = 200 * kj::MILLISECONDS;
 
-[[noreturn]] void Fail(const std::string& message) {
-  kj::throwFatalException(
-      kj::Exception(kj::Exception::Type::FAILED, __FILE__, __LINE__, kj::str(message.c_str())));
-}
-
-void Check(const Status& s) {
-  if (!s.ok()) Fail(s.message());
-}
-
 // The message of an error, without the prefix capnp adds to one raised by the other switch.
 std::string Describe(const kj::Exception& e) {
   std::string text = e.getDescription().cStr();
   constexpr std::string_view kRemote = "remote exception: ";
   while (text.rfind(kRemote, 0) == 0) text = "destination: " + text.substr(kRemote.size());
   return text;
-}
-
-std::string UtcNow() {
-  char buf[32];
-  std::time_t t = std::time(nullptr);
-  std::tm tm;
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&t, &tm));
-  return buf;
 }
 
 uint64_t MicrosSince(std::chrono::steady_clock::time_point t0) {
@@ -151,8 +135,7 @@ class MigrationService::IncomingImpl final : public IncomingMigration::Server {
 
   kj::Promise<void> abort(AbortContext context) override {
     if (*alive_ && s_->info.active()) {
-      svc_->Discard(s_, "cancelled by the source: " +
-                            std::string(context.getParams().getReason().cStr()));
+      svc_->Discard(s_, "cancelled by the source: " + Str(context.getParams().getReason()));
     }
     return kj::READY_NOW;
   }
@@ -211,7 +194,7 @@ kj::Promise<MigrationInfo> MigrationService::Migrate(std::string port, std::stri
     Fail("port '" + port + "' is already migrating");
   }
   auto s = std::make_shared<Outgoing>();
-  s->info = MigrationInfo{port, "out", to, "copying", UtcNow(), ""};
+  s->info = MigrationInfo{port, "out", to, "copying", UtcNowText(), ""};
   const auto t0 = std::chrono::steady_clock::now();
   struct Exported {
     PortExport state;
@@ -412,13 +395,13 @@ kj::Promise<void> MigrationService::Incoming(
   auto params = context.getParams();
   PortExport e;
   Check(migration::Read(params.getState(), &e));
-  if (params.getSocket().size() > 0) e.spec.path = params.getSocket().cStr();
+  if (params.getSocket().size() > 0) e.spec.path = Str(params.getSocket());
   auto it = arriving_.find(e.spec.name);
   if (it != arriving_.end() && it->second->info.active()) {
     Fail("port '" + e.spec.name + "' is already arriving here");
   }
   auto s = std::make_shared<Arriving>();
-  s->info = MigrationInfo{e.spec.name, "in", "source", "incoming", UtcNow(), ""};
+  s->info = MigrationInfo{e.spec.name, "in", "source", "incoming", UtcNowText(), ""};
   s->source = params.getSource();
   const auto t0 = std::chrono::steady_clock::now();
   return q_->Run<uint32_t>([sw = sw_, e = kj::mv(e)]() {

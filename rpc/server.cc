@@ -13,7 +13,9 @@
 #include <kj/async-io.h>
 #include <kj/compat/tls.h>
 
+#include "common/utc_time.h"
 #include "firewall/rule_text.h"
+#include "rpc/errors.h"
 #include "rpc/migration_service.h"
 #include "rpc/palisade.capnp.h"
 #include "migration/port_state.h"
@@ -23,16 +25,6 @@
 
 namespace palisade::rpc {
 namespace {
-
-// Turns a failed Status into the exception the caller sees (its description is the message).
-void Check(const Status& s) {
-  if (!s.ok()) {
-    kj::throwFatalException(kj::Exception(kj::Exception::Type::FAILED, __FILE__, __LINE__,
-                                          kj::str(s.message().c_str())));
-  }
-}
-
-std::string Str(capnp::Text::Reader t) { return std::string(t.cStr(), t.size()); }
 
 Status ToSpec(PortSpec::Reader r, palisade::PortSpec* out) {
   out->name = Str(r.getName());
@@ -500,14 +492,6 @@ class PalisadeImpl final : public Palisade::Server {
   std::shared_ptr<ConnectionRecord> self_;
 };
 
-std::string Now() {
-  char buf[32];
-  std::time_t t = std::time(nullptr);
-  std::tm tm;
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&t, &tm));
-  return buf;
-}
-
 // One client connection; members are destroyed in reverse order: the RPC system before the
 // network it uses, the network before the stream under it.
 struct Served {
@@ -531,7 +515,7 @@ kj::Promise<void> AcceptLoop(kj::ConnectionReceiver& listener, Bootstrap bootstr
   return listener.accept().then([&listener, bootstrap, &tasks, &connections, kind](
                                     kj::Own<kj::AsyncIoStream> stream) mutable {
     auto record = std::make_shared<ConnectionRecord>();
-    record->since = Now();
+    record->since = UtcNowText();
     record->peer = kind;
     KJ_IF_MAYBE(fd, stream->getFd()) {
       ucred cred{};

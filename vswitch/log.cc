@@ -4,7 +4,9 @@
 
 #include <cstdarg>
 #include <cstdio>
-#include <ctime>
+#include <string>
+
+#include "common/utc_time.h"
 
 RTE_LOG_REGISTER_DEFAULT(palisade_logtype, INFO);
 
@@ -16,14 +18,11 @@ void Log(LogLevel level, const char* fmt, ...) {
   va_start(ap, fmt);
   std::vsnprintf(msg, sizeof msg, fmt, ap);
   va_end(ap);
-  char stamp[32];
-  std::time_t t = std::time(nullptr);
-  std::tm tm;
-  std::strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&t, &tm));
+  const std::string stamp = UtcNowText();
   static const char* const kNames[] = {"ERROR", "WARNING", "INFO"};
   static const uint32_t kLevels[] = {RTE_LOG_ERR, RTE_LOG_WARNING, RTE_LOG_INFO};
   const int i = static_cast<int>(level);
-  rte_log(kLevels[i], palisade_logtype, "%s palisaded %s: %s\n", stamp, kNames[i], msg);
+  rte_log(kLevels[i], palisade_logtype, "%s palisaded %s: %s\n", stamp.c_str(), kNames[i], msg);
 }
 
 }  // namespace palisade
