@@ -7,7 +7,6 @@
 #include <unistd.h>
 
 #include <cstdio>
-#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -64,16 +63,12 @@ void SaveState(Switch& sw, const std::string& path) {
   std::vector<PortExport> ports;
   size_t conns = 0;
   for (const std::string& name : sw.PortNames()) {
-    PortInfo info;
-    if (sw.GetPort(name, &info).ok() &&
-        std::any_of(info.slots.begin(), info.slots.end(),
-                    [](const SlotInfo& s) { return s.agent == "palisade-migration"; })) {
-      // Its table is incomplete until the final delta: the source still has the VM.
-      Log(LogLevel::kInfo, "not saving port %s: it is still arriving by live migration", name.c_str());
+    PortExport e;
+    if (Status s = sw.ExportPort(name, &e); !s.ok()) {
+      Log(LogLevel::kInfo, "not saving %s", s.message().c_str());
       continue;
     }
-    PortExport e;
-    if (!sw.ExportPort(name, &e).ok() || e.spec.kind != PortKind::kVhostUser) continue;
+    if (e.spec.kind != PortKind::kVhostUser) continue;
     conns += e.conns.size();
     ports.push_back(std::move(e));
   }

@@ -143,6 +143,7 @@ class Switch {
   // Export and import of a port's state (switch_export.cc). Import creates the port when it does
   // not exist, attaches its slots (the stateful filter without rules first: failClosed until the
   // rules are in), loads the rules, then the connections, re-checked against them.
+  // A port still arriving by live migration is refused: its table is not complete yet.
   Status ExportPort(const std::string& name, PortExport* out) const;
   Status ImportPort(const PortExport& in, size_t* connections = nullptr);
 

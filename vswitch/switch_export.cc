@@ -18,6 +18,10 @@ Status Switch::ExportPort(const std::string& name, PortExport* out) const {
   auto it = ports_.find(name);
   if (it == ports_.end()) return Status::NotFound("no port '" + name + "'");
   const PortState& state = it->second;
+  if (state.chain->Find(MigrationGate::kSlot) != nullptr) {
+    // Its table is incomplete until the final delta; the source still has the VM.
+    return Status::Unavailable("port '" + name + "' is still arriving by live migration");
+  }
   PortExport e;
   e.spec = state.spec;
   for (const FilterSlot& slot : state.chain->slots()) {
