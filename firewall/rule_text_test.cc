@@ -2,26 +2,21 @@
 
 #include <gtest/gtest.h>
 
+#include <fstream>
+#include <sstream>
+
 namespace palisade::fw {
 namespace {
 
-// The getrules and getaddrsets examples of FORMATS.md.
-constexpr char kFormatsRules[] = R"(ruleset web-tier {
-  # Filter rules
-  rule 1006 at 1 inout protocol tcp from addrset ip-vm-33 to addrset ip-vm-36 port 22 accept with log;
-  rule 1005 at 2 inout protocol any from any to addrset ip-ipset-2 accept;
-  rule 1004 at 3 inout protocol ipv6-icmp icmptype 135 from any to any accept;
-  rule 1004 at 4 inout protocol ipv6-icmp icmptype 136 from any to any accept;
-  rule 1003 at 5 inout protocol udp from any to any port 67 accept;
-  rule 1003 at 6 inout protocol udp from any to any port 68 accept;
-  rule 1002 at 7 inout protocol any from any to any reject with log;
+// The getrules example of FORMATS.md (shared with the CLI's integration test), and its
+// getaddrsets example.
+std::string FormatsRules() {
+  std::ifstream in(PALISADE_TEST_DATA "/formats-web-tier.rules");
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
 }
 
-ruleset web-tier_L2 {
-  # Filter rules
-  rule 1001 at 1 inout ethertype any from any to any accept;
-}
-)";
 
 constexpr char kFormatsAddrSets[] = R"(addrset ip-ipset-2 {
 ip 192.168.110.10,
@@ -47,6 +42,8 @@ std::string Error(std::string_view text) {
 }
 
 TEST(RuleTextTest, FormatsExampleRoundTrips) {
+  const std::string kFormatsRules = FormatsRules();
+  ASSERT_NE(kFormatsRules.find("ruleset web-tier {"), std::string::npos) << "tests/data is readable";
   RuleFile f = Parse(kFormatsRules);
   EXPECT_EQ(f.name, "web-tier");
   ASSERT_EQ(f.rules.size(), 7u);

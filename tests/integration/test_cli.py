@@ -12,24 +12,10 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from palisade_testlib import (Daemon, NamespaceGuests, PALISADECTL, Session, Workdir, make_certs,  # noqa: E402
                               echo_server, stop_process, wait_for)
 
-# The getrules and getaddrsets examples of FORMATS.md (address sets first, as getaddrsets
-# prints them; the rules name them).
-FORMATS_RULES = """ruleset web-tier {
-  # Filter rules
-  rule 1006 at 1 inout protocol tcp from addrset ip-vm-33 to addrset ip-vm-36 port 22 accept with log;
-  rule 1005 at 2 inout protocol any from any to addrset ip-ipset-2 accept;
-  rule 1004 at 3 inout protocol ipv6-icmp icmptype 135 from any to any accept;
-  rule 1004 at 4 inout protocol ipv6-icmp icmptype 136 from any to any accept;
-  rule 1003 at 5 inout protocol udp from any to any port 67 accept;
-  rule 1003 at 6 inout protocol udp from any to any port 68 accept;
-  rule 1002 at 7 inout protocol any from any to any reject with log;
-}
-
-ruleset web-tier_L2 {
-  # Filter rules
-  rule 1001 at 1 inout ethertype any from any to any accept;
-}
-"""
+# The getrules example of FORMATS.md (shared with the rule text's unit test) and its
+# getaddrsets example with this test's guests' addresses.
+with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "data", "formats-web-tier.rules")) as f:
+    FORMATS_RULES = f.read()
 FORMATS_ADDRSETS = """addrset ip-ipset-2 {
 ip 192.168.110.10,
 }
