@@ -11,34 +11,7 @@ namespace palisade::fw {
 namespace {
 
 constexpr size_t kFragSlots = 64;
-constexpr size_t kAhead = 8;  // how far bulk lookups prefetch ahead (ConnTable::Prefetch*)
 constexpr uint32_t kFragTimeoutS = 30;
-
-// An entry as it leaves the filter (export, delta): its timeout as the seconds it has left,
-// since clocks differ between switches, and no hash chain.
-Conn Exported(const Conn& c, uint32_t now_s) {
-  Conn copy = c;
-  copy.expires_s = c.expires_s > now_s ? c.expires_s - now_s : 0;
-  copy.next = 0;
-  return copy;
-}
-
-// Bulk work by key (import, removals): fn(i) for i in [0, n) under the lock, in slices so that
-// a worker serving the port meanwhile waits for one slice at most, with the table prefetched
-// ahead (ConnTable::Prefetch*). fn returns false to stop.
-template <typename KeyAt, typename Fn>
-void InSlices(SpinLock& lock, const ConnTable& table, size_t n, KeyAt key_at, Fn fn) {
-  constexpr size_t kSlice = 4096;
-  for (size_t start = 0; start < n; start += kSlice) {
-    std::lock_guard guard(lock);
-    const size_t end = std::min(n, start + kSlice);
-    for (size_t i = start; i < end; i++) {
-      if (i + 2 * kAhead < end) table.PrefetchBucket(key_at(i + 2 * kAhead));
-      if (i + kAhead < end) table.PrefetchEntry(key_at(i + kAhead));
-      if (!fn(i)) return;
-    }
-  }
-}
 
 ClassifyKey KeyOf(bool in, bool v6, const Tuple& t, uint8_t icmp_type, uint8_t icmp_code) {
   ClassifyKey k{in, v6, t.proto, t.src, t.dst, 0, 0};
@@ -390,76 +363,6 @@ size_t StatefulFilter::Flush(const FlowSelector& sel, uint64_t now_ns) {
     for (uint32_t idx : victims) Close(idx, CloseReason::kFlush, now_ns, PacketLog::kControl);
     removed += victims.size();
   }
-  return removed;
-}
-
-uint32_t StatefulFilter::ExportConns(uint32_t cursor, uint32_t max, uint64_t now_ns,
-                                     std::vector<Conn>* out) {
-  const uint32_t now_s = static_cast<uint32_t>(now_ns / 1000000000ull);
-  std::lock_guard lock(lock_);
-  return conns_.Walk(cursor, max, [&](uint32_t, const Conn& c) { out->push_back(Exported(c, now_s)); });
-}
-
-size_t StatefulFilter::ImportConns(const std::vector<Conn>& conns, uint64_t now_ns) {
-  const uint32_t now_s = static_cast<uint32_t>(now_ns / 1000000000ull);
-  {
-    std::lock_guard lock(lock_);
-    conns_.Reserve(conns.size());
-  }
-  size_t taken = 0;
-  InSlices(lock_, conns_, conns.size(), [&](size_t i) { return conns[i].key(); }, [&](size_t i) {
-    const Conn& in = conns[i];
-    if (in.state == ConnState::kFree || in.expires_s == 0) return true;
-    Conn c = in;
-    uint32_t idx = conns_.Find(c.key());
-    if (table_ && !Recheck(c, *table_)) {  // the destination's rules do not admit it
-      if (idx != ConnTable::kNil) conns_.Remove(idx);  // nor an older copy of it
-      return true;
-    }
-    if (idx == ConnTable::kNil) idx = conns_.Insert(c.key());
-    if (idx == ConnTable::kNil) return false;  // the limit: the rest cannot be taken either
-    c.next = conns_.at(idx).next;
-    c.expires_s = now_s + in.expires_s;
-    conns_.at(idx) = c;
-    taken++;
-    return true;
-  });
-  return taken;
-}
-
-void StatefulFilter::StartTracking() {
-  std::lock_guard lock(lock_);
-  conns_.StartTracking();
-}
-
-void StatefulFilter::StopTracking() {
-  std::lock_guard lock(lock_);
-  conns_.StopTracking();
-}
-
-void StatefulFilter::TakeDelta(uint64_t now_ns, std::vector<Conn>* changed,
-                               std::vector<ConnKey>* removed) {
-  const uint32_t now_s = static_cast<uint32_t>(now_ns / 1000000000ull);
-  std::vector<uint32_t> idxs;
-  std::lock_guard lock(lock_);
-  conns_.TakeChanges(&idxs, removed);
-  changed->reserve(changed->size() + idxs.size());
-  for (size_t i = 0; i < idxs.size(); i++) {
-    if (i + kAhead < idxs.size()) conns_.PrefetchSlot(idxs[i + kAhead]);
-    changed->push_back(Exported(conns_.at(idxs[i]), now_s));
-  }
-}
-
-size_t StatefulFilter::RemoveConns(const std::vector<ConnKey>& keys) {
-  size_t removed = 0;
-  InSlices(lock_, conns_, keys.size(), [&](size_t i) { return keys[i]; }, [&](size_t i) {
-    const uint32_t idx = conns_.Find(keys[i]);
-    if (idx != ConnTable::kNil) {
-      conns_.Remove(idx);
-      removed++;
-    }
-    return true;
-  });
   return removed;
 }
 

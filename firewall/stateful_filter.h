@@ -12,6 +12,8 @@
 // against the new rules at their next packet and closed if no longer admitted (the secure
 // default; `recheck` off keeps them).
 //
+// Export, import and migration deltas live in stateful_filter_export.cc.
+//
 // Thread-safety: Process() may run on several workers (OUT on the port's worker, IN on the
 // sender's); the filter's state is behind one spin lock taken once per batch. Control methods
 // take it too, for short slices (a page of flows), so workers are delayed by microseconds at
