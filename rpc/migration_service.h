@@ -60,10 +60,9 @@ class MigrationService {
   // The destination's side of incoming(); fills the results.
   kj::Promise<void> Incoming(capnp::CallContext<Palisade::IncomingParams, Palisade::IncomingResults> context);
 
+ private:
   struct Outgoing;
   struct Arriving;
-
- private:
   class SourceImpl;
   class IncomingImpl;
   struct Dialed;
