@@ -20,7 +20,7 @@
 #include <vector>
 
 #include "firewall/ip_addr.h"
-#include "vswitch/spsc_ring.h"
+#include "slot/spsc_ring.h"
 
 namespace palisade::fw {
 

@@ -1,5 +1,5 @@
 // Parsed: the firewall's parse of a packet, done once per packet and burst. The first firewall
-// filter that needs it parses into the packet's scratch (vswitch/filter.h); later slots, and the
+// filter that needs it parses into the packet's scratch (slot/filter.h); later slots, and the
 // IN chains of the egress ports, find it there. Beside it, the packet's connection key and its
 // hash (Keyed): the OUT filter of the ingress port and the IN filter of the egress port hash a
 // packet once when their tables share a hash seed (the switch gives all its filters one).
@@ -10,7 +10,7 @@
 
 #include "firewall/conn.h"
 #include "firewall/packet.h"
-#include "vswitch/filter.h"
+#include "slot/filter.h"
 
 namespace palisade::fw {
 

@@ -19,7 +19,7 @@
 #include "firewall/packet.h"
 #include "firewall/packet_log.h"
 #include "firewall/spin_lock.h"
-#include "vswitch/filter.h"
+#include "slot/filter.h"
 
 namespace palisade::fw {
 

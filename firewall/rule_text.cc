@@ -4,7 +4,7 @@
 #include <map>
 #include <set>
 
-#include "vswitch/mac_addr.h"
+#include "slot/mac_addr.h"
 
 namespace palisade::fw {
 

@@ -31,7 +31,7 @@
 #include "firewall/rule_table.h"
 #include "firewall/spin_lock.h"
 #include "firewall/timeouts.h"
-#include "vswitch/filter.h"
+#include "slot/filter.h"
 
 namespace palisade::fw {
 

@@ -10,13 +10,12 @@
 #include <capnp/message.h>
 #include <capnp/serialize-packed.h>
 
+#include "common/kj_errors.h"
 #include "common/utc_time.h"
-#include "vswitch/mac_addr.h"
+#include "slot/mac_addr.h"
 
 namespace palisade::migration {
 namespace {
-
-std::string Str(capnp::Text::Reader t) { return std::string(t.cStr(), t.size()); }
 
 // A million connections is ~150 MB of message: well past capnp's default reading limit.
 capnp::ReaderOptions LargeMessages() {

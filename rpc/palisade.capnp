@@ -6,7 +6,8 @@
 using Cxx = import "/capnp/c++.capnp";
 $Cxx.namespace("palisade::rpc");
 using PortState = import "/migration/port_state.capnp".PortState;
-using PortDelta = import "/migration/port_state.capnp".PortDelta;
+using IncomingMigration = import "/migration/migration.capnp".IncomingMigration;
+using MigrationSource = import "/migration/migration.capnp".MigrationSource;
 
 struct PortSpec {
   name @0 :Text;
@@ -144,21 +145,6 @@ struct Migration {
   error @10 :Text;             # why it failed, was cancelled or discarded
   rounds @11 :UInt32;          # deltas sent while the VM ran (every 200 ms, when anything changed)
   roundEntries @12 :UInt32;    # entries they carried
-}
-
-# Switch to switch: the destination's side of one arriving port.
-interface IncomingMigration {
-  # Applies a delta: removals, then changed entries (re-checked). The final one makes the port
-  # ready: it opens as soon as its device starts here.
-  delta @0 (delta :PortDelta) -> (taken :UInt32);
-  # The migration failed or was cancelled: the destination discards the port and its state.
-  abort @1 (reason :Text) -> ();
-}
-
-# Switch to switch: the source's side, called back by the destination.
-interface MigrationSource {
-  # The device started at the destination with the final delta in: the VM runs there now.
-  completed @0 () -> ();
 }
 
 interface Palisade {

@@ -1,9 +1,8 @@
-// RpcServer: serves the Palisade interface (palisade.capnp) on a unix socket (mode 0600), and on
-// TCP with TLS and client certificates when configured (switches and managers across hosts),
-// from its own thread running a kj event loop. A TLS client without a certificate signed by the
-// configured CA gets nothing. Every call is carried to the control thread through
-// the ControlQueue, runs against the Switch there, and its plain result comes back to be
-// written into the reply. Errors become exceptions carrying the Switch's message.
+// RpcServer: the control plane's thread. It runs a kj event loop that serves the Palisade
+// interface (rpc/service.h) on a unix socket (mode 0600), and on TCP with TLS and client
+// certificates when configured (rpc/tls.h: switches and managers across hosts; a client without
+// a certificate signed by the configured CA gets nothing), and runs the live-migration protocol
+// (migration/migration_service.h), which reaches other switches through rpc/peer.h.
 //
 // Thread-safety: construct and destroy on the control thread; the server's work happens on its
 // RPC thread and, through the queue, on the control thread.
@@ -17,21 +16,17 @@
 #include <kj/async.h>
 
 #include "common/status.h"
-#include "rpc/control_queue.h"
+#include "rpc/tls.h"
+#include "vswitch/control_queue.h"
 #include "vswitch/switch.h"
 
 namespace palisade::rpc {
 
-// Serving on TCP too, only when asked: TLS with client certificates signed by `ca_pem`.
-struct TlsConfig {
-  std::string listen;  // HOST:PORT
-  std::string cert_pem, key_pem, ca_pem;
-};
-
 class RpcServer {
  public:
-  // Listens on `path` (and on tls->listen when given) and serves until destroyed. Fails when
-  // another process serves the path or the TCP port cannot be bound.
+  // Listens on `path` (and on tls->listen when given) and serves until destroyed; `tls` (may be
+  // null) also serves for dialing other switches. Fails when another process serves the path
+  // or the TCP port cannot be bound.
   static Status Start(const std::string& path, const TlsConfig* tls, Switch* sw,
                       ControlQueue* queue, std::unique_ptr<RpcServer>* out);
   ~RpcServer();

@@ -1,6 +1,6 @@
 #include "vswitch/bridge.h"
 
-#include "vswitch/mac_addr.h"
+#include "slot/mac_addr.h"
 
 namespace palisade {
 namespace {

@@ -18,9 +18,9 @@
 #include <memory>
 #include <vector>
 
-#include "vswitch/filter.h"
+#include "slot/filter.h"
 #include "vswitch/mac_table.h"
-#include "vswitch/spsc_ring.h"
+#include "slot/spsc_ring.h"
 
 namespace palisade {
 

@@ -4,7 +4,7 @@
 
 #include <vector>
 
-#include "vswitch/mac_addr.h"
+#include "slot/mac_addr.h"
 
 namespace palisade {
 namespace {

@@ -6,7 +6,7 @@
 #include "firewall/rule_text.h"
 
 #include "common/json_writer.h"
-#include "vswitch/mac_addr.h"
+#include "slot/mac_addr.h"
 
 namespace palisade {
 namespace {

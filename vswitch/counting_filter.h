@@ -9,7 +9,7 @@
 #include <atomic>
 #include <memory>
 
-#include "vswitch/filter.h"
+#include "slot/filter.h"
 
 namespace palisade {
 

@@ -15,7 +15,7 @@
 #include <memory>
 #include <vector>
 
-#include "vswitch/filter.h"
+#include "slot/filter.h"
 
 namespace palisade {
 

@@ -5,7 +5,7 @@
 // Thread-safety: stateless; Process() from any worker.
 #pragma once
 
-#include "vswitch/filter.h"
+#include "slot/filter.h"
 
 namespace palisade {
 

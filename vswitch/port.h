@@ -13,7 +13,7 @@
 #include <string>
 #include <vector>
 
-#include "vswitch/filter.h"
+#include "slot/filter.h"
 
 struct rte_mbuf;
 

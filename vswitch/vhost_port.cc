@@ -9,7 +9,7 @@
 #include <map>
 #include <mutex>
 
-#include "vswitch/socket_path.h"
+#include "common/socket_path.h"
 
 namespace palisade {
 namespace {

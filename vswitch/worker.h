@@ -16,7 +16,7 @@
 #include "vswitch/port.h"
 #include "vswitch/rcu.h"
 #include "vswitch/snapshot.h"
-#include "vswitch/spsc_ring.h"
+#include "slot/spsc_ring.h"
 
 struct rte_mbuf;
 struct rte_mempool;

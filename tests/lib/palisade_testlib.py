@@ -16,7 +16,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BUILD = os.environ.get("PALISADE_BUILD", os.path.join(ROOT, "build"))
-PALISADED = os.path.join(BUILD, "palisaded")
+PALISADED = os.path.join(BUILD, "daemon", "palisaded")
 PALISADECTL = os.path.join(BUILD, "cli", "palisadectl")
 DPDK_RUN = "/var/run/dpdk"
 NCPU = os.cpu_count() or 1

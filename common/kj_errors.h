@@ -1,5 +1,6 @@
-// How the control plane's servers report errors: a failed Status becomes the exception the
-// caller sees, its description the Status's message (capnp carries it to the client).
+// How code running on a kj event loop (the control plane, the migration protocol) reports
+// errors: a failed Status becomes the exception the caller sees, its description the Status's
+// message (capnp carries it to the client).
 // Thread-safety: free functions.
 #pragma once
 
@@ -10,7 +11,7 @@
 
 #include "common/status.h"
 
-namespace palisade::rpc {
+namespace palisade {
 
 [[noreturn]] inline void Fail(const std::string& message) {
   kj::throwFatalException(
@@ -23,4 +24,4 @@ inline void Check(const Status& s) {
 
 inline std::string Str(capnp::Text::Reader t) { return std::string(t.cStr(), t.size()); }
 
-}  // namespace palisade::rpc
+}  // namespace palisade

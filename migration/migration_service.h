@@ -1,8 +1,9 @@
-// MigrationService: live migration of ports between switches, switch to switch over the RPC.
+// MigrationService: the live-migration protocol, switch to switch, with its phases.
 //
 // Source: migrate() starts change tracking in the port's stateful filter and exports the port
-// (one control-thread job, so no change falls between the two), dials the destination (a unix
-// socket, or HOST:PORT with TLS) and hands it the bulk copy with a MigrationSource callback.
+// (one control-thread job, so no change falls between the two), reaches the destination through
+// the Dialer the control plane gives it (rpc/peer.h: a unix socket, or HOST:PORT with TLS) and
+// hands it the bulk copy with a MigrationSource callback.
 // While the VM runs, what changed goes over in rounds (every 200 ms). The cut-over follows the
 // vhost-user device, which QEMU stops for the last step of its own migration: when the port's
 // device stops here, the final delta (what changed since the last round) goes to the
@@ -12,7 +13,7 @@
 // resumed here: the destination discards its copy. Nothing of the source port changes until
 // completed(), so a failed or cancelled migration leaves it as it was.
 //
-// Destination: incoming() imports the port closed (Switch::ImportIncoming) and returns an
+// Destination: Incoming() imports the port closed (Switch::ImportIncoming) and returns an
 // IncomingMigration capability for the deltas. The port opens once the final delta is in and
 // its device has started. If the source goes away or aborts before the final delta, the port
 // and its state are discarded.
@@ -27,47 +28,61 @@
 #include <string>
 #include <vector>
 
-#include <kj/async-io.h>
-#include <kj/compat/tls.h>
+#include <kj/async.h>
+#include <kj/function.h>
 #include <kj/timer.h>
 
-#include "rpc/control_queue.h"
-#include "rpc/palisade.capnp.h"
+#include "migration/migration.capnp.h"
+#include "migration/port_state.capnp.h"
+#include "vswitch/control_queue.h"
 #include "vswitch/switch.h"
 
-namespace palisade::rpc {
+namespace palisade::migration {
 
+// One migration as this switch sees it (`palisadectl migrate list`).
 struct MigrationInfo {
   std::string port, direction, peer, phase, started, error;
   uint32_t connections = 0, delta_changed = 0, delta_removed = 0;
   uint32_t rounds = 0, round_entries = 0;  // deltas sent while the VM ran, and their entries
   uint64_t pause_us = 0, bulk_ms = 0;
   bool active() const;  // not finished (completed, cancelled, failed, resumed, running, discarded)
-  void Fill(Migration::Builder b) const;
 };
+
+// What the destination answers to a source's bulk copy.
+struct Arrived {
+  IncomingMigration::Client session = nullptr;
+  uint32_t connections = 0;  // entries it took
+};
+
+// A session with the destination switch, opened by the control plane's dialer.
+class Destination {
+ public:
+  virtual ~Destination() noexcept(false) = default;  // kj owners may throw from destructors
+  // The destination's `incoming`: creates the port closed there with the bulk copy.
+  virtual kj::Promise<Arrived> Incoming(const PortExport& state, const std::string& socket,
+                                        MigrationSource::Client source) = 0;
+};
+// Reaches the switch at `to` (a unix socket path or HOST:PORT); may throw for an unusable `to`.
+using Dialer = kj::Function<kj::Promise<kj::Own<Destination>>(const std::string& to)>;
 
 class MigrationService {
  public:
-  // tls_client: this switch's certificate and CA for dialing HOST:PORT destinations (may be
-  // null); name: how this switch introduces itself to them (its control socket).
-  MigrationService(Switch* sw, ControlQueue* queue, kj::AsyncIoProvider& io,
-                   kj::TlsContext* tls_client, std::string name);
+  MigrationService(Switch* sw, ControlQueue* queue, kj::Timer& timer, Dialer dial);
   ~MigrationService();
 
   kj::Promise<MigrationInfo> Migrate(std::string port, std::string to, std::string socket);
   kj::Promise<void> Cancel(std::string port);
   std::vector<MigrationInfo> List() const;
-  // The destination's side of incoming(); fills the results.
-  kj::Promise<void> Incoming(capnp::CallContext<Palisade::IncomingParams, Palisade::IncomingResults> context);
+  // The destination's side of a source's `incoming`: the port is created closed at `socket`
+  // (empty: the exported path).
+  kj::Promise<Arrived> Incoming(PortState::Reader state, std::string socket,
+                                MigrationSource::Client source);
 
  private:
   struct Outgoing;
   struct Arriving;
   class SourceImpl;
   class IncomingImpl;
-  struct Dialed;
-
-  kj::Promise<kj::Own<Dialed>> Dial(const std::string& to);
   kj::Promise<void> OnDevice(const std::string& port, bool started);
   // The next delta's request (nullptr: no destination, or an empty round).
   kj::Maybe<capnp::Request<IncomingMigration::DeltaParams, IncomingMigration::DeltaResults>>
@@ -82,9 +97,8 @@ class MigrationService {
 
   Switch* sw_;
   ControlQueue* q_;
-  kj::AsyncIoProvider& io_;
-  kj::TlsContext* tls_client_;
-  std::string name_;
+  kj::Timer& timer_;
+  Dialer dial_;
   std::shared_ptr<bool> alive_;  // false once destroyed: late device events find nothing
   std::map<std::string, std::shared_ptr<Outgoing>> outgoing_;
   std::map<std::string, std::shared_ptr<Arriving>> arriving_;
@@ -95,4 +109,4 @@ class MigrationService {
   kj::TaskSet tasks_{errors_};
 };
 
-}  // namespace palisade::rpc
+}  // namespace palisade::migration

@@ -13,13 +13,13 @@
 #include <memory>
 
 #include "migration/port_state.h"
-#include "rpc/control_queue.h"
+#include "vswitch/control_queue.h"
 #include "rpc/server.h"
 #include "vswitch/control.h"
-#include "vswitch/eal.h"
-#include "vswitch/log.h"
-#include "vswitch/options.h"
-#include "vswitch/socket_path.h"
+#include "daemon/eal.h"
+#include "daemon/log.h"
+#include "daemon/options.h"
+#include "common/socket_path.h"
 #include "vswitch/switch.h"
 
 namespace palisade {
@@ -101,7 +101,7 @@ int Serve(const Options& options, const EalInfo& eal, const std::vector<Command>
 
   struct ev_loop* loop = ev_default_loop(EVFLAG_AUTO);
   // RPC calls arrive on the RPC thread and run here, on this loop, through the queue.
-  rpc::ControlQueue queue(loop);
+  ControlQueue queue(loop);
   std::unique_ptr<rpc::RpcServer> rpc;
   if (Status s = rpc::RpcServer::Start(options.socket, tls, sw.get(), &queue, &rpc); !s.ok()) {
     return Fail("control socket: " + s.message());

@@ -1,4 +1,4 @@
-#include "vswitch/socket_path.h"
+#include "common/socket_path.h"
 
 #include <sys/socket.h>
 #include <sys/stat.h>

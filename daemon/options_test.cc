@@ -1,4 +1,4 @@
-#include "vswitch/options.h"
+#include "daemon/options.h"
 
 #include <gtest/gtest.h>
 
@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "vswitch/eal.h"
+#include "daemon/eal.h"
 
 namespace palisade {
 namespace {

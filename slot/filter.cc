@@ -1,4 +1,4 @@
-#include "vswitch/filter.h"
+#include "slot/filter.h"
 
 namespace palisade {
 

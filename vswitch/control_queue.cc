@@ -1,6 +1,6 @@
-#include "rpc/control_queue.h"
+#include "vswitch/control_queue.h"
 
-namespace palisade::rpc {
+namespace palisade {
 
 ControlQueue::ControlQueue(struct ev_loop* loop) : loop_(loop) {
   ev_async_init(&wake_, OnWake);
@@ -32,4 +32,4 @@ void ControlQueue::OnWake(struct ev_loop*, ev_async* w, int) {
   }
 }
 
-}  // namespace palisade::rpc
+}  // namespace palisade

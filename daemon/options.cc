@@ -1,4 +1,4 @@
-#include "vswitch/options.h"
+#include "daemon/options.h"
 
 #include <getopt.h>
 #include <sched.h>

@@ -1,4 +1,4 @@
-#include "vswitch/mac_addr.h"
+#include "slot/mac_addr.h"
 
 #include <cstdio>
 

@@ -13,7 +13,7 @@
 #include <vector>
 
 #include "common/status.h"
-#include "vswitch/options.h"
+#include "daemon/options.h"
 
 namespace palisade {
 

@@ -1,4 +1,4 @@
-#include "vswitch/eal.h"
+#include "daemon/eal.h"
 
 #include <rte_eal.h>
 #include <rte_errno.h>

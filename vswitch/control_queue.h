@@ -1,12 +1,13 @@
-// ControlQueue: the one hand-off between the Cap'n Proto RPC thread (kj event loop) and the
-// daemon's control thread (libev loop), which alone touches the Switch.
+// ControlQueue: the one hand-off into the switch's control thread (libev loop), which alone
+// touches the Switch, from threads that run a kj event loop (the control plane's RPC thread,
+// the live-migration protocol on it).
 //
-// The RPC thread calls Run(fn): fn is queued, the control loop is woken (ev_async), runs it,
+// A kj thread calls Run(fn): fn is queued, the control loop is woken (ev_async), runs it,
 // and fulfils the returned promise across threads with fn's result, or rejects it with fn's
 // kj::Exception. Results are plain values; capnp builders stay on the RPC thread.
 //
-// Thread-safety: Run() from the RPC thread; Attach()/Detach() and the callback on the control
-// thread. The queue itself is guarded by a mutex held only to push or pop.
+// Thread-safety: Run() from any kj event-loop thread; construction, destruction and the jobs on
+// the control thread. The queue itself is guarded by a mutex held only to push or pop.
 #pragma once
 
 #include <ev.h>
@@ -17,7 +18,7 @@
 #include <kj/async.h>
 #include <kj/function.h>
 
-namespace palisade::rpc {
+namespace palisade {
 
 class ControlQueue {
  public:
@@ -45,4 +46,4 @@ class ControlQueue {
   std::deque<kj::Function<void()>> jobs_;
 };
 
-}  // namespace palisade::rpc
+}  // namespace palisade

@@ -1,4 +1,4 @@
-#include "vswitch/log.h"
+#include "daemon/log.h"
 
 #include <rte_log.h>
 

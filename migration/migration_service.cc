@@ -1,16 +1,14 @@
-#include "rpc/migration_service.h"
+#include "migration/migration_service.h"
 
 #include <chrono>
 
-#include <capnp/rpc-twoparty.h>
-
+#include "common/kj_errors.h"
 #include "common/utc_time.h"
 #include "migration/port_state.h"
-#include "rpc/errors.h"
 #include "vswitch/clock.h"
 #include "vswitch/vhost_port.h"
 
-namespace palisade::rpc {
+namespace palisade::migration {
 namespace {
 
 // How long a paused guest waits for the destination to take the final delta.
@@ -39,34 +37,10 @@ bool MigrationInfo::active() const {
          phase == "ready";
 }
 
-void MigrationInfo::Fill(Migration::Builder b) const {
-  b.setPort(port);
-  b.setDirection(direction);
-  b.setPeer(peer);
-  b.setPhase(phase);
-  b.setStarted(started);
-  b.setConnections(connections);
-  b.setDeltaChanged(delta_changed);
-  b.setDeltaRemoved(delta_removed);
-  b.setPauseMicros(pause_us);
-  b.setBulkMillis(bulk_ms);
-  b.setError(error);
-  b.setRounds(rounds);
-  b.setRoundEntries(round_entries);
-}
-
-struct MigrationService::Dialed {
-  explicit Dialed(kj::Own<kj::AsyncIoStream> s)
-      : stream(kj::mv(s)), client(*stream), palisade(client.bootstrap().castAs<Palisade>()) {}
-  kj::Own<kj::AsyncIoStream> stream;
-  capnp::TwoPartyClient client;
-  Palisade::Client palisade;
-};
-
 struct MigrationService::Outgoing {
   MigrationInfo info;
   std::shared_ptr<fw::StatefulFilter> filter;  // null: the port has no stateful filter
-  kj::Own<Dialed> conn;
+  kj::Own<Destination> conn;
   kj::Maybe<IncomingMigration::Client> dest;
   bool stopped_while_copying = false;  // the device stopped before the bulk copy was in
   bool final_taken = false;            // no more rounds once the final delta is taken
@@ -108,8 +82,8 @@ class MigrationService::IncomingImpl final : public IncomingMigration::Server {
 
   kj::Promise<void> delta(DeltaContext context) override {
     if (!*alive_ || s_->info.phase != "incoming") Fail("port '" + s_->info.port + "' is not waiting for a delta");
-    migration::Delta d;
-    Check(migration::ReadDelta(context.getParams().getDelta(), &d));
+    Delta d;
+    Check(ReadDelta(context.getParams().getDelta(), &d));
     if (d.name != s_->info.port) Fail("a delta for port '" + d.name + "' sent to '" + s_->info.port + "'");
     const bool final = d.final;
     const auto changed = static_cast<uint32_t>(d.changed.size());
@@ -146,10 +120,8 @@ class MigrationService::IncomingImpl final : public IncomingMigration::Server {
   std::shared_ptr<Arriving> s_;
 };
 
-MigrationService::MigrationService(Switch* sw, ControlQueue* queue, kj::AsyncIoProvider& io,
-                                   kj::TlsContext* tls_client, std::string name)
-    : sw_(sw), q_(queue), io_(io), tls_client_(tls_client), name_(std::move(name)),
-      alive_(std::make_shared<bool>(true)) {
+MigrationService::MigrationService(Switch* sw, ControlQueue* queue, kj::Timer& timer, Dialer dial)
+    : sw_(sw), q_(queue), timer_(timer), dial_(kj::mv(dial)), alive_(std::make_shared<bool>(true)) {
   // The listener runs on the vhost library's thread: it hands the event to this thread and
   // waits, so a stopping source device holds the guest until the final delta is applied.
   auto executor = std::make_shared<kj::Own<const kj::Executor>>(kj::getCurrentThreadExecutor().addRef());
@@ -167,25 +139,6 @@ MigrationService::MigrationService(Switch* sw, ControlQueue* queue, kj::AsyncIoP
 }
 
 MigrationService::~MigrationService() { *alive_ = false; }
-
-kj::Promise<kj::Own<MigrationService::Dialed>> MigrationService::Dial(const std::string& to) {
-  const bool unix_socket = to.rfind('/', 0) == 0 || to.rfind("unix:", 0) == 0;
-  if (unix_socket) {
-    const std::string path = to.rfind("unix:", 0) == 0 ? to : "unix:" + to;
-    return io_.getNetwork().parseAddress(path.c_str()).then([](kj::Own<kj::NetworkAddress> a) {
-      return a->connect();
-    }).then([](kj::Own<kj::AsyncIoStream> s) { return kj::heap<Dialed>(kj::mv(s)); });
-  }
-  if (tls_client_ == nullptr) {
-    Fail("migrating to " + to + " (TCP) needs this switch's --tls-cert, --tls-key and --tls-ca");
-  }
-  const std::string host = to.substr(0, to.rfind(':'));
-  return io_.getNetwork().parseAddress(to.c_str()).then([](kj::Own<kj::NetworkAddress> a) {
-    return a->connect();
-  }).then([this, host](kj::Own<kj::AsyncIoStream> s) {
-    return tls_client_->wrapClient(kj::mv(s), host.c_str());
-  }).then([](kj::Own<kj::AsyncIoStream> s) { return kj::heap<Dialed>(kj::mv(s)); });
-}
 
 kj::Promise<MigrationInfo> MigrationService::Migrate(std::string port, std::string to,
                                                       std::string socket) {
@@ -215,22 +168,14 @@ kj::Promise<MigrationInfo> MigrationService::Migrate(std::string port, std::stri
   return exported.then([this, s, to, socket](Exported e) {
     outgoing_[s->info.port] = s;
     s->filter = e.filter;
-    return Dial(to).then([this, s, socket, state = kj::mv(e.state)](kj::Own<Dialed> conn) mutable {
+    return dial_(to).then([this, s, socket, state = kj::mv(e.state)](kj::Own<Destination> conn) mutable {
       s->conn = kj::mv(conn);
-      auto hello = s->conn->palisade.helloRequest();
-      hello.setKind("switch");
-      hello.setName(name_);
-      tasks_.add(hello.send().ignoreResult());  // delivered before incoming (E-order)
-      auto req = s->conn->palisade.incomingRequest();
-      migration::Write(state, req.initState());
-      req.setSocket(socket);
-      req.setSource(kj::heap<SourceImpl>(this, alive_, s));
-      return req.send();
+      return s->conn->Incoming(state, socket, kj::heap<SourceImpl>(this, alive_, s));
     });
-  }).then([this, s, t0](auto response) -> MigrationInfo {
+  }).then([this, s, t0](Arrived arrived) -> MigrationInfo {
     if (s->info.phase != "copying") Fail("migration of '" + s->info.port + "': " + s->info.phase + ": " + s->info.error);
-    s->dest = response.getSession();
-    s->info.connections = response.getConnections();
+    s->dest = kj::mv(arrived.session);
+    s->info.connections = arrived.connections;
     s->info.bulk_ms = MicrosSince(t0) / 1000;
     s->info.phase = "copied";
     // QEMU was started too early: the guest is already paused, the delta follows at once.
@@ -267,7 +212,7 @@ MigrationService::TakeDelta(Outgoing& s, bool final) {
   IncomingMigration::Client* dest = nullptr;
   KJ_IF_MAYBE(c, s.dest) { dest = c; }
   if (dest == nullptr) return nullptr;
-  migration::Delta d;
+  Delta d;
   d.name = s.info.port;
   d.round = ++s.round;
   d.final = final;
@@ -282,12 +227,12 @@ MigrationService::TakeDelta(Outgoing& s, bool final) {
     s.info.round_entries += static_cast<uint32_t>(d.changed.size() + d.removed.size());
   }
   auto req = dest->deltaRequest();
-  migration::WriteDelta(d, req.initDelta());
+  WriteDelta(d, req.initDelta());
   return kj::mv(req);
 }
 
 kj::Promise<void> MigrationService::Rounds(std::shared_ptr<Outgoing> s) {
-  return io_.getTimer().afterDelay(kRoundInterval).then([this, s]() -> kj::Promise<void> {
+  return timer_.afterDelay(kRoundInterval).then([this, s]() -> kj::Promise<void> {
     if (s->info.phase != "copied" || s->final_taken) return kj::READY_NOW;
     KJ_IF_MAYBE(req, TakeDelta(*s, /*final=*/false)) {
       return req->send().then([this, s](auto) { return Rounds(s); }, [this, s](kj::Exception&& e) {
@@ -313,7 +258,7 @@ kj::Promise<void> MigrationService::SendFinalDelta(std::shared_ptr<Outgoing> s) 
   }, [this, s](kj::Exception&& e) {
     if (s->info.active()) Finish(*s, "failed", "final delta: " + Describe(e));
   });
-  auto timeout = io_.getTimer().afterDelay(kFinalDeltaTimeout).then([this, s]() {
+  auto timeout = timer_.afterDelay(kFinalDeltaTimeout).then([this, s]() {
     if (s->info.active()) Finish(*s, "failed", "final delta: no answer from the destination within 3 s");
   });
   return sent.exclusiveJoin(kj::mv(timeout));
@@ -390,32 +335,29 @@ std::vector<MigrationInfo> MigrationService::List() const {
   return out;
 }
 
-kj::Promise<void> MigrationService::Incoming(
-    capnp::CallContext<Palisade::IncomingParams, Palisade::IncomingResults> context) {
-  auto params = context.getParams();
+kj::Promise<Arrived> MigrationService::Incoming(PortState::Reader state, std::string socket,
+                                                MigrationSource::Client source) {
   PortExport e;
-  Check(migration::Read(params.getState(), &e));
-  if (params.getSocket().size() > 0) e.spec.path = Str(params.getSocket());
+  Check(Read(state, &e));
+  if (!socket.empty()) e.spec.path = std::move(socket);
   auto it = arriving_.find(e.spec.name);
   if (it != arriving_.end() && it->second->info.active()) {
     Fail("port '" + e.spec.name + "' is already arriving here");
   }
   auto s = std::make_shared<Arriving>();
   s->info = MigrationInfo{e.spec.name, "in", "source", "incoming", UtcNowText(), ""};
-  s->source = params.getSource();
+  s->source = kj::mv(source);
   const auto t0 = std::chrono::steady_clock::now();
   return q_->Run<uint32_t>([sw = sw_, e = kj::mv(e)]() {
     size_t n = 0;
     Check(sw->ImportIncoming(e, &n));
     return static_cast<uint32_t>(n);
-  }).then([this, s, t0, context](uint32_t n) mutable {
+  }).then([this, s, t0](uint32_t n) {
     s->info.connections = n;
     s->info.bulk_ms = MicrosSince(t0) / 1000;
     arriving_[s->info.port] = s;
-    auto results = context.getResults();
-    results.setConnections(n);
-    results.setSession(kj::heap<IncomingImpl>(this, alive_, s));
+    return Arrived{kj::heap<IncomingImpl>(this, alive_, s), n};
   });
 }
 
-}  // namespace palisade::rpc
+}  // namespace palisade::migration

@@ -1,0 +1,25 @@
+#include "rpc/tls.h"
+
+namespace palisade::rpc {
+namespace {
+
+kj::Own<kj::TlsContext> Context(const TlsConfig& tls, bool verify_clients) {
+  kj::TlsKeypair keypair{kj::TlsPrivateKey(tls.key_pem.c_str()),
+                         kj::TlsCertificate(tls.cert_pem.c_str())};
+  kj::TlsCertificate ca(tls.ca_pem.c_str());
+  kj::TlsContext::Options options;
+  options.useSystemTrustStore = false;
+  options.verifyClients = verify_clients;
+  options.trustedCertificates = kj::arrayPtr(&ca, 1);
+  options.defaultKeypair = keypair;
+  return kj::heap<kj::TlsContext>(kj::mv(options));
+}
+
+}  // namespace
+
+// A client without a certificate from our CA gets nothing.
+kj::Own<kj::TlsContext> ServerTlsContext(const TlsConfig& tls) { return Context(tls, true); }
+
+kj::Own<kj::TlsContext> ClientTlsContext(const TlsConfig& tls) { return Context(tls, false); }
+
+}  // namespace palisade::rpc

@@ -1,0 +1,21 @@
+// TLS for the control plane across hosts (kj-tls): the server's context, which accepts only
+// clients whose certificate the configured CA signed, and the client context a switch dials
+// other switches with (its own certificate, their CA).
+// Thread-safety: the contexts belong to the RPC thread that made them.
+#pragma once
+
+#include <string>
+
+#include <kj/compat/tls.h>
+
+namespace palisade::rpc {
+
+struct TlsConfig {
+  std::string listen;  // HOST:PORT to serve on; empty: dial only
+  std::string cert_pem, key_pem, ca_pem;
+};
+
+kj::Own<kj::TlsContext> ServerTlsContext(const TlsConfig& tls);
+kj::Own<kj::TlsContext> ClientTlsContext(const TlsConfig& tls);
+
+}  // namespace palisade::rpc
