@@ -91,13 +91,17 @@ const std::map<std::string, const char*> kHelp = {
      "       palisadectl firewall set -f FILTER [--limit N] [--recheck on|off] [--timeout NAME=SECONDS]...\n"},
     {"port",
      "Usage: palisadectl port add NAME --vhost-user PATH [--client] [--vm VM] [--mac MAC] [--ip ADDR]...\n"
+     "                                [--allow router,dhcp-server,vlan]\n"
      "       palisadectl port add NAME --uplink DEVARGS\n"
      "       palisadectl port del NAME\n"
      "       palisadectl port list\n"
      "       palisadectl port stats [NAME]\n"
      "list: index, type, socket or devargs, mode (server: the switch owns the socket; client:\n"
      "QEMU does), link, queue pairs, polling worker, VM. stats: packets and bytes received from\n"
-     "and sent to the port, drops in total and by reason.\n"},
+     "and sent to the port, drops in total and by reason.\n"
+     "--allow: what the VM may do beyond a guest, all refused by default: send router\n"
+     "advertisements and redirects (router), answer DHCP (dhcp-server), send VLAN-tagged\n"
+     "frames (vlan; the bridge is not VLAN-aware).\n"},
     {"filter",
      "Usage: palisadectl filter attach PORT --slot N --agent sfw|swsec|counting|none [--fail-open]\n"
      "       palisadectl filter detach PORT --slot N\n"},
@@ -550,7 +554,7 @@ class Ctl {
       auto req = sw.addPortRequest();
       auto spec = req.initSpec();
       spec.setName(args.Next("a port name"));
-      std::vector<std::string> ips;
+      std::vector<std::string> ips, allow;
       bool kind = false;
       while (!args.Done()) {
         std::string opt = args.Next("");
@@ -567,6 +571,8 @@ class Ctl {
           spec.setMac(args.Next("a MAC after --mac"));
         } else if (opt == "--ip") {
           ips.push_back(args.Next("an address after --ip"));
+        } else if (opt == "--allow") {
+          allow.push_back(args.Next("router, dhcp-server or vlan after --allow"));
         } else {
           throw UsageError{"unknown option '" + opt + "'"};
         }
@@ -574,6 +580,8 @@ class Ctl {
       if (!kind) throw UsageError{"expected --vhost-user PATH or --uplink DEVARGS"};
       auto list = spec.initIps(static_cast<unsigned>(ips.size()));
       for (unsigned i = 0; i < ips.size(); i++) list.set(i, ips[i]);
+      auto allowed = spec.initAllow(static_cast<unsigned>(allow.size()));
+      for (unsigned i = 0; i < allow.size(); i++) allowed.set(i, allow[i]);
       {
         auto r = req.send().wait(ws);
         out(r, "");

@@ -28,6 +28,7 @@ const char* CloseReasonName(CloseReason r) {
     case CloseReason::kTimeout: return "TIMEOUT";
     case CloseReason::kRuleChange: return "RULE_CHANGE";
     case CloseReason::kFlush: return "FLUSH";
+    case CloseReason::kReopen: return "REOPEN";
   }
   return "?";
 }

@@ -23,7 +23,8 @@ enum class ConnState : uint8_t {
 
 const char* ConnStateName(ConnState s);  // SYN_SENT, EST, FIN_WAIT, ... as getflows prints
 
-enum class CloseReason : uint8_t { kNone, kFin, kRst, kTimeout, kRuleChange, kFlush };
+// kReopen: a new SYN on the same ports, answered by a matching SYN/ACK, replaced the entry.
+enum class CloseReason : uint8_t { kNone, kFin, kRst, kTimeout, kRuleChange, kFlush, kReopen };
 const char* CloseReasonName(CloseReason r);
 
 // One side of a TCP connection, for sequence-window tracking (after G. van Rooij's scheme).
@@ -54,6 +55,9 @@ inline constexpr uint8_t kConnOrigIsLo = 0x01;  // the originator is the key's l
 inline constexpr uint8_t kConnOrigIn = 0x02;    // the original direction is toward the VM
 inline constexpr uint8_t kConnLog = 0x04;       // admitted by a `with log` rule: log its end
 inline constexpr uint8_t kConnV6 = 0x08;
+// Picked up mid-stream (no SYN seen, so no window scale known): windows are learned but not
+// enforced, as Linux's BE_LIBERAL does for such connections; RSTs are still checked.
+inline constexpr uint8_t kConnLiberal = 0x10;
 
 struct Conn {
   IpAddr lo, hi;

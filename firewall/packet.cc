@@ -14,6 +14,23 @@ uint64_t Mac(const uint8_t* p) {
 
 constexpr int kMaxExtHeaders = 8;
 
+// ::ffff:0:0/96, how IpAddr holds IPv4: on the wire in an IPv6 header it is invalid (RFC 4291
+// 2.5.5.2), and taken as it is it would share IPv4 connections' keys.
+bool V4Mapped(const uint8_t* a) {
+  static constexpr uint8_t kPrefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+  for (int i = 0; i < 12; i++) {
+    if (a[i] != kPrefix[i]) return false;
+  }
+  return true;
+}
+
+// The length of the upper-layer header that must sit whole in a first fragment.
+uint32_t L4HeaderLen(const uint8_t* l4, uint32_t len, uint8_t proto) {
+  if (proto == kProtoTcp) return len >= 13 ? (l4[12] >> 4) * 4u : 20;
+  if (proto == kProtoUdp || proto == kProtoIcmp || proto == kProtoIcmp6) return 8;
+  return 0;
+}
+
 bool IsIcmpError(bool v6, uint8_t type) {
   return v6 ? (type >= 1 && type <= 4) : (type == 3 || type == 4 || type == 5 || type == 11 || type == 12);
 }
@@ -35,7 +52,7 @@ bool ParseQuoted(const uint8_t* p, uint32_t len, bool v6, Tuple* t) {
     t->dst = IpAddr::FromV4Bytes(p + 16);
     if ((Be16(p + 6) & 0x1fff) != 0) return false;  // a non-first fragment quotes no ports
   } else {
-    if (len < 40 || (p[0] >> 4) != 6) return false;
+    if (len < 40 || (p[0] >> 4) != 6 || V4Mapped(p + 8) || V4Mapped(p + 24)) return false;
     hlen = 40;
     proto = p[6];
     t->src = IpAddr::FromV6Bytes(p + 8);
@@ -146,11 +163,13 @@ ParseError ParseIpv4(const uint8_t* frame, uint32_t len, Packet* out) {
     out->fragment = true;
     out->first_fragment = offset == 0;
     out->frag_id = Be16(p + 4);
+    out->frag_offset = static_cast<uint16_t>(offset * 8u);
   }
   if (offset != 0) return ParseError::kNone;  // no upper-layer header here
   out->l4_offset = static_cast<uint16_t>(out->l3_offset + ihl);
   out->l4_len = static_cast<uint16_t>(total - ihl);
   out->has_l4 = true;
+  if (more) out->frag_hdr_end = static_cast<uint16_t>(L4HeaderLen(p + ihl, total - ihl, out->tuple.proto));
   return ParseL4(frame, out);
 }
 
@@ -165,10 +184,12 @@ ParseError ParseIpv6(const uint8_t* frame, uint32_t len, Packet* out) {
   out->v6 = true;
   out->l3_len = static_cast<uint16_t>(total);
   out->ttl = p[7];
+  if (V4Mapped(p + 8) || V4Mapped(p + 24)) return ParseError::kBadAddress;
   out->tuple.src = IpAddr::FromV6Bytes(p + 8);
   out->tuple.dst = IpAddr::FromV6Bytes(p + 24);
   uint8_t next = p[6];
   uint32_t off = 40;
+  uint32_t fragmentable = 0;  // where the fragmentable part starts (after a fragment header)
   for (int n = 0;; n++) {
     if (next != 0 && next != 43 && next != 60 && next != 44 && next != 51) break;
     if (n == kMaxExtHeaders) return ParseError::kBadExtHeader;
@@ -178,11 +199,14 @@ ParseError ParseIpv6(const uint8_t* frame, uint32_t len, Packet* out) {
     if (next == 44) {  // fragment header
       const uint16_t fo = Be16(h + 2);
       const uint16_t offset = fo >> 3;
+      if (out->fragment) return ParseError::kBadExtHeader;  // a second fragment header
       out->fragment = true;
       out->first_fragment = offset == 0;
       out->frag_id = Be32(h + 4);
+      out->frag_offset = static_cast<uint16_t>(offset * 8u);
       next = h[0];
       off += 8;
+      fragmentable = off;
       if (offset != 0) {
         out->tuple.proto = next;
         return ParseError::kNone;
@@ -198,6 +222,9 @@ ParseError ParseIpv6(const uint8_t* frame, uint32_t len, Packet* out) {
   out->l4_offset = static_cast<uint16_t>(out->l3_offset + off);
   out->l4_len = static_cast<uint16_t>(total - off);
   out->has_l4 = next != 59;  // 59: no next header
+  if (out->first_fragment) {
+    out->frag_hdr_end = static_cast<uint16_t>(off - fragmentable + L4HeaderLen(p + off, total - off, next));
+  }
   return out->has_l4 ? ParseL4(frame, out) : ParseError::kNone;
 }
 
@@ -210,6 +237,8 @@ const char* ParseErrorName(ParseError e) {
     case ParseError::kBadIpHeader: return "bad-ip-header";
     case ParseError::kBadL4Header: return "bad-l4-header";
     case ParseError::kBadExtHeader: return "bad-ext-header";
+    case ParseError::kBadVlan: return "bad-vlan";
+    case ParseError::kBadAddress: return "bad-address";
   }
   return "unknown";
 }
@@ -222,7 +251,10 @@ ParseError ParsePacket(const uint8_t* data, uint32_t len, Packet* out) {
   out->src_mac = Mac(data + 6);
   uint32_t off = 12;
   uint16_t type = Be16(data + off);
-  for (int tags = 0; (type == 0x8100 || type == 0x88a8) && tags < 2; tags++) {
+  auto tagged = [](uint16_t t) { return t == 0x8100 || t == 0x88a8 || t == 0x9100; };
+  for (int tags = 0; tagged(type); tags++) {
+    // A third tag would hide the frame's real type from the rules.
+    if (tags == 2) return fail(ParseError::kBadVlan);
     off += 4;
     if (off + 2 > len) return fail(ParseError::kShort);
     type = Be16(data + off);

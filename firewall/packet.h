@@ -20,6 +20,8 @@ enum class ParseError : uint8_t {
   kBadIpHeader,   // wrong version, IHL below 5, total/payload length inconsistent
   kBadL4Header,   // TCP data offset below 5 or beyond the segment, UDP length wrong
   kBadExtHeader,  // IPv6 extension header chain too long or truncated
+  kBadVlan,       // more than two VLAN tags
+  kBadAddress,    // an IPv6 packet with an IPv4-mapped address (never valid on the wire)
 };
 
 const char* ParseErrorName(ParseError e);
@@ -45,12 +47,16 @@ struct Tuple {
 
 struct Packet {
   ParseError error = ParseError::kNone;
+  // Fragments (beside `error` to use its padding: the parse and its key fill a packet's scratch).
+  uint16_t frag_offset = 0;   // bytes from the start of the fragmentable part
+  uint16_t frag_hdr_end = 0;  // first fragment: where its upper-layer header ends, likewise
   uint64_t src_mac = 0, dst_mac = 0;
   uint16_t ethertype = 0;  // after VLAN tags
   uint16_t l3_offset = 0;
   uint16_t l3_len = 0;     // IP header + payload as the IP header says (frame padding excluded)
 
-  // ARP (ethertype kEthArp), request or reply.
+  // ARP (ethertype kEthArp): set only for Ethernet/IPv4 ARP (hardware type 1, IPv4, lengths
+  // 6 and 4); any other ARP keeps arp_op 0.
   uint16_t arp_op = 0;
   uint64_t arp_sha = 0;
   IpAddr arp_spa, arp_tpa;

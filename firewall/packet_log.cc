@@ -56,8 +56,12 @@ PacketLog::PacketLog(unsigned workers, int64_t wall_offset_ns, uint32_t lines_pe
   for (unsigned i = 0; i <= (workers ? workers : 1); i++) workers_.push_back(std::make_unique<PerWorker>());
 }
 
-bool PacketLog::Push(unsigned worker, const LogEvent& e) {
+bool PacketLog::Push(unsigned worker, const LogEvent& e, LogBudget* budget) {
   PerWorker& w = *workers_[worker < workers_.size() - 1 ? worker : workers_.size() - 1];
+  if (budget != nullptr && !budget->Take(e.now_ns)) {
+    w.over_budget.store(w.over_budget.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+    return false;
+  }
   if (w.ring.Push(e)) return true;
   w.lost.store(w.lost.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   return false;
@@ -66,6 +70,12 @@ bool PacketLog::Push(unsigned worker, const LogEvent& e) {
 std::vector<std::string> PacketLog::Recent(size_t n) const {
   const size_t k = n < recent_.size() ? n : recent_.size();
   return std::vector<std::string>(recent_.end() - static_cast<std::ptrdiff_t>(k), recent_.end());
+}
+
+uint64_t PacketLog::suppressed() const {
+  uint64_t n = suppressed_;
+  for (const auto& w : workers_) n += w->over_budget.load(std::memory_order_relaxed);
+  return n;
 }
 
 uint64_t PacketLog::lost() const {
@@ -122,10 +132,12 @@ size_t PacketLog::Drain(std::FILE* out, uint64_t now_ns) {
       written_++;
     }
   }
-  if (suppressed_ != reported_suppressed_ && in_second_ < lines_per_second_ && out != nullptr) {
-    std::fprintf(out, "# %llu log lines suppressed (over %u per second)\n",
-                 static_cast<unsigned long long>(suppressed_ - reported_suppressed_), lines_per_second_);
-    reported_suppressed_ = suppressed_;
+  const uint64_t suppressed_now = suppressed();
+  if (suppressed_now != reported_suppressed_ && in_second_ < lines_per_second_ && out != nullptr) {
+    std::fprintf(out, "# %llu log lines suppressed (over %u per second, or over a filter's %u)\n",
+                 static_cast<unsigned long long>(suppressed_now - reported_suppressed_),
+                 lines_per_second_, LogBudget::kDefaultPerSecond);
+    reported_suppressed_ = suppressed_now;
   }
   if (out != nullptr && lines > 0) std::fflush(out);
   return lines;

@@ -6,7 +6,9 @@
 //   2026-11-25T10:07:40.220Z 2041 INET TERM PASS web-tier/1006 OUT TCP FIN 172.16.10.12/44194->172.16.10.11/22 19/18 3017/2957
 //
 // Writing is rate-limited (lines per second); what is over the limit is counted and reported
-// in one line.
+// in one line. Each filter also has a budget of its own (LogBudget), taken before its events
+// enter the rings, so that one VM's flood of dropped packets neither fills the rings nor uses
+// up the switch's lines: other VMs' lines still get through.
 //
 // Thread-safety: Push(worker, ...) from that worker's thread only, Push(kControl, ...) from the
 // control thread; Drain() and the counters from the control thread.
@@ -44,6 +46,29 @@ struct LogEvent {
   char ruleset[24];            // truncated ruleset name
 };
 
+// A filter's share of the packet log: at most `per_second` lines in each second of the
+// switch's clock. Guarded by the owning filter's lock.
+class LogBudget {
+ public:
+  static constexpr uint32_t kDefaultPerSecond = 100;
+  explicit LogBudget(uint32_t per_second = kDefaultPerSecond) : per_second_(per_second) {}
+  bool Take(uint64_t now_ns) {
+    const uint64_t second = now_ns / 1000000000ull;
+    if (second != second_) {
+      second_ = second;
+      used_ = 0;
+    }
+    if (used_ >= per_second_) return false;
+    used_++;
+    return true;
+  }
+
+ private:
+  uint32_t per_second_;
+  uint32_t used_ = 0;
+  uint64_t second_ = 0;
+};
+
 class PacketLog {
  public:
   static constexpr unsigned kControl = ~0u;  // the ring of the control thread
@@ -51,14 +76,16 @@ class PacketLog {
   // wall_offset_ns: realtime minus the monotonic clock of now_ns, for timestamps.
   PacketLog(unsigned workers, int64_t wall_offset_ns, uint32_t lines_per_second = 1000);
 
-  bool Push(unsigned worker, const LogEvent& e);
+  // Queues e unless `budget` (may be null) is used up for this second: then it is counted as
+  // suppressed.
+  bool Push(unsigned worker, const LogEvent& e, LogBudget* budget = nullptr);
 
   // Writes what the rings hold to `out` (or just counts it when out is null); returns lines.
   size_t Drain(std::FILE* out, uint64_t now_ns);
   static std::string Format(const LogEvent& e, int64_t wall_offset_ns);
 
   uint64_t lost() const;
-  uint64_t suppressed() const { return suppressed_; }
+  uint64_t suppressed() const;
   uint64_t written() const { return written_; }
   // The last lines written (at most kRecent), oldest first: what `log tail` shows.
   std::vector<std::string> Recent(size_t n) const;
@@ -68,6 +95,7 @@ class PacketLog {
   struct alignas(64) PerWorker {
     SpscRing<LogEvent, 1024> ring;
     std::atomic<uint64_t> lost{0};
+    std::atomic<uint64_t> over_budget{0};  // suppressed by a filter's budget
   };
   std::vector<std::unique_ptr<PerWorker>> workers_;
   int64_t wall_offset_ns_;

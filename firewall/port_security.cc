@@ -99,7 +99,7 @@ void PortSecurity::Log(const FilterBatch& b, uint16_t i, const IpAddr& src, cons
   e.src = src;
   e.dst = dst;
   std::snprintf(e.ruleset, sizeof e.ruleset, "spoofguard");
-  log_->Push(b.worker, e);
+  log_->Push(b.worker, e, &log_budget_);
 }
 
 // A DHCP server's ACK toward the VM (BOOTP reply, option 53 = 5) teaches the address it
@@ -133,6 +133,44 @@ void PortSecurity::LearnFromDhcp(const uint8_t* frame, const Packet& p) {
   }
 }
 
+DropReason PortSecurity::Check(const FilterBatch& b, uint16_t i, const Packet& p) {
+  if (b.pkts[i].len < 14) return DropReason::kRunt;
+  if (binding_.mac == 0) {  // trust on first use
+    binding_.mac = p.src_mac;
+    mac_learned_ = true;
+  }
+  if (p.src_mac != binding_.mac) return DropReason::kSpoofGuard;
+  if (p.ethertype == kEthArp) {
+    // Only Ethernet/IPv4 requests and replies, for the VM's own MAC and addresses: any other
+    // ARP (another hardware type, a truncated one) may still poison a neighbour's cache.
+    const bool well_formed = p.error == ParseError::kNone && (p.arp_op == 1 || p.arp_op == 2);
+    if (!well_formed || p.arp_sha != binding_.mac) return DropReason::kSpoofGuard;
+    return Unspecified(p.arp_spa) || Claim(p.arp_spa) ? DropReason::kNone : DropReason::kSpoofGuard;
+  }
+  if (p.error != ParseError::kNone) return DropReason::kMalformed;
+  if (!p.ip) return DropReason::kNone;
+  const bool icmp = p.has_l4 && p.tuple.proto == (p.v6 ? kProtoIcmp6 : kProtoIcmp);
+  if (icmp && !binding_.router &&
+      (p.v6 ? (p.icmp_type == 134 || p.icmp_type == 137) : p.icmp_type == 5)) {
+    return DropReason::kRaGuard;
+  }
+  if (p.has_l4 && p.tuple.proto == kProtoUdp && !binding_.dhcp_server &&
+      p.tuple.sport == (p.v6 ? 547 : 67)) {
+    return DropReason::kDhcpGuard;
+  }
+  if (p.v6 && icmp && p.l4_len >= 24 && p.icmp_type == 136) {
+    // A neighbour advertisement may only announce the VM's own address.
+    const IpAddr target = IpAddr::FromV6Bytes(b.pkts[i].data + p.l4_offset + 8);
+    if (!Claim(target)) return DropReason::kSpoofGuard;
+  }
+  if (Unspecified(p.tuple.src)) return DropReason::kNone;  // DHCP discover, duplicate address detection
+  // Neighbour discovery from a real source teaches it.
+  if (p.v6 && icmp && (p.icmp_type == 135 || p.icmp_type == 136)) {
+    return Claim(p.tuple.src) ? DropReason::kNone : DropReason::kSpoofGuard;
+  }
+  return Allowed(p.tuple.src) ? DropReason::kNone : DropReason::kSpoofGuard;
+}
+
 void PortSecurity::Process(FilterBatch& b) {
   std::lock_guard lock(lock_);
   Packet local;
@@ -148,43 +186,17 @@ void PortSecurity::Process(FilterBatch& b) {
   }
   for (uint16_t i = 0; i < b.count; i++) {
     const Packet& p = Parsed(b, i, &local);
-    if (p.error != ParseError::kNone) continue;  // slot 2 judges
-    auto spoofed = [&](const IpAddr& src, const IpAddr& dst, uint8_t proto) {
-      b.verdict[i] = Verdict::kDrop;
-      b.reason[i] = DropReason::kSpoofGuard;
-      Log(b, i, src, dst, proto);
-    };
-    if (binding_.mac == 0) {  // trust on first use
-      binding_.mac = p.src_mac;
-      mac_learned_ = true;
-    }
-    if (p.src_mac != binding_.mac) {
-      spoofed(p.tuple.src, p.tuple.dst, p.tuple.proto);
-      continue;
-    }
-    if (p.ethertype == kEthArp && p.arp_op != 0) {
-      if (p.arp_sha != binding_.mac || (!Unspecified(p.arp_spa) && !Claim(p.arp_spa))) {
-        spoofed(p.arp_spa, p.arp_tpa, 0);
-      }
-      continue;
-    }
-    if (!p.ip) continue;
-    if (p.v6 && p.tuple.proto == kProtoIcmp6 && p.has_l4 && p.l4_len >= 24 &&
-        (p.icmp_type == 135 || p.icmp_type == 136)) {
-      // Neighbour discovery: an advertisement may only announce the VM's own address; a
-      // solicitation from a real source teaches it.
-      const IpAddr target = IpAddr::FromV6Bytes(b.pkts[i].data + p.l4_offset + 8);
-      if (p.icmp_type == 136 && !Claim(target)) {
-        spoofed(target, p.tuple.dst, kProtoIcmp6);
-        continue;
+    const DropReason why = Check(b, i, p);
+    if (why == DropReason::kNone) continue;
+    b.verdict[i] = Verdict::kDrop;
+    b.reason[i] = why;
+    if (why == DropReason::kSpoofGuard) {
+      if (p.ethertype == kEthArp) {
+        Log(b, i, p.arp_spa, p.arp_tpa, 0);
+      } else {
+        Log(b, i, p.tuple.src, p.tuple.dst, p.tuple.proto);
       }
     }
-    if (Unspecified(p.tuple.src)) continue;  // DHCP discover, duplicate address detection
-    if (p.v6 && p.tuple.proto == kProtoIcmp6 && (p.icmp_type == 135 || p.icmp_type == 136)) {
-      if (!Claim(p.tuple.src)) spoofed(p.tuple.src, p.tuple.dst, p.tuple.proto);
-      continue;
-    }
-    if (!Allowed(p.tuple.src)) spoofed(p.tuple.src, p.tuple.dst, p.tuple.proto);
   }
 }
 

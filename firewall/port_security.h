@@ -2,9 +2,14 @@
 //
 // A port is bound to its MAC and IP addresses: configured, or learned trust-on-first-use from
 // the VM's own ARP (sender address), IPv6 neighbour discovery (NA target, NS source) and the
-// DHCP ACKs it receives (the assigned address), up to a limit. Frames from the VM with another source MAC, IP packets from another source address
-// (except 0.0.0.0 for DHCP and :: for duplicate address detection), and ARP or NA claiming
-// another address are dropped (reason SpoofGuard) and logged. Packets toward the VM pass.
+// DHCP ACKs it receives (the assigned address), up to a limit. Every frame from the VM is
+// checked, malformed or not: another source MAC, an IP packet from another source address
+// (except 0.0.0.0 for DHCP and :: for duplicate address detection), ARP or NA claiming another
+// address, and any ARP that is not well-formed Ethernet/IPv4 ARP are dropped (SpoofGuard) and
+// logged; other malformed frames are dropped as malformed. A VM is not a router nor a DHCP
+// server unless its binding says so: router advertisements and redirects (ICMPv6 134 and 137,
+// ICMP 5) are dropped as RAGuard, DHCP and DHCPv6 server messages (UDP from port 67 or 547) as
+// DHCPGuard. Packets toward the VM pass.
 //
 // Thread-safety: Process() runs OUT on the port's worker and IN on any worker; the state is
 // behind a spin lock taken once per batch, shared with the control methods.
@@ -28,6 +33,8 @@ struct PortBinding {
   std::vector<IpAddr> ips;      // configured addresses
   bool learn = true;            // trust-on-first-use for addresses beyond the configured ones
   unsigned max_learned = 8;
+  bool router = false;          // the VM may send router advertisements and redirects
+  bool dhcp_server = false;     // the VM may answer DHCP and DHCPv6
 };
 
 class PortSecurity : public Filter {
@@ -54,6 +61,8 @@ class PortSecurity : public Filter {
   void LearnFromDhcp(const uint8_t* frame, const Packet& p);
   bool Claim(const IpAddr& a);  // allowed, or learned now
   void Log(const FilterBatch& b, uint16_t i, const IpAddr& src, const IpAddr& dst, uint8_t proto);
+  // Why a frame from the VM must not pass (DropReason::kNone: it may).
+  DropReason Check(const FilterBatch& b, uint16_t i, const Packet& p);
 
   const uint32_t filter_id_;
   PacketLog* log_;
@@ -61,6 +70,7 @@ class PortSecurity : public Filter {
   PortBinding binding_;         // guarded by lock_
   bool mac_learned_ = false;    // guarded by lock_
   std::vector<IpAddr> learned_; // guarded by lock_
+  LogBudget log_budget_;        // guarded by lock_
   std::atomic<bool> changed_{false};
 };
 

@@ -10,8 +10,12 @@
 namespace palisade::fw {
 namespace {
 
-constexpr size_t kFragSlots = 64;
+// First fragments remembered: a 4-way set-associative table, so that a few datagrams in flight
+// at once do not evict each other.
+constexpr size_t kFragSets = 64, kFragWays = 4;
 constexpr uint32_t kFragTimeoutS = 30;
+constexpr size_t kSynHints = 64;
+constexpr uint32_t kSynHintS = 30;  // how long a passed SYN waits for its SYN/ACK
 
 ClassifyKey KeyOf(bool in, bool v6, const Tuple& t, uint8_t icmp_type, uint8_t icmp_code) {
   ClassifyKey k{in, v6, t.proto, t.src, t.dst, 0, 0};
@@ -43,7 +47,8 @@ StatefulFilter::StatefulFilter(uint32_t filter_id, PacketLog* log, FirewallOptio
       options_(options),
       conns_(options.conn_limit, hash_seed.value_or(seed)),
       next_flow_id_((seed & 0xffffffff00000000ull) | 1),
-      frags_(kFragSlots, FragKey{}) {}
+      frags_(kFragSets * kFragWays, FragKey{}),
+      syn_hints_(kSynHints, SynHint{}) {}
 
 void StatefulFilter::SetTable(std::shared_ptr<const RuleTable> table) {
   std::lock_guard lock(lock_);
@@ -139,14 +144,16 @@ void StatefulFilter::ProcessIp(FilterBatch& b, uint16_t i, const Packet& p, cons
     if (!FragmentAdmitted(p, now_s)) drop(DropReason::kFragment);
     return;
   }
-  if (p.icmp_error) {
-    bool unused;
-    if (conns_.Find(MakeKey(p.quoted, &unused)) != ConnTable::kNil) return;  // related
-  }
+  if (p.icmp_error && Related(b, p, t, now_s)) return;
   Keyed local{};
   const Keyed& k = keyed != nullptr ? *keyed : KeyOf(b, i, p, conns_.seed(), &local);
   const ConnKey& key = k.key;
   const bool src_is_lo = k.src_is_lo;
+  const bool icmp = p.tuple.proto == (p.v6 ? kProtoIcmp6 : kProtoIcmp);
+  if (icmp && !p.icmp_echo) {  // no connection: its type and code meet the rules every time
+    NewConnection(b, i, p, t, now_s, key, src_is_lo, /*track=*/false);
+    return;
+  }
   uint32_t idx = conns_.Find(key, k.hash);
   if (idx != ConnTable::kNil) {
     Conn& c = conns_.at(idx);
@@ -159,8 +166,11 @@ void StatefulFilter::ProcessIp(FilterBatch& b, uint16_t i, const Packet& p, cons
     Conn& c = conns_.at(idx);
     const int dir = (src_is_lo == ((c.flags & kConnOrigIsLo) != 0)) ? 0 : 1;
     if (c.proto == kProtoTcp) {
+      const bool syn_ack = (p.tcp_flags & (tcp::kSyn | tcp::kAck)) == (tcp::kSyn | tcp::kAck);
+      if (syn_ack && Reopen(b, i, p, t, idx, dir, key, src_is_lo, now_s)) return;
       switch (TcpUpdate(c, dir, p)) {
         case TcpTrack::kOutOfWindow: drop(DropReason::kTcpInvalid); return;
+        case TcpTrack::kIgnoredSyn: IgnoredSyn(b, i, p, t, idx, dir, now_s); return;
         case TcpTrack::kReopen:
           Close(idx, CloseReason::kFin, b.now_ns, b.worker);
           idx = ConnTable::kNil;
@@ -176,11 +186,104 @@ void StatefulFilter::ProcessIp(FilterBatch& b, uint16_t i, const Packet& p, cons
       return;
     }
   }
-  NewConnection(b, i, p, t, now_s, key, src_is_lo);
+  NewConnection(b, i, p, t, now_s, key, src_is_lo, /*track=*/true);
+}
+
+bool StatefulFilter::Related(const FilterBatch& b, const Packet& p, const RuleTable& t,
+                             uint32_t now_s) {
+  // An error goes back to the sender of the packet it quotes (a router on the way may send it).
+  if (!(p.tuple.dst == p.quoted.src)) return false;
+  bool quoted_src_is_lo;
+  const uint32_t idx = conns_.Find(MakeKey(p.quoted, &quoted_src_is_lo));
+  if (idx == ConnTable::kNil) return false;
+  Conn& c = conns_.at(idx);
+  if (c.expires_s <= now_s || c.state == ConnState::kClosed) return false;  // not live
+  if (c.generation != static_cast<uint16_t>(t.generation()) && !Recheck(c, t)) {
+    Close(idx, CloseReason::kRuleChange, b.now_ns, b.worker);
+    return false;
+  }
+  // The quoted packet must be one the connection carried, through this port the other way.
+  const int quoted_dir = (quoted_src_is_lo == ((c.flags & kConnOrigIsLo) != 0)) ? 0 : 1;
+  if (c.pkts[quoted_dir] == 0) return false;
+  const bool quoted_in = (quoted_dir == 0) == ((c.flags & kConnOrigIn) != 0);
+  return quoted_in != (b.dir == Direction::kIn);
+}
+
+int StatefulFilter::Admit(bool in, const Packet& p, const RuleTable& t, DropReason* why) const {
+  const int pos = t.classifier().Lookup(KeyOf(in, p.v6, p.tuple, p.icmp_type, p.icmp_code));
+  if (pos < 0) {
+    *why = DropReason::kDefault;
+    return -1;
+  }
+  const Rule& r = t.rules()[static_cast<size_t>(pos)];
+  if (r.action == Action::kAccept && !r.stateless) return pos;
+  *why = r.action == Action::kReject ? DropReason::kReject : DropReason::kRule;
+  return -1;
+}
+
+void StatefulFilter::IgnoredSyn(FilterBatch& b, uint16_t i, const Packet& p, const RuleTable& t,
+                                uint32_t idx, int dir, uint32_t now_s) {
+  DropReason why;
+  if (Admit(b.dir == Direction::kIn, p, t, &why) < 0) {  // a new connection the rules refuse
+    b.verdict[i] = Verdict::kDrop;
+    b.reason[i] = why;
+    return;
+  }
+  HintFor(idx) = SynHint{conns_.at(idx).flow_id, idx, p.seq, now_s + kSynHintS, p.window,
+                         p.wscale, static_cast<uint8_t>(dir)};
+  Account(idx, dir, b.pkts[i].len, now_s);
+}
+
+bool StatefulFilter::Reopen(FilterBatch& b, uint16_t i, const Packet& p, const RuleTable& t,
+                            uint32_t idx, int dir, const ConnKey& key, bool src_is_lo,
+                            uint32_t now_s) {
+  const SynHint h = HintFor(idx);
+  if (h.idx != idx || h.flow_id != conns_.at(idx).flow_id || h.dir == dir || h.expires_s <= now_s ||
+      p.ack != h.seq + 1) {
+    return false;
+  }
+  HintFor(idx) = SynHint{};
+  // The remembered SYN opens the new connection; this SYN/ACK answers it.
+  Packet syn;
+  syn.ip = true;
+  syn.v6 = p.v6;
+  syn.tuple = Tuple{p.tuple.dst, p.tuple.src, p.tuple.dport, p.tuple.sport, kProtoTcp};
+  syn.tcp_flags = tcp::kSyn;
+  syn.seq = h.seq;
+  syn.window = h.window;
+  syn.wscale = h.wscale;
+  const bool syn_in = b.dir != Direction::kIn;
+  Close(idx, CloseReason::kReopen, b.now_ns, b.worker);
+  DropReason why;
+  const int pos = Admit(syn_in, syn, t, &why);
+  const uint32_t n = pos < 0 ? ConnTable::kNil : conns_.Insert(key);
+  if (n == ConnTable::kNil) {
+    b.verdict[i] = Verdict::kDrop;
+    b.reason[i] = pos < 0 ? DropReason::kTcpInvalid : DropReason::kStateLimit;
+    return true;
+  }
+  const Rule& r = t.rules()[static_cast<size_t>(pos)];
+  Conn& c = conns_.at(n);
+  c.flags = static_cast<uint8_t>((src_is_lo ? 0 : kConnOrigIsLo) | (syn_in ? kConnOrigIn : 0) |
+                                 (r.log ? kConnLog : 0) | (p.v6 ? kConnV6 : 0));
+  c.rule_id = r.id;
+  c.rule_pos = static_cast<uint16_t>(pos + 1);
+  c.generation = static_cast<uint16_t>(t.generation());
+  c.flow_id = next_flow_id_++;
+  TcpStart(c, syn, r.strict);
+  c.pkts[0] = 1;
+  if (TcpUpdate(c, 1, p) != TcpTrack::kValid) {  // cannot happen: it acknowledges the SYN
+    conns_.Remove(n);
+    b.verdict[i] = Verdict::kDrop;
+    b.reason[i] = DropReason::kTcpInvalid;
+    return true;
+  }
+  Account(n, 1, b.pkts[i].len, now_s);
+  return true;
 }
 
 void StatefulFilter::NewConnection(FilterBatch& b, uint16_t i, const Packet& p, const RuleTable& t,
-                                   uint32_t now_s, const ConnKey& key, bool src_is_lo) {
+                                   uint32_t now_s, const ConnKey& key, bool src_is_lo, bool track) {
   const bool in = b.dir == Direction::kIn;
   const uint32_t len = b.pkts[i].len;
   const int pos = t.classifier().Lookup(KeyOf(in, p.v6, p.tuple, p.icmp_type, p.icmp_code));
@@ -208,7 +311,7 @@ void StatefulFilter::NewConnection(FilterBatch& b, uint16_t i, const Packet& p, 
     return;
   }
   if (r.log) LogPacket(b, p, len, LogEvent::Kind::kMatch, LogEvent::Action::kPass, r.id);
-  if (r.stateless) {
+  if (r.stateless || !track) {
     if (p.first_fragment) RememberFragment(p, now_s);
     return;
   }
@@ -299,7 +402,7 @@ void StatefulFilter::Close(uint32_t idx, CloseReason why, uint64_t now_ns, unsig
     std::memcpy(e.pkts, c.pkts, sizeof e.pkts);
     std::memcpy(e.bytes, c.bytes, sizeof e.bytes);
     if (table_) std::snprintf(e.ruleset, sizeof e.ruleset, "%s", table_->file().name.c_str());
-    log_->Push(worker, e);
+    log_->Push(worker, e, &log_budget_);
   }
   conns_.Remove(idx);
 }
@@ -323,18 +426,51 @@ void StatefulFilter::LogPacket(const FilterBatch& b, const Packet& p, uint32_t l
   e.sport = p.tuple.sport;
   e.dport = p.tuple.dport;
   if (table_) std::snprintf(e.ruleset, sizeof e.ruleset, "%s", table_->file().name.c_str());
-  log_->Push(b.worker, e);
+  log_->Push(b.worker, e, &log_budget_);
 }
 
+namespace {
+
+size_t FragSet(const Packet& p) {
+  uint32_t h = p.frag_id ^ (uint32_t{p.tuple.src.b[14]} << 8 | p.tuple.src.b[15]) ^
+               (uint32_t{p.tuple.dst.b[14]} << 16 | uint32_t{p.tuple.dst.b[15]} << 24);
+  h *= 2654435761u;
+  return (h >> 16) % kFragSets;
+}
+
+bool SameDatagram(const IpAddr& src, const IpAddr& dst, uint32_t id, uint8_t proto,
+                  const IpAddr& src2, const IpAddr& dst2, uint32_t id2, uint8_t proto2) {
+  return id == id2 && proto == proto2 && src == src2 && dst == dst2;
+}
+
+}  // namespace
+
 void StatefulFilter::RememberFragment(const Packet& p, uint32_t now_s) {
-  FragKey& f = frags_[(p.frag_id ^ p.tuple.src.b[15] ^ p.tuple.dst.b[15]) % kFragSlots];
-  f = FragKey{p.tuple.src, p.tuple.dst, p.frag_id, p.tuple.proto, now_s + kFragTimeoutS};
+  FragKey* set = &frags_[FragSet(p) * kFragWays];
+  const uint8_t proto = p.v6 ? 0 : p.tuple.proto;
+  FragKey* slot = set;  // the same datagram's entry, else the one that expires first
+  for (size_t w = 0; w < kFragWays; w++) {
+    if (SameDatagram(set[w].src, set[w].dst, set[w].id, set[w].proto, p.tuple.src, p.tuple.dst,
+                     p.frag_id, proto)) {
+      slot = &set[w];
+      break;
+    }
+    if (set[w].expires_s < slot->expires_s) slot = &set[w];
+  }
+  *slot = FragKey{p.tuple.src, p.tuple.dst, p.frag_id, now_s + kFragTimeoutS, p.frag_hdr_end, proto};
 }
 
 bool StatefulFilter::FragmentAdmitted(const Packet& p, uint32_t now_s) const {
-  const FragKey& f = frags_[(p.frag_id ^ p.tuple.src.b[15] ^ p.tuple.dst.b[15]) % kFragSlots];
-  return f.expires_s > now_s && f.id == p.frag_id && f.proto == p.tuple.proto &&
-         f.src == p.tuple.src && f.dst == p.tuple.dst;
+  const FragKey* set = &frags_[FragSet(p) * kFragWays];
+  const uint8_t proto = p.v6 ? 0 : p.tuple.proto;
+  for (size_t w = 0; w < kFragWays; w++) {
+    const FragKey& f = set[w];
+    if (f.expires_s > now_s &&
+        SameDatagram(f.src, f.dst, f.id, f.proto, p.tuple.src, p.tuple.dst, p.frag_id, proto)) {
+      return p.frag_offset >= f.hdr_end;  // an overlap could rewrite the admitted header
+    }
+  }
+  return false;
 }
 
 uint32_t StatefulFilter::Flows(uint32_t cursor, uint32_t max, const FlowSelector& sel,

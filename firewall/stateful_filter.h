@@ -1,12 +1,18 @@
 // StatefulFilter: the per-port stateful firewall (IOChain slot 2, agent palisade-sfw).
 //
 // For each packet: parse with every length checked (malformed: drop); the L2 rules first;
-// then, for IP, a tracked connection decides (TCP sequence windows included) before the rules;
-// an ICMP error that quotes a tracked connection passes as related; a later fragment passes
-// only if its first fragment was admitted. Otherwise the first matching L3/L4 rule decides:
-// accept creates an entry (unless `stateless`; `strict` TCP must open with a SYN), drop drops,
-// reject drops and sends a RST or ICMP error back. No table loaded: every packet is undecided,
-// so the slot's failure policy applies. A full table drops new connections (state-limit).
+// then, for IP, a tracked connection decides (TCP sequence windows included) before the rules.
+// An ICMP error passes as related only when it quotes a live, admitted connection, goes back to
+// the quoted packet's sender (outer destination = quoted source) and travels opposite to the
+// quoted packet through this port. Only ICMP echo makes connections: other ICMP types are
+// judged by the rules every time. A later fragment passes only if its datagram's first fragment
+// was admitted and it does not overlap that fragment's upper-layer header. Otherwise the first
+// matching L3/L4 rule decides: accept creates an entry (unless `stateless`; `strict` TCP must
+// open with a SYN), drop drops, reject drops and sends a RST or ICMP error back. A SYN on a live
+// connection's ports is judged as a new connection; if its SYN/ACK comes back the entry is
+// replaced (a peer that lost the connection reconnects from the same port). No table loaded:
+// every packet is undecided, so the slot's failure policy applies. A full table drops new
+// connections (state-limit).
 //
 // When the rule table changes, connections admitted under an older generation are re-checked
 // against the new rules at their next packet and closed if no longer admitted (the secure
@@ -118,14 +124,36 @@ class StatefulFilter : public Filter {
   struct FragKey {
     IpAddr src, dst;
     uint32_t id;
-    uint8_t proto;
     uint32_t expires_s;
+    uint16_t hdr_end;  // later fragments must start at or after it (no header overwrites)
+    uint8_t proto;     // IPv4 only: IPv6 identifies a datagram by addresses and id
+  };
+  // A SYN let through on a live connection (TcpTrack::kIgnoredSyn), waiting for its SYN/ACK.
+  struct SynHint {
+    uint64_t flow_id;  // of the entry it arrived on (an index may be reused)
+    uint32_t idx;
+    uint32_t seq;
+    uint32_t expires_s;
+    uint16_t window;
+    uint8_t wscale;
+    uint8_t dir;
   };
 
   void ProcessIp(FilterBatch& b, uint16_t i, const Packet& p, const Keyed* keyed,
                  const RuleTable& t, uint32_t now_s);
+  // track: false for what makes no connection (ICMP other than echo).
   void NewConnection(FilterBatch& b, uint16_t i, const Packet& p, const RuleTable& t,
-                     uint32_t now_s, const ConnKey& key, bool src_is_lo);
+                     uint32_t now_s, const ConnKey& key, bool src_is_lo, bool track);
+  // The accepting rule a new connection opened by p would get, or -1 with *why set.
+  int Admit(bool in, const Packet& p, const RuleTable& t, DropReason* why) const;
+  bool Related(const FilterBatch& b, const Packet& p, const RuleTable& t, uint32_t now_s);
+  // A SYN on live entry idx: judged as a new connection; remembered when it passes.
+  void IgnoredSyn(FilterBatch& b, uint16_t i, const Packet& p, const RuleTable& t, uint32_t idx,
+                  int dir, uint32_t now_s);
+  // A SYN/ACK answering a remembered SYN: the entry is replaced by the new connection.
+  bool Reopen(FilterBatch& b, uint16_t i, const Packet& p, const RuleTable& t, uint32_t idx,
+              int dir, const ConnKey& key, bool src_is_lo, uint32_t now_s);
+  SynHint& HintFor(uint32_t idx) { return syn_hints_[idx % syn_hints_.size()]; }
   bool Recheck(Conn& c, const RuleTable& t);
   void Account(uint32_t idx, int dir, uint32_t len, uint32_t now_s);
   void CountRule(uint32_t pos, bool in, uint32_t len, bool eval);
@@ -145,7 +173,9 @@ class StatefulFilter : public Filter {
   ConnTable conns_;
   uint64_t next_flow_id_;
   uint32_t sweep_cursor_ = 0;
-  std::vector<FragKey> frags_;
+  std::vector<FragKey> frags_;    // kFragSets sets of kFragWays, each set oldest first
+  std::vector<SynHint> syn_hints_;
+  LogBudget log_budget_;
 };
 
 }  // namespace palisade::fw

@@ -24,8 +24,9 @@ void InitPeer(TcpPeer& s, const Packet& p) {
   s.maxend = s.end + s.maxwin;
 }
 
-// The window checks; on success the peers learn from the segment.
-bool InWindow(TcpPeer& sender, TcpPeer& receiver, const Packet& p) {
+// The window checks; on success the peers learn from the segment. `liberal`: the segment is
+// accepted (and learned from) even outside the window, unless it is a RST.
+bool InWindow(TcpPeer& sender, TcpPeer& receiver, const Packet& p, bool liberal) {
   const bool syn = p.tcp_flags & tcp::kSyn;
   const uint32_t seq = p.seq;
   const uint32_t end = SegmentEnd(p);
@@ -41,7 +42,7 @@ bool InWindow(TcpPeer& sender, TcpPeer& receiver, const Packet& p) {
                   After(end, sender.end - receiver.maxwin - 1) &&          // not too old
                   (!has_ack || (!After(ack, receiver.end) &&               // acks nothing unsent
                                 After(ack, receiver.end - maxack - 1)));  // nor ancient data
-  if (!ok) return false;
+  if (!ok && !(liberal && !(p.tcp_flags & tcp::kRst))) return false;
   if (sender.maxwin < win) sender.maxwin = win;
   if (After(end, sender.end)) sender.end = end;
   if (has_ack) {
@@ -67,6 +68,7 @@ TcpOpen TcpStart(Conn& c, const Packet& p, bool strict) {
   if (strict || (f & tcp::kSyn)) return TcpOpen::kRefused;  // a SYN+ACK opens nothing
   InitPeer(c.peer[0], p);
   c.state = ConnState::kEstablished;
+  c.flags |= kConnLiberal;
   return TcpOpen::kPickedUp;
 }
 
@@ -82,8 +84,11 @@ TcpTrack TcpUpdate(Conn& c, int dir, const Packet& p) {
   }
   if (c.state == ConnState::kSynSent) {
     if (dir == 0) {
-      // Retransmitted SYN: nothing else is expected from the originator yet.
-      return (syn && !ack && !rst) ? TcpTrack::kValid : TcpTrack::kOutOfWindow;
+      // A retransmitted SYN, or a new attempt with another initial sequence: the originator
+      // starts over from it, so that the SYN/ACK answering it fits.
+      if (!syn || ack || rst) return TcpTrack::kOutOfWindow;
+      InitPeer(sender, p);
+      return TcpTrack::kValid;
     }
     if (rst) {
       // A refusal must acknowledge the SYN exactly.
@@ -101,10 +106,16 @@ TcpTrack TcpUpdate(Conn& c, int dir, const Packet& p) {
     c.state = ConnState::kSynRecv;
     return TcpTrack::kValid;
   }
+  if (syn && !ack && !rst) {
+    // The originator retransmitting its SYN (same initial sequence) while the SYN/ACK is on
+    // its way; any other SYN on a live connection is a new one on the same ports.
+    const bool retransmit = c.state == ConnState::kSynRecv && dir == 0 && p.seq + 1 == sender.end;
+    if (!retransmit) return TcpTrack::kIgnoredSyn;
+  }
   if (sender.maxwin == 0) {
     // First packet from this side of a picked-up connection.
     InitPeer(sender, p);
-  } else if (!InWindow(sender, receiver, p)) {
+  } else if (!InWindow(sender, receiver, p, c.flags & kConnLiberal)) {
     return TcpTrack::kOutOfWindow;
   }
 

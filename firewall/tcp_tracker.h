@@ -16,13 +16,17 @@ enum class TcpOpen {
   kRefused,     // not a valid first packet (strict rule without SYN, or RST, or SYN+ACK strict)
 };
 
-// Initialises c (direction 0 = this packet's) for a new connection.
+// Initialises c (direction 0 = this packet's) for a new connection; a pickup marks it
+// kConnLiberal.
 TcpOpen TcpStart(Conn& c, const Packet& p, bool strict);
 
 enum class TcpTrack {
   kValid,       // fits the connection; state updated
   kOutOfWindow, // does not fit: drop it, the connection is unchanged
   kReopen,      // a new SYN on a closed/time-wait connection: caller starts afresh
+  kIgnoredSyn,  // a SYN on a live connection (a peer that lost it and reuses its port): pass
+                // it unchanged; if a SYN/ACK acknowledging it comes back, the caller replaces
+                // the entry (a blind SYN alone changes nothing)
 };
 
 // Checks and applies one packet travelling in direction dir (0 original, 1 reply).

@@ -73,6 +73,7 @@ struct PortState {
     # the destination resolves with them the VMs it does not host itself
   learnedMac @15 :Text;        # what port security learned on first use (empty: nothing)
   learnedIps @16 :List(Text);
+  allow @17 :List(Text);       # router, dhcp-server, vlan: what the VM may do beyond a guest
 }
 
 struct ConnectionKey {

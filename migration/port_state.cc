@@ -102,6 +102,9 @@ void Write(const PortExport& in, PortState::Builder out) {
   if (in.spec.mac) out.setMac(MacToString(in.spec.mac));
   auto ips = out.initIps(static_cast<unsigned>(in.spec.ips.size()));
   for (unsigned i = 0; i < in.spec.ips.size(); i++) ips.set(i, in.spec.ips[i].ToString());
+  const std::vector<std::string> allow = PortAllowNames(in.spec.allow);
+  auto allowed = out.initAllow(static_cast<unsigned>(allow.size()));
+  for (unsigned i = 0; i < allow.size(); i++) allowed.set(i, allow[i]);
   auto slots = out.initSlots(static_cast<unsigned>(in.slots.size()));
   for (unsigned i = 0; i < in.slots.size(); i++) {
     slots[i].setSlot(in.slots[i].slot);
@@ -150,6 +153,11 @@ Status Read(PortState::Reader in, PortExport* out) {
     auto a = fw::IpAddr::Parse(Str(ip));
     if (!a) return Status::Invalid("port '" + e.spec.name + "': bad address '" + Str(ip) + "'");
     e.spec.ips.push_back(*a);
+  }
+  for (auto name : in.getAllow()) {
+    if (Status s = ParsePortAllow(Str(name), &e.spec.allow); !s.ok()) {
+      return Status::Invalid("port '" + e.spec.name + "': " + s.message());
+    }
   }
   for (auto s : in.getSlots()) {
     e.slots.push_back(FilterSpec{s.getSlot(), Str(s.getAgent()),

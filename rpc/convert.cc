@@ -28,8 +28,12 @@ Status ToSpec(PortSpec::Reader r, palisade::PortSpec* out) {
     if (!a) return Status::Invalid("'" + Str(ip) + "' is not an IPv4 or IPv6 address");
     out->ips.push_back(*a);
   }
-  if ((out->client || !out->vm.empty() || out->mac || !out->ips.empty()) && out->kind != PortKind::kVhostUser) {
-    return Status::Invalid("client, vm, mac and ips apply to vhost-user ports only");
+  for (auto name : r.getAllow()) {
+    if (Status s = ParsePortAllow(Str(name), &out->allow); !s.ok()) return s;
+  }
+  if ((out->client || !out->vm.empty() || out->mac || !out->ips.empty() || out->allow.any()) &&
+      out->kind != PortKind::kVhostUser) {
+    return Status::Invalid("client, vm, mac, ips and allow apply to vhost-user ports only");
   }
   return Status::Ok();
 }
@@ -46,6 +50,9 @@ void FromSpec(const palisade::PortSpec& s, PortSpec::Builder b) {
   if (s.mac) b.setMac(MacToString(s.mac));
   auto ips = b.initIps(static_cast<unsigned>(s.ips.size()));
   for (unsigned i = 0; i < s.ips.size(); i++) ips.set(i, s.ips[i].ToString());
+  const std::vector<std::string> allow = PortAllowNames(s.allow);
+  auto list = b.initAllow(static_cast<unsigned>(allow.size()));
+  for (unsigned i = 0; i < allow.size(); i++) list.set(i, allow[i]);
 }
 
 Status ToSelector(FlowSelector::Reader r, fw::FlowSelector* out) {

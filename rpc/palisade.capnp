@@ -19,6 +19,7 @@ struct PortSpec {
   vm @4 :Text;                 # the VM behind the port (dynamic address sets)
   mac @5 :Text;                # bound MAC, aa:bb:cc:dd:ee:ff (port security)
   ips @6 :List(Text);          # bound addresses (port security, dynamic address sets)
+  allow @7 :List(Text);        # what the VM may do beyond a guest: router, dhcp-server, vlan
 }
 
 struct DropCount {

@@ -22,6 +22,9 @@ const char* DropReasonName(DropReason reason) {
     case DropReason::kStateLimit: return "state-limit";
     case DropReason::kSpoofGuard: return "SpoofGuard";
     case DropReason::kMigrating: return "migrating";
+    case DropReason::kRaGuard: return "RAGuard";
+    case DropReason::kDhcpGuard: return "DHCPGuard";
+    case DropReason::kVlanTagged: return "vlan-tagged";
     case DropReason::kCount: break;
   }
   return "unknown";

@@ -50,6 +50,9 @@ enum class DropReason : uint8_t {
   kStateLimit,         // the connection table is full
   kSpoofGuard,         // the VM used an address it is not bound to
   kMigrating,          // the port is arriving by live migration: closed until its state is in
+  kRaGuard,            // a VM not allowed to route sent a router advertisement or redirect
+  kDhcpGuard,          // a VM not allowed to serve DHCP answered as a DHCP server
+  kVlanTagged,         // a VLAN-tagged frame from a VM whose port does not carry VLANs
   kCount,
 };
 

@@ -108,15 +108,23 @@ Status ParsePortAdd(Parser& p, Command* cmd) {
       auto parsed = fw::IpAddr::Parse(ip);
       if (!parsed) return Status::Invalid("column " + std::to_string(ic) + ": '" + ip + "' is not an IPv4 or IPv6 address");
       cmd->port.ips.push_back(*parsed);
+    } else if (opt == "--allow") {
+      std::string list;
+      const size_t ac = p.Column();
+      if (Status s = p.Expect("router, dhcp-server or vlan after --allow", &list); !s.ok()) return s;
+      if (Status s = ParsePortAllow(list, &cmd->port.allow); !s.ok()) {
+        return Status::Invalid("column " + std::to_string(ac) + ": " + s.message());
+      }
     } else {
       return Status::Invalid("column " + std::to_string(column) + ": unknown option '" + opt +
-                             "' (expected --vhost-user PATH, --uplink DEVARGS, --client, --vm, --mac or --ip)");
+                             "' (expected --vhost-user PATH, --uplink DEVARGS, --client, --vm, --mac, --ip or --allow)");
     }
   }
   if (!have_kind) return p.Error("expected --vhost-user PATH or --uplink DEVARGS");
-  if ((cmd->port.client || !cmd->port.vm.empty() || cmd->port.mac || !cmd->port.ips.empty()) &&
+  if ((cmd->port.client || !cmd->port.vm.empty() || cmd->port.mac || !cmd->port.ips.empty() ||
+       cmd->port.allow.any()) &&
       cmd->port.kind != PortKind::kVhostUser) {
-    return Status::Invalid("--client, --vm, --mac and --ip apply to vhost-user ports only");
+    return Status::Invalid("--client, --vm, --mac, --ip and --allow apply to vhost-user ports only");
   }
   return Status::Ok();
 }
@@ -254,6 +262,7 @@ bool Command::mutates() const {
 
 const char* CommandHelp() {
   return "port add NAME --vhost-user PATH [--client] [--vm VM] [--mac MAC] [--ip ADDR]...\n"
+         "         [--allow router,dhcp-server,vlan]\n"
          "port add NAME --uplink DEVARGS\n"
          "port del NAME\n"
          "port list\n"

@@ -47,12 +47,12 @@ TEST(CommandTest, ErrorsNameTheColumnAndWhatWasExpected) {
   EXPECT_EQ(Error("port add vm1 --vhost-user /a --uplink x"),
             "column 30: give only one of --vhost-user and --uplink");
   EXPECT_EQ(Error("port add vm1 --vhost /a"),
-            "column 14: unknown option '--vhost' (expected --vhost-user PATH, --uplink DEVARGS, --client, --vm, --mac or --ip)");
+            "column 14: unknown option '--vhost' (expected --vhost-user PATH, --uplink DEVARGS, --client, --vm, --mac, --ip or --allow)");
   EXPECT_EQ(Error("port frob"), "column 6: expected add, del, list or stats, got 'frob'");
   EXPECT_EQ(Error("bridge show"),
             "column 1: unknown command 'bridge' (expected port, filter, rules, addrsets, addrset, flows, firewall, worker, mac, set or help)");
   EXPECT_EQ(Error("port list extra"), "column 11: unexpected 'extra'");
-  EXPECT_EQ(Error("port add up --uplink x --client"), "--client, --vm, --mac and --ip apply to vhost-user ports only");
+  EXPECT_EQ(Error("port add up --uplink x --client"), "--client, --vm, --mac, --ip and --allow apply to vhost-user ports only");
   EXPECT_EQ(Error(""), "column 1: expected a command (port, filter, rules, addrsets, addrset, flows, firewall, worker, mac, set or help)");
 }
 
@@ -82,6 +82,13 @@ TEST(CommandTest, PortBindings) {
   EXPECT_EQ(Error("port add a --vhost-user /s --mac ff:ff:ff:ff:ff:ff"),
             "column 34: 'ff:ff:ff:ff:ff:ff' is not a unicast MAC address");
   EXPECT_EQ(Error("port add a --vhost-user /s --ip 10.0.0"), "column 33: '10.0.0' is not an IPv4 or IPv6 address");
+  EXPECT_FALSE(c.port.allow.any()) << "a VM is an ordinary guest unless its port says otherwise";
+  c = Parse("port add gw --vhost-user /s --allow router,dhcp-server --allow vlan");
+  EXPECT_TRUE(c.port.allow.router && c.port.allow.dhcp_server && c.port.allow.vlan);
+  EXPECT_EQ(Error("port add a --vhost-user /s --allow router,nat"),
+            "column 36: unknown --allow 'nat' (expected router, dhcp-server or vlan)");
+  EXPECT_EQ(Error("port add up --uplink x --allow vlan"),
+            "--client, --vm, --mac, --ip and --allow apply to vhost-user ports only");
 }
 
 TEST(CommandTest, FirewallCommands) {
@@ -144,7 +151,7 @@ TEST_F(ConfigTest, ErrorsNameFileLineAndColumn) {
   std::vector<Command> cmds;
   Status s = LoadConfig(Write("port add a --vhost-user /a\nport add b --vhost /b\n"), &cmds);
   EXPECT_EQ(s.message(), path_ + ":2:12: unknown option '--vhost' (expected --vhost-user PATH, "
-                                 "--uplink DEVARGS, --client, --vm, --mac or --ip)");
+                                 "--uplink DEVARGS, --client, --vm, --mac, --ip or --allow)");
   s = LoadConfig(Write("port list\n"), &cmds);
   EXPECT_EQ(s.message(),
             path_ + ":1:1: only commands that configure the switch belong in a config file");

@@ -64,9 +64,16 @@ class Port {
   PortCounters& counters(uint16_t worker) { return counters_[worker]; }
   PortTotals Totals() const;
 
+  // VLAN-tagged frames received here are dropped (vlan-tagged) before its filters: a VM must
+  // not reach other VLANs through an uplink trunk, since the bridge is not VLAN-aware. Set
+  // before the port is published; read by workers.
+  bool drop_tagged() const { return drop_tagged_; }
+  void set_drop_tagged(bool drop) { drop_tagged_ = drop; }
+
  private:
   std::string name_;
   uint16_t index_;
+  bool drop_tagged_ = false;
   std::vector<PortCounters> counters_;
 };
 

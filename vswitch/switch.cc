@@ -132,6 +132,7 @@ Status Switch::AddPort(const PortSpec& spec) {
                               rcu_.get(), &port)
           : UplinkPort::Create(spec.name, index, nworkers, spec.devargs, pool_, &port);
   if (!status.ok()) return status;
+  port->set_drop_tagged(spec.kind == PortKind::kVhostUser && !spec.allow.vlan);
 
   // The least loaded worker polls the new port.
   std::vector<unsigned> load(nworkers, 0);

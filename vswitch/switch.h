@@ -29,6 +29,7 @@
 #include "vswitch/counting_filter.h"
 #include "vswitch/iochain.h"
 #include "vswitch/port.h"
+#include "vswitch/port_allow.h"
 #include "vswitch/rcu.h"
 #include "vswitch/snapshot.h"
 #include "vswitch/worker.h"
@@ -45,6 +46,7 @@ struct PortSpec {
   std::string vm;
   uint64_t mac = 0;
   std::vector<fw::IpAddr> ips;
+  PortAllow allow;  // vhost-user only
 };
 
 // What a slot holds: a named filter agent, or nothing yet ("none"), so the failure policy

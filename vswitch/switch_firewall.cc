@@ -33,6 +33,8 @@ Status Switch::MakeFilter(PortState& state, const FilterSpec& spec, std::shared_
     binding.mac = state.spec.mac;
     binding.ips = state.spec.ips;
     binding.learn = state.spec.ips.empty();  // bound addresses are final; otherwise first use
+    binding.router = state.spec.allow.router;
+    binding.dhcp_server = state.spec.allow.dhcp_server;
     state.swsec = std::make_shared<fw::PortSecurity>(filter_id, binding, packet_log_.get());
     *out = state.swsec;
   } else {

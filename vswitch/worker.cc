@@ -25,6 +25,23 @@ void FillBatch(FilterBatch& b, Direction dir, uint16_t worker, uint64_t now_ns, 
   }
 }
 
+// Drops the VLAN-tagged frames of a burst (802.1Q, 802.1ad, the old QinQ type); returns how
+// many untagged ones remain, in order, at the front.
+uint16_t DropTagged(rte_mbuf** pkts, uint16_t n, PortCounters& rx) {
+  uint16_t kept = 0;
+  for (uint16_t i = 0; i < n; i++) {
+    const uint8_t* p = rte_pktmbuf_mtod(pkts[i], const uint8_t*);
+    const uint16_t type = pkts[i]->data_len >= 14 ? static_cast<uint16_t>(p[12] << 8 | p[13]) : 0;
+    if (type == 0x8100 || type == 0x88a8 || type == 0x9100) {
+      rx.Drop(DropReason::kVlanTagged);
+      rte_pktmbuf_free(pkts[i]);
+    } else {
+      pkts[kept++] = pkts[i];
+    }
+  }
+  return kept;
+}
+
 // A flooded packet goes to several ports: every segment gets one reference per destination.
 void AddRefs(rte_mbuf* m, int16_t extra) {
   for (rte_mbuf* seg = m; seg != nullptr; seg = seg->next) rte_mbuf_refcnt_update(seg, extra);
@@ -122,14 +139,16 @@ void Worker::Stage(uint16_t port, rte_mbuf* m, uint8_t slot) {
 uint32_t Worker::PollPort(const Snapshot& snap, uint16_t in, uint64_t now_ns) {
   const Snapshot::Entry& entry = snap.ports[in];
   rte_mbuf* pkts[kBurstSize];
-  const uint16_t n = entry.port->Rx(pkts, kBurstSize);
-  if (n == 0) return 0;
+  const uint16_t received = entry.port->Rx(pkts, kBurstSize);
+  if (received == 0) return 0;
 
   PortCounters& rx = entry.port->counters(id_);
   uint64_t bytes = 0;
-  for (uint16_t i = 0; i < n; i++) bytes += pkts[i]->pkt_len;
-  rx.rx_packets.Add(n);
+  for (uint16_t i = 0; i < received; i++) bytes += pkts[i]->pkt_len;
+  rx.rx_packets.Add(received);
   rx.rx_bytes.Add(bytes);
+  const uint16_t n = entry.port->drop_tagged() ? DropTagged(pkts, received, rx) : received;
+  if (n == 0) return received;
 
   FilterBatch batch;
   FillBatch(batch, Direction::kOut, id_, now_ns, pkts, n);
@@ -156,7 +175,7 @@ uint32_t Worker::PollPort(const Snapshot& snap, uint16_t in, uint64_t now_ns) {
   }
   Flush(snap, now_ns);
   if (nemitted_ > 0) SendEmitted(snap, in);
-  return n;
+  return received;
 }
 
 void Worker::Forward(const Snapshot& snap, uint16_t in, rte_mbuf* m, uint8_t slot, uint32_t now_s) {
