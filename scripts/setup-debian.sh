@@ -12,6 +12,7 @@ packages=(
   clang libclang-rt-14-dev             # libFuzzer targets (scripts/fuzz.sh)
   qemu-system-x86 busybox-static       # QEMU test guests (tests/lib/guest_image.py)
   openssl                              # test certificates for the TLS control plane
+  python3-scapy                        # hand-built hostile frames (tests/integration/test_adversarial.py)
 )
 missing=()
 for p in "${packages[@]}"; do
