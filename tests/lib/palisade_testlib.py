@@ -475,7 +475,9 @@ for line in sys.stdin:
     try:
         if cmd[0] == "connect":
             start = time.monotonic()
-            s = socket.create_connection((cmd[1], int(cmd[2])), timeout=float(cmd[3]))
+            source = ("", int(cmd[4])) if len(cmd) > 4 else None  # connect IP PORT TIMEOUT [SPORT]
+            s = socket.create_connection((cmd[1], int(cmd[2])), timeout=float(cmd[3]),
+                                         source_address=source)
             s.settimeout(15)  # a path that moved may need a few retransmissions
             print("connected", flush=True)
         elif cmd[0] == "send":
