@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer targets with clang (AddressSanitizer) into build-fuzz/ and runs each for
-# SECONDS (default 60), starting from the checked-in seeds. A crash leaves its input in
+# SECONDS (default 60), starting from the checked-in seeds: the packet parser, the rule parser,
+# packet sequences through the stateful firewall and frames through port security (each of the
+# last two against a reference decision of what may pass). A crash leaves its input in
 # build-fuzz/crash-* and fails the run. clang comes from scripts/setup-debian.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-60}
 [ -f build-fuzz/build.ninja ] || CXX=clang++ meson setup build-fuzz -Dfuzz=true -Db_lundef=false
-ninja -C build-fuzz firewall/fuzz_packet firewall/fuzz_rules
-for target in packet rules; do
+targets=(packet rules stateful port_security)
+ninja -C build-fuzz "${targets[@]/#/firewall/fuzz_}"
+for target in "${targets[@]}"; do
   corpus=build-fuzz/corpus-$target
   mkdir -p "$corpus"
   seeds=firewall/fuzz_seeds/$target
