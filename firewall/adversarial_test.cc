@@ -175,6 +175,63 @@ TEST_F(HostilePortSecurity, OneGuestsSpamDoesNotSilenceAnother) {
   EXPECT_GE(log_.suppressed(), 4900u);
 }
 
+// A DHCP ACK toward the VM assigning `yiaddr`, naming `router`.
+std::vector<uint8_t> DhcpAck(const IpAddr& yiaddr, const IpAddr& router) {
+  std::vector<uint8_t> bootp(240, 0);
+  bootp[0] = 2;
+  std::memcpy(&bootp[16], &yiaddr.b[12], 4);
+  for (int i = 0; i < 6; i++) bootp[28 + i] = static_cast<uint8_t>(kVmMac >> (40 - 8 * i));
+  const uint8_t cookie[4] = {99, 130, 83, 99};
+  std::memcpy(&bootp[236], cookie, 4);
+  const uint8_t options[] = {53, 1, 5, 3, 4, router.b[12], router.b[13], router.b[14], router.b[15], 255};
+  bootp.insert(bootp.end(), options, options + sizeof options);
+  FrameSpec s;
+  s.src_mac = 0x0200000000fe;
+  s.dst_mac = kVmMac;
+  s.proto = kProtoUdp;
+  s.src = kGateway;
+  s.dst = kVm;
+  s.sport = 67;
+  s.dport = 68;
+  s.payload = bootp;
+  return BuildFrame(s);
+}
+
+std::vector<uint8_t> From(const IpAddr& src) {
+  return Udp(src, src.is_v4() ? kPeer : *IpAddr::Parse("ff02::1"), 1000, 2000);
+}
+
+TEST_F(HostilePortSecurity, ALearningPortNeverTakesAnotherPortsAddressNorARoutersOne) {
+  PortSecurity ps(1, PortBinding{kVmMac, {}, /*learn=*/true}, &log_);
+  ps.SetReserved({kPeer});  // another port's VM
+  EXPECT_EQ(Through(ps, Direction::kOut, BuildArp(kVmMac, 2, kVmMac, kPeer, 0, kPeer)), DropReason::kSpoofGuard);
+  // The DHCP server assigns 10.0.0.1 and names the gateway: the gateway stays the gateway's.
+  EXPECT_EQ(Through(ps, Direction::kIn, DhcpAck(kVm, kGateway)), DropReason::kNone);
+  EXPECT_EQ(Through(ps, Direction::kOut, From(kVm)), DropReason::kNone);
+  EXPECT_EQ(Through(ps, Direction::kOut, BuildArp(kVmMac, 2, kVmMac, kGateway, 0, kGateway)), DropReason::kSpoofGuard);
+  // An IPv6 router announced itself toward the VM: its address cannot be claimed by ND.
+  const IpAddr router6 = *IpAddr::Parse("fe80::1");
+  EXPECT_EQ(Through(ps, Direction::kIn, Icmp(router6, *IpAddr::Parse("ff02::1"), 134)), DropReason::kNone);
+  EXPECT_EQ(Through(ps, Direction::kOut, Icmp(router6, *IpAddr::Parse("ff02::1"), 135)), DropReason::kSpoofGuard);
+  EXPECT_EQ(ps.learned(), std::vector<IpAddr>{kVm});
+  // Another port is bound to an address learned here: that binding wins.
+  ps.SetReserved({kPeer, kVm});
+  EXPECT_TRUE(ps.learned().empty());
+  EXPECT_EQ(Through(ps, Direction::kOut, From(kVm)), DropReason::kSpoofGuard);
+}
+
+TEST_F(HostilePortSecurity, LearnedAddressesAreForgottenOnceUnused) {
+  PortBinding binding{kVmMac, {}, /*learn=*/true};
+  binding.learn_timeout_s = 600;
+  PortSecurity ps(1, binding, &log_);
+  EXPECT_EQ(Through(ps, Direction::kOut, BuildArp(kVmMac, 1, kVmMac, kVm, 0, kPeer), 1 * kSecond), DropReason::kNone);
+  EXPECT_EQ(Through(ps, Direction::kOut, From(kVm), 500 * kSecond), DropReason::kNone);
+  EXPECT_FALSE(ps.Expire(1000 * kSecond)) << "used 500 s ago";
+  EXPECT_TRUE(ps.Expire(1200 * kSecond));
+  EXPECT_TRUE(ps.learned().empty());
+  EXPECT_EQ(Through(ps, Direction::kOut, From(kVm), 1200 * kSecond), DropReason::kSpoofGuard);
+}
+
 // ---------------------------------------------------------------------------------------------
 // The stateful filter.
 

@@ -23,7 +23,7 @@ PortSecurity::PortSecurity(uint32_t filter_id, PortBinding binding, PacketLog* l
 std::vector<IpAddr> PortSecurity::addresses() const {
   std::lock_guard lock(lock_);
   std::vector<IpAddr> all = binding_.ips;
-  all.insert(all.end(), learned_.begin(), learned_.end());
+  for (const Learned& l : learned_) all.push_back(l.addr);
   return all;
 }
 
@@ -39,7 +39,9 @@ uint64_t PortSecurity::learned_mac() const {
 
 std::vector<IpAddr> PortSecurity::learned() const {
   std::lock_guard lock(lock_);
-  return learned_;
+  std::vector<IpAddr> out;
+  for (const Learned& l : learned_) out.push_back(l.addr);
+  return out;
 }
 
 void PortSecurity::Restore(uint64_t mac, const std::vector<IpAddr>& learned) {
@@ -49,10 +51,33 @@ void PortSecurity::Restore(uint64_t mac, const std::vector<IpAddr>& learned) {
     mac_learned_ = true;
   }
   for (const IpAddr& a : learned) {
-    if (Allowed(a) || !binding_.learn || learned_.size() >= binding_.max_learned) continue;
-    learned_.push_back(a);
+    if (Allowed(a) || !Learnable(a)) continue;
+    learned_.push_back(Learned{a, 0});  // its idle time counts from the next Expire
     changed_.store(true, std::memory_order_release);
   }
+}
+
+void PortSecurity::SetReserved(std::vector<IpAddr> reserved) {
+  std::lock_guard lock(lock_);
+  reserved_.swap(reserved);  // the old list is freed outside the lock, with `reserved`
+  // Another port's binding wins over what was learned here.
+  const size_t n = std::erase_if(learned_, [&](const Learned& l) {
+    return std::find(reserved_.begin(), reserved_.end(), l.addr) != reserved_.end();
+  });
+  if (n > 0) changed_.store(true, std::memory_order_release);
+}
+
+bool PortSecurity::Expire(uint64_t now_ns) {
+  const uint32_t now_s = static_cast<uint32_t>(now_ns / 1000000000ull);
+  std::lock_guard lock(lock_);
+  const size_t before = learned_.size();
+  std::erase_if(learned_, [&](Learned& l) {
+    if (l.last_used_s == 0) l.last_used_s = now_s;
+    return now_s - l.last_used_s > binding_.learn_timeout_s;
+  });
+  if (learned_.size() == before) return false;
+  changed_.store(true, std::memory_order_release);
+  return true;
 }
 
 namespace {
@@ -74,13 +99,30 @@ bool IsOwnLinkLocal(const IpAddr& a, uint64_t mac) {
 bool PortSecurity::Allowed(const IpAddr& a) const {
   return IsOwnLinkLocal(a, binding_.mac) ||
          std::find(binding_.ips.begin(), binding_.ips.end(), a) != binding_.ips.end() ||
-         std::find(learned_.begin(), learned_.end(), a) != learned_.end();
+         std::any_of(learned_.begin(), learned_.end(), [&](const Learned& l) { return l.addr == a; });
 }
 
-bool PortSecurity::Claim(const IpAddr& a) {
-  if (Allowed(a)) return true;
-  if (!binding_.learn || learned_.size() >= binding_.max_learned) return false;
-  learned_.push_back(a);
+bool PortSecurity::Permit(const IpAddr& a, uint32_t now_s) {
+  for (Learned& l : learned_) {
+    if (l.addr == a) {
+      l.last_used_s = now_s;
+      return true;
+    }
+  }
+  return IsOwnLinkLocal(a, binding_.mac) ||
+         std::find(binding_.ips.begin(), binding_.ips.end(), a) != binding_.ips.end();
+}
+
+bool PortSecurity::Learnable(const IpAddr& a) const {
+  return binding_.learn && learned_.size() < binding_.max_learned &&
+         std::find(reserved_.begin(), reserved_.end(), a) == reserved_.end() &&
+         std::find(routers_.begin(), routers_.end(), a) == routers_.end();
+}
+
+bool PortSecurity::Claim(const IpAddr& a, uint32_t now_s) {
+  if (Permit(a, now_s)) return true;
+  if (!Learnable(a)) return false;
+  learned_.push_back(Learned{a, now_s});
   changed_.store(true, std::memory_order_release);
   return true;
 }
@@ -102,9 +144,16 @@ void PortSecurity::Log(const FilterBatch& b, uint16_t i, const IpAddr& src, cons
   log_->Push(b.worker, e, &log_budget_);
 }
 
-// A DHCP server's ACK toward the VM (BOOTP reply, option 53 = 5) teaches the address it
-// assigned (yiaddr), when it is addressed to the VM's MAC.
-void PortSecurity::LearnFromDhcp(const uint8_t* frame, const Packet& p) {
+// Toward the VM: a DHCP server's ACK (BOOTP reply, option 53 = 5) addressed to the VM's MAC
+// teaches the address it assigned (yiaddr) and names the routers (option 3), which the VM may
+// then never claim; so does the source of a router advertisement.
+void PortSecurity::LearnFromInbound(const uint8_t* frame, const Packet& p, uint32_t now_s) {
+  auto router = [this](const IpAddr& a) {
+    if (std::find(routers_.begin(), routers_.end(), a) != routers_.end()) return;
+    if (routers_.size() == 8) routers_.erase(routers_.begin());
+    routers_.push_back(a);
+  };
+  if (p.v6 && p.tuple.proto == kProtoIcmp6 && p.icmp_type == 134) router(p.tuple.src);
   if (p.v6 || p.tuple.proto != kProtoUdp || p.tuple.sport != 67 || p.tuple.dport != 68) return;
   const uint8_t* bootp = frame + p.l4_offset + 8;
   const uint32_t len = p.l4_len >= 8 ? p.l4_len - 8u : 0;
@@ -113,6 +162,8 @@ void PortSecurity::LearnFromDhcp(const uint8_t* frame, const Packet& p) {
   uint64_t chaddr = 0;
   for (int i = 0; i < 6; i++) chaddr = (chaddr << 8) | bootp[28 + i];
   if (binding_.mac == 0 || chaddr != binding_.mac) return;
+  bool ack = false;
+  std::vector<IpAddr> routers;  // control-rate traffic (a DHCP ACK): allocating is fine here
   for (uint32_t i = 240; i + 1 < len;) {
     const uint8_t code = bootp[i];
     if (code == 255) break;
@@ -122,18 +173,19 @@ void PortSecurity::LearnFromDhcp(const uint8_t* frame, const Packet& p) {
     }
     const uint8_t olen = bootp[i + 1];
     if (i + 2u + olen > len) break;
-    if (code == 53 && olen == 1) {
-      if (bootp[i + 2] == 5) {
-        const IpAddr yiaddr = IpAddr::FromV4Bytes(bootp + 16);
-        if (!Unspecified(yiaddr)) Claim(yiaddr);
-      }
-      break;
+    if (code == 53 && olen == 1) ack = bootp[i + 2] == 5;
+    if (code == 3) {
+      for (uint32_t k = 0; k + 4 <= olen; k += 4) routers.push_back(IpAddr::FromV4Bytes(bootp + i + 2 + k));
     }
     i += 2u + olen;
   }
+  if (!ack) return;
+  for (const IpAddr& r : routers) router(r);
+  const IpAddr yiaddr = IpAddr::FromV4Bytes(bootp + 16);
+  if (!Unspecified(yiaddr)) Claim(yiaddr, now_s);
 }
 
-DropReason PortSecurity::Check(const FilterBatch& b, uint16_t i, const Packet& p) {
+DropReason PortSecurity::Check(const FilterBatch& b, uint16_t i, const Packet& p, uint32_t now_s) {
   if (b.pkts[i].len < 14) return DropReason::kRunt;
   if (binding_.mac == 0) {  // trust on first use
     binding_.mac = p.src_mac;
@@ -145,7 +197,7 @@ DropReason PortSecurity::Check(const FilterBatch& b, uint16_t i, const Packet& p
     // ARP (another hardware type, a truncated one) may still poison a neighbour's cache.
     const bool well_formed = p.error == ParseError::kNone && (p.arp_op == 1 || p.arp_op == 2);
     if (!well_formed || p.arp_sha != binding_.mac) return DropReason::kSpoofGuard;
-    return Unspecified(p.arp_spa) || Claim(p.arp_spa) ? DropReason::kNone : DropReason::kSpoofGuard;
+    return Unspecified(p.arp_spa) || Claim(p.arp_spa, now_s) ? DropReason::kNone : DropReason::kSpoofGuard;
   }
   if (p.error != ParseError::kNone) return DropReason::kMalformed;
   if (!p.ip) return DropReason::kNone;
@@ -161,32 +213,33 @@ DropReason PortSecurity::Check(const FilterBatch& b, uint16_t i, const Packet& p
   if (p.v6 && icmp && p.l4_len >= 24 && p.icmp_type == 136) {
     // A neighbour advertisement may only announce the VM's own address.
     const IpAddr target = IpAddr::FromV6Bytes(b.pkts[i].data + p.l4_offset + 8);
-    if (!Claim(target)) return DropReason::kSpoofGuard;
+    if (!Claim(target, now_s)) return DropReason::kSpoofGuard;
   }
   if (Unspecified(p.tuple.src)) return DropReason::kNone;  // DHCP discover, duplicate address detection
   // Neighbour discovery from a real source teaches it.
   if (p.v6 && icmp && (p.icmp_type == 135 || p.icmp_type == 136)) {
-    return Claim(p.tuple.src) ? DropReason::kNone : DropReason::kSpoofGuard;
+    return Claim(p.tuple.src, now_s) ? DropReason::kNone : DropReason::kSpoofGuard;
   }
-  return Allowed(p.tuple.src) ? DropReason::kNone : DropReason::kSpoofGuard;
+  return Permit(p.tuple.src, now_s) ? DropReason::kNone : DropReason::kSpoofGuard;
 }
 
 void PortSecurity::Process(FilterBatch& b) {
   std::lock_guard lock(lock_);
   Packet local;
+  const uint32_t now_s = static_cast<uint32_t>(b.now_ns / 1000000000ull);
   if (b.dir == Direction::kIn) {
     if (!binding_.learn) return;
     for (uint16_t i = 0; i < b.count; i++) {
       const Packet& p = Parsed(b, i, &local);
       if (p.error == ParseError::kNone && p.has_l4 && !p.fragment) {
-        LearnFromDhcp(b.pkts[i].data, p);
+        LearnFromInbound(b.pkts[i].data, p, now_s);
       }
     }
     return;
   }
   for (uint16_t i = 0; i < b.count; i++) {
     const Packet& p = Parsed(b, i, &local);
-    const DropReason why = Check(b, i, p);
+    const DropReason why = Check(b, i, p, now_s);
     if (why == DropReason::kNone) continue;
     b.verdict[i] = Verdict::kDrop;
     b.reason[i] = why;

@@ -2,7 +2,10 @@
 //
 // A port is bound to its MAC and IP addresses: configured, or learned trust-on-first-use from
 // the VM's own ARP (sender address), IPv6 neighbour discovery (NA target, NS source) and the
-// DHCP ACKs it receives (the assigned address), up to a limit. Every frame from the VM is
+// DHCP ACKs it receives (the assigned address), up to a limit. A learned address is forgotten
+// once the VM has not used it for the learning timeout, and never learned when another port
+// holds it (SetReserved) or when it is a router's (named by a DHCP ACK toward the VM, or the
+// source of a router advertisement toward it). Every frame from the VM is
 // checked, malformed or not: another source MAC, an IP packet from another source address
 // (except 0.0.0.0 for DHCP and :: for duplicate address detection), ARP or NA claiming another
 // address, and any ARP that is not well-formed Ethernet/IPv4 ARP are dropped (SpoofGuard) and
@@ -33,6 +36,7 @@ struct PortBinding {
   std::vector<IpAddr> ips;      // configured addresses
   bool learn = true;            // trust-on-first-use for addresses beyond the configured ones
   unsigned max_learned = 8;
+  uint32_t learn_timeout_s = 1800;  // a learned address the VM has not used this long goes
   bool router = false;          // the VM may send router advertisements and redirects
   bool dhcp_server = false;     // the VM may answer DHCP and DHCPv6
 };
@@ -55,21 +59,35 @@ class PortSecurity : public Filter {
   void Restore(uint64_t mac, const std::vector<IpAddr>& learned);
   // True once after the learned addresses changed (the switch then re-resolves address sets).
   bool TakeChanged() { return changed_.exchange(false, std::memory_order_acq_rel); }
+  // Addresses other ports hold (bound or learned): never learned here, and forgotten here if
+  // learned already. Control thread.
+  void SetReserved(std::vector<IpAddr> reserved);
+  // Forgets learned addresses unused for the learning timeout; true when any went.
+  bool Expire(uint64_t now_ns);
 
  private:
+  struct Learned {
+    IpAddr addr;
+    uint32_t last_used_s;
+  };
   bool Allowed(const IpAddr& a) const;
-  void LearnFromDhcp(const uint8_t* frame, const Packet& p);
-  bool Claim(const IpAddr& a);  // allowed, or learned now
+  // Allowed, refreshing a learned address's use.
+  bool Permit(const IpAddr& a, uint32_t now_s);
+  void LearnFromInbound(const uint8_t* frame, const Packet& p, uint32_t now_s);
+  bool Claim(const IpAddr& a, uint32_t now_s);  // allowed, or learned now
+  bool Learnable(const IpAddr& a) const;
   void Log(const FilterBatch& b, uint16_t i, const IpAddr& src, const IpAddr& dst, uint8_t proto);
   // Why a frame from the VM must not pass (DropReason::kNone: it may).
-  DropReason Check(const FilterBatch& b, uint16_t i, const Packet& p);
+  DropReason Check(const FilterBatch& b, uint16_t i, const Packet& p, uint32_t now_s);
 
   const uint32_t filter_id_;
   PacketLog* log_;
   mutable SpinLock lock_;
   PortBinding binding_;         // guarded by lock_
   bool mac_learned_ = false;    // guarded by lock_
-  std::vector<IpAddr> learned_; // guarded by lock_
+  std::vector<Learned> learned_;  // guarded by lock_
+  std::vector<IpAddr> reserved_;  // guarded by lock_
+  std::vector<IpAddr> routers_;   // guarded by lock_; the last few seen
   LogBudget log_budget_;        // guarded by lock_
   std::atomic<bool> changed_{false};
 };

@@ -151,6 +151,7 @@ Status Switch::AddPort(const PortSpec& spec) {
   state.worker = worker;
   ports_.emplace(spec.name, std::move(state));
   Publish();
+  if (!spec.ips.empty()) ReserveAddresses();
   if (!spec.vm.empty()) RecompileVmSets();
   return Status::Ok();
 }
@@ -162,6 +163,7 @@ Status Switch::RemovePort(const std::string& name) {
   const bool had_vm = !it->second.spec.vm.empty();
   bridge_->RemovePort(index);
   ports_.erase(it);
+  ReserveAddresses();
   if (had_vm) RecompileVmSets();
   Publish();
   // Wait for the workers to let go of the old snapshot, which holds the last reference: the
@@ -182,7 +184,10 @@ Status Switch::AttachFilter(const std::string& port, const FilterSpec& spec) {
   if (Status s = MakeFilter(it->second, spec, &filter); !s.ok()) return s;
   it->second.chain = it->second.chain->With(FilterSlot{spec.slot, spec.policy, std::move(filter)});
   Publish();
-  if (spec.agent == "swsec") RecompileVmSets();
+  if (spec.agent == "swsec") {
+    ReserveAddresses();
+    RecompileVmSets();
+  }
   return Status::Ok();
 }
 

@@ -203,6 +203,8 @@ class Switch {
   const PortState* FindFirewall(const std::string& filter) const;
   Status Compile(PortState& state, fw::RuleFile file);
   void RecompileVmSets();
+  // Tells every port security which addresses the other ports hold (never to be learned).
+  void ReserveAddresses();
   void FirewallTick(uint64_t now_ns);
 
   explicit Switch(Options options);

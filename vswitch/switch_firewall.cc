@@ -112,10 +112,31 @@ void Switch::FirewallTick(uint64_t now_ns) {
   bool vm_addresses_changed = false;
   for (auto& [name, state] : ports_) {
     if (state.sfw) state.sfw->Expire(now_ns, 4096);
-    if (state.swsec && state.swsec->TakeChanged()) vm_addresses_changed = true;
+    if (state.swsec) {
+      state.swsec->Expire(now_ns);
+      if (state.swsec->TakeChanged()) vm_addresses_changed = true;
+    }
   }
-  if (vm_addresses_changed) RecompileVmSets();
+  if (vm_addresses_changed) {
+    ReserveAddresses();
+    RecompileVmSets();
+  }
   packet_log_->Drain(options_.packet_log, now_ns);
+}
+
+void Switch::ReserveAddresses() {
+  std::map<std::string, std::vector<fw::IpAddr>> held;
+  for (const auto& [name, state] : ports_) {
+    held[name] = state.swsec ? state.swsec->addresses() : state.spec.ips;
+  }
+  for (auto& [name, state] : ports_) {
+    if (!state.swsec) continue;
+    std::vector<fw::IpAddr> others;
+    for (const auto& [other, addrs] : held) {
+      if (other != name) others.insert(others.end(), addrs.begin(), addrs.end());
+    }
+    state.swsec->SetReserved(std::move(others));
+  }
 }
 
 Status Switch::LoadRules(const std::string& filter, std::string_view text) {
