@@ -2,7 +2,9 @@
 # The benchmarks, each beside its baseline in the same run, with ratios:
 #  1. the switches side by side (bench/switch_bench.py): testpmd's limit, Open vSwitch with DPDK
 #     (plain and conntrack), Palisade (L2 and firewall), interleaved over ROUNDS rounds;
-#  2. the firewall microbenchmarks: classifier, connection table, new connections.
+#  2. real TCP through strict rules under a hostile network (loss, reordering, duplication),
+#     goodput against the firewall off (bench/hostile_tcp_bench.py);
+#  3. the firewall microbenchmarks: classifier, connection table, new connections.
 # Usage: scripts/bench.sh [--rounds N] [--seconds S] [--micro-only]   (needs root)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,6 +24,8 @@ if [ "$micro_only" -eq 0 ]; then
   fi
   /usr/bin/python3 bench/switch_bench.py --rounds "$rounds" --seconds "$seconds" \
     --raw build/bench-switch-rounds.jsonl
+  echo
+  /usr/bin/python3 bench/hostile_tcp_bench.py --rounds "$rounds"
   echo
 fi
 out=$(mktemp -d)

@@ -343,13 +343,18 @@ class NamespaceGuests:
     are ordered virtio0, afpacket0, virtio1, afpacket1, ... so the paired topology pairs them.
     """
 
-    def __init__(self, prefix, guests, vhost_server=False, mac_index=0):
+    def __init__(self, prefix, guests, vhost_server=False, mac_index=0, impair=None):
         """vhost_server: the guests own the vhost-user sockets (the switch's ports are --client),
         as QEMU with server=on: the switch can restart under them. Guest i's MAC is
-        02:00:00:00:(0x10 + mac_index + i):01; groups on one network need distinct mac_index."""
+        02:00:00:00:(0x10 + mac_index + i):01; groups on one network need distinct mac_index.
+        impair: {guest: Relay arguments}: that guest's frames cross an impairing relay
+        (tests/lib/impair.py) between its veth and a second veth pair that testpmd reads."""
+        from impair import Relay
         self.prefix = prefix
         self.ns = {}
         self.links = []
+        self.dpdk_links = []  # what testpmd reads for each guest: its veth, or the relay's
+        self.relays = {}
         self.guests = list(guests)
         self.vhost_server = vhost_server
         vdevs = []
@@ -366,8 +371,16 @@ class NamespaceGuests:
             ns.dev = inner
             self.ns[name] = ns
             self.links.append(host)
+            dpdk_link = host
+            if impair and name in impair:
+                relay, dpdk_link = f"{prefix[:6]}{i}r", f"{prefix[:6]}{i}d"
+                veth(relay, dpdk_link)
+                sh("sysctl", "-qw", f"net.ipv6.conf.{dpdk_link}.disable_ipv6=1", check=False)
+                self.links.append(relay)
+                self.relays[name] = Relay(host, relay, **impair[name])
+            self.dpdk_links.append(dpdk_link)
             vdevs.append(f"net_virtio_user{i},path={sock},queue_size=1024" + (",server=1" if vhost_server else ""))
-            vdevs.append(f"net_af_packet{i},iface={host}")
+            vdevs.append(f"net_af_packet{i},iface={dpdk_link}")
         self.tp = Testpmd(prefix, vdevs, ["--forward-mode=io", "--port-topology=paired",
                                           "--auto-start"])
 
@@ -376,7 +389,7 @@ class NamespaceGuests:
         for i, (name, sock, addr) in enumerate(self.guests):
             vdevs.append(f"net_virtio_user{i},path={sock},queue_size=1024" +
                          (",server=1" if self.vhost_server else ""))
-            vdevs.append(f"net_af_packet{i},iface={self.links[i]}")
+            vdevs.append(f"net_af_packet{i},iface={self.dpdk_links[i]}")
         return vdevs
 
     def move(self, name, socket_path):
@@ -390,8 +403,14 @@ class NamespaceGuests:
     def __getitem__(self, name):
         return self.ns[name]
 
+    def relay_stats(self, name):
+        """Stops guest `name`'s impairing relay; returns what it did to the frames."""
+        return self.relays.pop(name).stop()
+
     def close(self):
         self.tp.close()
+        for relay in self.relays.values():
+            relay.stop()
         for ns in self.ns.values():
             ns.delete()
         for link in self.links:
