@@ -16,8 +16,9 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from palisade_testlib import (Daemon, NamespaceGuests, Session, Workdir,  # noqa: E402
                               echo_server, ping_until_answered, stop_process, wait_for)
 from rawlink import Sniffer, send  # noqa: E402
-from scapy.all import (ARP, BOOTP, DHCP, ICMP, IP, TCP, UDP, Dot1AD, Dot1Q, Ether, ICMPv6ND_RA,  # noqa: E402
-                       ICMPv6ND_Redirect, IPv6, IPv6ExtHdrFragment, Raw, conf)
+from scapy.all import (ARP, BOOTP, DHCP, ICMP, IP, TCP, UDP, Dot1AD, Dot1Q, Ether, ICMPv6ND_NA,  # noqa: E402
+                       ICMPv6ND_RA, ICMPv6ND_Redirect, ICMPv6NDOptDstLLAddr, IPv6, IPv6ExtHdrFragment,
+                       Raw, conf)
 
 conf.verb = 0
 MAC = {"a": "02:00:00:00:10:01", "b": "02:00:00:00:11:01", "c": "02:00:00:00:12:01"}
@@ -106,7 +107,7 @@ class AdversarialTest(unittest.TestCase):
         for guest, frames in got.items():
             self.assertEqual(carries(frames, tag), [], f"{tag} reached {guest}")
 
-    def test_arp_in_every_variant_but_the_honest_one_is_spoofguard(self):
+    def test_arp_and_na_in_every_spoofing_variant_are_spoofguard(self):
         eth = Ether(src=MAC["a"], dst="ff:ff:ff:ff:ff:ff")
         claim_b = dict(op=2, hwsrc=MAC["a"], psrc=IP4["b"], hwdst="ff:ff:ff:ff:ff:ff", pdst=IP4["b"])
         frames = [
@@ -117,6 +118,12 @@ class AdversarialTest(unittest.TestCase):
             bytes(eth / ARP(**claim_b))[:30],                      # cut short
             eth / ARP(**claim_b),                                  # plainly claiming b's address
             eth / ARP(op=1, hwsrc=MAC["b"], psrc=IP4["a"], pdst=IP4["c"]),  # b's MAC inside
+            # Neighbour advertisements for an address a does not hold, from its own link-local
+            # address and from b's.
+            Ether(src=MAC["a"], dst="33:33:00:00:00:01") / IPv6(src="fe80::ff:fe00:1001", dst="ff02::1") /
+            ICMPv6ND_NA(tgt="2001:db8::2", R=0, S=0, O=1) / ICMPv6NDOptDstLLAddr(lladdr=MAC["a"]),
+            Ether(src=MAC["a"], dst="33:33:00:00:00:01") / IPv6(src="fe80::ff:fe00:1101", dst="ff02::1") /
+            ICMPv6ND_NA(tgt="fe80::ff:fe00:1101", R=0, S=0, O=1),
         ]
         got, added = self.attack(frames)
         self.assertEqual(added, {("vm-a", "SpoofGuard"): len(frames)})
@@ -230,6 +237,12 @@ class AdversarialTest(unittest.TestCase):
             syns = [f for f in got["b"] if f[12:14] == b"\x08\x00" and f[23] == 6 and f[34:36] == (40001).to_bytes(2, "big") and f[47] & 0x3f == 0x02]
             self.assertEqual(len(syns), 1, "the SYN reached b")
             self.assertEqual(s.do("send still-here"), "echo still-here", "the old connection is intact")
+            # A RST far outside the window (a's own connection, its own address) ends nothing.
+            rst = Ether(src=MAC["a"], dst=MAC["b"]) / IP(src=IP4["a"], dst=IP4["b"]) / \
+                TCP(sport=40001, dport=5001, flags="R", seq=(123456789 + (1 << 31)) % (1 << 32))
+            got, added = self.attack([rst], sniff=("b",))
+            self.assertEqual(added, {("vm-a", "tcp-invalid"): 1})
+            self.assertEqual(s.do("send after-rst"), "echo after-rst")
         finally:
             s.close()
 
