@@ -70,7 +70,11 @@ std::string SummarizeDvfilter(capnp::List<rpc::PortFilters>::Reader ports) {
       out += "   vmState: Attached\n";
       out += std::string("   failurePolicy: ") + (s.getFailOpen() ? "failOpen" : "failClosed") + "\n";
       out += "   slowPathID: none\n";
-      out += "   filter source: Dynamic Filter Creation\n";
+      if (p.getClusterRevision() > 0 && S(s.getAgent()) == "palisade-sfw") {
+        out += "   filter source: Cluster Policy (etcd revision " + std::to_string(p.getClusterRevision()) + ")\n";
+      } else {
+        out += "   filter source: Dynamic Filter Creation\n";
+      }
     }
   }
   return out;

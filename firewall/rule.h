@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -70,15 +71,22 @@ struct L2Rule {
   bool operator==(const L2Rule&) const = default;
 };
 
-// An address set. Members are static addresses/prefixes, MACs (for L2 rules), or VMs whose
-// addresses the switch knows (dynamic).
+// An address set. Members are static addresses/prefixes, MACs (for L2 rules), or dynamic:
+// VMs (`vm NAME`) and the cluster's groups of VMs (`group NAME`), whose addresses the switch
+// knows and which it resolves again whenever they change.
 struct AddrSet {
   std::string name;
   std::vector<IpPrefix> ips;
   std::vector<uint64_t> macs;
   std::vector<std::string> vms;
+  std::vector<std::string> groups;
   bool operator==(const AddrSet&) const = default;
 };
+
+// What a dynamic member stands for right now: a VM's addresses, or a group's addresses and
+// prefixes.
+enum class Member : uint8_t { kVm, kGroup };
+using MemberAddresses = std::function<std::vector<IpPrefix>(Member kind, const std::string& name)>;
 
 // What one rule file holds: a ruleset, optionally its _L2 companion, and address sets.
 struct RuleFile {

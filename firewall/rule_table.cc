@@ -9,7 +9,7 @@ bool RuleTable::MacMatch::Matches(uint64_t mac) const {
   return std::binary_search(macs.begin(), macs.end(), mac) != negate;
 }
 
-Status RuleTable::Compile(RuleFile file, const VmAddresses& vms, uint32_t generation,
+Status RuleTable::Compile(RuleFile file, const MemberAddresses& members, uint32_t generation,
                           std::shared_ptr<const RuleTable>* out) {
   if (file.rules.size() > kMaxRules || file.l2_rules.size() > kMaxRules) {
     return Status::Invalid("a ruleset may hold at most " + std::to_string(kMaxRules) + " rules");
@@ -21,10 +21,11 @@ Status RuleTable::Compile(RuleFile file, const VmAddresses& vms, uint32_t genera
     by_name[s.name] = &s;
     std::vector<IpPrefix>& ips = sets[s.name];
     ips = s.ips;
-    for (const std::string& vm : s.vms) {
-      table->has_vm_members_ = true;
-      if (vms) {
-        for (const IpAddr& a : vms(vm)) ips.push_back(IpPrefix::Host(a));
+    for (auto [kind, names] : {std::pair{Member::kVm, &s.vms}, std::pair{Member::kGroup, &s.groups}}) {
+      for (const std::string& name : *names) {
+        table->has_dynamic_members_ = true;
+        if (!members) continue;
+        for (const IpPrefix& p : members(kind, name)) ips.push_back(p);
       }
     }
   }

@@ -19,22 +19,20 @@
 
 namespace palisade::fw {
 
-// The addresses the switch knows for a VM's ports right now.
-using VmAddresses = std::function<std::vector<IpAddr>(const std::string& vm)>;
-
 class RuleTable {
  public:
   static constexpr size_t kMaxRules = 65535;
 
   // Fails (naming the rule) when a rule names an undefined set or the table is too large.
-  static Status Compile(RuleFile file, const VmAddresses& vms, uint32_t generation,
+  // `members` resolves the sets' dynamic members (may be null: they stand for nothing).
+  static Status Compile(RuleFile file, const MemberAddresses& members, uint32_t generation,
                         std::shared_ptr<const RuleTable>* out);
 
   const RuleFile& file() const { return file_; }
   const std::vector<Rule>& rules() const { return file_.rules; }
   uint32_t generation() const { return generation_; }
   const Classifier& classifier() const { return *classifier_; }
-  bool has_vm_members() const { return has_vm_members_; }
+  bool has_dynamic_members() const { return has_dynamic_members_; }
 
   // First matching L2 rule (index), or -1.
   int MatchL2(bool in, uint16_t ethertype, uint64_t src_mac, uint64_t dst_mac) const;
@@ -54,7 +52,7 @@ class RuleTable {
 
   RuleFile file_;
   uint32_t generation_ = 0;
-  bool has_vm_members_ = false;
+  bool has_dynamic_members_ = false;
   std::unique_ptr<const Classifier> classifier_;
   std::vector<L2> l2_;
 };

@@ -1,5 +1,6 @@
 #include "firewall/rule_text.h"
 
+#include <tuple>
 #include <algorithm>
 #include <map>
 #include <set>
@@ -446,8 +447,12 @@ class Parser {
         Token name;
         if (Status s = ExpectName("a VM name", &name); !s.ok()) return s;
         set->vms.push_back(name.text);
+      } else if (Accept("group")) {
+        Token name;
+        if (Status s = ExpectName("a group name", &name); !s.ok()) return s;
+        set->groups.push_back(name.text);
       } else {
-        return Error("expected 'ip', 'mac', 'vm' or '}'");
+        return Error("expected 'ip', 'mac', 'vm', 'group' or '}'");
       }
       // Members end with ',' (the getaddrsets shape); the last one may omit it.
       if (!Accept(",") && Peek().text != "}") return Error("expected ',' or '}'");
@@ -538,21 +543,24 @@ std::string PrintRuleFile(const RuleFile& file) {
   return s;
 }
 
-std::string PrintAddrSets(const std::vector<AddrSet>& sets, const VmResolver& resolve) {
+std::string PrintAddrSets(const std::vector<AddrSet>& sets, const MemberAddresses& resolve) {
   std::string s;
   for (const AddrSet& set : sets) {
     s += "addrset " + set.name + " {\n";
     for (const IpPrefix& p : set.ips) s += "ip " + p.ToString() + ",\n";
     for (uint64_t m : set.macs) s += "mac " + MacToString(m) + ",\n";
-    for (const std::string& vm : set.vms) {
-      s += "vm " + vm + ",";
-      if (resolve) {
-        std::vector<IpAddr> addrs = resolve(vm);
-        s += "  # now:";
-        if (addrs.empty()) s += " no addresses";
-        for (const IpAddr& a : addrs) s += " " + a.ToString();
+    for (auto [kind, word, names] : {std::tuple{Member::kVm, "vm ", &set.vms},
+                                     std::tuple{Member::kGroup, "group ", &set.groups}}) {
+      for (const std::string& name : *names) {
+        s += word + name + ",";
+        if (resolve) {
+          std::vector<IpPrefix> addrs = resolve(kind, name);
+          s += "  # now:";
+          if (addrs.empty()) s += " no addresses";
+          for (const IpPrefix& a : addrs) s += " " + a.ToString();
+        }
+        s += "\n";
       }
-      s += "\n";
     }
     s += "}\n";
   }

@@ -37,7 +37,6 @@ std::string PrintRuleFile(const RuleFile& file);
 
 // The getaddrsets view. `resolve`, when given, says what a VM member stands for right now; it
 // is printed as a comment so the text still parses back to the same definition.
-using VmResolver = std::function<std::vector<IpAddr>(const std::string& vm)>;
-std::string PrintAddrSets(const std::vector<AddrSet>& sets, const VmResolver& resolve = nullptr);
+std::string PrintAddrSets(const std::vector<AddrSet>& sets, const MemberAddresses& resolve = nullptr);
 
 }  // namespace palisade::fw

@@ -73,13 +73,14 @@ TEST(RuleTextTest, AddrSetsRoundTrip) {
 }
 
 TEST(RuleTextTest, DynamicMembersPrintWhatTheyResolveToAndStillParseBack) {
-  RuleFile f = Parse("addrset web { vm web-01, vm web-02, ip 10.0.0.0/8 }");
-  std::string text = PrintAddrSets(f.addrsets, [](const std::string& vm) {
-    return vm == "web-01" ? std::vector<IpAddr>{*IpAddr::Parse("172.16.10.12")} : std::vector<IpAddr>{};
+  RuleFile f = Parse("addrset web { vm web-01, vm web-02, ip 10.0.0.0/8, group web-tier }");
+  std::string text = PrintAddrSets(f.addrsets, [](Member kind, const std::string& name) {
+    if (kind == Member::kGroup) return std::vector<IpPrefix>{*IpPrefix::Parse("192.0.2.0/24")};
+    return name == "web-01" ? std::vector<IpPrefix>{*IpPrefix::Parse("172.16.10.12")} : std::vector<IpPrefix>{};
   });
   EXPECT_EQ(text,
             "addrset web {\nip 10.0.0.0/8,\nvm web-01,  # now: 172.16.10.12\n"
-            "vm web-02,  # now: no addresses\n}\n");
+            "vm web-02,  # now: no addresses\ngroup web-tier,  # now: 192.0.2.0/24\n}\n");
   EXPECT_EQ(Parse(text).addrsets, f.addrsets);
 }
 

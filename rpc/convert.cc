@@ -101,6 +101,7 @@ void FillFilters(const palisade::PortInfo& p, PortFilters::Builder b) {
   b.setPort(p.name);
   b.setIndex(p.index);
   b.setVm(p.spec.vm);
+  b.setClusterRevision(p.cluster_revision);
   auto slots = b.initSlots(static_cast<unsigned>(p.slots.size()));
   for (unsigned s = 0; s < p.slots.size(); s++) {
     const SlotInfo& si = p.slots[s];

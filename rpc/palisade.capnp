@@ -53,6 +53,8 @@ struct PortFilters {
   index @1 :UInt16;
   vm @2 :Text;
   slots @3 :List(FilterSlot);
+  clusterRevision @4 :UInt64;  # its rules come from the cluster's policies at this etcd revision
+                               # (0: configured on this switch)
 }
 
 struct RuleStats {

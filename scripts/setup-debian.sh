@@ -13,6 +13,8 @@ packages=(
   qemu-system-x86 busybox-static       # QEMU test guests (tests/lib/guest_image.py)
   openssl                              # test certificates for the TLS control plane
   python3-scapy                        # hand-built hostile frames (tests/integration/test_adversarial.py)
+  etcd-server etcd-client              # the cluster's store (cluster/), and its tests
+  libgrpc++-dev protobuf-compiler-grpc protobuf-compiler libprotobuf-dev  # etcd's gRPC API
 )
 missing=()
 for p in "${packages[@]}"; do
@@ -27,6 +29,27 @@ if ((${#missing[@]})); then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -q
   apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+# etcd's .proto files come in Debian's Go source packages; only the files are taken (no Go
+# toolchain), into .cache/etcd-proto laid out as protoc's include root (etcd/, gogoproto/,
+# google/api/).
+proto=.cache/etcd-proto
+if [ ! -f "$proto/etcd/etcdserver/etcdserverpb/rpc.proto" ]; then
+  tmp=$(mktemp -d)
+  debs=(golang-etcd-server-dev golang-github-gogo-protobuf-dev golang-github-grpc-ecosystem-grpc-gateway-dev)
+  (cd "$tmp" && { apt-get download "${debs[@]}" 2>/dev/null || { apt-get update -q && apt-get download "${debs[@]}"; }; })
+  for d in "$tmp"/*.deb; do dpkg -x "$d" "$tmp/x"; done
+  src=$tmp/x/usr/share/gocode/src
+  mkdir -p "$proto"/etcd/etcdserver/etcdserverpb "$proto"/etcd/mvcc/mvccpb "$proto"/etcd/auth/authpb \
+    "$proto"/gogoproto "$proto"/google/api
+  cp "$src"/go.etcd.io/etcd/etcdserver/etcdserverpb/rpc.proto "$proto"/etcd/etcdserver/etcdserverpb/
+  cp "$src"/go.etcd.io/etcd/mvcc/mvccpb/kv.proto "$proto"/etcd/mvcc/mvccpb/
+  cp "$src"/go.etcd.io/etcd/auth/authpb/auth.proto "$proto"/etcd/auth/authpb/
+  cp "$src"/github.com/gogo/protobuf/gogoproto/gogo.proto "$proto"/gogoproto/
+  cp "$src"/github.com/grpc-ecosystem/grpc-gateway/third_party/googleapis/google/api/{annotations,http}.proto \
+    "$proto"/google/api/
+  rm -rf "$tmp"
 fi
 
 if [ ! -f build/build.ninja ]; then

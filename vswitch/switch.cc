@@ -220,7 +220,7 @@ void Switch::Tick() {
 PortInfo Switch::Describe(const PortState& state) const {
   const Port& port = *state.port;
   PortInfo info{port.name(), port.index(), state.spec, port.link_up(), port.queue_pairs(),
-                state.worker, port.Totals(), {}};
+                state.worker, port.Totals(), {}, state.cluster_revision};
   for (const FilterSlot& slot : state.chain->slots()) {
     SlotInfo s{slot.slot, "", "", slot.policy, {}};
     if (slot.filter) {

@@ -75,6 +75,7 @@ struct PortInfo {
   uint16_t worker;
   PortTotals totals;
   std::vector<SlotInfo> slots;
+  uint64_t cluster_revision;  // the etcd revision its rules come from; 0: configured here
 };
 
 // A port's whole filter state as values: what migration/ serialises to move it to another
@@ -167,8 +168,19 @@ class Switch {
   std::vector<std::string> PortNames() const;
 
   // The addresses the switch knows for a VM: bound to its ports, or learned by port security;
-  // for a VM without a port here, what a migrated port brought along (PortExport::vm_addresses).
+  // for a VM without a port here, what the cluster publishes for it, else what a migrated port
+  // brought along (PortExport::vm_addresses).
   std::vector<fw::IpAddr> VmAddresses(const std::string& vm) const;
+
+  // The cluster (cluster/): a port whose VM the cluster's policies apply to takes its whole
+  // rule file from there (rendered by the cluster agent), stamped with the etcd revision it
+  // comes from; local LoadRules and SetAddrSet on it are refused, saying where the policy
+  // lives. The cluster's view of every host's VMs and of its groups resolves `vm NAME` (for
+  // VMs without a port here) and `group NAME` members; a change recompiles only the tables
+  // whose sets name what changed.
+  Status SetClusterRules(const std::string& port, std::string_view text, uint64_t revision);
+  void SetClusterAddresses(std::map<std::string, std::vector<fw::IpAddr>> vms,
+                           std::map<std::string, std::vector<fw::IpPrefix>> groups);
   const fw::PacketLog& packet_log() const { return *packet_log_; }
 
   // Periodic control work: MAC learning and ageing, connection expiry, the packet log, freeing
@@ -193,6 +205,7 @@ class Switch {
     std::shared_ptr<fw::StatefulFilter> sfw;
     fw::RuleFile rules;
     uint32_t generation = 0;
+    uint64_t cluster_revision = 0;  // of the cluster policy the rules come from (0: local)
   };
 
   Status Import(const PortExport& in, bool incoming, size_t* connections);
@@ -202,6 +215,9 @@ class Switch {
   PortState* FindFirewall(const std::string& filter);
   const PortState* FindFirewall(const std::string& filter) const;
   Status Compile(PortState& state, fw::RuleFile file);
+  Status Managed(const PortState& state) const;  // refuses local rule changes to cluster ports
+  std::vector<fw::IpPrefix> MemberAddresses(fw::Member kind, const std::string& name) const;
+  fw::MemberAddresses Members() const;
   void RecompileVmSets();
   // Tells every port security which addresses the other ports hold (never to be learned).
   void ReserveAddresses();
@@ -221,6 +237,8 @@ class Switch {
 
   std::map<std::string, PortState> ports_;
   std::map<std::string, std::vector<fw::IpAddr>> remote_vms_;  // VMs on other switches
+  std::map<std::string, std::vector<fw::IpAddr>> cluster_vms_;     // every host's, from etcd
+  std::map<std::string, std::vector<fw::IpPrefix>> cluster_groups_;  // resolved, from etcd
   uint64_t hash_seed_;  // of every connection table here: a packet is hashed once (parsed.h)
   std::unique_ptr<fw::PacketLog> packet_log_;
   std::bitset<kMaxPorts> index_used_;  // freed only once no worker can see the old port

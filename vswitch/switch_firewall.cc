@@ -2,6 +2,8 @@
 // tables (with dynamic address sets resolved from what the switch knows of each VM), and the
 // operator's views of rules, address sets and flows.
 #include <random>
+#include <set>
+#include <tuple>
 
 #include "firewall/rule_table.h"
 #include "firewall/rule_text.h"
@@ -82,15 +84,73 @@ std::vector<fw::IpAddr> Switch::VmAddresses(const std::string& vm) const {
     }
   }
   if (!local) {
-    if (auto it = remote_vms_.find(vm); it != remote_vms_.end()) out = it->second;
+    if (auto it = cluster_vms_.find(vm); it != cluster_vms_.end()) {
+      out = it->second;
+    } else if (auto it = remote_vms_.find(vm); it != remote_vms_.end()) {
+      out = it->second;
+    }
   }
   return out;
 }
 
+std::vector<fw::IpPrefix> Switch::MemberAddresses(fw::Member kind, const std::string& name) const {
+  std::vector<fw::IpPrefix> out;
+  if (kind == fw::Member::kVm) {
+    for (const fw::IpAddr& a : VmAddresses(name)) out.push_back(fw::IpPrefix::Host(a));
+  } else if (auto it = cluster_groups_.find(name); it != cluster_groups_.end()) {
+    out = it->second;
+  }
+  return out;
+}
+
+fw::MemberAddresses Switch::Members() const {
+  return [this](fw::Member kind, const std::string& name) { return MemberAddresses(kind, name); };
+}
+
+Status Switch::SetClusterRules(const std::string& port, std::string_view text, uint64_t revision) {
+  auto it = ports_.find(port);
+  if (it == ports_.end()) return Status::NotFound("no port '" + port + "'");
+  PortState& state = it->second;
+  if (!state.sfw) return Status::Invalid("port '" + port + "' has no stateful firewall (slot 2)");
+  fw::RuleFile file;
+  if (Status s = fw::ParseRuleFile(text, &file); !s.ok()) return s;
+  if (Status s = Compile(state, std::move(file)); !s.ok()) return s;
+  state.cluster_revision = revision;
+  return Status::Ok();
+}
+
+void Switch::SetClusterAddresses(std::map<std::string, std::vector<fw::IpAddr>> vms,
+                                 std::map<std::string, std::vector<fw::IpPrefix>> groups) {
+  // Only the tables whose sets name a VM or group that changed are compiled again.
+  std::set<std::pair<fw::Member, std::string>> changed;
+  auto diff = [&changed](fw::Member kind, const auto& before, const auto& after) {
+    for (const auto& [name, addrs] : after) {
+      auto old = before.find(name);
+      if (old == before.end() || old->second != addrs) changed.insert({kind, name});
+    }
+    for (const auto& [name, addrs] : before) {
+      if (!after.count(name)) changed.insert({kind, name});
+    }
+  };
+  diff(fw::Member::kVm, cluster_vms_, vms);
+  diff(fw::Member::kGroup, cluster_groups_, groups);
+  cluster_vms_ = std::move(vms);
+  cluster_groups_ = std::move(groups);
+  if (changed.empty()) return;
+  for (auto& [name, state] : ports_) {
+    if (!state.sfw || state.generation == 0) continue;
+    bool touched = false;
+    for (const fw::AddrSet& set : state.rules.addrsets) {
+      for (const std::string& vm : set.vms) touched |= changed.count({fw::Member::kVm, vm}) > 0;
+      for (const std::string& g : set.groups) touched |= changed.count({fw::Member::kGroup, g}) > 0;
+    }
+    if (touched) (void)Compile(state, state.rules);  // it compiled before, so it compiles now
+  }
+}
+
 Status Switch::Compile(PortState& state, fw::RuleFile file) {
   std::shared_ptr<const fw::RuleTable> table;
-  Status s = fw::RuleTable::Compile(file, [this](const std::string& vm) { return VmAddresses(vm); },
-                                    state.generation + 1, &table);
+  Status s = fw::RuleTable::Compile(file, Members(), state.generation + 1, &table);
   if (!s.ok()) return s;
   state.generation++;
   state.rules = std::move(file);
@@ -102,7 +162,7 @@ void Switch::RecompileVmSets() {
   for (auto& [name, state] : ports_) {
     if (!state.sfw) continue;
     auto table = state.sfw->table();
-    if (!table || !table->has_vm_members()) continue;
+    if (!table || !table->has_dynamic_members()) continue;
     // The same source with the VMs' current addresses; it compiled before, so it compiles now.
     (void)Compile(state, state.rules);
   }
@@ -139,9 +199,18 @@ void Switch::ReserveAddresses() {
   }
 }
 
+Status Switch::Managed(const PortState& state) const {
+  if (state.cluster_revision == 0) return Status::Ok();
+  return Status::Invalid("port '" + state.spec.name + "' (VM " + state.spec.vm +
+                         ") takes its rules from the cluster's policies in etcd (revision " +
+                         std::to_string(state.cluster_revision) +
+                         "): change them there, with palisadectl --etcd ENDPOINTS policy apply");
+}
+
 Status Switch::LoadRules(const std::string& filter, std::string_view text) {
   PortState* state = FindFirewall(filter);
   if (state == nullptr) return NoFirewall(filter);
+  if (Status s = Managed(*state); !s.ok()) return s;
   fw::RuleFile file;
   if (Status s = fw::ParseRuleFile(text, &file); !s.ok()) return s;
   // A file replaces the rule tables it holds and the address sets it defines; sets it does
@@ -170,6 +239,7 @@ Status Switch::SetAddrSet(const std::string& filter, fw::AddrSet set) {
   file.addrsets.push_back(std::move(set));
   PortState* state = FindFirewall(filter);
   if (state == nullptr) return NoFirewall(filter);
+  if (Status s = Managed(*state); !s.ok()) return s;
   fw::RuleFile merged = state->rules;
   auto it = std::find_if(merged.addrsets.begin(), merged.addrsets.end(),
                          [&](const fw::AddrSet& s) { return s.name == file.addrsets[0].name; });
@@ -191,6 +261,10 @@ Status Switch::GetRules(const std::string& filter, std::string* text,
     return Status::Ok();
   }
   *text = fw::PrintRules(table->file());
+  if (state->cluster_revision > 0) {
+    *text = "# from the cluster's policies for VM " + state->spec.vm + ", etcd revision " +
+            std::to_string(state->cluster_revision) + "\n" + *text;
+  }
   if (stats) *stats = state->sfw->rule_stats();
   if (rules) *rules = table->rules();
   return Status::Ok();
@@ -199,8 +273,7 @@ Status Switch::GetRules(const std::string& filter, std::string* text,
 Status Switch::GetAddrSets(const std::string& filter, std::string* text) const {
   const PortState* state = FindFirewall(filter);
   if (state == nullptr) return NoFirewall(filter);
-  *text = fw::PrintAddrSets(state->rules.addrsets,
-                            [this](const std::string& vm) { return VmAddresses(vm); });
+  *text = fw::PrintAddrSets(state->rules.addrsets, Members());
   return Status::Ok();
 }
 

@@ -1,0 +1,401 @@
+#include "cluster/view.h"
+
+#include <algorithm>
+
+#include <capnp/compat/json.h>
+#include <capnp/message.h>
+
+#include "cluster/intent.capnp.h"
+#include "cluster/keys.h"
+#include "common/kj_errors.h"
+#include "firewall/rule_text.h"
+
+namespace palisade::cluster {
+namespace {
+
+template <typename Reader>
+std::string ToJson(Reader r) {
+  capnp::JsonCodec codec;
+  kj::String s = codec.encode(r);
+  return std::string(s.cStr(), s.size());
+}
+
+// Decodes `json` into a message of type T, then hands its reader to `take`.
+template <typename T, typename F>
+Status FromJson(std::string_view json, F take) {
+  capnp::MallocMessageBuilder message;
+  Status result = Status::Ok();
+  KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() {
+    capnp::JsonCodec codec;
+    codec.decode(kj::ArrayPtr<const char>(json.data(), json.size()), message.initRoot<T>());
+    result = take(message.getRoot<T>().asReader());
+  })) {
+    return Status::Invalid("not a valid value: " + std::string(e->getDescription().cStr()));
+  }
+  return result;
+}
+
+template <typename List>
+void SetTexts(List list, const std::vector<std::string>& items) {
+  for (unsigned i = 0; i < items.size(); i++) list.set(i, items[i]);
+}
+
+template <typename T>
+void AddUnique(std::vector<T>* out, const T& x) {
+  if (std::find(out->begin(), out->end(), x) == out->end()) out->push_back(x);
+}
+
+}  // namespace
+
+std::string EncodePolicy(const PolicyIntent& p) {
+  capnp::MallocMessageBuilder m;
+  auto b = m.initRoot<Policy>();
+  b.setPriority(p.priority);
+  SetTexts(b.initAppliedTo(static_cast<unsigned>(p.applied_to.size())), p.applied_to);
+  b.setText(p.text);
+  return ToJson(b.asReader());
+}
+
+std::string EncodeGroup(const GroupIntent& g) {
+  capnp::MallocMessageBuilder m;
+  auto b = m.initRoot<Group>();
+  SetTexts(b.initMembers(static_cast<unsigned>(g.members.size())), g.members);
+  return ToJson(b.asReader());
+}
+
+std::string EncodeLabels(const std::map<std::string, std::string>& labels) {
+  capnp::MallocMessageBuilder m;
+  auto list = m.initRoot<VmLabels>().initLabels(static_cast<unsigned>(labels.size()));
+  unsigned i = 0;
+  for (const auto& [k, v] : labels) {
+    list[i].setKey(k);
+    list[i++].setValue(v);
+  }
+  return ToJson(m.getRoot<VmLabels>().asReader());
+}
+
+std::string EncodeEndpoint(const EndpointInfo& e) {
+  capnp::MallocMessageBuilder m;
+  auto b = m.initRoot<Endpoint>();
+  SetTexts(b.initMacs(static_cast<unsigned>(e.macs.size())), e.macs);
+  auto addrs = b.initAddresses(static_cast<unsigned>(e.addresses.size()));
+  for (unsigned i = 0; i < e.addresses.size(); i++) addrs.set(i, e.addresses[i].ToString());
+  b.setGeneration(e.generation);
+  b.setState(e.state);
+  return ToJson(b.asReader());
+}
+
+Status ValidTarget(std::string_view target) {
+  for (std::string_view kind : {"vm:", "group:"}) {
+    if (target.substr(0, kind.size()) == kind && ValidName(target.substr(kind.size()))) return Status::Ok();
+  }
+  return Status::Invalid("'" + std::string(target) + "' is not a target (vm:NAME or group:NAME)");
+}
+
+Status ValidMember(std::string_view m) {
+  auto after = [&](std::string_view kind) { return m.substr(0, kind.size()) == kind ? m.substr(kind.size()) : std::string_view(); };
+  if (!after("vm:").empty() && ValidName(after("vm:"))) return Status::Ok();
+  if (!after("group:").empty() && ValidName(after("group:"))) return Status::Ok();
+  if (std::string_view l = after("label:"); !l.empty()) {
+    const size_t eq = l.find('=');
+    if (eq != std::string_view::npos && ValidName(l.substr(0, eq)) && !l.substr(eq + 1).empty()) return Status::Ok();
+  }
+  if (std::string_view ip = after("ip:"); !ip.empty() && fw::IpPrefix::Parse(ip)) return Status::Ok();
+  return Status::Invalid("'" + std::string(m) +
+                         "' is not a group member (vm:NAME, label:KEY=VALUE, group:NAME, ip:ADDR[/LEN])");
+}
+
+Status DecodePolicy(std::string_view name, std::string_view json, PolicyIntent* out) {
+  *out = PolicyIntent{};
+  out->name = std::string(name);
+  Status s = FromJson<Policy>(json, [&](Policy::Reader r) {
+    out->priority = r.getPriority();
+    for (auto t : r.getAppliedTo()) {
+      if (Status v = ValidTarget(Str(t)); !v.ok()) return v;
+      out->applied_to.push_back(Str(t));
+    }
+    out->text = Str(r.getText());
+    return fw::ParseRuleFile(out->text, &out->file);
+  });
+  return s.ok() ? s : Status::Invalid("policy '" + std::string(name) + "': " + s.message());
+}
+
+Status DecodeGroup(std::string_view name, std::string_view json, GroupIntent* out) {
+  *out = GroupIntent{std::string(name), {}};
+  Status s = FromJson<Group>(json, [&](Group::Reader r) {
+    for (auto m : r.getMembers()) {
+      if (Status v = ValidMember(Str(m)); !v.ok()) return v;
+      out->members.push_back(Str(m));
+    }
+    return Status::Ok();
+  });
+  return s.ok() ? s : Status::Invalid("group '" + std::string(name) + "': " + s.message());
+}
+
+Status DecodeLabels(std::string_view json, std::map<std::string, std::string>* out) {
+  out->clear();
+  return FromJson<VmLabels>(json, [&](VmLabels::Reader r) {
+    for (auto l : r.getLabels()) (*out)[Str(l.getKey())] = Str(l.getValue());
+    return Status::Ok();
+  });
+}
+
+Status DecodeEndpoint(std::string_view vm, std::string_view host, std::string_view json,
+                      EndpointInfo* out) {
+  *out = EndpointInfo{std::string(vm), std::string(host), {}, {}, 0, "active"};
+  return FromJson<Endpoint>(json, [&](Endpoint::Reader r) {
+    for (auto m : r.getMacs()) out->macs.push_back(Str(m));
+    for (auto a : r.getAddresses()) {
+      auto addr = fw::IpAddr::Parse(Str(a));
+      if (!addr) return Status::Invalid("endpoint " + std::string(vm) + "/" + std::string(host) +
+                                        ": '" + Str(a) + "' is not an address");
+      out->addresses.push_back(*addr);
+    }
+    out->generation = r.getGeneration();
+    out->state = Str(r.getState());
+    return Status::Ok();
+  });
+}
+
+Status ClusterView::Put(std::string_view key, std::string_view value) {
+  auto rest = [&](std::string_view prefix) { return key.substr(prefix.size()); };
+  auto under = [&](std::string_view prefix) { return key.substr(0, prefix.size()) == prefix; };
+  if (under(kPolicies)) {
+    PolicyIntent p;
+    Status s = DecodePolicy(rest(kPolicies), value, &p);
+    if (!s.ok()) {
+      policies_.erase(std::string(rest(kPolicies)));
+      return s;
+    }
+    policies_[p.name] = std::move(p);
+  } else if (under(kGroups)) {
+    GroupIntent g;
+    Status s = DecodeGroup(rest(kGroups), value, &g);
+    if (!s.ok()) {
+      groups_.erase(std::string(rest(kGroups)));
+      return s;
+    }
+    groups_[g.name] = std::move(g);
+  } else if (under(kLabels)) {
+    std::map<std::string, std::string> labels;
+    Status s = DecodeLabels(value, &labels);
+    if (!s.ok()) {
+      labels_.erase(std::string(rest(kLabels)));
+      return Status::Invalid("labels of VM '" + std::string(rest(kLabels)) + "': " + s.message());
+    }
+    labels_[std::string(rest(kLabels))] = std::move(labels);
+  } else if (under(kEndpoints)) {
+    const std::string_view vm_host = rest(kEndpoints);
+    const size_t slash = vm_host.find('/');
+    if (slash == std::string_view::npos) return Status::Invalid("endpoint key '" + std::string(key) + "' names no host");
+    const std::pair<std::string, std::string> id{std::string(vm_host.substr(0, slash)),
+                                                 std::string(vm_host.substr(slash + 1))};
+    EndpointInfo e;
+    Status s = DecodeEndpoint(id.first, id.second, value, &e);
+    if (!s.ok()) {
+      endpoints_.erase(id);
+      return s;
+    }
+    endpoints_[id] = std::move(e);
+  }
+  return Status::Ok();
+}
+
+void ClusterView::Delete(std::string_view key) {
+  auto rest = [&](std::string_view prefix) { return std::string(key.substr(prefix.size())); };
+  auto under = [&](std::string_view prefix) { return key.substr(0, prefix.size()) == prefix; };
+  if (under(kPolicies)) policies_.erase(rest(kPolicies));
+  if (under(kGroups)) groups_.erase(rest(kGroups));
+  if (under(kLabels)) labels_.erase(rest(kLabels));
+  if (under(kEndpoints)) {
+    const std::string vm_host = rest(kEndpoints);
+    const size_t slash = vm_host.find('/');
+    if (slash != std::string::npos) endpoints_.erase({vm_host.substr(0, slash), vm_host.substr(slash + 1)});
+  }
+}
+
+bool ClusterView::InGroup(const std::string& vm, const std::string& group) const {
+  std::set<std::string> seen;
+  return InGroup(vm, group, seen);
+}
+
+bool ClusterView::InGroup(const std::string& vm, const std::string& group,
+                          std::set<std::string>& seen) const {
+  if (!seen.insert(group).second) return false;  // a cycle of groups
+  auto g = groups_.find(group);
+  if (g == groups_.end()) return false;
+  for (const std::string& m : g->second.members) {
+    if (m == "vm:" + vm) return true;
+    if (m.rfind("label:", 0) == 0) {
+      const size_t eq = m.find('=');
+      auto l = labels_.find(vm);
+      if (l != labels_.end()) {
+        auto v = l->second.find(m.substr(6, eq - 6));
+        if (v != l->second.end() && v->second == m.substr(eq + 1)) return true;
+      }
+    }
+    if (m.rfind("group:", 0) == 0 && InGroup(vm, m.substr(6), seen)) return true;
+  }
+  return false;
+}
+
+std::vector<const PolicyIntent*> ClusterView::PoliciesFor(const std::string& vm) const {
+  std::vector<const PolicyIntent*> out;
+  for (const auto& [name, p] : policies_) {
+    for (const std::string& t : p.applied_to) {
+      if (t == "vm:" + vm || (t.rfind("group:", 0) == 0 && InGroup(vm, t.substr(6)))) {
+        out.push_back(&p);
+        break;
+      }
+    }
+  }
+  std::stable_sort(out.begin(), out.end(), [](const PolicyIntent* a, const PolicyIntent* b) {
+    return a->priority < b->priority;  // then by name: policies_ is ordered by name
+  });
+  return out;
+}
+
+namespace {
+
+// Merges `p` into `merged`; `owners` says which policy defined each set and rule id so far.
+Status Merge(const PolicyIntent& p, fw::RuleFile* merged, std::map<std::string, std::string>* set_owner,
+             std::map<uint32_t, std::string>* id_owner) {
+  for (const fw::AddrSet& set : p.file.addrsets) {
+    auto it = std::find_if(merged->addrsets.begin(), merged->addrsets.end(),
+                           [&](const fw::AddrSet& s) { return s.name == set.name; });
+    if (it == merged->addrsets.end()) {
+      merged->addrsets.push_back(set);
+      (*set_owner)[set.name] = p.name;
+    } else if (!(*it == set)) {
+      return Status::Invalid("address set '" + set.name + "' is defined differently by policies '" +
+                             (*set_owner)[set.name] + "' and '" + p.name + "'");
+    }
+  }
+  auto claim = [&](uint32_t id) {
+    auto [it, fresh] = id_owner->emplace(id, p.name);
+    if (fresh || it->second == p.name) return Status::Ok();
+    return Status::Exists("rule id " + std::to_string(id) + " is used by policies '" + it->second +
+                          "' and '" + p.name + "' (rule ids are unique across the cluster)");
+  };
+  for (const fw::Rule& r : p.file.rules) {
+    if (Status s = claim(r.id); !s.ok()) return s;
+    merged->rules.push_back(r);
+  }
+  for (const fw::L2Rule& r : p.file.l2_rules) {
+    if (Status s = claim(r.id); !s.ok()) return s;
+    merged->l2_rules.push_back(r);
+  }
+  merged->has_l2 |= p.file.has_l2;
+  return Status::Ok();
+}
+
+}  // namespace
+
+Status ClusterView::Render(const std::string& vm, std::string* text) const {
+  text->clear();
+  const std::vector<const PolicyIntent*> policies = PoliciesFor(vm);
+  if (policies.empty()) return Status::Ok();
+  fw::RuleFile merged;
+  merged.name = "cluster-" + vm;
+  std::map<std::string, std::string> set_owner;
+  std::map<uint32_t, std::string> id_owner;
+  for (const PolicyIntent* p : policies) {
+    if (Status s = Merge(*p, &merged, &set_owner, &id_owner); !s.ok()) {
+      return Status::Invalid("VM " + vm + ": " + s.message());
+    }
+  }
+  for (size_t i = 0; i < merged.rules.size(); i++) merged.rules[i].pos = static_cast<uint32_t>(i + 1);
+  for (size_t i = 0; i < merged.l2_rules.size(); i++) merged.l2_rules[i].pos = static_cast<uint32_t>(i + 1);
+  *text = fw::PrintRuleFile(merged);
+  return Status::Ok();
+}
+
+Status ClusterView::CheckPolicy(const PolicyIntent& p) const {
+  if (!ValidName(p.name)) return Status::Invalid("'" + p.name + "' is not a policy name (letters, digits, . _ -)");
+  if (p.applied_to.empty()) return Status::Invalid("policy '" + p.name + "' applies to nothing (--applied-to)");
+  for (const std::string& t : p.applied_to) {
+    if (Status s = ValidTarget(t); !s.ok()) return s;
+  }
+  fw::RuleFile merged;
+  std::map<std::string, std::string> set_owner;
+  std::map<uint32_t, std::string> id_owner;
+  for (const auto& [name, other] : policies_) {
+    if (name != p.name) (void)Merge(other, &merged, &set_owner, &id_owner);
+  }
+  return Merge(p, &merged, &set_owner, &id_owner);
+}
+
+std::vector<fw::IpAddr> ClusterView::VmAddresses(const std::string& vm) const {
+  std::vector<fw::IpAddr> out;
+  for (auto it = endpoints_.lower_bound({vm, ""}); it != endpoints_.end() && it->first.first == vm; ++it) {
+    for (const fw::IpAddr& a : it->second.addresses) AddUnique(&out, a);
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+void ClusterView::GroupAddresses(const std::string& group, std::set<std::string>& seen,
+                                 std::vector<fw::IpPrefix>* out) const {
+  if (!seen.insert(group).second) return;
+  auto g = groups_.find(group);
+  if (g == groups_.end()) return;
+  auto add_vm = [&](const std::string& vm) {
+    for (const fw::IpAddr& a : VmAddresses(vm)) AddUnique(out, fw::IpPrefix::Host(a));
+  };
+  for (const std::string& m : g->second.members) {
+    if (m.rfind("vm:", 0) == 0) add_vm(m.substr(3));
+    if (m.rfind("group:", 0) == 0) GroupAddresses(m.substr(6), seen, out);
+    if (m.rfind("ip:", 0) == 0) {
+      if (auto p = fw::IpPrefix::Parse(m.substr(3))) AddUnique(out, *p);
+    }
+    if (m.rfind("label:", 0) == 0) {
+      const size_t eq = m.find('=');
+      const std::string key = m.substr(6, eq - 6), value = m.substr(eq + 1);
+      for (const auto& [vm, labels] : labels_) {
+        auto v = labels.find(key);
+        if (v != labels.end() && v->second == value) add_vm(vm);
+      }
+    }
+  }
+}
+
+std::vector<fw::IpPrefix> ClusterView::GroupAddresses(const std::string& group) const {
+  std::vector<fw::IpPrefix> out;
+  std::set<std::string> seen;
+  GroupAddresses(group, seen, &out);
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+std::map<std::string, std::vector<fw::IpAddr>> ClusterView::AllVmAddresses() const {
+  std::map<std::string, std::vector<fw::IpAddr>> out;
+  for (const auto& [id, e] : endpoints_) {
+    if (!out.count(id.first)) out[id.first] = VmAddresses(id.first);
+  }
+  return out;
+}
+
+std::map<std::string, std::vector<fw::IpPrefix>> ClusterView::AllGroupAddresses() const {
+  std::map<std::string, std::vector<fw::IpPrefix>> out;
+  for (const auto& [name, g] : groups_) out[name] = GroupAddresses(name);
+  return out;
+}
+
+std::set<std::string> ClusterView::Vms() const {
+  std::set<std::string> out;
+  for (const auto& [vm, labels] : labels_) out.insert(vm);
+  for (const auto& [id, e] : endpoints_) out.insert(id.first);
+  for (const auto& [name, p] : policies_) {
+    for (const std::string& t : p.applied_to) {
+      if (t.rfind("vm:", 0) == 0) out.insert(t.substr(3));
+    }
+  }
+  for (const auto& [name, g] : groups_) {
+    for (const std::string& m : g.members) {
+      if (m.rfind("vm:", 0) == 0) out.insert(m.substr(3));
+    }
+  }
+  return out;
+}
+
+}  // namespace palisade::cluster

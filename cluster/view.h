@@ -1,0 +1,114 @@
+// ClusterView: the cluster as one revision of etcd shows it (cluster/keys.h): operators'
+// policies, groups and VM labels, and every host's published VM endpoints; and what follows from
+// them for a switch: the rule file of a VM (the policies that apply to it, directly or through
+// its groups, merged by priority, then name, then position), and the addresses of every VM and
+// group, whichever host publishes them.
+//
+// An address belongs to the endpoint keys (VM, host) that publish it, so a delete of an old
+// owner's key and the create of a new owner's, seen in either order, never remove the new
+// owner's mapping.
+//
+// Value type without DPDK (many can run in one process); not thread-safe: the cluster agent
+// builds and changes one on its thread and hands out copies.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <set>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "common/status.h"
+#include "firewall/ip_addr.h"
+#include "firewall/rule.h"
+
+namespace palisade::cluster {
+
+struct PolicyIntent {
+  std::string name;
+  int32_t priority = 100;
+  std::vector<std::string> applied_to;  // vm:NAME, group:NAME
+  std::string text;                     // FORMATS.md grammar
+  fw::RuleFile file;                    // text, parsed
+};
+
+struct GroupIntent {
+  std::string name;
+  std::vector<std::string> members;  // vm:NAME, label:KEY=VALUE, group:NAME, ip:ADDR[/LEN]
+};
+
+struct EndpointInfo {
+  std::string vm, host;
+  std::vector<std::string> macs;
+  std::vector<fw::IpAddr> addresses;
+  uint64_t generation = 0;
+  std::string state = "active";  // or incoming
+  bool operator==(const EndpointInfo&) const = default;
+};
+
+// Values as stored in etcd (JSON of cluster/intent.capnp), and back. Decoding checks every
+// field and says what was wrong.
+std::string EncodePolicy(const PolicyIntent& p);
+std::string EncodeGroup(const GroupIntent& g);
+std::string EncodeLabels(const std::map<std::string, std::string>& labels);
+std::string EncodeEndpoint(const EndpointInfo& e);
+Status DecodePolicy(std::string_view name, std::string_view json, PolicyIntent* out);
+Status DecodeGroup(std::string_view name, std::string_view json, GroupIntent* out);
+Status DecodeLabels(std::string_view json, std::map<std::string, std::string>* out);
+Status DecodeEndpoint(std::string_view vm, std::string_view host, std::string_view json,
+                      EndpointInfo* out);
+
+// Checks a target (vm:NAME, group:NAME) and a group member.
+Status ValidTarget(std::string_view target);
+Status ValidMember(std::string_view member);
+
+class ClusterView {
+ public:
+  // A key's new value, or its removal. A value that cannot be read is left out (the key counts
+  // as absent) and the error says which key; the rest of the revision applies.
+  Status Put(std::string_view key, std::string_view value);
+  void Delete(std::string_view key);
+
+  int64_t revision() const { return revision_; }
+  void set_revision(int64_t r) { revision_ = r; }
+
+  const std::map<std::string, PolicyIntent>& policies() const { return policies_; }
+  const std::map<std::string, GroupIntent>& groups() const { return groups_; }
+  const std::map<std::string, std::map<std::string, std::string>>& labels() const { return labels_; }
+  const std::map<std::pair<std::string, std::string>, EndpointInfo>& endpoints() const {
+    return endpoints_;
+  }
+
+  bool InGroup(const std::string& vm, const std::string& group) const;
+  // The policies that apply to a VM, in merge order.
+  std::vector<const PolicyIntent*> PoliciesFor(const std::string& vm) const;
+  // The VM's rule file as text (empty: no policy applies). Fails when the policies cannot merge
+  // (an address set defined differently by two of them, a rule id used twice).
+  Status Render(const std::string& vm, std::string* text) const;
+  // A policy as `apply` would write it, checked against the others: its text parses, its
+  // targets are well-formed, its rule ids are unique across the cluster and its address sets
+  // agree with theirs.
+  Status CheckPolicy(const PolicyIntent& p) const;
+
+  std::vector<fw::IpAddr> VmAddresses(const std::string& vm) const;
+  std::vector<fw::IpPrefix> GroupAddresses(const std::string& group) const;
+  std::map<std::string, std::vector<fw::IpAddr>> AllVmAddresses() const;
+  std::map<std::string, std::vector<fw::IpPrefix>> AllGroupAddresses() const;
+  // Every VM the cluster knows: labelled, published or named by a target or a group.
+  std::set<std::string> Vms() const;
+
+ private:
+  bool InGroup(const std::string& vm, const std::string& group, std::set<std::string>& seen) const;
+  void GroupAddresses(const std::string& group, std::set<std::string>& seen,
+                      std::vector<fw::IpPrefix>* out) const;
+
+  int64_t revision_ = 0;
+  std::map<std::string, PolicyIntent> policies_;
+  std::map<std::string, GroupIntent> groups_;
+  std::map<std::string, std::map<std::string, std::string>> labels_;
+  std::map<std::pair<std::string, std::string>, EndpointInfo> endpoints_;  // (vm, host)
+};
+
+}  // namespace palisade::cluster

@@ -1,0 +1,103 @@
+#include "cluster/view.h"
+
+#include <gtest/gtest.h>
+
+#include "cluster/keys.h"
+#include "firewall/rule_text.h"
+
+namespace palisade::cluster {
+namespace {
+
+const fw::IpAddr A(const char* s) { return *fw::IpAddr::Parse(s); }
+
+class ViewTest : public ::testing::Test {
+ protected:
+  void Policy(const std::string& name, std::vector<std::string> to, const std::string& text, int prio = 100) {
+    PolicyIntent p{name, prio, std::move(to), text, {}};
+    ASSERT_TRUE(view_.Put(std::string(kPolicies) + name, EncodePolicy(p)).ok());
+  }
+  void Group(const std::string& name, std::vector<std::string> members) {
+    ASSERT_TRUE(view_.Put(std::string(kGroups) + name, EncodeGroup(GroupIntent{name, std::move(members)})).ok());
+  }
+  void Endpoint(const std::string& vm, const std::string& host, std::vector<fw::IpAddr> addrs) {
+    EndpointInfo e{vm, host, {}, std::move(addrs), 1, "active"};
+    ASSERT_TRUE(view_.Put(EndpointKey(vm, host), EncodeEndpoint(e)).ok());
+  }
+  ClusterView view_;
+};
+
+TEST_F(ViewTest, GroupsResolveAcrossHosts) {
+  Group("web", {"vm:web-01", "label:tier=web", "ip:192.0.2.0/24"});
+  ASSERT_TRUE(view_.Put(std::string(kLabels) + "web-02", EncodeLabels({{"tier", "web"}})).ok());
+  Endpoint("web-01", "host1", {A("10.0.0.1")});
+  Endpoint("web-02", "host2", {A("10.0.0.2")});
+  Endpoint("db-01", "host2", {A("10.0.0.9")});
+  EXPECT_TRUE(view_.InGroup("web-01", "web"));
+  EXPECT_TRUE(view_.InGroup("web-02", "web")) << "by label";
+  EXPECT_FALSE(view_.InGroup("db-01", "web"));
+  std::vector<fw::IpPrefix> want = {*fw::IpPrefix::Parse("10.0.0.1"), *fw::IpPrefix::Parse("10.0.0.2"),
+                                    *fw::IpPrefix::Parse("192.0.2.0/24")};
+  std::sort(want.begin(), want.end());
+  EXPECT_EQ(view_.GroupAddresses("web"), want);
+  view_.Delete(EndpointKey("web-01", "host1"));
+  EXPECT_EQ(view_.GroupAddresses("web").size(), 2u) << "web-01 left with its host";
+}
+
+TEST_F(ViewTest, AnAddressMovingBetweenVmsSurvivesEventsOutOfOrder) {
+  Endpoint("old", "host1", {A("10.0.0.5")});
+  Endpoint("new", "host2", {A("10.0.0.5")});  // the create arrives before the old owner's delete
+  view_.Delete(EndpointKey("old", "host1"));
+  EXPECT_EQ(view_.VmAddresses("new"), std::vector<fw::IpAddr>{A("10.0.0.5")});
+  EXPECT_TRUE(view_.VmAddresses("old").empty());
+}
+
+TEST_F(ViewTest, PoliciesMergeByPriorityThenName) {
+  Group("db", {"vm:db-01"});
+  Policy("base", {"group:db"}, "ruleset b {\n  rule 900 at 1 inout protocol any from any to any drop;\n}\n", 200);
+  Policy("db-in", {"vm:db-01"},
+         "ruleset d {\n  rule 10 at 1 in protocol tcp from addrset web to any port 5432 accept;\n}\n"
+         "addrset web {\ngroup web,\n}\n", 100);
+  std::string text;
+  ASSERT_TRUE(view_.Render("db-01", &text).ok());
+  EXPECT_NE(text.find("rule 10 at 1 in protocol tcp from addrset web"), std::string::npos) << text;
+  EXPECT_NE(text.find("rule 900 at 2 inout"), std::string::npos) << text;
+  EXPECT_NE(text.find("group web,"), std::string::npos) << text;
+  ASSERT_TRUE(view_.Render("web-01", &text).ok());
+  EXPECT_EQ(text, "") << "no policy applies";
+}
+
+TEST_F(ViewTest, ApplyRefusesDuplicateRuleIdsAndConflictingSets) {
+  Policy("one", {"vm:a"}, "ruleset x {\n  rule 7 at 1 inout protocol any from any to any accept;\n}\n"
+                          "addrset s {\nip 10.0.0.1,\n}\n");
+  PolicyIntent two{"two", 100, {"vm:b"}, "ruleset y {\n  rule 7 at 1 inout protocol any from any to any drop;\n}\n", {}};
+  ASSERT_TRUE(fw::ParseRuleFile(two.text, &two.file).ok());
+  Status s = view_.CheckPolicy(two);
+  EXPECT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("rule id 7 is used by policies 'one' and 'two'"), std::string::npos) << s.message();
+  PolicyIntent three{"three", 100, {"vm:b"}, "addrset s {\nip 10.0.0.2,\n}\n", {}};
+  ASSERT_TRUE(fw::ParseRuleFile(three.text, &three.file).ok());
+  s = view_.CheckPolicy(three);
+  EXPECT_NE(s.message().find("address set 's' is defined differently"), std::string::npos) << s.message();
+  PolicyIntent bad{"four", 100, {"host:x"}, "", {}};
+  EXPECT_NE(view_.CheckPolicy(bad).message().find("'host:x' is not a target"), std::string::npos);
+}
+
+TEST_F(ViewTest, UnreadableValuesAreLeftOutAndNamed) {
+  Status s = view_.Put(std::string(kPolicies) + "broken", "{\"text\": \"ruleset x { rule\"}");
+  EXPECT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("policy 'broken'"), std::string::npos) << s.message();
+  EXPECT_TRUE(view_.policies().empty());
+  EXPECT_FALSE(view_.Put(std::string(kGroups) + "g", "{\"members\": [\"host:1\"]}").ok());
+  EXPECT_FALSE(view_.Put(std::string(kGroups) + "g", "not json").ok());
+}
+
+TEST_F(ViewTest, GroupCyclesEndQuietly) {
+  Group("a", {"group:b", "vm:x"});
+  Group("b", {"group:a"});
+  EXPECT_TRUE(view_.InGroup("x", "b"));
+  EXPECT_FALSE(view_.InGroup("y", "a"));
+  EXPECT_TRUE(view_.GroupAddresses("b").empty());
+}
+
+}  // namespace
+}  // namespace palisade::cluster
