@@ -19,6 +19,7 @@
 #include <kj/async-io.h>
 #include <kj/compat/tls.h>
 
+#include "cli/cluster_commands.h"
 #include "cli/views.h"
 #include "rpc/palisade.capnp.h"
 
@@ -57,6 +58,11 @@ const char* kMainHelp =
     "  log tail [-n N]                    the packet log's last lines (default 20)\n"
     "  exec LINE...                       run one line of the config-file language; JSON reply\n"
     "  migrate PORT --to SOCKET|HOST:PORT [--socket PATH], migrate list|cancel   live migration\n"
+    "  cluster status                     this switch's connection to the cluster's etcd\n"
+    "\n"
+    "Cluster intent, straight to etcd: palisadectl --etcd ENDPOINTS policy|group|vm ...\n"
+    "  (policy apply|get|list|delete, group set|get|list|delete, vm label|list; see\n"
+    "  palisadectl policy --help)\n"
     "\n"
     "FILTER is a filter name from summarize-dvfilter (nic-...-palisade-sfw.2) or a port name.\n"
     "Exit status: 0 done, 1 the switch refused or failed, 2 usage error.\n";
@@ -406,6 +412,25 @@ class Ctl {
       const std::string reply = r.getReply().cStr();
       std::printf("%s\n", reply.c_str());
       return reply.rfind("{\"ok\":false", 0) == 0 ? kSwitchError : kOk;
+    } else if (cmd == "cluster") {
+      Expect(args, "status");
+      auto r = sw.clusterStatusRequest().send().wait(ws);
+      auto s = r.getStatus();
+      std::string text;
+      if (!s.getEnabled()) {
+        text = "cluster: not configured (palisaded --etcd ENDPOINTS --host NAME)\n";
+      } else {
+        text = "cluster: host " + std::string(s.getHost().cStr()) + ", etcd " + s.getEndpoints().cStr() + "\n" +
+               "  connected: " + (s.getConnected() ? "yes" : "no") + "\n" +
+               "  revision: " + std::to_string(s.getRevision()) + "\n" +
+               "  last contact: " + (s.getLastContactMillis() < 0 ? std::string("never")
+                                     : std::to_string(s.getLastContactMillis()) + " ms ago") + "\n" +
+               "  lease: " + std::to_string(s.getLease()) + ", VMs published: " + std::to_string(s.getPublished()) + "\n" +
+               "  relists: " + std::to_string(s.getRelists()) + ", reconnects: " + std::to_string(s.getReconnects()) +
+               ", updates: " + std::to_string(s.getUpdates()) + "\n";
+        if (s.getError().size() > 0) text += "  error: " + std::string(s.getError().cStr()) + "\n";
+      }
+      out(r, text);
     } else if (cmd == "connection") {
       Expect(args, "list");
       auto r = sw.connectionsRequest().send().wait(ws);
@@ -613,6 +638,9 @@ class Ctl {
 
 int Main(int argc, char** argv) {
   Endpoint endpoint;
+  cluster::EtcdOptions etcd;
+  etcd.timeout_ms = 3000;
+  std::string etcd_cert, etcd_key, etcd_ca;
   bool json = false;
   int i = 1;
   for (; i < argc && argv[i][0] == '-'; i++) {
@@ -628,6 +656,14 @@ int Main(int argc, char** argv) {
       endpoint.key = argv[++i];
     } else if (a == "--tls-ca" && has_value) {
       endpoint.ca = argv[++i];
+    } else if (a == "--etcd" && has_value) {
+      etcd.endpoints = argv[++i];
+    } else if (a == "--etcd-cert" && has_value) {
+      etcd_cert = argv[++i];
+    } else if (a == "--etcd-key" && has_value) {
+      etcd_key = argv[++i];
+    } else if (a == "--etcd-ca" && has_value) {
+      etcd_ca = argv[++i];
     } else if (a == "--json") {
       json = true;
     } else if (a == "-h" || a == "--help") {
@@ -647,9 +683,20 @@ int Main(int argc, char** argv) {
   for (const std::string& a : rest) {
     if (a == "--help" || a == "-h") {
       auto it = kHelp.find(cmd);
-      std::fputs(it != kHelp.end() ? it->second : kMainHelp, stdout);
+      std::fputs(IsClusterCommand(cmd) ? kClusterHelp : it != kHelp.end() ? it->second : kMainHelp, stdout);
       return kOk;
     }
+  }
+  if (IsClusterCommand(cmd)) {
+    try {
+      if (!etcd_cert.empty()) etcd.cert_pem = ReadPem(etcd_cert);
+      if (!etcd_key.empty()) etcd.key_pem = ReadPem(etcd_key);
+      if (!etcd_ca.empty()) etcd.ca_pem = ReadPem(etcd_ca);
+    } catch (const UsageError& e) {
+      std::fprintf(stderr, "palisadectl: %s\n", e.message.c_str());
+      return kUsage;
+    }
+    return RunClusterCommand(etcd, json, cmd, rest);
   }
   Args args(rest);
   try {

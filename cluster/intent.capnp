@@ -43,3 +43,10 @@ struct HostStatus {
   revision @1 :Int64;          # the cluster revision its tables come from
   vms @2 :UInt32;
 }
+
+# A switch's last view of the watched range, kept on disk (cluster/agent.h).
+struct Snapshot {
+  revision @0 :Int64;
+  keys @1 :List(Text);
+  values @2 :List(Text);
+}

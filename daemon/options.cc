@@ -59,6 +59,13 @@ const char* Usage() {
          "                        and restored at start (default: /run/palisade/NAME.state)\n"
          "  --log-dir DIR         write the log to DIR/palisaded-NAME.log and the firewall's\n"
          "                        packet log to DIR/packets-NAME.log instead of stderr\n"
+         "  --etcd ENDPOINTS      take policy from the cluster in etcd (host:port, comma-separated):\n"
+         "                        ports of VMs that cluster policies apply to get their rules\n"
+         "                        from there, and this host publishes its VMs (needs --host)\n"
+         "  --host NAME           this host's name in the cluster\n"
+         "  --etcd-cert FILE, --etcd-key FILE, --etcd-ca FILE   TLS to etcd (PEM)\n"
+         "  --cluster-snapshot FILE  the last cluster view, used at start when etcd cannot be\n"
+         "                        reached (default: /var/lib/palisade/NAME.cluster)\n"
          "  --help                show this help\n";
 }
 
@@ -92,7 +99,8 @@ Status ParseCpuList(const std::string& text, unsigned cpu_limit, std::vector<uns
 
 Status ParseOptions(int argc, char** argv, Options* out) {
   enum { kInstance = 1, kSocket, kStateFile, kTlsListen, kTlsCert, kTlsKey, kTlsCa, kCores,
-         kHugepages, kMemory, kConfig, kLogDir, kHelp };
+         kHugepages, kMemory, kConfig, kLogDir, kEtcd, kHost, kEtcdCert, kEtcdKey, kEtcdCa,
+         kClusterSnapshot, kHelp };
   static const option kLong[] = {
       {"instance", required_argument, nullptr, kInstance},
       {"socket", required_argument, nullptr, kSocket},
@@ -106,6 +114,12 @@ Status ParseOptions(int argc, char** argv, Options* out) {
       {"memory", required_argument, nullptr, kMemory},
       {"config", required_argument, nullptr, kConfig},
       {"log-dir", required_argument, nullptr, kLogDir},
+      {"etcd", required_argument, nullptr, kEtcd},
+      {"host", required_argument, nullptr, kHost},
+      {"etcd-cert", required_argument, nullptr, kEtcdCert},
+      {"etcd-key", required_argument, nullptr, kEtcdKey},
+      {"etcd-ca", required_argument, nullptr, kEtcdCa},
+      {"cluster-snapshot", required_argument, nullptr, kClusterSnapshot},
       {"help", no_argument, nullptr, kHelp},
       {nullptr, 0, nullptr, 0},
   };
@@ -147,6 +161,12 @@ Status ParseOptions(int argc, char** argv, Options* out) {
       }
       case kConfig: o.config = arg; break;
       case kLogDir: o.log_dir = arg; break;
+      case kEtcd: o.etcd = arg; break;
+      case kHost: o.host = arg; break;
+      case kEtcdCert: o.etcd_cert = arg; break;
+      case kEtcdKey: o.etcd_key = arg; break;
+      case kEtcdCa: o.etcd_ca = arg; break;
+      case kClusterSnapshot: o.cluster_snapshot = arg; break;
       case kHelp:
       case 'h': o.help = true; break;
       case ':': return Status::Invalid(std::string(argv[optind - 1]) + " needs a value");
@@ -164,6 +184,11 @@ Status ParseOptions(int argc, char** argv, Options* out) {
       !(o.tls_cert.empty() && o.tls_key.empty() && o.tls_ca.empty())) {
     return Status::Invalid("--tls-cert, --tls-key and --tls-ca go together");
   }
+  if (o.etcd.empty() != o.host.empty()) return Status::Invalid("--etcd and --host go together");
+  if (o.etcd.empty() && !(o.etcd_cert.empty() && o.etcd_key.empty() && o.etcd_ca.empty())) {
+    return Status::Invalid("--etcd-cert, --etcd-key and --etcd-ca need --etcd");
+  }
+  if (o.cluster_snapshot.empty()) o.cluster_snapshot = "/var/lib/palisade/" + o.instance + ".cluster";
   const unsigned ncpu = static_cast<unsigned>(sysconf(_SC_NPROCESSORS_CONF));
   if (cores.empty()) {
     o.cores = {LastAllowedCpu()};

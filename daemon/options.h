@@ -23,6 +23,9 @@ struct Options {
   std::string state_file;           // saved on a clean stop, restored at start; default
                                     // /run/palisade/<instance>.state
   std::string log_dir;
+  std::string etcd, host;                      // the cluster (both or neither)
+  std::string etcd_cert, etcd_key, etcd_ca;    // PEM files for TLS to etcd
+  std::string cluster_snapshot;                // default /var/lib/palisade/<instance>.cluster
   bool help = false;
 };
 

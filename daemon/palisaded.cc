@@ -12,6 +12,7 @@
 #include <sstream>
 #include <memory>
 
+#include "daemon/cluster_glue.h"
 #include "migration/port_state.h"
 #include "vswitch/control_queue.h"
 #include "rpc/server.h"
@@ -36,7 +37,29 @@ void OnSignal(struct ev_loop* loop, ev_signal* w, int) {
   ev_break(loop, EVBREAK_ALL);
 }
 
-void OnTick(struct ev_loop*, ev_timer* w, int) { static_cast<Switch*>(w->data)->Tick(); }
+struct Ticked {
+  Switch* sw;
+  ClusterGlue* cluster;  // null without --etcd
+};
+
+void OnTick(struct ev_loop*, ev_timer* w, int) {
+  auto* t = static_cast<Ticked*>(w->data);
+  t->sw->Tick();
+  if (t->cluster) t->cluster->Tick();
+}
+
+// The PEM file at `path` into *pem; false with a message on stderr when it is not one.
+bool ReadPem(const std::string& path, std::string* pem) {
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  if (!in || text.str().find("-----BEGIN") == std::string::npos) {
+    std::fprintf(stderr, "palisaded: %s: cannot read a PEM file\n", path.c_str());
+    return false;
+  }
+  *pem = text.str();
+  return true;
+}
 
 Status RestoreState(Switch& sw, const std::string& path) {
   if (access(path.c_str(), F_OK) != 0) return Status::Ok();
@@ -102,8 +125,25 @@ int Serve(const Options& options, const EalInfo& eal, const std::vector<Command>
   struct ev_loop* loop = ev_default_loop(EVFLAG_AUTO);
   // RPC calls arrive on the RPC thread and run here, on this loop, through the queue.
   ControlQueue queue(loop);
+  // The cluster's policies: its last snapshot is applied before the workers start.
+  std::unique_ptr<ClusterGlue> cluster;
+  if (!options.etcd.empty()) {
+    cluster::AgentOptions agent;
+    agent.etcd.endpoints = options.etcd;
+    agent.host = options.host;
+    agent.snapshot_path = options.cluster_snapshot;
+    for (auto [path, pem] : {std::pair{&options.etcd_cert, &agent.etcd.cert_pem},
+                             std::pair{&options.etcd_key, &agent.etcd.key_pem},
+                             std::pair{&options.etcd_ca, &agent.etcd.ca_pem}}) {
+      if (!path->empty() && !ReadPem(*path, pem)) return 1;
+    }
+    cluster = std::make_unique<ClusterGlue>(sw.get(), &queue);
+    if (Status s = cluster->Start(std::move(agent)); !s.ok()) return Fail("cluster: " + s.message());
+  }
   std::unique_ptr<rpc::RpcServer> rpc;
-  if (Status s = rpc::RpcServer::Start(options.socket, tls, sw.get(), &queue, &rpc); !s.ok()) {
+  if (Status s = rpc::RpcServer::Start(options.socket, tls, sw.get(), &queue,
+                                       cluster ? cluster->agent() : nullptr, &rpc);
+      !s.ok()) {
     return Fail("control socket: " + s.message());
   }
   if (Status s = sw->Start(); !s.ok()) return Fail(s.message());
@@ -115,7 +155,8 @@ int Serve(const Options& options, const EalInfo& eal, const std::vector<Command>
   ev_signal_start(loop, &sigterm);
   ev_timer tick;
   ev_timer_init(&tick, OnTick, 0.02, 0.02);  // MAC learning waits for it
-  tick.data = sw.get();
+  Ticked ticked{sw.get(), cluster.get()};
+  tick.data = &ticked;
   ev_timer_start(loop, &tick);
 
   Log(LogLevel::kInfo, "instance %s ready: control socket %s%s%s, %zu worker(s) on CPUs %s, %s",
@@ -129,6 +170,7 @@ int Serve(const Options& options, const EalInfo& eal, const std::vector<Command>
       eal.hugepages ? "hugepages" : "no hugepages");
   ev_run(loop, 0);
   rpc.reset();  // stop serving calls before the switch goes
+  cluster.reset();
   SaveState(*sw, options.state_file);
   ev_timer_stop(loop, &tick);
   ev_signal_stop(loop, &sigint);
@@ -157,7 +199,9 @@ int Main(int argc, char** argv) {
     std::fprintf(stderr, "palisaded: control socket: %s\n", s.message().c_str());
     return 1;
   }
-  for (const std::string& path : {options.socket, options.state_file}) {
+  std::vector<std::string> files = {options.socket, options.state_file};
+  if (!options.etcd.empty()) files.push_back(options.cluster_snapshot);
+  for (const std::string& path : files) {
     const std::filesystem::path dir = std::filesystem::path(path).parent_path();
     std::error_code ec;
     if (!dir.empty() && !std::filesystem::create_directories(dir, ec) && ec) {
@@ -171,14 +215,7 @@ int Main(int argc, char** argv) {
     for (auto [path, pem] : {std::pair{&options.tls_cert, &tls.cert_pem},
                              std::pair{&options.tls_key, &tls.key_pem},
                              std::pair{&options.tls_ca, &tls.ca_pem}}) {
-      std::ifstream in(*path);
-      std::stringstream text;
-      text << in.rdbuf();
-      if (!in || text.str().find("-----BEGIN") == std::string::npos) {
-        std::fprintf(stderr, "palisaded: %s: cannot read a PEM file\n", path->c_str());
-        return 1;
-      }
-      *pem = text.str();
+      if (!ReadPem(*path, pem)) return 1;
     }
   }
   FILE* log_file = nullptr;

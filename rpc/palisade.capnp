@@ -150,6 +150,21 @@ struct Migration {
   roundEntries @12 :UInt32;    # entries they carried
 }
 
+struct ClusterStatus {
+  enabled @0 :Bool;            # started with --etcd
+  connected @1 :Bool;          # watching etcd now
+  revision @2 :Int64;          # the cluster revision its view has
+  lastContactMillis @3 :Int64; # since etcd last answered (-1: never): how stale the view may be
+  error @4 :Text;              # the last failure, while not connected
+  relists @5 :UInt64;
+  reconnects @6 :UInt64;
+  updates @7 :UInt64;          # views handed to the switch
+  lease @8 :Int64;             # this host's lease
+  published @9 :UInt32;        # VMs this host publishes
+  host @10 :Text;
+  endpoints @11 :Text;
+}
+
 interface Palisade {
   # Ports.
   addPort @0 (spec :PortSpec) -> ();
@@ -216,4 +231,7 @@ interface Palisade {
 
   # Says who the caller is, for the connection list: kind cli, manager or switch, and a name.
   hello @26 (kind :Text, name :Text) -> ();
+
+  # This switch's connection to the cluster's store (palisaded --etcd).
+  clusterStatus @27 () -> (status :ClusterStatus);
 }

@@ -20,14 +20,15 @@ class IgnoreErrors : public kj::TaskSet::ErrorHandler {
 }  // namespace
 
 Status RpcServer::Start(const std::string& path, const TlsConfig* tls, Switch* sw,
-                        ControlQueue* queue, std::unique_ptr<RpcServer>* out) {
+                        ControlQueue* queue, const cluster::ClusterAgent* cluster,
+                        std::unique_ptr<RpcServer>* out) {
   if (Status s = ClaimSocketPath(path); !s.ok()) return s;
   std::unique_ptr<RpcServer> server(new RpcServer());
   server->path_ = path;
   std::promise<void> ready;
   auto started = ready.get_future();
-  server->thread_ = std::thread([srv = server.get(), path, tls, sw, queue, &ready]() mutable {
-    srv->Main(path, tls, sw, queue, &ready);
+  server->thread_ = std::thread([srv = server.get(), path, tls, sw, queue, cluster, &ready]() mutable {
+    srv->Main(path, tls, sw, queue, cluster, &ready);
   });
   started.wait();
   if (!server->error_.empty()) {
@@ -39,7 +40,7 @@ Status RpcServer::Start(const std::string& path, const TlsConfig* tls, Switch* s
 }
 
 void RpcServer::Main(std::string path, const TlsConfig* tls, Switch* sw, ControlQueue* queue,
-                     std::promise<void>* ready) {
+                     const cluster::ClusterAgent* cluster, std::promise<void>* ready) {
   kj::AsyncIoContext io = kj::setupAsyncIo();
   auto stop = kj::newPromiseAndCrossThreadFulfiller<void>();
   stop_ = kj::mv(stop.fulfiller);
@@ -74,7 +75,7 @@ void RpcServer::Main(std::string path, const TlsConfig* tls, Switch* sw, Control
   IgnoreErrors errors;
   kj::TaskSet tasks(errors);
   Bootstrap bootstrap = [&](std::shared_ptr<ConnectionRecord> record) -> capnp::Capability::Client {
-    return NewPalisadeService(sw, queue, &connections, &migrations, kj::mv(record));
+    return NewPalisadeService(sw, queue, &connections, &migrations, cluster, kj::mv(record));
   };
   auto serving = AcceptLoop(*listener, bootstrap, tasks, connections, "unix");
   if (tls_listener.get() != nullptr) {

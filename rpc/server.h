@@ -15,6 +15,7 @@
 
 #include <kj/async.h>
 
+#include "cluster/agent.h"
 #include "common/status.h"
 #include "rpc/tls.h"
 #include "vswitch/control_queue.h"
@@ -27,14 +28,16 @@ class RpcServer {
   // Listens on `path` (and on tls->listen when given) and serves until destroyed; `tls` (may be
   // null) also serves for dialing other switches. Fails when another process serves the path
   // or the TCP port cannot be bound.
+  // cluster: the cluster agent whose status the control plane shows (null without --etcd).
   static Status Start(const std::string& path, const TlsConfig* tls, Switch* sw,
-                      ControlQueue* queue, std::unique_ptr<RpcServer>* out);
+                      ControlQueue* queue, const cluster::ClusterAgent* cluster,
+                      std::unique_ptr<RpcServer>* out);
   ~RpcServer();
 
  private:
   RpcServer() = default;
   void Main(std::string path, const TlsConfig* tls, Switch* sw, ControlQueue* queue,
-            std::promise<void>* ready);
+            const cluster::ClusterAgent* cluster, std::promise<void>* ready);
 
   std::thread thread_;
   std::string path_;

@@ -13,8 +13,29 @@ class PalisadeImpl final : public Palisade::Server {
  public:
   // One per client connection: `self` is that connection's entry in the connection list.
   PalisadeImpl(Switch* sw, ControlQueue* queue, Connections* connections,
-               migration::MigrationService* migrations, std::shared_ptr<ConnectionRecord> self)
-      : sw_(sw), q_(queue), connections_(connections), migrations_(migrations), self_(kj::mv(self)) {}
+               migration::MigrationService* migrations, const cluster::ClusterAgent* cluster,
+               std::shared_ptr<ConnectionRecord> self)
+      : sw_(sw), q_(queue), connections_(connections), migrations_(migrations), cluster_(cluster),
+        self_(kj::mv(self)) {}
+
+  kj::Promise<void> clusterStatus(ClusterStatusContext context) override {
+    auto b = context.getResults().initStatus();
+    if (cluster_ == nullptr) return kj::READY_NOW;
+    const cluster::AgentStatus s = cluster_->status();
+    b.setEnabled(true);
+    b.setConnected(s.connected);
+    b.setRevision(s.revision);
+    b.setLastContactMillis(s.last_contact_ms_ago);
+    b.setError(s.error);
+    b.setRelists(s.relists);
+    b.setReconnects(s.reconnects);
+    b.setUpdates(s.updates);
+    b.setLease(s.lease);
+    b.setPublished(static_cast<uint32_t>(s.published));
+    b.setHost(cluster_->host());
+    b.setEndpoints(cluster_->endpoints());
+    return kj::READY_NOW;
+  }
 
   kj::Promise<void> addPort(AddPortContext context) override {
     palisade::PortSpec spec;
@@ -355,6 +376,7 @@ class PalisadeImpl final : public Palisade::Server {
   ControlQueue* q_;
   Connections* connections_;
   migration::MigrationService* migrations_;
+  const cluster::ClusterAgent* cluster_;
   std::shared_ptr<ConnectionRecord> self_;
 };
 
@@ -363,8 +385,9 @@ class PalisadeImpl final : public Palisade::Server {
 kj::Own<Palisade::Server> NewPalisadeService(Switch* sw, ControlQueue* queue,
                                             Connections* connections,
                                             migration::MigrationService* migrations,
+                                            const cluster::ClusterAgent* cluster,
                                             std::shared_ptr<ConnectionRecord> self) {
-  return kj::heap<PalisadeImpl>(sw, queue, connections, migrations, kj::mv(self));
+  return kj::heap<PalisadeImpl>(sw, queue, connections, migrations, cluster, kj::mv(self));
 }
 
 }  // namespace palisade::rpc

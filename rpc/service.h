@@ -7,6 +7,7 @@
 
 #include <memory>
 
+#include "cluster/agent.h"
 #include "migration/migration_service.h"
 #include "rpc/palisade.capnp.h"
 #include "rpc/transport.h"
@@ -16,9 +17,11 @@
 namespace palisade::rpc {
 
 // `self` is the connection's entry in `connections`, which hello() fills in.
+// cluster: the cluster agent (thread-safe status; null without --etcd).
 kj::Own<Palisade::Server> NewPalisadeService(Switch* sw, ControlQueue* queue,
                                             Connections* connections,
                                             migration::MigrationService* migrations,
+                                            const cluster::ClusterAgent* cluster,
                                             std::shared_ptr<ConnectionRecord> self);
 
 }  // namespace palisade::rpc

@@ -25,6 +25,10 @@ class ControlQueue {
   explicit ControlQueue(struct ev_loop* loop);
   ~ControlQueue();
 
+  // Runs fn on the control thread, from any thread; nothing comes back (threads without a kj
+  // loop, such as the cluster agent's, hand their results over this way).
+  void Post(kj::Function<void()> fn) { Push(kj::mv(fn)); }
+
   template <typename T>
   kj::Promise<T> Run(kj::Function<T()> fn) {
     auto paf = kj::newPromiseAndCrossThreadFulfiller<T>();

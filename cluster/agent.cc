@@ -1,0 +1,416 @@
+#include "cluster/agent.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <random>
+
+#include <capnp/compat/json.h>
+#include <capnp/message.h>
+#include <capnp/serialize-packed.h>
+#include <kj/io.h>
+
+#include "cluster/intent.capnp.h"
+#include "cluster/keys.h"
+#include "common/kj_errors.h"
+#include "common/utc_time.h"
+
+namespace palisade::cluster {
+namespace {
+
+constexpr auto kBackoffMin = std::chrono::milliseconds(250);
+constexpr auto kBackoffMax = std::chrono::milliseconds(8000);
+
+}  // namespace
+
+ClusterAgent::ClusterAgent(AgentOptions options, OnUpdate on_update)
+    : options_(std::move(options)), on_update_(std::move(on_update)) {}
+
+Status ClusterAgent::Start(AgentOptions options, OnUpdate on_update, std::unique_ptr<ClusterAgent>* out) {
+  if (!ValidName(options.host)) {
+    return Status::Invalid("'" + options.host + "' is not a host name (letters, digits, . _ -)");
+  }
+  if (options.lease_ttl_s < 2) return Status::Invalid("the host lease must last at least 2 s");
+  std::unique_ptr<ClusterAgent> agent(new ClusterAgent(std::move(options), std::move(on_update)));
+  if (Status s = EtcdClient::Connect(agent->options_.etcd, &agent->etcd_); !s.ok()) return s;
+  if (!agent->options_.snapshot_path.empty() && access(agent->options_.snapshot_path.c_str(), F_OK) == 0) {
+    if (Status s = agent->LoadSnapshot(); !s.ok()) return s;
+    agent->Emit(/*from_snapshot=*/true);
+  }
+  agent->watch_thread_ = std::thread([a = agent.get()] { a->WatchLoop(); });
+  agent->publish_thread_ = std::thread([a = agent.get()] { a->PublishLoop(); });
+  *out = std::move(agent);
+  return Status::Ok();
+}
+
+ClusterAgent::~ClusterAgent() {
+  {
+    std::lock_guard lock(mu_);
+    stop_ = true;
+    if (watch_) watch_->Cancel();
+    if (keepalive_) keepalive_->Cancel();
+  }
+  cv_.notify_all();
+  if (watch_thread_.joinable()) watch_thread_.join();
+  if (publish_thread_.joinable()) publish_thread_.join();
+  SaveSnapshot(/*force=*/true);
+}
+
+void ClusterAgent::Publish(std::vector<EndpointInfo> local) {
+  bool vms_changed;
+  {
+    std::lock_guard lock(mu_);
+    auto names = [](const std::vector<EndpointInfo>& v) {
+      std::vector<std::string> n;
+      for (const EndpointInfo& e : v) n.push_back(e.vm);
+      return n;
+    };
+    if (local == local_) return;
+    vms_changed = names(local) != names(local_);
+    local_ = std::move(local);
+    local_changed_ = true;
+  }
+  cv_.notify_all();
+  if (vms_changed) Emit(/*from_snapshot=*/false);  // a VM new here needs its rules at once
+}
+
+AgentStatus ClusterAgent::status() const {
+  std::lock_guard lock(mu_);
+  AgentStatus s = status_;
+  if (last_contact_ != std::chrono::steady_clock::time_point{}) {
+    s.last_contact_ms_ago = std::chrono::duration_cast<std::chrono::milliseconds>(
+                                std::chrono::steady_clock::now() - last_contact_).count();
+  }
+  return s;
+}
+
+bool ClusterAgent::Wait(std::chrono::milliseconds d) {
+  std::unique_lock lock(mu_);
+  cv_.wait_for(lock, d, [this] { return stop_; });
+  return !stop_;
+}
+
+std::chrono::milliseconds ClusterAgent::Backoff(int attempt) {
+  thread_local std::mt19937 rng{std::random_device{}()};
+  auto base = kBackoffMin * (1 << std::min(attempt, 5));
+  if (base > kBackoffMax) base = kBackoffMax;
+  std::uniform_real_distribution<double> jitter(0.5, 1.5);
+  return std::chrono::milliseconds(static_cast<int64_t>(static_cast<double>(base.count()) * jitter(rng)));
+}
+
+void ClusterAgent::Contact() {
+  std::lock_guard lock(mu_);
+  last_contact_ = std::chrono::steady_clock::now();
+  status_.connected = true;
+  status_.error.clear();
+}
+
+void ClusterAgent::Fail(const Status& s) {
+  std::lock_guard lock(mu_);
+  status_.connected = false;
+  status_.error = s.message();
+}
+
+void ClusterAgent::WatchLoop() {
+  int attempt = 0;
+  for (;;) {
+    bool listed = false;
+    Status s = Status::Ok();
+    {
+      // ListAndWatch returns when the watch ends; `listed` tells the backoff to start over.
+      std::vector<KeyValue> kvs;
+      int64_t revision = 0;
+      s = etcd_->Range(kWatchBegin, kWatchEnd, &kvs, &revision);
+      if (s.ok()) {
+        listed = true;
+        Contact();
+        {
+          std::lock_guard lock(view_mu_);
+          // Replace the cache: what etcd no longer has (deletes missed while away) goes too.
+          ClusterView fresh;
+          kvs_.clear();
+          for (const KeyValue& kv : kvs) {
+            (void)fresh.Put(kv.key, kv.value);  // an unreadable value counts as absent
+            kvs_[kv.key] = kv.value;
+          }
+          fresh.set_revision(revision);
+          view_ = std::move(fresh);
+        }
+        {
+          std::lock_guard lock(mu_);
+          status_.relists++;
+          status_.revision = revision;
+        }
+        Emit(false);
+        SaveSnapshot(true);
+        s = Watch(revision + 1);
+      }
+    }
+    {
+      std::lock_guard lock(mu_);
+      if (stop_) return;
+    }
+    const bool compacted = s.message().find("compacted") != std::string::npos;
+    Fail(s);
+    {
+      std::lock_guard lock(mu_);
+      status_.reconnects++;
+    }
+    if (listed) attempt = 0;
+    if (compacted) continue;  // relist at once, at a fixed revision
+    if (!Wait(Backoff(attempt++))) return;
+  }
+}
+
+Status ClusterAgent::Watch(int64_t from) {
+  std::unique_ptr<EtcdClient::Watch> w;
+  if (Status s = etcd_->StartWatch(kWatchBegin, kWatchEnd, from, &w); !s.ok()) return s;
+  EtcdClient::Watch* watch = w.get();
+  {
+    std::lock_guard lock(mu_);
+    if (stop_) return Status::Unavailable("stopping");
+    watch_ = std::move(w);
+  }
+  Status result = Status::Ok();
+  for (;;) {
+    WatchBatch b;
+    if (Status s = watch->Next(&b); !s.ok()) {
+      result = s;
+      break;
+    }
+    Contact();
+    if (b.canceled) {
+      result = b.compact_revision > 0
+                   ? Status::Unavailable("the watch's start revision was compacted (now " +
+                                         std::to_string(b.compact_revision) + "): relisting")
+                   : Status::Unavailable("etcd canceled the watch: " + b.cancel_reason);
+      break;
+    }
+    int64_t revision = 0;
+    {
+      std::lock_guard lock(view_mu_);
+      for (const WatchEvent& e : b.events) {
+        if (e.deleted) {
+          view_.Delete(e.kv.key);
+          kvs_.erase(e.kv.key);
+        } else {
+          (void)view_.Put(e.kv.key, e.kv.value);
+          kvs_[e.kv.key] = e.kv.value;
+        }
+        revision = std::max(revision, e.kv.mod_revision);
+      }
+      if (b.events.empty()) revision = b.revision;  // progress: nothing changed up to here
+      if (revision > view_.revision()) view_.set_revision(revision);
+      revision = view_.revision();
+    }
+    {
+      std::lock_guard lock(mu_);
+      status_.revision = revision;
+    }
+    if (!b.events.empty()) {
+      Emit(false);
+      SaveSnapshot(false);
+    }
+  }
+  std::lock_guard lock(mu_);
+  watch_.reset();
+  return result;
+}
+
+void ClusterAgent::Emit(bool from_snapshot) {
+  std::vector<std::string> local;
+  {
+    std::lock_guard lock(mu_);
+    for (const EndpointInfo& e : local_) local.push_back(e.vm);
+  }
+  auto u = std::make_shared<ClusterUpdate>();
+  u->from_snapshot = from_snapshot;
+  {
+    std::lock_guard lock(view_mu_);
+    u->revision = view_.revision();
+    for (const std::string& vm : local) {
+      std::string text;
+      if (Status s = view_.Render(vm, &text); !s.ok()) {
+        u->errors[vm] = s.message();
+      } else {
+        u->rules[vm] = std::move(text);
+      }
+    }
+    u->vm_addresses = view_.AllVmAddresses();
+    u->group_addresses = view_.AllGroupAddresses();
+  }
+  {
+    std::lock_guard lock(mu_);
+    status_.updates++;
+  }
+  on_update_(std::move(u));
+}
+
+void ClusterAgent::PublishLoop() {
+  int attempt = 0;
+  for (;;) {
+    int64_t lease = 0;
+    Status s = PublishOnce(&lease);
+    {
+      std::lock_guard lock(mu_);
+      if (stop_) return;
+    }
+    if (s.message().find("expired") != std::string::npos) {
+      attempt = 0;
+      continue;  // the lease is gone: a new one, and every key written again, at once
+    }
+    if (!Wait(Backoff(attempt++))) return;
+  }
+}
+
+// One lease's life: grant, write the host's keys, then renew and follow local changes until
+// something fails.
+Status ClusterAgent::PublishOnce(int64_t* lease) {
+  if (Status s = etcd_->LeaseGrant(options_.lease_ttl_s, lease); !s.ok()) return s;
+  std::map<std::string, EndpointInfo> published;  // key -> what etcd has
+  uint64_t generation = 0;
+  const std::string started = UtcNowText();
+  auto sync = [&]() -> Status {
+    std::vector<EndpointInfo> local;
+    {
+      std::lock_guard lock(mu_);
+      local = local_;
+      local_changed_ = false;
+    }
+    std::map<std::string, EndpointInfo> want;
+    for (EndpointInfo& e : local) {
+      e.host = options_.host;
+      want[EndpointKey(e.vm, options_.host)] = e;
+    }
+    for (auto& [key, e] : want) {
+      auto old = published.find(key);
+      if (old != published.end() && old->second.addresses == e.addresses && old->second.macs == e.macs &&
+          old->second.state == e.state) {
+        e.generation = old->second.generation;
+        continue;
+      }
+      e.generation = ++generation;
+      if (Status s = etcd_->Put(key, EncodeEndpoint(e), *lease); !s.ok()) return s;
+    }
+    for (const auto& [key, e] : published) {
+      if (!want.count(key)) {
+        if (Status s = etcd_->Delete(key); !s.ok()) return s;
+      }
+    }
+    published = std::move(want);
+    capnp::MallocMessageBuilder m;
+    auto host = m.initRoot<HostStatus>();
+    host.setStarted(started);
+    host.setVms(static_cast<uint32_t>(published.size()));
+    {
+      std::lock_guard lock(mu_);
+      host.setRevision(status_.revision);
+      status_.lease = *lease;
+      status_.published = published.size();
+    }
+    capnp::JsonCodec codec;
+    return etcd_->Put(std::string(kHosts) + options_.host, std::string(codec.encode(host.asReader()).cStr()), *lease);
+  };
+  if (Status s = sync(); !s.ok()) return s;
+  std::unique_ptr<EtcdClient::KeepAlive> k;
+  if (Status s = etcd_->StartKeepAlive(*lease, &k); !s.ok()) return s;
+  EtcdClient::KeepAlive* keepalive = k.get();
+  {
+    std::lock_guard lock(mu_);
+    if (stop_) return Status::Unavailable("stopping");
+    keepalive_ = std::move(k);
+  }
+  auto done = [this](Status s) {
+    std::lock_guard lock(mu_);
+    keepalive_.reset();
+    return s;
+  };
+  const auto period = std::chrono::milliseconds(options_.lease_ttl_s * 1000 / 3);
+  auto next_renew = std::chrono::steady_clock::now();
+  for (;;) {
+    {
+      std::unique_lock lock(mu_);
+      cv_.wait_until(lock, next_renew, [this] { return stop_ || local_changed_; });
+      if (stop_) break;
+    }
+    if (std::chrono::steady_clock::now() >= next_renew) {
+      int64_t ttl = 0;
+      if (Status s = keepalive->Renew(&ttl); !s.ok()) return done(s);
+      if (ttl <= 0) return done(Status::Unavailable("the host's lease expired"));
+      next_renew = std::chrono::steady_clock::now() + period;
+    }
+    bool changed;
+    {
+      std::lock_guard lock(mu_);
+      changed = local_changed_;
+    }
+    if (changed) {
+      if (Status s = sync(); !s.ok()) return done(s);
+    }
+  }
+  return done(Status::Unavailable("stopping"));
+}
+
+void ClusterAgent::SaveSnapshot(bool force) {
+  if (options_.snapshot_path.empty()) return;
+  const auto now = std::chrono::steady_clock::now();
+  std::lock_guard lock(view_mu_);
+  if (!force && now - last_save_ < std::chrono::seconds(1)) return;
+  last_save_ = now;
+  capnp::MallocMessageBuilder m;
+  auto snap = m.initRoot<Snapshot>();
+  snap.setRevision(view_.revision());
+  auto keys = snap.initKeys(static_cast<unsigned>(kvs_.size()));
+  auto values = snap.initValues(static_cast<unsigned>(kvs_.size()));
+  unsigned i = 0;
+  for (const auto& [k, v] : kvs_) {
+    keys.set(i, k);
+    values.set(i++, v);
+  }
+  const std::string tmp = options_.snapshot_path + ".tmp";
+  const int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) return;
+  KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() { capnp::writePackedMessageToFd(fd, m); })) {
+    (void)e;
+    close(fd);
+    unlink(tmp.c_str());
+    return;
+  }
+  fsync(fd);
+  close(fd);
+  std::rename(tmp.c_str(), options_.snapshot_path.c_str());
+}
+
+Status ClusterAgent::LoadSnapshot() {
+  const int fd = open(options_.snapshot_path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return Status::Invalid("cannot read the cluster snapshot " + options_.snapshot_path);
+  Status result = Status::Ok();
+  KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() {
+    capnp::ReaderOptions o;
+    o.traversalLimitInWords = uint64_t{1} << 30;
+    capnp::PackedFdMessageReader reader(fd, o);
+    auto snap = reader.getRoot<Snapshot>();
+    if (snap.getKeys().size() != snap.getValues().size()) {
+      result = Status::Invalid("keys and values differ in number");
+      return;
+    }
+    std::lock_guard lock(view_mu_);
+    for (unsigned i = 0; i < snap.getKeys().size(); i++) {
+      const std::string k = Str(snap.getKeys()[i]), v = Str(snap.getValues()[i]);
+      (void)view_.Put(k, v);
+      kvs_[k] = v;
+    }
+    view_.set_revision(snap.getRevision());
+  })) {
+    result = Status::Invalid(std::string(e->getDescription().cStr()));
+  }
+  close(fd);
+  if (!result.ok()) {
+    return Status::Invalid("the cluster snapshot " + options_.snapshot_path +
+                           " cannot be read (move it away to start without it): " + result.message());
+  }
+  return Status::Ok();
+}
+
+}  // namespace palisade::cluster

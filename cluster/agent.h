@@ -1,0 +1,120 @@
+// ClusterAgent: one switch's member of the cluster. On its own threads it keeps a ClusterView
+// of etcd current and publishes this host's VMs, and hands each new state to the switch as a
+// ClusterUpdate (whole revisions only: a transaction is never seen half-applied).
+//
+// Watching: list the watched range, then watch from the list's revision + 1. A broken
+// connection is retried with exponential backoff and jitter (0.25 s doubling to 8 s, each wait
+// 50-150% of that), never a relist storm; a watch whose start revision was compacted away
+// relists at a fixed revision and replaces the cache, deletes included. gRPC keepalive pings
+// notice a half-open connection within a few seconds. Meanwhile the switch keeps enforcing
+// what it has, and status() says since when etcd has not answered.
+//
+// Publishing: a lease of `lease_ttl_s` for this host, renewed every third of it; the host's
+// status and one endpoint key per local VM under it. A lease found expired (etcd forgot the
+// host, or an outage outlasted it) is granted anew and every key written again at once.
+//
+// Snapshot: the last view is saved (atomically) to `snapshot_path` at most once a second; a
+// start reads it back before anything else, so a switch restarted during an outage enforces
+// the last policy it had before it forwards a packet.
+//
+// Thread-safety: Publish() and status() from any thread; the update callback runs on the
+// agent's watch thread (hand its work to the switch's own loop).
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "cluster/etcd_client.h"
+#include "cluster/view.h"
+#include "common/status.h"
+
+namespace palisade::cluster {
+
+struct AgentOptions {
+  EtcdOptions etcd;
+  std::string host;
+  int64_t lease_ttl_s = 10;
+  std::string snapshot_path;  // empty: none
+};
+
+// What the switch applies: the rules of its VMs and everyone's addresses at one revision.
+struct ClusterUpdate {
+  int64_t revision = 0;
+  bool from_snapshot = false;                   // read from disk, etcd not reached yet
+  std::map<std::string, std::string> rules;     // local VM -> rule file text ("" : no policy)
+  std::map<std::string, std::string> errors;    // local VM -> why its policies do not merge
+  std::map<std::string, std::vector<fw::IpAddr>> vm_addresses;
+  std::map<std::string, std::vector<fw::IpPrefix>> group_addresses;
+};
+
+struct AgentStatus {
+  bool connected = false;
+  int64_t revision = 0;
+  int64_t last_contact_ms_ago = -1;  // -1: never
+  std::string error;                 // the last failure, while not connected
+  uint64_t relists = 0, reconnects = 0, updates = 0;
+  int64_t lease = 0;
+  size_t published = 0;
+};
+
+class ClusterAgent {
+ public:
+  using OnUpdate = std::function<void(std::shared_ptr<const ClusterUpdate>)>;
+
+  // Reads the snapshot (calling on_update with it before returning, when there is one), then
+  // starts the threads. Fails only for bad options or an unreadable snapshot.
+  static Status Start(AgentOptions options, OnUpdate on_update, std::unique_ptr<ClusterAgent>* out);
+  ~ClusterAgent();  // stops the threads; the host's keys expire with its lease
+
+  // The VMs this host runs now (replacing what was published before).
+  void Publish(std::vector<EndpointInfo> local);
+  AgentStatus status() const;
+  const std::string& host() const { return options_.host; }
+  const std::string& endpoints() const { return options_.etcd.endpoints; }
+
+ private:
+  explicit ClusterAgent(AgentOptions options, OnUpdate on_update);
+  void WatchLoop();
+  void PublishLoop();
+  Status Watch(int64_t from);  // until the watch ends
+  Status PublishOnce(int64_t* lease);
+  void Emit(bool from_snapshot);
+  void SaveSnapshot(bool force);
+  Status LoadSnapshot();
+  bool Wait(std::chrono::milliseconds d);  // false once stopping
+  std::chrono::milliseconds Backoff(int attempt);
+  void Contact();
+  void Fail(const Status& s);
+
+  AgentOptions options_;
+  OnUpdate on_update_;
+  std::unique_ptr<EtcdClient> etcd_;
+
+  // Changed on the watch thread, read by Emit on whichever thread publishes:
+  std::mutex view_mu_;
+  ClusterView view_;                        // guarded by view_mu_
+  std::map<std::string, std::string> kvs_;  // guarded by view_mu_: the watched range, for the snapshot
+  std::chrono::steady_clock::time_point last_save_{};  // guarded by view_mu_
+
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  bool stop_ = false;
+  std::unique_ptr<EtcdClient::Watch> watch_;          // guarded by mu_ (for Cancel)
+  std::unique_ptr<EtcdClient::KeepAlive> keepalive_;  // guarded by mu_ (for Cancel)
+  std::vector<EndpointInfo> local_;                   // guarded by mu_
+  bool local_changed_ = false;                        // guarded by mu_
+  AgentStatus status_;                                // guarded by mu_
+  std::chrono::steady_clock::time_point last_contact_{};  // guarded by mu_
+
+  std::thread watch_thread_, publish_thread_;
+};
+
+}  // namespace palisade::cluster

@@ -1,0 +1,48 @@
+// ClusterGlue: palisaded's side of the cluster (cluster/agent.h). Each update from the agent
+// (on the agent's thread) is posted to the control thread, where it sets the cluster's VM and
+// group addresses on the switch and gives every local port whose VM the cluster's policies
+// apply to its rendered rule file (attaching the stateful firewall to slot 2 where none is).
+// A VM whose policies do not merge keeps the rules it had, and the log says why. The control
+// tick publishes this host's VMs (addresses bound and learned; `incoming` while a port is still
+// arriving by live migration).
+//
+// Thread-safety: Start, Tick and the destructor on the control thread; status() anywhere.
+#pragma once
+
+#include <atomic>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "cluster/agent.h"
+#include "vswitch/control_queue.h"
+#include "vswitch/switch.h"
+
+namespace palisade {
+
+class ClusterGlue {
+ public:
+  ClusterGlue(Switch* sw, ControlQueue* queue) : sw_(sw), queue_(queue) {}
+  ~ClusterGlue();
+
+  // Starts the agent; a snapshot on disk is applied before this returns (before the workers
+  // forward anything).
+  Status Start(cluster::AgentOptions options);
+  void Tick();
+  const cluster::ClusterAgent* agent() const { return agent_.get(); }
+
+ private:
+  void Apply(const cluster::ClusterUpdate& u);
+
+  Switch* sw_;
+  ControlQueue* queue_;
+  std::unique_ptr<cluster::ClusterAgent> agent_;
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);  // posted jobs check it
+  // While ClusterAgent::Start runs (before its threads exist), its update is the snapshot.
+  std::atomic<bool> starting_{false};
+  std::shared_ptr<const cluster::ClusterUpdate> snapshot_;
+  std::map<std::string, std::string> applied_;  // port -> the rule text it has from the cluster
+  std::map<std::string, std::string> reported_;  // VM -> the merge error last logged
+};
+
+}  // namespace palisade
