@@ -6,6 +6,7 @@
 #include <map>
 #include <memory>
 #include <sstream>
+#include <thread>
 
 #include "cluster/keys.h"
 #include "cluster/view.h"
@@ -26,6 +27,18 @@ struct Failed {
 
 void Check(const Status& s) {
   if (!s.ok()) throw Failed{s.message()};
+}
+
+// etcd answers "unavailable" for a moment while its members elect a leader: a command tries a
+// few times over two seconds before it gives up.
+template <typename F>
+Status Retried(F call) {
+  Status s = call();
+  for (int i = 0; i < 4 && s.code() == StatusCode::kUnavailable; i++) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    s = call();
+  }
+  return s;
 }
 
 std::string ReadText(const std::string& path) {
@@ -67,7 +80,7 @@ class Cluster {
   // The intent now, with each key's mod revision.
   void Load() {
     std::vector<cluster::KeyValue> kvs;
-    Check(etcd_->Range(cluster::kWatchBegin, cluster::kWatchEnd, &kvs, &revision_));
+    Check(Retried([&] { return etcd_->Range(cluster::kWatchBegin, cluster::kWatchEnd, &kvs, &revision_); }));
     for (const cluster::KeyValue& kv : kvs) {
       mods_[kv.key] = kv.mod_revision;
       if (Status s = view_.Put(kv.key, kv.value); !s.ok()) unreadable_.push_back(s.message());
@@ -113,7 +126,7 @@ class Cluster {
           if (name != p.name) expect.push_back({std::string(cluster::kPolicies) + name, Mod(std::string(cluster::kPolicies) + name)});
         }
         bool applied = false;
-        Check(etcd_->Txn(expect, {{key, cluster::EncodePolicy(p)}}, {}, &applied));
+        Check(Retried([&] { return etcd_->Txn(expect, {{key, cluster::EncodePolicy(p)}}, {}, &applied); }));
         if (applied) break;
         if (attempt == 2) throw Failed{"the policies kept changing while this one was checked; try again"};
         view_ = cluster::ClusterView{};
@@ -158,7 +171,7 @@ class Cluster {
         if (Status s = cluster::ValidMember(args[i]); !s.ok()) throw Usage{s.message()};
         g.members.push_back(args[i]);
       }
-      Check(etcd_->Put(std::string(cluster::kGroups) + g.name, cluster::EncodeGroup(g)));
+      Check(Retried([&] { return etcd_->Put(std::string(cluster::kGroups) + g.name, cluster::EncodeGroup(g)); }));
       Say("group " + g.name + ": " + (g.members.empty() ? std::string("no members") : Join(g.members, " ")));
       return kOk;
     }
@@ -198,7 +211,7 @@ class Cluster {
         if (eq + 1 == args[i].size()) labels.erase(args[i].substr(0, eq));
         else labels[args[i].substr(0, eq)] = args[i].substr(eq + 1);
       }
-      Check(etcd_->Put(std::string(cluster::kLabels) + vm, cluster::EncodeLabels(labels)));
+      Check(Retried([&] { return etcd_->Put(std::string(cluster::kLabels) + vm, cluster::EncodeLabels(labels)); }));
       std::string text;
       for (const auto& [k, v] : labels) text += " " + k + "=" + v;
       Say("vm " + vm + ":" + (text.empty() ? " no labels" : text));
@@ -236,7 +249,7 @@ class Cluster {
   }
   int Delete(const std::string& prefix, const std::string& name, const char* what) {
     int64_t deleted = 0;
-    Check(etcd_->Delete(prefix + name, {}, &deleted));
+    Check(Retried([&] { return etcd_->Delete(prefix + name, {}, &deleted); }));
     if (deleted == 0) throw Failed{std::string("no ") + what + " '" + name + "'"};
     Say(std::string(what) + " " + name + " deleted");
     return kOk;

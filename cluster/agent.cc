@@ -33,7 +33,8 @@ Status ClusterAgent::Start(AgentOptions options, OnUpdate on_update, std::unique
   }
   if (options.lease_ttl_s < 2) return Status::Invalid("the host lease must last at least 2 s");
   std::unique_ptr<ClusterAgent> agent(new ClusterAgent(std::move(options), std::move(on_update)));
-  if (Status s = EtcdClient::Connect(agent->options_.etcd, &agent->etcd_); !s.ok()) return s;
+  std::unique_ptr<EtcdClient> check;  // the endpoints are usable
+  if (Status s = EtcdClient::Connect(agent->options_.etcd, &check); !s.ok()) return s;
   if (!agent->options_.snapshot_path.empty() && access(agent->options_.snapshot_path.c_str(), F_OK) == 0) {
     if (Status s = agent->LoadSnapshot(); !s.ok()) return s;
     agent->Emit(/*from_snapshot=*/true);
@@ -112,6 +113,11 @@ void ClusterAgent::Fail(const Status& s) {
   status_.error = s.message();
 }
 
+Status ClusterAgent::Fresh(std::unique_ptr<EtcdClient>* client) {
+  client->reset();
+  return EtcdClient::Connect(options_.etcd, client);
+}
+
 void ClusterAgent::WatchLoop() {
   int attempt = 0;
   for (;;) {
@@ -121,7 +127,8 @@ void ClusterAgent::WatchLoop() {
       // ListAndWatch returns when the watch ends; `listed` tells the backoff to start over.
       std::vector<KeyValue> kvs;
       int64_t revision = 0;
-      s = etcd_->Range(kWatchBegin, kWatchEnd, &kvs, &revision);
+      s = Fresh(&watch_etcd_);
+      if (s.ok()) s = watch_etcd_->Range(kWatchBegin, kWatchEnd, &kvs, &revision);
       if (s.ok()) {
         listed = true;
         Contact();
@@ -165,7 +172,7 @@ void ClusterAgent::WatchLoop() {
 
 Status ClusterAgent::Watch(int64_t from) {
   std::unique_ptr<EtcdClient::Watch> w;
-  if (Status s = etcd_->StartWatch(kWatchBegin, kWatchEnd, from, &w); !s.ok()) return s;
+  if (Status s = watch_etcd_->StartWatch(kWatchBegin, kWatchEnd, from, &w); !s.ok()) return s;
   EtcdClient::Watch* watch = w.get();
   {
     std::lock_guard lock(mu_);
@@ -267,7 +274,9 @@ void ClusterAgent::PublishLoop() {
 // One lease's life: grant, write the host's keys, then renew and follow local changes until
 // something fails.
 Status ClusterAgent::PublishOnce(int64_t* lease) {
-  if (Status s = etcd_->LeaseGrant(options_.lease_ttl_s, lease); !s.ok()) return s;
+  if (Status s = Fresh(&publish_etcd_); !s.ok()) return s;
+  EtcdClient* etcd = publish_etcd_.get();
+  if (Status s = etcd->LeaseGrant(options_.lease_ttl_s, lease); !s.ok()) return s;
   std::map<std::string, EndpointInfo> published;  // key -> what etcd has
   uint64_t generation = 0;
   const std::string started = UtcNowText();
@@ -291,11 +300,11 @@ Status ClusterAgent::PublishOnce(int64_t* lease) {
         continue;
       }
       e.generation = ++generation;
-      if (Status s = etcd_->Put(key, EncodeEndpoint(e), *lease); !s.ok()) return s;
+      if (Status s = etcd->Put(key, EncodeEndpoint(e), *lease); !s.ok()) return s;
     }
     for (const auto& [key, e] : published) {
       if (!want.count(key)) {
-        if (Status s = etcd_->Delete(key); !s.ok()) return s;
+        if (Status s = etcd->Delete(key); !s.ok()) return s;
       }
     }
     published = std::move(want);
@@ -310,11 +319,11 @@ Status ClusterAgent::PublishOnce(int64_t* lease) {
       status_.published = published.size();
     }
     capnp::JsonCodec codec;
-    return etcd_->Put(std::string(kHosts) + options_.host, std::string(codec.encode(host.asReader()).cStr()), *lease);
+    return etcd->Put(std::string(kHosts) + options_.host, std::string(codec.encode(host.asReader()).cStr()), *lease);
   };
   if (Status s = sync(); !s.ok()) return s;
   std::unique_ptr<EtcdClient::KeepAlive> k;
-  if (Status s = etcd_->StartKeepAlive(*lease, &k); !s.ok()) return s;
+  if (Status s = etcd->StartKeepAlive(*lease, &k); !s.ok()) return s;
   EtcdClient::KeepAlive* keepalive = k.get();
   {
     std::lock_guard lock(mu_);
@@ -338,6 +347,11 @@ Status ClusterAgent::PublishOnce(int64_t* lease) {
       int64_t ttl = 0;
       if (Status s = keepalive->Renew(&ttl); !s.ok()) return done(s);
       if (ttl <= 0) return done(Status::Unavailable("the host's lease expired"));
+      {
+        // etcd answers: the view is as fresh as the watch, which has said nothing new.
+        std::lock_guard lock(mu_);
+        last_contact_ = std::chrono::steady_clock::now();
+      }
       next_renew = std::chrono::steady_clock::now() + period;
     }
     bool changed;
@@ -402,6 +416,8 @@ Status ClusterAgent::LoadSnapshot() {
       kvs_[k] = v;
     }
     view_.set_revision(snap.getRevision());
+    std::lock_guard status_lock(mu_);
+    status_.revision = snap.getRevision();
   })) {
     result = Status::Invalid(std::string(e->getDescription().cStr()));
   }

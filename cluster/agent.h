@@ -85,6 +85,7 @@ class ClusterAgent {
   void WatchLoop();
   void PublishLoop();
   Status Watch(int64_t from);  // until the watch ends
+  Status Fresh(std::unique_ptr<EtcdClient>* client);  // a new channel
   Status PublishOnce(int64_t* lease);
   void Emit(bool from_snapshot);
   void SaveSnapshot(bool force);
@@ -96,7 +97,10 @@ class ClusterAgent {
 
   AgentOptions options_;
   OnUpdate on_update_;
-  std::unique_ptr<EtcdClient> etcd_;
+  // Each thread has its own channel, made afresh after a failure: a channel that never
+  // reached etcd (a start during an outage) was seen to stay down after etcd came back.
+  std::unique_ptr<EtcdClient> watch_etcd_;    // watch thread only
+  std::unique_ptr<EtcdClient> publish_etcd_;  // publish thread only
 
   // Changed on the watch thread, read by Emit on whichever thread publishes:
   std::mutex view_mu_;

@@ -66,6 +66,8 @@ const char* Usage() {
          "  --etcd-cert FILE, --etcd-key FILE, --etcd-ca FILE   TLS to etcd (PEM)\n"
          "  --cluster-snapshot FILE  the last cluster view, used at start when etcd cannot be\n"
          "                        reached (default: /var/lib/palisade/NAME.cluster)\n"
+         "  --cluster-lease SECONDS  how long this host's VMs stay published after it dies\n"
+         "                        (default: 10)\n"
          "  --help                show this help\n";
 }
 
@@ -100,7 +102,7 @@ Status ParseCpuList(const std::string& text, unsigned cpu_limit, std::vector<uns
 Status ParseOptions(int argc, char** argv, Options* out) {
   enum { kInstance = 1, kSocket, kStateFile, kTlsListen, kTlsCert, kTlsKey, kTlsCa, kCores,
          kHugepages, kMemory, kConfig, kLogDir, kEtcd, kHost, kEtcdCert, kEtcdKey, kEtcdCa,
-         kClusterSnapshot, kHelp };
+         kClusterSnapshot, kClusterLease, kHelp };
   static const option kLong[] = {
       {"instance", required_argument, nullptr, kInstance},
       {"socket", required_argument, nullptr, kSocket},
@@ -120,6 +122,7 @@ Status ParseOptions(int argc, char** argv, Options* out) {
       {"etcd-key", required_argument, nullptr, kEtcdKey},
       {"etcd-ca", required_argument, nullptr, kEtcdCa},
       {"cluster-snapshot", required_argument, nullptr, kClusterSnapshot},
+      {"cluster-lease", required_argument, nullptr, kClusterLease},
       {"help", no_argument, nullptr, kHelp},
       {nullptr, 0, nullptr, 0},
   };
@@ -167,6 +170,14 @@ Status ParseOptions(int argc, char** argv, Options* out) {
       case kEtcdKey: o.etcd_key = arg; break;
       case kEtcdCa: o.etcd_ca = arg; break;
       case kClusterSnapshot: o.cluster_snapshot = arg; break;
+      case kClusterLease: {
+        unsigned long s;
+        if (!ParseUnsigned(arg, 3600, &s) || s < 2) {
+          return Status::Invalid("--cluster-lease: '" + arg + "' is not a number of seconds from 2 to 3600");
+        }
+        o.cluster_lease_s = static_cast<unsigned>(s);
+        break;
+      }
       case kHelp:
       case 'h': o.help = true; break;
       case ':': return Status::Invalid(std::string(argv[optind - 1]) + " needs a value");

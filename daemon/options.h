@@ -26,6 +26,7 @@ struct Options {
   std::string etcd, host;                      // the cluster (both or neither)
   std::string etcd_cert, etcd_key, etcd_ca;    // PEM files for TLS to etcd
   std::string cluster_snapshot;                // default /var/lib/palisade/<instance>.cluster
+  unsigned cluster_lease_s = 10;
   bool help = false;
 };
 

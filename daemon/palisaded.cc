@@ -132,6 +132,7 @@ int Serve(const Options& options, const EalInfo& eal, const std::vector<Command>
     agent.etcd.endpoints = options.etcd;
     agent.host = options.host;
     agent.snapshot_path = options.cluster_snapshot;
+    agent.lease_ttl_s = options.cluster_lease_s;
     for (auto [path, pem] : {std::pair{&options.etcd_cert, &agent.etcd.cert_pem},
                              std::pair{&options.etcd_key, &agent.etcd.key_pem},
                              std::pair{&options.etcd_ca, &agent.etcd.ca_pem}}) {

@@ -1,0 +1,225 @@
+"""Policy for a cluster of hosts, kept in etcd: a real etcd cluster of three members on loopback
+and two palisaded hosts joined by uplinks on a veth pair, a namespace guest on each. web-01 runs
+on host 1, db-01 on host 2; db-01's policy admits TCP 5001 only from the group `web`, written
+once with palisadectl --etcd and enforced on host 2 with addresses host 1 publishes.
+
+The steps run in order, each on what the previous left: the cross-host group (connection
+admitted, refused after web-01 leaves the group), an address learned on host 1 reaching host 2's
+table, a member killed, all members stopped (verdicts unchanged, host 2 restarted from its
+snapshot during the outage), compaction while host 2 is cut off (a relist, deletes included),
+and host 1's death (its VM leaves the group when its lease expires)."""
+
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+import unittest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+from etcd import EtcdCluster  # noqa: E402
+from palisade_testlib import (PALISADECTL, Daemon, NamespaceGuests, Session, Workdir, del_link,  # noqa: E402
+                              echo_server, stop_process, veth, wait_for)
+
+WEB_IP, WEB_IP2, DB_IP = "10.18.0.1", "10.18.0.11", "10.18.0.2"
+DB_MAC = "02:00:00:00:21:01"
+
+DB_POLICY = """ruleset db {
+  rule 10 at 1 in protocol tcp from addrset web to any port 5001 accept;
+  rule 11 at 2 inout protocol any from any to any drop;
+}
+addrset web {
+group web,
+}
+"""
+WEB_POLICY = """ruleset web {
+  rule 20 at 1 out protocol any from any to any accept;
+  rule 21 at 2 in protocol any from any to any drop;
+}
+"""
+EXTRA_POLICY = """ruleset extra {
+  rule 30 at 1 in protocol tcp from any to any port 5003 accept;
+}
+"""
+
+
+class ClusterTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.work = Workdir("cluster")
+        cls.etcd = EtcdCluster(3, tag="cluster-etcd")
+        veth("pcl0", "pcl1")
+        cluster = ["--cluster-lease", "4"]
+        # The uplinks come from config files, so that a restart brings them back.
+        for n, iface in (("1", "pcl0"), ("2", "pcl1")):
+            with open(cls.work.join(f"h{n}.conf"), "w") as f:
+                f.write(f"port add uplink --uplink net_af_packet_c{n},iface={iface}\n")
+        cls.h1 = Daemon("clh1", cls.work.path, config=cls.work.join("h1.conf"),
+                        extra=["--etcd", cls.etcd.endpoints(), "--host", "host1",
+                               "--cluster-snapshot", cls.work.join("h1.cluster")] + cluster)
+        # Host 2 talks to member m2 only, so that stopping m2 cuts it off alone.
+        cls.h2 = Daemon("clh2", cls.work.path, config=cls.work.join("h2.conf"),
+                        extra=["--etcd", cls.etcd.endpoints(["m2"]), "--host", "host2",
+                               "--cluster-snapshot", cls.work.join("h2.cluster")] + cluster)
+        cls.h1.start()
+        cls.h2.start()
+        cls.h1.ctl(f"port add vm-web --vhost-user {cls.work.join('web.sock')} --vm web-01")
+        cls.h1.ctl("filter attach vm-web --slot 1 --agent swsec")  # learns web-01's addresses
+        cls.h2.ctl(f"port add vm-db --vhost-user {cls.work.join('db.sock')} --client --vm db-01 --mac {DB_MAC} --ip {DB_IP}")
+        cls.h2.ctl("filter attach vm-db --slot 1 --agent swsec")
+        cls.intent("group", "set", "web", "vm:web-01")
+        cls.apply("db-in", "vm:db-01", DB_POLICY)
+        cls.apply("web-out", "vm:web-01", WEB_POLICY)
+        cls.web = NamespaceGuests("pclw", [("web", cls.work.join("web.sock"), WEB_IP + "/24")])
+        started = {}  # host 2's guest owns its socket (client-mode port), so host 2 can restart
+        t = threading.Thread(target=lambda: started.setdefault("g", NamespaceGuests(
+            "pcld", [("db", cls.work.join("db.sock"), DB_IP + "/24")], vhost_server=True, mac_index=0x11)))
+        t.start()
+        t.join(60)
+        cls.db = started["g"]
+        for h in (cls.h1, cls.h2):
+            wait_for(lambda h=h: all(p["link"] for p in h.ctl("port list")["ports"]), 30)
+        cls.server = echo_server(cls.db["db"], 5001)
+        cls.session = None
+
+    @classmethod
+    def tearDownClass(cls):
+        if cls.session:
+            cls.session.close()
+        stop_process(cls.server)
+        cls.web.close()
+        cls.db.close()
+        for h in (cls.h1, cls.h2):
+            h.stop()
+        del_link("pcl0")
+        cls.etcd.close()
+        cls.work.remove()
+
+    @classmethod
+    def intent(cls, *args, members=None, stdin=None):
+        endpoints = cls.etcd.endpoints(members or [n for n in cls.etcd.names if n in cls.etcd.procs])
+        r = subprocess.run([PALISADECTL, "--etcd", endpoints] + list(args), capture_output=True, text=True,
+                           input=stdin, timeout=60)
+        if r.returncode != 0:
+            raise AssertionError(f"palisadectl {' '.join(args)}: {r.stderr.strip()}")
+        return r.stdout
+
+    @classmethod
+    def apply(cls, name, target, text, members=None):
+        return cls.intent("policy", "apply", name, "--applied-to", target, "-", stdin=text, members=members)
+
+    def addrsets(self, host):
+        return host.ctl("addrsets show vm-db")["text"] if host is self.h2 else ""
+
+    def rules(self):
+        return self.h2.ctl("rules show vm-db")["text"]
+
+    def status(self, host):
+        rc, out, err = host.cli("cluster", "status")
+        self.assertEqual(rc, 0, err)
+        return out
+
+    def connect(self, timeout=2):
+        s = Session(self.web["web"])
+        return s, s.do(f"connect {DB_IP} 5001 {timeout}")
+
+    def test_1_a_group_resolves_across_hosts(self):
+        rc, out, err = self.h2.cli("summarize-dvfilter")
+        self.assertIn("filter source: Cluster Policy (etcd revision", out)
+        # web-01's address is learned on host 1 (its first ARP), published, and reaches host 2.
+        self.web["web"].run("ping", "-c", "1", "-W", "1", DB_IP, check=False)
+        wait_for(lambda: f"group web,  # now: {WEB_IP}" in self.addrsets(self.h2), 15,
+                 what="web-01's address in host 2's table")
+        s, result = self.connect()
+        self.assertEqual(result, "connected")
+        self.assertEqual(s.do("send one"), "echo one")
+        type(self).session = s
+        # web-01 leaves the group: its connection is closed at its next packet, a new one refused.
+        self.intent("group", "set", "web")
+        wait_for(lambda: "now: no addresses" in self.addrsets(self.h2), 15, what="the group emptied on host 2")
+        self.assertEqual(s.do("send two"), "timeout")
+        refused, result = self.connect()
+        refused.close()
+        self.assertEqual(result, "timeout")
+        # Local changes to a cluster-managed port are refused, naming where the policy lives.
+        rc, out, err = self.h2.cli("setrules", "-f", "vm-db", "-", stdin="ruleset x {\n}\n")
+        self.assertEqual(rc, 1)
+        self.assertIn("takes its rules from the cluster's policies in etcd", err)
+        self.intent("group", "set", "web", "vm:web-01")
+        wait_for(lambda: f"now: {WEB_IP}" in self.addrsets(self.h2), 15)
+        s.close()
+        s, result = self.connect()
+        self.assertEqual(result, "connected")
+        type(self).session = s
+
+    def test_2_an_address_learned_on_one_host_reaches_the_other(self):
+        self.web["web"].run("ip", "addr", "add", WEB_IP2 + "/24", "dev", self.web["web"].dev)
+        # Port security learns it from the guest's ARP, sent from the new address.
+        self.web["web"].run("ip", "neigh", "flush", "dev", self.web["web"].dev)
+        self.web["web"].run("ping", "-c", "1", "-W", "1", "-I", WEB_IP2, DB_IP, check=False)
+        wait_for(lambda: WEB_IP2 in self.addrsets(self.h2), 15, what="the second address on host 2")
+        out = self.intent("vm", "list")
+        self.assertRegex(out, r"web-01\s+host1\s+\S*" + re.escape(WEB_IP2))
+
+    def test_3_one_member_killed_everything_converges(self):
+        self.etcd.stop("m0", kill=True)
+        try:
+            self.etcd.wait_healthy(["m1", "m2"])
+            self.apply("extra", "vm:db-01", EXTRA_POLICY, members=["m1", "m2"])
+            wait_for(lambda: "rule 30 " in self.rules(), 20, what="the new policy on host 2")
+            self.assertEqual(self.session.do("send three"), "echo three")
+        finally:
+            self.etcd.start("m0")
+            self.etcd.wait_healthy()
+
+    def test_4_outage_keeps_verdicts_and_a_restart_starts_from_the_snapshot(self):
+        for n in list(self.etcd.procs):
+            self.etcd.stop(n)
+        try:
+            self.outage()
+        finally:
+            for n in self.etcd.names:
+                if n not in self.etcd.procs:
+                    self.etcd.start(n)
+            self.etcd.wait_healthy()
+        wait_for(lambda: "connected: yes" in self.status(self.h2), 30, what="host 2 back in touch")
+        self.intent("policy", "delete", "extra")
+        wait_for(lambda: "rule 30 " not in self.rules(), 20, what="host 2 converged")
+
+    def outage(self):
+        wait_for(lambda: "connected: no" in self.status(self.h2), 20, what="host 2 noticed the outage")
+        self.assertEqual(self.session.do("send four"), "echo four", "the connection carries on")
+        s, result = self.connect()
+        s.close()
+        self.assertEqual(result, "connected", "new connections the policy admits still are")
+        # Host 2 restarts during the outage: its snapshot, on disk, rules before it forwards.
+        self.assertEqual(self.h2.stop(), 0)
+        self.h2.start()
+        self.assertIn("starting from the snapshot of revision", self.h2.log())
+        self.assertIn("rule 10 ", self.rules())
+        wait_for(lambda: all(p["link"] for p in self.h2.ctl("port list")["ports"]), 30)
+        self.assertEqual(self.session.do("send five"), "echo five", "and after the restart too")
+
+    def test_5_compaction_while_a_host_is_cut_off_relists(self):
+        self.apply("extra", "vm:db-01", EXTRA_POLICY)
+        wait_for(lambda: "rule 30 " in self.rules(), 20)
+        relists = int(re.search(r"relists: (\d+)", self.status(self.h2)).group(1))
+        self.etcd.stop("m2")  # host 2's only member
+        others = ["m0", "m1"]
+        self.intent("policy", "delete", "extra", members=others)
+        self.intent("vm", "label", "db-01", "tier=db", members=others)
+        self.etcd.ctl("compact", str(self.etcd.revision(names=others)), names=others)
+        self.etcd.start("m2")
+        wait_for(lambda: "rule 30 " not in self.rules(), 30, what="the delete reached host 2")
+        self.assertGreater(int(re.search(r"relists: (\d+)", self.status(self.h2)).group(1)), relists)
+        self.assertEqual(self.session.do("send six"), "echo six")
+
+    def test_6_a_dead_host_leaves_every_group(self):
+        self.h1.kill()
+        # Its lease (4 s) expires: web-01's endpoint goes, and with it the group's addresses.
+        wait_for(lambda: "now: no addresses" in self.addrsets(self.h2), 20, what="web-01 gone from host 2")
+
+
+if __name__ == "__main__":
+    unittest.main()
