@@ -6,11 +6,13 @@ once with palisadectl --etcd and enforced on host 2 with addresses host 1 publis
 The steps run in order, each on what the previous left: the cross-host group (connection
 admitted, refused after web-01 leaves the group), an address learned on host 1 reaching host 2's
 table, a member killed, all members stopped (verdicts unchanged, host 2 restarted from its
-snapshot during the outage), compaction while host 2 is cut off (a relist, deletes included),
-and host 1's death (its VM leaves the group when its lease expires)."""
+snapshot during the outage), a half-open connection to etcd noticed within 15 s, compaction
+while host 2 is cut off (a relist, deletes included), and host 1's death (its VM leaves the
+group when its lease expires)."""
 
 import os
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -202,6 +204,14 @@ class ClusterTest(unittest.TestCase):
         self.assertEqual(self.session.do("send five"), "echo five", "and after the restart too")
 
     def test_5_compaction_while_a_host_is_cut_off_relists(self):
+        # A half-open connection: host 2's member stops answering without closing anything
+        # (SIGSTOP); keepalive pings notice within 15 s.
+        self.etcd.procs["m2"].send_signal(signal.SIGSTOP)
+        try:
+            wait_for(lambda: "connected: no" in self.status(self.h2), 15, what="the silence noticed")
+        finally:
+            self.etcd.procs["m2"].send_signal(signal.SIGCONT)
+        wait_for(lambda: "connected: yes" in self.status(self.h2), 30, what="host 2 back in touch")
         self.apply("extra", "vm:db-01", EXTRA_POLICY)
         wait_for(lambda: "rule 30 " in self.rules(), 20)
         relists = int(re.search(r"relists: (\d+)", self.status(self.h2)).group(1))
