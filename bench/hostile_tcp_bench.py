@@ -16,16 +16,11 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "lib"))
+from impair import HOSTILE, STRICT_RULES as RULES  # noqa: E402
 from palisade_testlib import Daemon, NamespaceGuests, Workdir, tcp_transfer, wait_for  # noqa: E402
 
 IP4 = {"a": "10.17.0.1", "b": "10.17.0.2"}
 MAC = {"a": "02:00:00:00:10:01", "b": "02:00:00:00:11:01"}
-RULES = {
-    "a": "ruleset client {\n  rule 1 at 1 out protocol tcp strict from any to any port 5001 accept;\n"
-         "  rule 2 at 2 inout protocol any from any to any drop;\n}\n",
-    "b": "ruleset server {\n  rule 3 at 1 in protocol tcp strict from any to any port 5001 accept;\n"
-         "  rule 4 at 2 inout protocol any from any to any drop;\n}\n",
-}
 
 
 def run(rounds, size, seed):
@@ -48,7 +43,7 @@ def run(rounds, size, seed):
                         sw.ctl(f"rules load vm-{n} {work.join(n + '.rules')}")
                 before = sum(sw.port(f"vm-{n}")["drops"]["tcp-invalid"] for n in "ab")
                 guests = NamespaceGuests("phb", [(n, work.join(n + ".sock"), IP4[n] + "/24") for n in "ab"],
-                                         impair={"a": dict(loss=0.01, reorder=0.05, dup=0.01, seed=seed + r)})
+                                         impair={"a": dict(HOSTILE, seed=seed + r)})
                 try:
                     wait_for(lambda: all(p["link"] for p in sw.ctl("port list")["ports"]))
                     t0 = time.monotonic()

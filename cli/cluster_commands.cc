@@ -1,13 +1,12 @@
 #include "cli/cluster_commands.h"
 
+#include <chrono>
 #include <cstdio>
-#include <fstream>
-#include <iostream>
 #include <map>
 #include <memory>
-#include <sstream>
 #include <thread>
 
+#include "cli/input.h"
 #include "cluster/keys.h"
 #include "cluster/view.h"
 #include "common/json_writer.h"
@@ -42,15 +41,9 @@ Status Retried(F call) {
 }
 
 std::string ReadText(const std::string& path) {
-  std::stringstream text;
-  if (path == "-") {
-    text << std::cin.rdbuf();
-  } else {
-    std::ifstream in(path);
-    if (!in) throw Usage{path + ": cannot open"};
-    text << in.rdbuf();
-  }
-  return text.str();
+  std::optional<std::string> text = ReadFileOrStdin(path);
+  if (!text) throw Usage{path + ": cannot open"};
+  return *text;
 }
 
 std::vector<std::string> Split(const std::string& list) {

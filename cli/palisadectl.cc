@@ -20,6 +20,7 @@
 #include <kj/compat/tls.h>
 
 #include "cli/cluster_commands.h"
+#include "cli/input.h"
 #include "cli/views.h"
 #include "rpc/palisade.capnp.h"
 
@@ -172,15 +173,9 @@ std::string Filter(Args& args) {
 }
 
 std::string ReadAll(const std::string& path) {
-  std::stringstream ss;
-  if (path == "-") {
-    ss << std::cin.rdbuf();
-  } else {
-    std::ifstream in(path);
-    if (!in) throw UsageError{path + ": cannot open"};
-    ss << in.rdbuf();
-  }
-  return ss.str();
+  std::optional<std::string> text = ReadFileOrStdin(path);
+  if (!text) throw UsageError{path + ": cannot open"};
+  return *text;
 }
 
 // Where the switch is: its unix socket, or HOST:PORT over TLS with our client certificate.

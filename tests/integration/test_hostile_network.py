@@ -10,18 +10,13 @@ import sys
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+from impair import HOSTILE, STRICT_RULES as RULES  # noqa: E402
 from palisade_testlib import Daemon, NamespaceGuests, Workdir, tcp_transfer, wait_for  # noqa: E402
 
 MB = 1 << 20
 IP4 = {"a": "10.16.0.1", "b": "10.16.0.2"}
 MAC = {"a": "02:00:00:00:10:01", "b": "02:00:00:00:11:01"}
-RULES = {
-    "a": "ruleset client {\n  rule 1 at 1 out protocol tcp strict from any to any port 5001 accept;\n"
-         "  rule 2 at 2 inout protocol any from any to any drop;\n}\n",
-    "b": "ruleset server {\n  rule 3 at 1 in protocol tcp strict from any to any port 5001 accept;\n"
-         "  rule 4 at 2 inout protocol any from any to any drop;\n}\n",
-}
-IMPAIR = dict(loss=0.01, reorder=0.05, dup=0.01, seed=7)
+IMPAIR = dict(HOSTILE, seed=7)
 
 
 class HostileNetworkTest(unittest.TestCase):

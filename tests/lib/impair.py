@@ -8,6 +8,16 @@ passed); duplication sends a frame twice. Each direction is impaired independent
 import json
 import subprocess
 
+# The hostile network of the tests and benchmarks, and the strict rules a TCP client (a) and
+# server (b, port 5001) meet in it.
+HOSTILE = dict(loss=0.01, reorder=0.05, dup=0.01)
+STRICT_RULES = {
+    "a": "ruleset client {\n  rule 1 at 1 out protocol tcp strict from any to any port 5001 accept;\n"
+         "  rule 2 at 2 inout protocol any from any to any drop;\n}\n",
+    "b": "ruleset server {\n  rule 3 at 1 in protocol tcp strict from any to any port 5001 accept;\n"
+         "  rule 4 at 2 inout protocol any from any to any drop;\n}\n",
+}
+
 RELAY = r"""
 import json, random, select, socket, sys, time
 a_dev, b_dev = sys.argv[1], sys.argv[2]
