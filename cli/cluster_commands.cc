@@ -73,7 +73,7 @@ class Cluster {
   // The intent now, with each key's mod revision.
   void Load() {
     std::vector<cluster::KeyValue> kvs;
-    Check(Retried([&] { return etcd_->Range(cluster::kWatchBegin, cluster::kWatchEnd, &kvs, &revision_); }));
+    Check(Retried([&] { return etcd_->RangeAll(cluster::kWatchBegin, cluster::kWatchEnd, &kvs, &revision_); }));
     for (const cluster::KeyValue& kv : kvs) {
       mods_[kv.key] = kv.mod_revision;
       if (Status s = view_.Put(kv.key, kv.value); !s.ok()) unreadable_.push_back(s.message());

@@ -5,6 +5,7 @@
 
 #include <cstdio>
 #include <random>
+#include <set>
 
 #include <capnp/compat/json.h>
 #include <capnp/message.h>
@@ -40,7 +41,7 @@ Status ClusterAgent::Start(AgentOptions options, OnUpdate on_update, std::unique
     agent->Emit(/*from_snapshot=*/true);
   }
   agent->watch_thread_ = std::thread([a = agent.get()] { a->WatchLoop(); });
-  agent->publish_thread_ = std::thread([a = agent.get()] { a->PublishLoop(); });
+  if (agent->options_.publish) agent->publish_thread_ = std::thread([a = agent.get()] { a->PublishLoop(); });
   *out = std::move(agent);
   return Status::Ok();
 }
@@ -128,7 +129,7 @@ void ClusterAgent::WatchLoop() {
       std::vector<KeyValue> kvs;
       int64_t revision = 0;
       s = Fresh(&watch_etcd_);
-      if (s.ok()) s = watch_etcd_->Range(kWatchBegin, kWatchEnd, &kvs, &revision);
+      if (s.ok()) s = watch_etcd_->RangeAll(kWatchBegin, kWatchEnd, &kvs, &revision);
       if (s.ok()) {
         listed = true;
         Contact();
@@ -143,6 +144,7 @@ void ClusterAgent::WatchLoop() {
           }
           fresh.set_revision(revision);
           view_ = std::move(fresh);
+          intent_changed_ = true;
         }
         {
           std::lock_guard lock(mu_);
@@ -198,6 +200,15 @@ Status ClusterAgent::Watch(int64_t from) {
     {
       std::lock_guard lock(view_mu_);
       for (const WatchEvent& e : b.events) {
+        // A policy's change renders again only the local VMs it applied to, or applies to now;
+        // a change of groups or labels may move any VM, so every one is rendered again.
+        const bool policy = e.kv.key.rfind(kPolicies, 0) == 0;
+        const std::string name = policy ? e.kv.key.substr(kPolicies.size()) : "";
+        auto mark = [&] {
+          for (auto& [vm, r] : rendered_) r.stale |= view_.Applies(name, vm);
+        };
+        if (policy) mark();
+        else intent_changed_ |= e.kv.key.rfind(kWatchBegin, 0) == 0;
         if (e.deleted) {
           view_.Delete(e.kv.key);
           kvs_.erase(e.kv.key);
@@ -205,6 +216,7 @@ Status ClusterAgent::Watch(int64_t from) {
           (void)view_.Put(e.kv.key, e.kv.value);
           kvs_[e.kv.key] = e.kv.value;
         }
+        if (policy) mark();
         revision = std::max(revision, e.kv.mod_revision);
       }
       if (b.events.empty()) revision = b.revision;  // progress: nothing changed up to here
@@ -236,16 +248,40 @@ void ClusterAgent::Emit(bool from_snapshot) {
   {
     std::lock_guard lock(view_mu_);
     u->revision = view_.revision();
-    for (const std::string& vm : local) {
-      std::string text;
-      if (Status s = view_.Render(vm, &text); !s.ok()) {
-        u->errors[vm] = s.message();
-      } else {
-        u->rules[vm] = std::move(text);
-      }
+    // Rule files depend on the intent alone: a change of endpoints (addresses) renders nothing
+    // again, it only resolves the names the local tables use.
+    if (intent_changed_) {
+      rendered_.clear();
+      intent_changed_ = false;
     }
-    u->vm_addresses = view_.AllVmAddresses();
-    u->group_addresses = view_.AllGroupAddresses();
+    std::map<std::string, Rendered> now;
+    std::set<std::string> vms, groups;
+    for (const std::string& vm : local) {
+      auto it = rendered_.find(vm);
+      Rendered r;
+      if (it != rendered_.end() && !it->second.stale) {
+        r = std::move(it->second);
+      } else {
+        fw::RuleFile file;
+        if (Status s = view_.Render(vm, &r.text, &file); !s.ok()) r.error = s.message();
+        for (const fw::AddrSet& set : file.addrsets) {
+          r.vms.insert(set.vms.begin(), set.vms.end());
+          r.groups.insert(set.groups.begin(), set.groups.end());
+        }
+      }
+      if (!r.error.empty()) {
+        u->errors[vm] = r.error;
+      } else {
+        u->rules[vm] = r.text;
+      }
+      vms.insert(r.vms.begin(), r.vms.end());
+      groups.insert(r.groups.begin(), r.groups.end());
+      now[vm] = std::move(r);
+    }
+    rendered_ = std::move(now);  // VMs no longer here are forgotten
+    // Only what the local tables name is resolved: a host needs no other VM's addresses.
+    for (const std::string& vm : vms) u->vm_addresses[vm] = view_.VmAddresses(vm);
+    for (const std::string& g : groups) u->group_addresses[g] = view_.GroupAddresses(g);
   }
   {
     std::lock_guard lock(mu_);

@@ -27,6 +27,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <set>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -43,6 +44,7 @@ struct AgentOptions {
   std::string host;
   int64_t lease_ttl_s = 10;
   std::string snapshot_path;  // empty: none
+  bool publish = true;        // false: the host's keys are written elsewhere (simulated hosts)
 };
 
 // What the switch applies: the rules of its VMs and everyone's addresses at one revision.
@@ -51,6 +53,7 @@ struct ClusterUpdate {
   bool from_snapshot = false;                   // read from disk, etcd not reached yet
   std::map<std::string, std::string> rules;     // local VM -> rule file text ("" : no policy)
   std::map<std::string, std::string> errors;    // local VM -> why its policies do not merge
+  // What the local VMs' tables name (`vm NAME`, `group NAME`), resolved.
   std::map<std::string, std::vector<fw::IpAddr>> vm_addresses;
   std::map<std::string, std::vector<fw::IpPrefix>> group_addresses;
 };
@@ -107,6 +110,13 @@ class ClusterAgent {
   ClusterView view_;                        // guarded by view_mu_
   std::map<std::string, std::string> kvs_;  // guarded by view_mu_: the watched range, for the snapshot
   std::chrono::steady_clock::time_point last_save_{};  // guarded by view_mu_
+  struct Rendered {
+    std::string text, error;
+    std::set<std::string> vms, groups;  // the dynamic members its address sets name
+    bool stale = false;                 // a policy that applied, or applies now, changed
+  };
+  std::map<std::string, Rendered> rendered_;  // guarded by view_mu_: local VM -> its rule file
+  bool intent_changed_ = true;                // guarded by view_mu_: renders are stale
 
   mutable std::mutex mu_;
   std::condition_variable cv_;

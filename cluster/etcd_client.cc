@@ -80,6 +80,7 @@ Status EtcdClient::Connect(const EtcdOptions& options, std::unique_ptr<EtcdClien
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 250);
   args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 250);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
+  args.SetMaxReceiveMessageSize(64 << 20);  // a watch response may carry a large transaction
   std::shared_ptr<grpc::ChannelCredentials> creds = grpc::InsecureChannelCredentials();
   if (!options.ca_pem.empty()) {
     grpc::SslCredentialsOptions ssl;
@@ -97,11 +98,13 @@ Status EtcdClient::Connect(const EtcdOptions& options, std::unique_ptr<EtcdClien
 }
 
 Status EtcdClient::Range(std::string_view key, std::string_view range_end,
-                         std::vector<KeyValue>* out, int64_t* revision, int64_t at_revision) {
+                         std::vector<KeyValue>* out, int64_t* revision, int64_t at_revision,
+                         int64_t limit, bool* more) {
   pb::RangeRequest req;
   req.set_key(std::string(key));
   if (!range_end.empty()) req.set_range_end(std::string(range_end));
   req.set_revision(at_revision);
+  req.set_limit(limit);
   pb::RangeResponse resp;
   grpc::ClientContext ctx;
   impl_->Deadline(&ctx);
@@ -109,6 +112,25 @@ Status EtcdClient::Range(std::string_view key, std::string_view range_end,
   out->clear();
   for (const auto& kv : resp.kvs()) out->push_back(KeyValue{kv.key(), kv.value(), kv.mod_revision(), kv.lease()});
   if (revision) *revision = resp.header().revision();
+  if (more) *more = resp.more();
+  return Status::Ok();
+}
+
+Status EtcdClient::RangeAll(std::string_view key, std::string_view range_end,
+                            std::vector<KeyValue>* out, int64_t* revision) {
+  constexpr int64_t kPage = 2000;
+  out->clear();
+  std::string from(key);
+  int64_t at = 0;
+  for (bool more = true; more;) {
+    std::vector<KeyValue> page;
+    int64_t rev = 0;
+    if (Status s = Range(from, range_end, &page, &rev, at, kPage, &more); !s.ok()) return s;
+    if (at == 0) at = rev;  // every page at the first page's revision
+    if (!page.empty()) from = page.back().key + std::string(1, '\0');
+    for (KeyValue& kv : page) out->push_back(std::move(kv));
+  }
+  *revision = at;
   return Status::Ok();
 }
 

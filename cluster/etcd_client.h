@@ -54,9 +54,13 @@ class EtcdClient {
   static Status Connect(const EtcdOptions& options, std::unique_ptr<EtcdClient>* out);
   ~EtcdClient();
 
-  // [key, range_end) (range_end empty: the key alone) at `at_revision` (0: the latest).
+  // [key, range_end) (range_end empty: the key alone) at `at_revision` (0: the latest), at
+  // most `limit` keys (0: all); *more says whether keys remain past the last one returned.
   Status Range(std::string_view key, std::string_view range_end, std::vector<KeyValue>* out,
-               int64_t* revision, int64_t at_revision = 0);
+               int64_t* revision, int64_t at_revision = 0, int64_t limit = 0, bool* more = nullptr);
+  // All of [key, range_end) at one revision, in pages (a relist of a large range).
+  Status RangeAll(std::string_view key, std::string_view range_end, std::vector<KeyValue>* out,
+                  int64_t* revision);
   Status Put(std::string_view key, std::string_view value, int64_t lease = 0);
   Status Delete(std::string_view key, std::string_view range_end = {}, int64_t* deleted = nullptr);
   // One transaction: if every (key, mod_revision) in `expect` still holds (0: the key is

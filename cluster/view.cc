@@ -179,11 +179,14 @@ Status ClusterView::Put(std::string_view key, std::string_view value) {
   } else if (under(kLabels)) {
     std::map<std::string, std::string> labels;
     Status s = DecodeLabels(value, &labels);
+    const std::string vm(rest(kLabels));
+    IndexLabels(vm, false);
     if (!s.ok()) {
-      labels_.erase(std::string(rest(kLabels)));
-      return Status::Invalid("labels of VM '" + std::string(rest(kLabels)) + "': " + s.message());
+      labels_.erase(vm);
+      return Status::Invalid("labels of VM '" + vm + "': " + s.message());
     }
-    labels_[std::string(rest(kLabels))] = std::move(labels);
+    labels_[vm] = std::move(labels);
+    IndexLabels(vm, true);
   } else if (under(kEndpoints)) {
     const std::string_view vm_host = rest(kEndpoints);
     const size_t slash = vm_host.find('/');
@@ -206,11 +209,28 @@ void ClusterView::Delete(std::string_view key) {
   auto under = [&](std::string_view prefix) { return key.substr(0, prefix.size()) == prefix; };
   if (under(kPolicies)) policies_.erase(rest(kPolicies));
   if (under(kGroups)) groups_.erase(rest(kGroups));
-  if (under(kLabels)) labels_.erase(rest(kLabels));
+  if (under(kLabels)) {
+    IndexLabels(rest(kLabels), false);
+    labels_.erase(rest(kLabels));
+  }
   if (under(kEndpoints)) {
     const std::string vm_host = rest(kEndpoints);
     const size_t slash = vm_host.find('/');
     if (slash != std::string::npos) endpoints_.erase({vm_host.substr(0, slash), vm_host.substr(slash + 1)});
+  }
+}
+
+void ClusterView::IndexLabels(const std::string& vm, bool add) {
+  auto it = labels_.find(vm);
+  if (it == labels_.end()) return;
+  for (const auto& [k, v] : it->second) {
+    auto& vms = by_label_[k + "=" + v];
+    if (add) {
+      vms.insert(vm);
+    } else {
+      vms.erase(vm);
+      if (vms.empty()) by_label_.erase(k + "=" + v);
+    }
   }
 }
 
@@ -239,15 +259,19 @@ bool ClusterView::InGroup(const std::string& vm, const std::string& group,
   return false;
 }
 
+bool ClusterView::Applies(const std::string& name, const std::string& vm) const {
+  auto p = policies_.find(name);
+  if (p == policies_.end()) return false;
+  for (const std::string& t : p->second.applied_to) {
+    if (t == "vm:" + vm || (t.rfind("group:", 0) == 0 && InGroup(vm, t.substr(6)))) return true;
+  }
+  return false;
+}
+
 std::vector<const PolicyIntent*> ClusterView::PoliciesFor(const std::string& vm) const {
   std::vector<const PolicyIntent*> out;
   for (const auto& [name, p] : policies_) {
-    for (const std::string& t : p.applied_to) {
-      if (t == "vm:" + vm || (t.rfind("group:", 0) == 0 && InGroup(vm, t.substr(6)))) {
-        out.push_back(&p);
-        break;
-      }
-    }
+    if (Applies(name, vm)) out.push_back(&p);
   }
   std::stable_sort(out.begin(), out.end(), [](const PolicyIntent* a, const PolicyIntent* b) {
     return a->priority < b->priority;  // then by name: policies_ is ordered by name
@@ -291,7 +315,7 @@ Status Merge(const PolicyIntent& p, fw::RuleFile* merged, std::map<std::string, 
 
 }  // namespace
 
-Status ClusterView::Render(const std::string& vm, std::string* text) const {
+Status ClusterView::Render(const std::string& vm, std::string* text, fw::RuleFile* file) const {
   text->clear();
   const std::vector<const PolicyIntent*> policies = PoliciesFor(vm);
   if (policies.empty()) return Status::Ok();
@@ -307,6 +331,7 @@ Status ClusterView::Render(const std::string& vm, std::string* text) const {
   for (size_t i = 0; i < merged.rules.size(); i++) merged.rules[i].pos = static_cast<uint32_t>(i + 1);
   for (size_t i = 0; i < merged.l2_rules.size(); i++) merged.l2_rules[i].pos = static_cast<uint32_t>(i + 1);
   *text = fw::PrintRuleFile(merged);
+  if (file) *file = std::move(merged);
   return Status::Ok();
 }
 
@@ -349,11 +374,8 @@ void ClusterView::GroupAddresses(const std::string& group, std::set<std::string>
       if (auto p = fw::IpPrefix::Parse(m.substr(3))) AddUnique(out, *p);
     }
     if (m.rfind("label:", 0) == 0) {
-      const size_t eq = m.find('=');
-      const std::string key = m.substr(6, eq - 6), value = m.substr(eq + 1);
-      for (const auto& [vm, labels] : labels_) {
-        auto v = labels.find(key);
-        if (v != labels.end() && v->second == value) add_vm(vm);
+      if (auto it = by_label_.find(m.substr(6)); it != by_label_.end()) {
+        for (const std::string& vm : it->second) add_vm(vm);
       }
     }
   }
@@ -364,20 +386,6 @@ std::vector<fw::IpPrefix> ClusterView::GroupAddresses(const std::string& group) 
   std::set<std::string> seen;
   GroupAddresses(group, seen, &out);
   std::sort(out.begin(), out.end());
-  return out;
-}
-
-std::map<std::string, std::vector<fw::IpAddr>> ClusterView::AllVmAddresses() const {
-  std::map<std::string, std::vector<fw::IpAddr>> out;
-  for (const auto& [id, e] : endpoints_) {
-    if (!out.count(id.first)) out[id.first] = VmAddresses(id.first);
-  }
-  return out;
-}
-
-std::map<std::string, std::vector<fw::IpPrefix>> ClusterView::AllGroupAddresses() const {
-  std::map<std::string, std::vector<fw::IpPrefix>> out;
-  for (const auto& [name, g] : groups_) out[name] = GroupAddresses(name);
   return out;
 }
 

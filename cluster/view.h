@@ -82,11 +82,14 @@ class ClusterView {
   }
 
   bool InGroup(const std::string& vm, const std::string& group) const;
+  // Whether the policy named `name` (as the view has it now) applies to `vm`.
+  bool Applies(const std::string& name, const std::string& vm) const;
   // The policies that apply to a VM, in merge order.
   std::vector<const PolicyIntent*> PoliciesFor(const std::string& vm) const;
-  // The VM's rule file as text (empty: no policy applies). Fails when the policies cannot merge
-  // (an address set defined differently by two of them, a rule id used twice).
-  Status Render(const std::string& vm, std::string* text) const;
+  // The VM's rule file as text (empty: no policy applies), and parsed when `file` is given.
+  // Fails when the policies cannot merge (an address set defined differently by two of them,
+  // a rule id used twice).
+  Status Render(const std::string& vm, std::string* text, fw::RuleFile* file = nullptr) const;
   // A policy as `apply` would write it, checked against the others: its text parses, its
   // targets are well-formed, its rule ids are unique across the cluster and its address sets
   // agree with theirs.
@@ -94,8 +97,6 @@ class ClusterView {
 
   std::vector<fw::IpAddr> VmAddresses(const std::string& vm) const;
   std::vector<fw::IpPrefix> GroupAddresses(const std::string& group) const;
-  std::map<std::string, std::vector<fw::IpAddr>> AllVmAddresses() const;
-  std::map<std::string, std::vector<fw::IpPrefix>> AllGroupAddresses() const;
   // Every VM the cluster knows: labelled, published or named by a target or a group.
   std::set<std::string> Vms() const;
 
@@ -108,6 +109,9 @@ class ClusterView {
   std::map<std::string, PolicyIntent> policies_;
   std::map<std::string, GroupIntent> groups_;
   std::map<std::string, std::map<std::string, std::string>> labels_;
+  // "KEY=VALUE" -> the VMs labelled so: label members resolve without a scan of every VM.
+  std::map<std::string, std::set<std::string>> by_label_;
+  void IndexLabels(const std::string& vm, bool add);
   std::map<std::pair<std::string, std::string>, EndpointInfo> endpoints_;  // (vm, host)
 };
 

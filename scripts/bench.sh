@@ -4,7 +4,9 @@
 #     (plain and conntrack), Palisade (L2 and firewall), interleaved over ROUNDS rounds;
 #  2. real TCP through strict rules under a hostile network (loss, reordering, duplication),
 #     goodput against the firewall off (bench/hostile_tcp_bench.py);
-#  3. the firewall microbenchmarks: classifier, connection table, new connections.
+#  3. the firewall microbenchmarks: classifier, connection table, new connections;
+#  4. cluster policy with simulated hosts against a real etcd (bench/cluster_bench.py), beside
+#     raw etcd watch delivery.
 # Usage: scripts/bench.sh [--rounds N] [--seconds S] [--micro-only]   (needs root)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,6 +28,8 @@ if [ "$micro_only" -eq 0 ]; then
     --raw build/bench-switch-rounds.jsonl
   echo
   /usr/bin/python3 bench/hostile_tcp_bench.py --rounds "$rounds"
+  echo
+  /usr/bin/python3 bench/cluster_bench.py --rounds "$rounds"
   echo
 fi
 out=$(mktemp -d)
