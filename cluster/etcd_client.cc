@@ -194,25 +194,6 @@ Status EtcdClient::LeaseGrant(int64_t ttl_s, int64_t* id) {
   return Status::Ok();
 }
 
-Status EtcdClient::LeaseRevoke(int64_t id) {
-  pb::LeaseRevokeRequest req;
-  req.set_id(id);
-  pb::LeaseRevokeResponse resp;
-  grpc::ClientContext ctx;
-  impl_->Deadline(&ctx);
-  return FromGrpc(impl_->lease->LeaseRevoke(&ctx, req, &resp), "lease revoke");
-}
-
-Status EtcdClient::Compact(int64_t revision) {
-  pb::CompactionRequest req;
-  req.set_revision(revision);
-  req.set_physical(true);
-  pb::CompactionResponse resp;
-  grpc::ClientContext ctx;
-  impl_->Deadline(&ctx);
-  return FromGrpc(impl_->kv->Compact(&ctx, req, &resp), "compact");
-}
-
 namespace {
 
 class GrpcWatch final : public EtcdClient::Watch {

@@ -69,8 +69,6 @@ class EtcdClient {
              const std::vector<std::pair<std::string, std::string>>& puts,
              const std::vector<std::string>& deletes, bool* applied);
   Status LeaseGrant(int64_t ttl_s, int64_t* id);
-  Status LeaseRevoke(int64_t id);
-  Status Compact(int64_t revision);
 
   class Watch {
    public:
