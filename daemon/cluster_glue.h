@@ -4,7 +4,7 @@
 // apply to its rendered rule file (attaching the stateful firewall to slot 2 where none is).
 // A VM whose policies do not merge keeps the rules it had, and the log says why. The control
 // tick publishes this host's VMs (addresses bound and learned; `incoming` while a port is still
-// arriving by live migration).
+// arriving by live migration), at most five times a second.
 //
 // Thread-safety: Start, Tick and the destructor on the control thread; status() anywhere.
 #pragma once
@@ -43,6 +43,7 @@ class ClusterGlue {
   std::shared_ptr<const cluster::ClusterUpdate> snapshot_;
   std::map<std::string, std::string> applied_;  // port -> the rule text it has from the cluster
   std::map<std::string, std::string> reported_;  // VM -> the merge error last logged
+  uint64_t ticks_ = 0;
 };
 
 }  // namespace palisade
