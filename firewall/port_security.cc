@@ -18,7 +18,10 @@ bool Unspecified(const IpAddr& a) {
 }  // namespace
 
 PortSecurity::PortSecurity(uint32_t filter_id, PortBinding binding, PacketLog* log)
-    : filter_id_(filter_id), log_(log), binding_(std::move(binding)) {}
+    : filter_id_(filter_id), log_(log), binding_(std::move(binding)) {
+  routers_.reserve(kMaxRouters);  // both filled on workers: never grown there
+  learned_.reserve(binding_.max_learned);
+}
 
 std::vector<IpAddr> PortSecurity::addresses() const {
   std::lock_guard lock(lock_);
@@ -148,9 +151,9 @@ void PortSecurity::Log(const FilterBatch& b, uint16_t i, const IpAddr& src, cons
 // teaches the address it assigned (yiaddr) and names the routers (option 3), which the VM may
 // then never claim; so does the source of a router advertisement.
 void PortSecurity::LearnFromInbound(const uint8_t* frame, const Packet& p, uint32_t now_s) {
-  auto router = [this](const IpAddr& a) {
+  auto router = [this](const IpAddr& a) {  // the last kMaxRouters, in place (no allocation)
     if (std::find(routers_.begin(), routers_.end(), a) != routers_.end()) return;
-    if (routers_.size() == 8) routers_.erase(routers_.begin());
+    if (routers_.size() == kMaxRouters) routers_.erase(routers_.begin());
     routers_.push_back(a);
   };
   if (p.v6 && p.tuple.proto == kProtoIcmp6 && p.icmp_type == 134) router(p.tuple.src);
@@ -163,7 +166,8 @@ void PortSecurity::LearnFromInbound(const uint8_t* frame, const Packet& p, uint3
   for (int i = 0; i < 6; i++) chaddr = (chaddr << 8) | bootp[28 + i];
   if (binding_.mac == 0 || chaddr != binding_.mac) return;
   bool ack = false;
-  std::vector<IpAddr> routers;  // control-rate traffic (a DHCP ACK): allocating is fine here
+  const uint8_t* routers = nullptr;  // option 3: addresses, 4 bytes each
+  uint8_t routers_len = 0;
   for (uint32_t i = 240; i + 1 < len;) {
     const uint8_t code = bootp[i];
     if (code == 255) break;
@@ -175,12 +179,13 @@ void PortSecurity::LearnFromInbound(const uint8_t* frame, const Packet& p, uint3
     if (i + 2u + olen > len) break;
     if (code == 53 && olen == 1) ack = bootp[i + 2] == 5;
     if (code == 3) {
-      for (uint32_t k = 0; k + 4 <= olen; k += 4) routers.push_back(IpAddr::FromV4Bytes(bootp + i + 2 + k));
+      routers = bootp + i + 2;
+      routers_len = olen;
     }
     i += 2u + olen;
   }
   if (!ack) return;
-  for (const IpAddr& r : routers) router(r);
+  for (uint32_t k = 0; k + 4 <= routers_len; k += 4) router(IpAddr::FromV4Bytes(routers + k));
   const IpAddr yiaddr = IpAddr::FromV4Bytes(bootp + 16);
   if (!Unspecified(yiaddr)) Claim(yiaddr, now_s);
 }

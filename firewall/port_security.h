@@ -87,7 +87,8 @@ class PortSecurity : public Filter {
   bool mac_learned_ = false;    // guarded by lock_
   std::vector<Learned> learned_;  // guarded by lock_
   std::vector<IpAddr> reserved_;  // guarded by lock_
-  std::vector<IpAddr> routers_;   // guarded by lock_; the last few seen
+  static constexpr size_t kMaxRouters = 8;
+  std::vector<IpAddr> routers_;   // guarded by lock_; the last kMaxRouters seen
   LogBudget log_budget_;        // guarded by lock_
   std::atomic<bool> changed_{false};
 };
