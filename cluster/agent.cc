@@ -1,20 +1,16 @@
 #include "cluster/agent.h"
 
-#include <fcntl.h>
 #include <unistd.h>
 
-#include <cstdio>
 #include <random>
 #include <set>
 
 #include <capnp/compat/json.h>
 #include <capnp/message.h>
-#include <capnp/serialize-packed.h>
-#include <kj/io.h>
 
 #include "cluster/intent.capnp.h"
 #include "cluster/keys.h"
-#include "common/kj_errors.h"
+#include "cluster/snapshot.h"
 #include "common/utc_time.h"
 
 namespace palisade::cluster {
@@ -38,7 +34,7 @@ Status ClusterAgent::Start(AgentOptions options, OnUpdate on_update, std::unique
   if (Status s = EtcdClient::Connect(agent->options_.etcd, &check); !s.ok()) return s;
   if (!agent->options_.snapshot_path.empty() && access(agent->options_.snapshot_path.c_str(), F_OK) == 0) {
     if (Status s = agent->LoadSnapshot(); !s.ok()) return s;
-    agent->Emit(/*from_snapshot=*/true);
+    agent->Emit();
   }
   agent->watch_thread_ = std::thread([a = agent.get()] { a->WatchLoop(); });
   if (agent->options_.publish) agent->publish_thread_ = std::thread([a = agent.get()] { a->PublishLoop(); });
@@ -74,7 +70,7 @@ void ClusterAgent::Publish(std::vector<EndpointInfo> local) {
     local_changed_ = true;
   }
   cv_.notify_all();
-  if (vms_changed) Emit(/*from_snapshot=*/false);  // a VM new here needs its rules at once
+  if (vms_changed) Emit();  // a VM new here needs its rules at once
 }
 
 AgentStatus ClusterAgent::status() const {
@@ -122,10 +118,10 @@ Status ClusterAgent::Fresh(std::unique_ptr<EtcdClient>* client) {
 void ClusterAgent::WatchLoop() {
   int attempt = 0;
   for (;;) {
-    bool listed = false;
+    bool listed = false;  // a list succeeded: the backoff starts over
+    bool compacted = false;
     Status s = Status::Ok();
     {
-      // ListAndWatch returns when the watch ends; `listed` tells the backoff to start over.
       std::vector<KeyValue> kvs;
       int64_t revision = 0;
       s = Fresh(&watch_etcd_);
@@ -151,16 +147,15 @@ void ClusterAgent::WatchLoop() {
           status_.relists++;
           status_.revision = revision;
         }
-        Emit(false);
+        Emit();
         SaveSnapshot(true);
-        s = Watch(revision + 1);
+        s = Watch(revision + 1, &compacted);
       }
     }
     {
       std::lock_guard lock(mu_);
       if (stop_) return;
     }
-    const bool compacted = s.message().find("compacted") != std::string::npos;
     Fail(s);
     {
       std::lock_guard lock(mu_);
@@ -172,7 +167,7 @@ void ClusterAgent::WatchLoop() {
   }
 }
 
-Status ClusterAgent::Watch(int64_t from) {
+Status ClusterAgent::Watch(int64_t from, bool* compacted) {
   std::unique_ptr<EtcdClient::Watch> w;
   if (Status s = watch_etcd_->StartWatch(kWatchBegin, kWatchEnd, from, &w); !s.ok()) return s;
   EtcdClient::Watch* watch = w.get();
@@ -190,7 +185,8 @@ Status ClusterAgent::Watch(int64_t from) {
     }
     Contact();
     if (b.canceled) {
-      result = b.compact_revision > 0
+      *compacted = b.compact_revision > 0;
+      result = *compacted
                    ? Status::Unavailable("the watch's start revision was compacted (now " +
                                          std::to_string(b.compact_revision) + "): relisting")
                    : Status::Unavailable("etcd canceled the watch: " + b.cancel_reason);
@@ -208,7 +204,7 @@ Status ClusterAgent::Watch(int64_t from) {
           for (auto& [vm, r] : rendered_) r.stale |= view_.Applies(name, vm);
         };
         if (policy) mark();
-        else intent_changed_ |= e.kv.key.rfind(kWatchBegin, 0) == 0;
+        else intent_changed_ |= e.kv.key.rfind(kIntent, 0) == 0;
         if (e.deleted) {
           view_.Delete(e.kv.key);
           kvs_.erase(e.kv.key);
@@ -228,7 +224,7 @@ Status ClusterAgent::Watch(int64_t from) {
       status_.revision = revision;
     }
     if (!b.events.empty()) {
-      Emit(false);
+      Emit();
       SaveSnapshot(false);
     }
   }
@@ -237,14 +233,13 @@ Status ClusterAgent::Watch(int64_t from) {
   return result;
 }
 
-void ClusterAgent::Emit(bool from_snapshot) {
+void ClusterAgent::Emit() {
   std::vector<std::string> local;
   {
     std::lock_guard lock(mu_);
     for (const EndpointInfo& e : local_) local.push_back(e.vm);
   }
   auto u = std::make_shared<ClusterUpdate>();
-  u->from_snapshot = from_snapshot;
   {
     std::lock_guard lock(view_mu_);
     u->revision = view_.revision();
@@ -294,12 +289,13 @@ void ClusterAgent::PublishLoop() {
   int attempt = 0;
   for (;;) {
     int64_t lease = 0;
-    Status s = PublishOnce(&lease);
+    bool expired = false;
+    Status s = PublishOnce(&lease, &expired);
     {
       std::lock_guard lock(mu_);
       if (stop_) return;
     }
-    if (s.message().find("expired") != std::string::npos) {
+    if (expired) {
       attempt = 0;
       continue;  // the lease is gone: a new one, and every key written again, at once
     }
@@ -309,7 +305,7 @@ void ClusterAgent::PublishLoop() {
 
 // One lease's life: grant, write the host's keys, then renew and follow local changes until
 // something fails.
-Status ClusterAgent::PublishOnce(int64_t* lease) {
+Status ClusterAgent::PublishOnce(int64_t* lease, bool* expired) {
   if (Status s = Fresh(&publish_etcd_); !s.ok()) return s;
   EtcdClient* etcd = publish_etcd_.get();
   if (Status s = etcd->LeaseGrant(options_.lease_ttl_s, lease); !s.ok()) return s;
@@ -382,7 +378,10 @@ Status ClusterAgent::PublishOnce(int64_t* lease) {
     if (std::chrono::steady_clock::now() >= next_renew) {
       int64_t ttl = 0;
       if (Status s = keepalive->Renew(&ttl); !s.ok()) return done(s);
-      if (ttl <= 0) return done(Status::Unavailable("the host's lease expired"));
+      if (ttl <= 0) {
+        *expired = true;
+        return done(Status::Unavailable("the host's lease expired"));
+      }
       {
         // etcd answers: the view is as fresh as the watch, which has said nothing new.
         std::lock_guard lock(mu_);
@@ -408,60 +407,19 @@ void ClusterAgent::SaveSnapshot(bool force) {
   std::lock_guard lock(view_mu_);
   if (!force && now - last_save_ < std::chrono::seconds(1)) return;
   last_save_ = now;
-  capnp::MallocMessageBuilder m;
-  auto snap = m.initRoot<Snapshot>();
-  snap.setRevision(view_.revision());
-  auto keys = snap.initKeys(static_cast<unsigned>(kvs_.size()));
-  auto values = snap.initValues(static_cast<unsigned>(kvs_.size()));
-  unsigned i = 0;
-  for (const auto& [k, v] : kvs_) {
-    keys.set(i, k);
-    values.set(i++, v);
-  }
-  const std::string tmp = options_.snapshot_path + ".tmp";
-  const int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) return;
-  KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() { capnp::writePackedMessageToFd(fd, m); })) {
-    (void)e;
-    close(fd);
-    unlink(tmp.c_str());
-    return;
-  }
-  fsync(fd);
-  close(fd);
-  std::rename(tmp.c_str(), options_.snapshot_path.c_str());
+  (void)WriteSnapshot(options_.snapshot_path, view_.revision(), kvs_);  // kept best effort
 }
 
 Status ClusterAgent::LoadSnapshot() {
-  const int fd = open(options_.snapshot_path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return Status::Invalid("cannot read the cluster snapshot " + options_.snapshot_path);
-  Status result = Status::Ok();
-  KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() {
-    capnp::ReaderOptions o;
-    o.traversalLimitInWords = uint64_t{1} << 30;
-    capnp::PackedFdMessageReader reader(fd, o);
-    auto snap = reader.getRoot<Snapshot>();
-    if (snap.getKeys().size() != snap.getValues().size()) {
-      result = Status::Invalid("keys and values differ in number");
-      return;
-    }
-    std::lock_guard lock(view_mu_);
-    for (unsigned i = 0; i < snap.getKeys().size(); i++) {
-      const std::string k = Str(snap.getKeys()[i]), v = Str(snap.getValues()[i]);
-      (void)view_.Put(k, v);
-      kvs_[k] = v;
-    }
-    view_.set_revision(snap.getRevision());
-    std::lock_guard status_lock(mu_);
-    status_.revision = snap.getRevision();
-  })) {
-    result = Status::Invalid(std::string(e->getDescription().cStr()));
-  }
-  close(fd);
-  if (!result.ok()) {
-    return Status::Invalid("the cluster snapshot " + options_.snapshot_path +
-                           " cannot be read (move it away to start without it): " + result.message());
-  }
+  int64_t revision = 0;
+  std::map<std::string, std::string> kvs;
+  if (Status s = ReadSnapshot(options_.snapshot_path, &revision, &kvs); !s.ok()) return s;
+  std::lock_guard lock(view_mu_);
+  for (const auto& [k, v] : kvs) (void)view_.Put(k, v);  // an unreadable value counts as absent
+  view_.set_revision(revision);
+  kvs_ = std::move(kvs);
+  std::lock_guard status_lock(mu_);
+  status_.revision = revision;
   return Status::Ok();
 }
 

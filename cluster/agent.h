@@ -50,7 +50,6 @@ struct AgentOptions {
 // What the switch applies: the rules of its VMs and everyone's addresses at one revision.
 struct ClusterUpdate {
   int64_t revision = 0;
-  bool from_snapshot = false;                   // read from disk, etcd not reached yet
   std::map<std::string, std::string> rules;     // local VM -> rule file text ("" : no policy)
   std::map<std::string, std::string> errors;    // local VM -> why its policies do not merge
   // What the local VMs' tables name (`vm NAME`, `group NAME`), resolved.
@@ -87,10 +86,12 @@ class ClusterAgent {
   explicit ClusterAgent(AgentOptions options, OnUpdate on_update);
   void WatchLoop();
   void PublishLoop();
-  Status Watch(int64_t from);  // until the watch ends
+  // Until the watch ends; *compacted: because its start revision was compacted away.
+  Status Watch(int64_t from, bool* compacted);
   Status Fresh(std::unique_ptr<EtcdClient>* client);  // a new channel
-  Status PublishOnce(int64_t* lease);
-  void Emit(bool from_snapshot);
+  // One lease's life; *expired: it ended because etcd had let the lease expire.
+  Status PublishOnce(int64_t* lease, bool* expired);
+  void Emit();
   void SaveSnapshot(bool force);
   Status LoadSnapshot();
   bool Wait(std::chrono::milliseconds d);  // false once stopping

@@ -11,13 +11,14 @@
 namespace palisade::cluster {
 
 inline constexpr std::string_view kPrefix = "/palisade/v1/";
+inline constexpr std::string_view kIntent = "/palisade/v1/intent/";
 inline constexpr std::string_view kPolicies = "/palisade/v1/intent/policies/";
 inline constexpr std::string_view kGroups = "/palisade/v1/intent/groups/";
 inline constexpr std::string_view kLabels = "/palisade/v1/intent/labels/";
 inline constexpr std::string_view kEndpoints = "/palisade/v1/net/endpoints/";
 inline constexpr std::string_view kHosts = "/palisade/v1/status/hosts/";
 // The range switches list and watch: [kWatchBegin, kWatchEnd) holds intent/ and net/.
-inline constexpr std::string_view kWatchBegin = "/palisade/v1/intent/";
+inline constexpr std::string_view kWatchBegin = kIntent;
 inline constexpr std::string_view kWatchEnd = "/palisade/v1/net0";
 
 // The end of the range of every key that starts with `prefix` (etcd's prefix convention).
