@@ -2,8 +2,6 @@
 // tables (with dynamic address sets resolved from what the switch knows of each VM), and the
 // operator's views of rules, address sets and flows.
 #include <random>
-#include <set>
-#include <tuple>
 
 #include "firewall/rule_table.h"
 #include "firewall/rule_text.h"
@@ -107,47 +105,6 @@ fw::MemberAddresses Switch::Members() const {
   return [this](fw::Member kind, const std::string& name) { return MemberAddresses(kind, name); };
 }
 
-Status Switch::SetClusterRules(const std::string& port, std::string_view text, uint64_t revision) {
-  auto it = ports_.find(port);
-  if (it == ports_.end()) return Status::NotFound("no port '" + port + "'");
-  PortState& state = it->second;
-  if (!state.sfw) return Status::Invalid("port '" + port + "' has no stateful firewall (slot 2)");
-  fw::RuleFile file;
-  if (Status s = fw::ParseRuleFile(text, &file); !s.ok()) return s;
-  if (Status s = Compile(state, std::move(file)); !s.ok()) return s;
-  state.cluster_revision = revision;
-  return Status::Ok();
-}
-
-void Switch::SetClusterAddresses(std::map<std::string, std::vector<fw::IpAddr>> vms,
-                                 std::map<std::string, std::vector<fw::IpPrefix>> groups) {
-  // Only the tables whose sets name a VM or group that changed are compiled again.
-  std::set<std::pair<fw::Member, std::string>> changed;
-  auto diff = [&changed](fw::Member kind, const auto& before, const auto& after) {
-    for (const auto& [name, addrs] : after) {
-      auto old = before.find(name);
-      if (old == before.end() || old->second != addrs) changed.insert({kind, name});
-    }
-    for (const auto& [name, addrs] : before) {
-      if (!after.count(name)) changed.insert({kind, name});
-    }
-  };
-  diff(fw::Member::kVm, cluster_vms_, vms);
-  diff(fw::Member::kGroup, cluster_groups_, groups);
-  cluster_vms_ = std::move(vms);
-  cluster_groups_ = std::move(groups);
-  if (changed.empty()) return;
-  for (auto& [name, state] : ports_) {
-    if (!state.sfw || state.generation == 0) continue;
-    bool touched = false;
-    for (const fw::AddrSet& set : state.rules.addrsets) {
-      for (const std::string& vm : set.vms) touched |= changed.count({fw::Member::kVm, vm}) > 0;
-      for (const std::string& g : set.groups) touched |= changed.count({fw::Member::kGroup, g}) > 0;
-    }
-    if (touched) (void)Compile(state, state.rules);  // it compiled before, so it compiles now
-  }
-}
-
 Status Switch::Compile(PortState& state, fw::RuleFile file) {
   std::shared_ptr<const fw::RuleTable> table;
   Status s = fw::RuleTable::Compile(file, Members(), state.generation + 1, &table);
@@ -197,14 +154,6 @@ void Switch::ReserveAddresses() {
     }
     state.swsec->SetReserved(std::move(others));
   }
-}
-
-Status Switch::Managed(const PortState& state) const {
-  if (state.cluster_revision == 0) return Status::Ok();
-  return Status::Invalid("port '" + state.spec.name + "' (VM " + state.spec.vm +
-                         ") takes its rules from the cluster's policies in etcd (revision " +
-                         std::to_string(state.cluster_revision) +
-                         "): change them there, with palisadectl --etcd ENDPOINTS policy apply");
 }
 
 Status Switch::LoadRules(const std::string& filter, std::string_view text) {
