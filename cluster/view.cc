@@ -157,25 +157,32 @@ Status DecodeEndpoint(std::string_view vm, std::string_view host, std::string_vi
   });
 }
 
+namespace {
+
+// A decoded value goes into `map` under `key`; one that could not be decoded takes the key out.
+template <typename Map, typename Value>
+Status Store(Map& map, const typename Map::key_type& key, Status decoded, Value value) {
+  if (!decoded.ok()) {
+    map.erase(key);
+    return decoded;
+  }
+  map[key] = std::move(value);
+  return Status::Ok();
+}
+
+}  // namespace
+
 Status ClusterView::Put(std::string_view key, std::string_view value) {
   auto rest = [&](std::string_view prefix) { return key.substr(prefix.size()); };
   auto under = [&](std::string_view prefix) { return key.substr(0, prefix.size()) == prefix; };
   if (under(kPolicies)) {
     PolicyIntent p;
     Status s = DecodePolicy(rest(kPolicies), value, &p);
-    if (!s.ok()) {
-      policies_.erase(std::string(rest(kPolicies)));
-      return s;
-    }
-    policies_[p.name] = std::move(p);
+    return Store(policies_, std::string(rest(kPolicies)), s, std::move(p));
   } else if (under(kGroups)) {
     GroupIntent g;
     Status s = DecodeGroup(rest(kGroups), value, &g);
-    if (!s.ok()) {
-      groups_.erase(std::string(rest(kGroups)));
-      return s;
-    }
-    groups_[g.name] = std::move(g);
+    return Store(groups_, std::string(rest(kGroups)), s, std::move(g));
   } else if (under(kLabels)) {
     std::map<std::string, std::string> labels;
     Status s = DecodeLabels(value, &labels);
@@ -195,11 +202,7 @@ Status ClusterView::Put(std::string_view key, std::string_view value) {
                                                  std::string(vm_host.substr(slash + 1))};
     EndpointInfo e;
     Status s = DecodeEndpoint(id.first, id.second, value, &e);
-    if (!s.ok()) {
-      endpoints_.erase(id);
-      return s;
-    }
-    endpoints_[id] = std::move(e);
+    return Store(endpoints_, id, s, std::move(e));
   }
   return Status::Ok();
 }
