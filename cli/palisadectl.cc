@@ -3,6 +3,7 @@
 // JSON with --json (the results as capnp's JSON codec writes them; 64-bit numbers are strings).
 //
 // Exit status: 0 done, 1 the switch refused or failed (its message is printed), 2 usage error.
+#include <cstdlib>
 #include <unistd.h>
 
 #include <cstdio>
@@ -722,4 +723,9 @@ int Main(int argc, char** argv) {
 }  // namespace
 }  // namespace palisade::cli
 
-int main(int argc, char** argv) { return palisade::cli::Main(argc, argv); }
+int main(int argc, char** argv) {
+  // gRPC's own log lines (a failed TLS handshake, say) would repeat on stderr what the
+  // command's error message says; the caller may still ask for them.
+  setenv("GRPC_VERBOSITY", "NONE", /*overwrite=*/0);
+  return palisade::cli::Main(argc, argv);
+}

@@ -14,7 +14,11 @@ namespace pb = ::etcdserverpb;
 
 Status FromGrpc(const grpc::Status& s, std::string_view what) {
   if (s.ok()) return Status::Ok();
-  const std::string message = "etcd " + std::string(what) + ": " + s.error_message();
+  std::string message = "etcd " + std::string(what) + ": " + s.error_message();
+  if (s.error_code() == grpc::StatusCode::UNAVAILABLE && s.error_message().find("handshake") != std::string::npos) {
+    message += " (the TLS handshake failed: does etcd serve TLS, and accept this client's certificate "
+               "from --etcd-cert/--etcd-key, signed by a CA it trusts?)";
+  }
   switch (s.error_code()) {
     case grpc::StatusCode::UNAVAILABLE:
     case grpc::StatusCode::DEADLINE_EXCEEDED:
@@ -82,7 +86,11 @@ Status EtcdClient::Connect(const EtcdOptions& options, std::unique_ptr<EtcdClien
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
   args.SetMaxReceiveMessageSize(64 << 20);  // a watch response may carry a large transaction
   std::shared_ptr<grpc::ChannelCredentials> creds = grpc::InsecureChannelCredentials();
-  if (!options.ca_pem.empty()) {
+  if (options.cert_pem.empty() != options.key_pem.empty()) {
+    return Status::Invalid("a client certificate for etcd needs both --etcd-cert and --etcd-key");
+  }
+  // https:// or any certificate: TLS, with the system's roots when no CA is given.
+  if (!options.ca_pem.empty() || !options.cert_pem.empty() || options.endpoints.find("https://") != std::string::npos) {
     grpc::SslCredentialsOptions ssl;
     ssl.pem_root_certs = options.ca_pem;
     ssl.pem_private_key = options.key_pem;

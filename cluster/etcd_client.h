@@ -24,7 +24,9 @@ namespace palisade::cluster {
 
 struct EtcdOptions {
   std::string endpoints;
-  std::string cert_pem, key_pem, ca_pem;  // TLS when ca_pem is given (client certificate optional)
+  // TLS when any is given or an endpoint says https:// (the system's roots without ca_pem);
+  // the client certificate is optional.
+  std::string cert_pem, key_pem, ca_pem;
   int timeout_ms = 5000;
   int keepalive_ms = 5000;  // ping interval; a missing answer for as long drops the connection
 };

@@ -7,9 +7,12 @@ The steps run in order, each on what the previous left: the cross-host group (co
 admitted, refused after web-01 leaves the group), an address learned on host 1 reaching host 2's
 table, a member killed, all members stopped (verdicts unchanged, host 2 restarted from its
 snapshot during the outage), a half-open connection to etcd noticed within 15 s, compaction
-while host 2 is cut off (a relist, deletes included), and host 1's death (its VM leaves the
-group when its lease expires)."""
+while host 2 is cut off (a relist, deletes included), web-01's live migration to host 2 and
+back (the destination renders its policy while the port is still incoming, the endpoint key
+hands over at cut-over, the connection carries on), and host 1's death (its VM leaves the group
+when its lease expires)."""
 
+import json
 import os
 import re
 import signal
@@ -225,7 +228,49 @@ class ClusterTest(unittest.TestCase):
         self.assertGreater(int(re.search(r"relists: (\d+)", self.status(self.h2)).group(1)), relists)
         self.assertEqual(self.session.do("send six"), "echo six")
 
-    def test_6_a_dead_host_leaves_every_group(self):
+    def endpoints(self, vm):
+        """host -> state of the endpoint keys etcd holds for `vm`."""
+        out = self.etcd.ctl("get", "--prefix", f"/palisade/v1/net/endpoints/{vm}/", "-w", "json")
+        import base64
+        kvs = json.loads(out).get("kvs", [])
+        return {base64.b64decode(kv["key"]).decode().rsplit("/", 1)[1]:
+                json.loads(base64.b64decode(kv["value"]))["state"] for kv in kvs}
+
+    def migrate_web(self, src, dst, sock):
+        rc, out, err = src.cli("migrate", "vm-web", "--to", dst.socket, "--socket", self.work.join(sock))
+        self.assertEqual(rc, 0, err)
+        # The bulk copy is in: the destination publishes web-01 as incoming and already renders
+        # its policy, while the port waits closed; the source still runs it.
+        src_host, dst_host = ("host1", "host2") if src is self.h1 else ("host2", "host1")
+        wait_for(lambda: self.endpoints("web-01") == {src_host: "active", dst_host: "incoming"}, 10,
+                 what="web-01 incoming at the destination")
+        wait_for(lambda: "rule 20 " in dst.ctl("rules show vm-web")["text"], 10, what="the policy rendered")
+        self.assertIn("# from the cluster's policies for VM web-01", dst.ctl("rules show vm-web")["text"])
+        self.assertIn("vm-web-palisade-migration.0", dst.cli("summarize-dvfilter")[1])
+        self.web.move("web", self.work.join(sock))
+        wait_for(lambda: (src.migration("vm-web") or {}).get("phase") == "completed", 30,
+                 what="the migration complete")
+        # The cut-over: the destination's key active, the source's gone.
+        wait_for(lambda: self.endpoints("web-01") == {dst_host: "active"}, 10, what="the endpoint handed over")
+        self.assertNotIn("vm-web", src.ports())
+        wait_for(lambda: dst.port("vm-web")["link"], 30, what="web-01 attached at the destination")
+        out = self.intent("vm", "list")
+        self.assertRegex(out, r"web-01\s+" + dst_host)
+
+    def test_6_a_live_migration_hands_the_endpoint_over(self):
+        self.assertEqual(self.endpoints("web-01"), {"host1": "active"})
+        self.migrate_web(self.h1, self.h2, "web2.sock")
+        # The group still resolves (host 2 publishes web-01's addresses now): no re-check closed
+        # the connection, and it carries on through host 2 alone.
+        self.assertIn(f"now: {WEB_IP}", self.addrsets(self.h2))
+        self.assertEqual(self.session.do("send seven"), "echo seven")
+        self.migrate_web(self.h2, self.h1, "web3.sock")
+        self.assertEqual(self.session.do("send eight"), "echo eight")
+        s, result = self.connect()
+        s.close()
+        self.assertEqual(result, "connected")
+
+    def test_7_a_dead_host_leaves_every_group(self):
         self.h1.kill()
         # Its lease (4 s) expires: web-01's endpoint goes, and with it the group's addresses.
         wait_for(lambda: "now: no addresses" in self.addrsets(self.h2), 20, what="web-01 gone from host 2")

@@ -569,7 +569,7 @@ def make_certs(d):
         run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", f"/CN={ca}",
             "-keyout", f"{ca}.key", "-out", f"{ca}.pem")
     with open(os.path.join(d, "san.ext"), "w") as f:
-        f.write("subjectAltName=DNS:localhost\n")
+        f.write("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
     for name, ca in (("server", "ca"), ("client", "ca"), ("rogue", "rogue-ca")):
         run("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={name}", "-keyout", f"{name}.key",
             "-out", f"{name}.csr")
