@@ -41,8 +41,9 @@ void SetTexts(List list, const std::vector<std::string>& items) {
 }
 
 template <typename T>
-void AddUnique(std::vector<T>* out, const T& x) {
-  if (std::find(out->begin(), out->end(), x) == out->end()) out->push_back(x);
+void SortUnique(std::vector<T>* v) {
+  std::sort(v->begin(), v->end());
+  v->erase(std::unique(v->begin(), v->end()), v->end());
 }
 
 }  // namespace
@@ -356,9 +357,9 @@ Status ClusterView::CheckPolicy(const PolicyIntent& p) const {
 std::vector<fw::IpAddr> ClusterView::VmAddresses(const std::string& vm) const {
   std::vector<fw::IpAddr> out;
   for (auto it = endpoints_.lower_bound({vm, ""}); it != endpoints_.end() && it->first.first == vm; ++it) {
-    for (const fw::IpAddr& a : it->second.addresses) AddUnique(&out, a);
+    out.insert(out.end(), it->second.addresses.begin(), it->second.addresses.end());
   }
-  std::sort(out.begin(), out.end());
+  SortUnique(&out);
   return out;
 }
 
@@ -367,14 +368,17 @@ void ClusterView::GroupAddresses(const std::string& group, std::set<std::string>
   if (!seen.insert(group).second) return;
   auto g = groups_.find(group);
   if (g == groups_.end()) return;
+  // Duplicates are taken out once, at the end (a group of thousands of VMs stays linear).
   auto add_vm = [&](const std::string& vm) {
-    for (const fw::IpAddr& a : VmAddresses(vm)) AddUnique(out, fw::IpPrefix::Host(a));
+    for (auto it = endpoints_.lower_bound({vm, ""}); it != endpoints_.end() && it->first.first == vm; ++it) {
+      for (const fw::IpAddr& a : it->second.addresses) out->push_back(fw::IpPrefix::Host(a));
+    }
   };
   for (const std::string& m : g->second.members) {
     if (m.rfind("vm:", 0) == 0) add_vm(m.substr(3));
     if (m.rfind("group:", 0) == 0) GroupAddresses(m.substr(6), seen, out);
     if (m.rfind("ip:", 0) == 0) {
-      if (auto p = fw::IpPrefix::Parse(m.substr(3))) AddUnique(out, *p);
+      if (auto p = fw::IpPrefix::Parse(m.substr(3))) out->push_back(*p);
     }
     if (m.rfind("label:", 0) == 0) {
       if (auto it = by_label_.find(m.substr(6)); it != by_label_.end()) {
@@ -388,7 +392,7 @@ std::vector<fw::IpPrefix> ClusterView::GroupAddresses(const std::string& group) 
   std::vector<fw::IpPrefix> out;
   std::set<std::string> seen;
   GroupAddresses(group, seen, &out);
-  std::sort(out.begin(), out.end());
+  SortUnique(&out);
   return out;
 }
 

@@ -55,8 +55,10 @@ const char* Usage() {
          "                        them), off (shareable anonymous memory)\n"
          "  --memory MB           packet memory without hugepages (default: 512)\n"
          "  --config FILE         control commands to run at start, one per line\n"
-         "  --state-file FILE     ports' filter state (rules, connections) saved on a clean stop\n"
-         "                        and restored at start (default: /run/palisade/NAME.state)\n"
+         "  --state-dir DIR       the configuration accepted at run time, saved (synced) before each\n"
+         "                        change is answered, restored at start (default: /var/lib/palisade/NAME)\n"
+         "  --state-file FILE     the ports' connections, saved while running and on a clean stop,\n"
+         "                        restored at start (default: /run/palisade/NAME.state)\n"
          "  --log-dir DIR         write the log to DIR/palisaded-NAME.log and the firewall's\n"
          "                        packet log to DIR/packets-NAME.log instead of stderr\n"
          "  --etcd ENDPOINTS      take policy from the cluster in etcd (host:port, comma-separated):\n"
@@ -100,13 +102,14 @@ Status ParseCpuList(const std::string& text, unsigned cpu_limit, std::vector<uns
 }
 
 Status ParseOptions(int argc, char** argv, Options* out) {
-  enum { kInstance = 1, kSocket, kStateFile, kTlsListen, kTlsCert, kTlsKey, kTlsCa, kCores,
+  enum { kInstance = 1, kSocket, kStateFile, kStateDir, kTlsListen, kTlsCert, kTlsKey, kTlsCa, kCores,
          kHugepages, kMemory, kConfig, kLogDir, kEtcd, kHost, kEtcdCert, kEtcdKey, kEtcdCa,
          kClusterSnapshot, kClusterLease, kHelp };
   static const option kLong[] = {
       {"instance", required_argument, nullptr, kInstance},
       {"socket", required_argument, nullptr, kSocket},
       {"state-file", required_argument, nullptr, kStateFile},
+      {"state-dir", required_argument, nullptr, kStateDir},
       {"rpc-tls-listen", required_argument, nullptr, kTlsListen},
       {"tls-cert", required_argument, nullptr, kTlsCert},
       {"tls-key", required_argument, nullptr, kTlsKey},
@@ -144,6 +147,7 @@ Status ParseOptions(int argc, char** argv, Options* out) {
       case kSocket: o.socket = arg; break;
       case kTlsListen: o.tls_listen = arg; break;
       case kStateFile: o.state_file = arg; break;
+      case kStateDir: o.state_dir = arg; break;
       case kTlsCert: o.tls_cert = arg; break;
       case kTlsKey: o.tls_key = arg; break;
       case kTlsCa: o.tls_ca = arg; break;
@@ -188,6 +192,7 @@ Status ParseOptions(int argc, char** argv, Options* out) {
   if (o.socket.empty()) o.socket = "/run/palisade/" + o.instance + ".sock";
   if (o.socket.size() >= 108) return Status::Invalid("--socket: path longer than 107 characters");
   if (o.state_file.empty()) o.state_file = "/run/palisade/" + o.instance + ".state";
+  if (o.state_dir.empty()) o.state_dir = "/var/lib/palisade/" + o.instance;
   if (!o.tls_listen.empty() && (o.tls_cert.empty() || o.tls_key.empty() || o.tls_ca.empty())) {
     return Status::Invalid("--rpc-tls-listen needs --tls-cert, --tls-key and --tls-ca");
   }

@@ -20,8 +20,9 @@ struct Options {
   HugepageMode hugepages = HugepageMode::kAuto;
   unsigned memory_mb = 512;         // without hugepages
   std::string config;
-  std::string state_file;           // saved on a clean stop, restored at start; default
+  std::string state_file;           // connections, saved while running; default
                                     // /run/palisade/<instance>.state
+  std::string state_dir;            // the durable configuration; default /var/lib/palisade/<instance>
   std::string log_dir;
   std::string etcd, host;                      // the cluster (both or neither)
   std::string etcd_cert, etcd_key, etcd_ca;    // PEM files for TLS to etcd

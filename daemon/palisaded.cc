@@ -1,11 +1,14 @@
 // palisaded: the Palisade switch daemon. Parses its options and config, starts the EAL, the
-// switch (restoring the state a previous palisaded saved) and its workers, serves the Cap'n Proto control plane (its own kj thread, handing every
-// call to the libev control loop), and on SIGTERM/SIGINT stops in order: control plane, saving
-// the ports' filter state, workers, ports (vhost sockets removed), EAL (runtime files removed).
+// switch (restoring what a previous palisaded kept: daemon/state_store.h, then the config
+// file on top) and its workers, serves the Cap'n Proto control plane (its own kj thread, handing
+// every call to the libev control loop, which saves each change before answering), and on
+// SIGTERM/SIGINT stops in order: control plane, saving the configuration and connections,
+// workers, ports (vhost sockets removed), EAL (runtime files removed).
 #include <ev.h>
 #include <rte_log.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -13,13 +16,13 @@
 #include <memory>
 
 #include "daemon/cluster_glue.h"
-#include "migration/port_state.h"
 #include "vswitch/control_queue.h"
 #include "rpc/server.h"
 #include "vswitch/control.h"
 #include "daemon/eal.h"
 #include "daemon/log.h"
 #include "daemon/options.h"
+#include "daemon/state_store.h"
 #include "common/socket_path.h"
 #include "vswitch/switch.h"
 
@@ -40,12 +43,14 @@ void OnSignal(struct ev_loop* loop, ev_signal* w, int) {
 struct Ticked {
   Switch* sw;
   ClusterGlue* cluster;  // null without --etcd
+  StateStore* store;
 };
 
-void OnTick(struct ev_loop*, ev_timer* w, int) {
+void OnTick(struct ev_loop* loop, ev_timer* w, int) {
   auto* t = static_cast<Ticked*>(w->data);
   t->sw->Tick();
   if (t->cluster) t->cluster->Tick();
+  t->store->Tick(static_cast<uint64_t>(ev_now(loop) * 1000));
 }
 
 // The PEM file at `path` into *pem; false with a message on stderr when it is not one.
@@ -61,46 +66,32 @@ bool ReadPem(const std::string& path, std::string* pem) {
   return true;
 }
 
-Status RestoreState(Switch& sw, const std::string& path) {
-  if (access(path.c_str(), F_OK) != 0) return Status::Ok();
-  std::vector<PortExport> ports;
-  if (Status s = migration::LoadSwitchState(path, &ports); !s.ok()) {
-    return Status::Invalid("cannot restore the saved state (move it away to start without it): " +
-                           s.message());
-  }
-  size_t conns = 0;
-  for (const PortExport& p : ports) {
-    if (Status s = sw.ImportPort(p); !s.ok()) {
-      return Status::Invalid(path + ": cannot restore port '" + p.spec.name + "': " + s.message());
+// The config file's commands, on top of what the store restored: the file is applied last and
+// wins. A port or slot it declares that came back from the store unchanged is kept as it is
+// (with its connections); one that differs is replaced by the file's.
+Status ApplyConfig(Switch& sw, const std::string& file, const std::vector<Command>& config) {
+  for (size_t i = 0; i < config.size(); i++) {
+    const Command& cmd = config[i];
+    PortInfo port;
+    if (cmd.verb == Command::Verb::kPortAdd && sw.GetPort(cmd.port.name, &port).ok()) {
+      if (port.spec == cmd.port) continue;
+      Log(LogLevel::kWarning, "%s: command %zu: port %s differs from the stored one: the file's replaces it",
+          file.c_str(), i + 1, cmd.port.name.c_str());
+      if (Status s = sw.RemovePort(cmd.port.name); !s.ok()) return s;
     }
-    conns += p.conns.size();
+    if (cmd.verb == Command::Verb::kFilterAttach && sw.GetPort(cmd.target, &port).ok()) {
+      auto same = std::find_if(port.slots.begin(), port.slots.end(), [&](const SlotInfo& slot) {
+        return slot.slot == cmd.filter.slot && slot.agent == "palisade-" + cmd.filter.agent &&
+               slot.policy == cmd.filter.policy;
+      });
+      if (same != port.slots.end()) continue;
+    }
+    std::string reply = Execute(sw, cmd);
+    if (reply.rfind("{\"ok\":false", 0) == 0) {
+      return Status::Invalid(file + ": command " + std::to_string(i + 1) + " failed: " + reply);
+    }
   }
-  // Restored once: a later start must not bring back connections that have since ended.
-  std::filesystem::rename(path, path + ".restored");
-  Log(LogLevel::kInfo, "restored %zu port(s) and %zu connection(s) from %s", ports.size(), conns,
-      path.c_str());
   return Status::Ok();
-}
-
-void SaveState(Switch& sw, const std::string& path) {
-  std::vector<PortExport> ports;
-  size_t conns = 0;
-  for (const std::string& name : sw.PortNames()) {
-    PortExport e;
-    if (Status s = sw.ExportPort(name, &e); !s.ok()) {
-      Log(LogLevel::kInfo, "not saving %s", s.message().c_str());
-      continue;
-    }
-    if (e.spec.kind != PortKind::kVhostUser) continue;
-    conns += e.conns.size();
-    ports.push_back(std::move(e));
-  }
-  if (Status s = migration::SaveSwitchState(path, ports); !s.ok()) {
-    Log(LogLevel::kError, "cannot save the switch state: %s", s.message().c_str());
-    return;
-  }
-  Log(LogLevel::kInfo, "saved %zu port(s) and %zu connection(s) to %s", ports.size(), conns,
-      path.c_str());
 }
 
 // Everything after the EAL is up; returns the exit code.
@@ -112,19 +103,18 @@ int Serve(const Options& options, const EalInfo& eal, const std::vector<Command>
   sw_options.packet_log = packet_log;
   if (Status s = Switch::Create(sw_options, &sw); !s.ok()) return Fail(s.message());
 
-  for (size_t i = 0; i < config.size(); i++) {
-    std::string reply = Execute(*sw, config[i]);
-    if (reply.rfind("{\"ok\":false", 0) == 0) {
-      return Fail(options.config + ": command " + std::to_string(i + 1) + " failed: " + reply);
-    }
-  }
-
-  // A previous palisaded's saved state: its ports and their connections carry on.
-  if (Status s = RestoreState(*sw, options.state_file); !s.ok()) return Fail(s.message());
+  // What a previous palisaded kept (its configuration, then its connections), then the config
+  // file on top; the result is the configuration from now on.
+  StateStore store(sw.get(), options.state_dir + "/config", options.state_file);
+  store.Restore();
+  if (Status s = ApplyConfig(*sw, options.config, config); !s.ok()) return Fail(s.message());
+  if (Status s = store.SaveConfig(); !s.ok()) return Fail(s.message());
 
   struct ev_loop* loop = ev_default_loop(EVFLAG_AUTO);
-  // RPC calls arrive on the RPC thread and run here, on this loop, through the queue.
+  // RPC calls arrive on the RPC thread and run here, on this loop, through the queue; each
+  // change is saved before its answer goes back.
   ControlQueue queue(loop);
+  queue.set_after([&store] { return store.SaveConfig(); });
   // The cluster's policies: its last snapshot is applied before the workers start.
   std::unique_ptr<ClusterGlue> cluster;
   if (!options.etcd.empty()) {
@@ -156,7 +146,7 @@ int Serve(const Options& options, const EalInfo& eal, const std::vector<Command>
   ev_signal_start(loop, &sigterm);
   ev_timer tick;
   ev_timer_init(&tick, OnTick, 0.02, 0.02);  // MAC learning waits for it
-  Ticked ticked{sw.get(), cluster.get()};
+  Ticked ticked{sw.get(), cluster.get(), &store};
   tick.data = &ticked;
   ev_timer_start(loop, &tick);
 
@@ -172,7 +162,7 @@ int Serve(const Options& options, const EalInfo& eal, const std::vector<Command>
   ev_run(loop, 0);
   rpc.reset();  // stop serving calls before the switch goes
   cluster.reset();
-  SaveState(*sw, options.state_file);
+  store.SaveAll();
   ev_timer_stop(loop, &tick);
   ev_signal_stop(loop, &sigint);
   ev_signal_stop(loop, &sigterm);
@@ -200,7 +190,7 @@ int Main(int argc, char** argv) {
     std::fprintf(stderr, "palisaded: control socket: %s\n", s.message().c_str());
     return 1;
   }
-  std::vector<std::string> files = {options.socket, options.state_file};
+  std::vector<std::string> files = {options.socket, options.state_file, options.state_dir + "/config"};
   if (!options.etcd.empty()) files.push_back(options.cluster_snapshot);
   for (const std::string& path : files) {
     const std::filesystem::path dir = std::filesystem::path(path).parent_path();

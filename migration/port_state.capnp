@@ -56,7 +56,7 @@ struct VmMembers {
 struct PortState {
   version @0 :UInt32;          # currentVersion of the writer
   name @1 :Text;
-  vhostUser @2 :Text;          # socket path (empty for uplinks, which are not exported)
+  vhostUser @2 :Text;          # socket path (empty for an uplink)
   client @3 :Bool;
   vm @4 :Text;
   mac @5 :Text;
@@ -74,6 +74,7 @@ struct PortState {
   learnedMac @15 :Text;        # what port security learned on first use (empty: nothing)
   learnedIps @16 :List(Text);
   allow @17 :List(Text);       # router, dhcp-server, vlan: what the VM may do beyond a guest
+  uplink @18 :Text;            # an uplink's device arguments (switch state only; never migrated)
 }
 
 struct ConnectionKey {
@@ -99,4 +100,5 @@ struct SwitchState {
   version @0 :UInt32;
   savedAt @1 :Text;            # UTC, for people reading the file
   ports @2 :List(PortState);
+  macAgeingSeconds @3 :UInt32; # 0: the default
 }

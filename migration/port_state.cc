@@ -97,6 +97,7 @@ void Write(const PortExport& in, PortState::Builder out) {
   out.setVersion(CURRENT_VERSION);
   out.setName(in.spec.name);
   out.setVhostUser(in.spec.path);
+  if (in.spec.kind == PortKind::kUplink) out.setUplink(in.spec.devargs);
   out.setClient(in.spec.client);
   out.setVm(in.spec.vm);
   if (in.spec.mac) out.setMac(MacToString(in.spec.mac));
@@ -139,9 +140,15 @@ Status Read(PortState::Reader in, PortExport* out) {
   if (Status s = CheckVersion(in.getVersion(), "port state"); !s.ok()) return s;
   PortExport e;
   e.spec.name = Str(in.getName());
-  if (in.getVhostUser().size() == 0) return Status::Invalid("port '" + e.spec.name + "' has no vhost-user socket");
-  e.spec.kind = PortKind::kVhostUser;
-  e.spec.path = Str(in.getVhostUser());
+  if (in.getUplink().size() > 0) {
+    e.spec.kind = PortKind::kUplink;
+    e.spec.devargs = Str(in.getUplink());
+  } else if (in.getVhostUser().size() == 0) {
+    return Status::Invalid("port '" + e.spec.name + "' has no vhost-user socket");
+  } else {
+    e.spec.kind = PortKind::kVhostUser;
+    e.spec.path = Str(in.getVhostUser());
+  }
   e.spec.client = in.getClient();
   e.spec.vm = Str(in.getVm());
   if (in.getMac().size() > 0) {
@@ -244,11 +251,13 @@ Status ReadDelta(PortDelta::Reader in, Delta* out) {
   return Status::Ok();
 }
 
-Status SaveSwitchState(const std::string& path, const std::vector<PortExport>& ports) {
+Status SaveSwitchState(const std::string& path, const std::vector<PortExport>& ports,
+                       uint32_t mac_ageing_s) {
   capnp::MallocMessageBuilder message;
   auto root = message.initRoot<SwitchState>();
   root.setVersion(CURRENT_VERSION);
   root.setSavedAt(UtcNowText());
+  root.setMacAgeingSeconds(mac_ageing_s);
   auto list = root.initPorts(static_cast<unsigned>(ports.size()));
   for (unsigned i = 0; i < ports.size(); i++) Write(ports[i], list[i]);
   const std::string tmp = path + ".tmp";
@@ -263,10 +272,20 @@ Status SaveSwitchState(const std::string& path, const std::vector<PortExport>& p
     unlink(tmp.c_str());
     return Status::Unavailable(path + ": " + std::strerror(errno));
   }
+  // The rename itself must reach the disk before the caller says the change is kept.
+  const size_t slash = path.rfind('/');
+  const std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
+  int dfd = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd < 0 || fsync(dfd) != 0) {
+    const std::string error = std::strerror(errno);
+    if (dfd >= 0) close(dfd);
+    return Status::Unavailable(dir + ": " + error);
+  }
+  close(dfd);
   return Status::Ok();
 }
 
-Status LoadSwitchState(const std::string& path, std::vector<PortExport>* ports) {
+Status LoadSwitchState(const std::string& path, std::vector<PortExport>* ports, uint32_t* mac_ageing_s) {
   int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return Status::NotFound(path + ": " + std::strerror(errno));
   Status status;
@@ -277,6 +296,7 @@ Status LoadSwitchState(const std::string& path, std::vector<PortExport>* ports) 
       status = Status::Invalid(path + ": " + status.message());
       return;
     }
+    if (mac_ageing_s) *mac_ageing_s = root.getMacAgeingSeconds();
     for (auto p : root.getPorts()) {
       PortExport e;
       if (status = Read(p, &e); !status.ok()) return;

@@ -28,8 +28,12 @@ struct Delta {
 void WriteDelta(const Delta& in, PortDelta::Builder out);
 Status ReadDelta(PortDelta::Reader in, Delta* out);
 
-// The whole switch, to a file written atomically (a temporary file renamed into place).
-Status SaveSwitchState(const std::string& path, const std::vector<PortExport>& ports);
-Status LoadSwitchState(const std::string& path, std::vector<PortExport>* ports);
+// The whole switch, to a file written atomically and synced (a temporary file renamed into
+// place, the directory synced after): a crash leaves the old file or the new, never a mix.
+// mac_ageing_s: the switch's option (0: the default).
+Status SaveSwitchState(const std::string& path, const std::vector<PortExport>& ports,
+                       uint32_t mac_ageing_s = 0);
+Status LoadSwitchState(const std::string& path, std::vector<PortExport>* ports,
+                       uint32_t* mac_ageing_s = nullptr);
 
 }  // namespace palisade::migration

@@ -116,6 +116,7 @@ void Switch::Publish() {
 }
 
 Status Switch::AddPort(const PortSpec& spec) {
+  config_changes_++;
   if (Status s = ValidPortName(spec.name); !s.ok()) return s;
   if (ports_.count(spec.name)) return Status::Exists("port '" + spec.name + "' already exists");
   uint16_t index = 0;
@@ -157,6 +158,7 @@ Status Switch::AddPort(const PortSpec& spec) {
 }
 
 Status Switch::RemovePort(const std::string& name) {
+  config_changes_++;
   auto it = ports_.find(name);
   if (it == ports_.end()) return Status::NotFound("no port '" + name + "'");
   const uint16_t index = it->second.port->index();
@@ -177,6 +179,7 @@ Status Switch::RemovePort(const std::string& name) {
 }
 
 Status Switch::AttachFilter(const std::string& port, const FilterSpec& spec) {
+  config_changes_++;
   auto it = ports_.find(port);
   if (it == ports_.end()) return Status::NotFound("no port '" + port + "'");
   if (spec.slot == 0 || spec.slot > 15) return Status::Invalid("slot must be 1-15");
@@ -192,6 +195,7 @@ Status Switch::AttachFilter(const std::string& port, const FilterSpec& spec) {
 }
 
 Status Switch::DetachFilter(const std::string& port, uint8_t slot) {
+  config_changes_++;
   auto it = ports_.find(port);
   if (it == ports_.end()) return Status::NotFound("no port '" + port + "'");
   if (it->second.chain->Find(slot) == nullptr) {
@@ -206,6 +210,7 @@ Status Switch::DetachFilter(const std::string& port, uint8_t slot) {
 }
 
 Status Switch::SetMacAgeing(uint32_t seconds) {
+  config_changes_++;
   if (seconds < 1 || seconds > 1000000) return Status::Invalid("MAC ageing must be 1-1000000 s");
   bridge_->set_ageing_s(seconds);
   return Status::Ok();

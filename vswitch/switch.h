@@ -47,6 +47,7 @@ struct PortSpec {
   uint64_t mac = 0;
   std::vector<fw::IpAddr> ips;
   PortAllow allow;  // vhost-user only
+  bool operator==(const PortSpec&) const = default;
 };
 
 // What a slot holds: a named filter agent, or nothing yet ("none"), so the failure policy
@@ -147,8 +148,12 @@ class Switch {
   // not exist, attaches its slots (the stateful filter without rules first: failClosed until the
   // rules are in), loads the rules, then the connections, re-checked against them.
   // A port still arriving by live migration is refused: its table is not complete yet.
-  Status ExportPort(const std::string& name, PortExport* out) const;
+  // without connections: the port's configuration alone (what the durable store keeps).
+  Status ExportPort(const std::string& name, PortExport* out, bool with_connections = true) const;
   Status ImportPort(const PortExport& in, size_t* connections = nullptr);
+  // Into a port that exists (restored from the durable configuration): only what was learned
+  // and the connections, re-checked against the rules it has; its configuration stays.
+  Status RestoreConnections(const PortExport& in, size_t* connections);
 
   // Live migration (switch_export.cc). A port arriving from another switch must not exist here;
   // it is imported closed (vswitch/migration_gate.h: everything dropped as "migrating") until
@@ -193,6 +198,9 @@ class Switch {
   std::vector<MacInfo> Macs() const;
   uint32_t mac_ageing_s() const { return bridge_->ageing_s(); }
   uint64_t generation() const { return generation_; }
+  // Counts calls that may have changed the configuration (ports, slots, rules, address sets,
+  // options): a store compares it with what it saved last.
+  uint64_t config_changes() const { return config_changes_; }
 
  private:
   struct PortState {
@@ -244,6 +252,7 @@ class Switch {
   std::bitset<kMaxPorts> index_used_;  // freed only once no worker can see the old port
   std::atomic<const Snapshot*> snapshot_{nullptr};
   uint64_t generation_ = 0;
+  uint64_t config_changes_ = 0;
 };
 
 }  // namespace palisade

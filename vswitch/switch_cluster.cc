@@ -8,6 +8,7 @@
 namespace palisade {
 
 Status Switch::SetClusterRules(const std::string& port, std::string_view text, uint64_t revision) {
+  config_changes_++;
   auto it = ports_.find(port);
   if (it == ports_.end()) return Status::NotFound("no port '" + port + "'");
   PortState& state = it->second;

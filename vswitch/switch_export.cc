@@ -14,7 +14,7 @@ std::vector<std::string> Switch::PortNames() const {
   return names;
 }
 
-Status Switch::ExportPort(const std::string& name, PortExport* out) const {
+Status Switch::ExportPort(const std::string& name, PortExport* out, bool with_connections) const {
   auto it = ports_.find(name);
   if (it == ports_.end()) return Status::NotFound("no port '" + name + "'");
   const PortState& state = it->second;
@@ -46,7 +46,7 @@ Status Switch::ExportPort(const std::string& name, PortExport* out) const {
       for (const std::string& vm : set.vms) e.vm_addresses[vm] = VmAddresses(vm);
     }
     const uint64_t now = NowNs();
-    uint32_t cursor = 0;
+    uint32_t cursor = with_connections ? 0 : fw::ConnTable::kNil;
     while (cursor != fw::ConnTable::kNil) cursor = state.sfw->ExportConns(cursor, 4096, now, &e.conns);
   }
   *out = std::move(e);
@@ -58,6 +58,9 @@ Status Switch::ImportPort(const PortExport& in, size_t* connections) {
 }
 
 Status Switch::ImportIncoming(const PortExport& in, size_t* connections) {
+  if (in.spec.kind != PortKind::kVhostUser) {
+    return Status::Invalid("port '" + in.spec.name + "': only a VM's vhost-user port migrates");
+  }
   if (ports_.count(in.spec.name)) {
     return Status::Exists("port '" + in.spec.name + "' already exists here");
   }
@@ -65,6 +68,7 @@ Status Switch::ImportIncoming(const PortExport& in, size_t* connections) {
 }
 
 Status Switch::Import(const PortExport& in, bool incoming, size_t* connections) {
+  config_changes_++;
   // Everything that can be refused is checked before anything changes.
   if (!in.rules.empty()) {
     fw::RuleFile probe;
@@ -104,6 +108,15 @@ Status Switch::Import(const PortExport& in, bool incoming, size_t* connections) 
   return Status::Ok();
 }
 
+Status Switch::RestoreConnections(const PortExport& in, size_t* connections) {
+  auto it = ports_.find(in.spec.name);
+  if (it == ports_.end()) return Status::NotFound("no port '" + in.spec.name + "'");
+  PortState& state = it->second;
+  if (state.swsec) state.swsec->Restore(in.learned_mac, in.learned_ips);
+  *connections = state.sfw ? state.sfw->ImportConns(in.conns, NowNs()) : 0;
+  return Status::Ok();
+}
+
 Status Switch::ApplyDelta(const std::string& name, const std::vector<fw::Conn>& changed,
                           const std::vector<fw::ConnKey>& removed, size_t* taken) {
   auto it = ports_.find(name);
@@ -115,6 +128,7 @@ Status Switch::ApplyDelta(const std::string& name, const std::vector<fw::Conn>& 
 }
 
 Status Switch::OpenPort(const std::string& name) {
+  config_changes_++;
   auto it = ports_.find(name);
   if (it == ports_.end()) return Status::NotFound("no port '" + name + "'");
   if (it->second.chain->Find(MigrationGate::kSlot) != nullptr) {
@@ -127,6 +141,7 @@ Status Switch::OpenPort(const std::string& name) {
 }
 
 Status Switch::RemoveMigratedPort(const std::string& name) {
+  config_changes_++;
   auto it = ports_.find(name);
   if (it == ports_.end()) return Status::NotFound("no port '" + name + "'");
   const std::string vm = it->second.spec.vm;

@@ -157,6 +157,7 @@ void Switch::ReserveAddresses() {
 }
 
 Status Switch::LoadRules(const std::string& filter, std::string_view text) {
+  config_changes_++;
   PortState* state = FindFirewall(filter);
   if (state == nullptr) return NoFirewall(filter);
   if (Status s = Managed(*state); !s.ok()) return s;
@@ -184,6 +185,7 @@ Status Switch::LoadRules(const std::string& filter, std::string_view text) {
 }
 
 Status Switch::SetAddrSet(const std::string& filter, fw::AddrSet set) {
+  config_changes_++;
   fw::RuleFile file;
   file.addrsets.push_back(std::move(set));
   PortState* state = FindFirewall(filter);
@@ -264,6 +266,7 @@ Status Switch::GetFirewallOptions(const std::string& filter, fw::FirewallOptions
 }
 
 Status Switch::SetFirewallOptions(const std::string& filter, const fw::FirewallOptions& options) {
+  config_changes_++;
   PortState* state = FindFirewall(filter);
   if (state == nullptr) return NoFirewall(filter);
   if (options.conn_limit < 1 || options.conn_limit > 16000000) {

@@ -58,6 +58,7 @@ class Daemon:
         self.workdir = workdir
         self.socket = os.path.join(workdir, f"{instance}.sock")
         self.state_file = os.path.join(workdir, f"{instance}.state")
+        self.state_dir = os.path.join(workdir, f"{instance}.d")
         self.log_dir = os.path.join(workdir, "log")
         self.cores = str(SWITCH_CPU) if cores is None else cores
         self.config = config
@@ -71,7 +72,7 @@ class Daemon:
 
     def argv(self):
         args = [PALISADED, "--instance", self.instance, "--socket", self.socket,
-                "--state-file", self.state_file,
+                "--state-file", self.state_file, "--state-dir", self.state_dir,
                 "--cores", self.cores, "--hugepages", self.hugepages, "--memory", "256",
                 "--log-dir", self.log_dir]
         if self.config:
