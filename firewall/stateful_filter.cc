@@ -342,8 +342,8 @@ void StatefulFilter::NewConnection(FilterBatch& b, uint16_t i, const Packet& p, 
   if (p.first_fragment) RememberFragment(p, now_s);
 }
 
-bool StatefulFilter::Recheck(Conn& c, const RuleTable& t) {
-  if (!options_.recheck) {
+bool StatefulFilter::Recheck(Conn& c, const RuleTable& t, bool always) {
+  if (!options_.recheck && !always) {
     c.generation = static_cast<uint16_t>(t.generation());
     c.rule_pos = 0;  // its rule's place in the new table is unknown
     return true;

@@ -99,9 +99,12 @@ class StatefulFilter : public Filter {
   size_t Flush(const FlowSelector& sel, uint64_t now_ns);
   // Export and import of connection entries (migration, restart). Export copies up to `max`
   // live entries from `cursor` with expires_s turned into the seconds they have left; returns
-  // the cursor to continue from (ConnTable::kNil when done). Import takes such entries,
-  // re-checks each against the current rule table (the destination's tables win) and inserts
-  // the admitted ones, replacing an entry with the same key; returns how many it took.
+  // the cursor to continue from (ConnTable::kNil when done). Import takes such entries from an
+  // untrusted source: it refuses malformed ones (a key not in normal form, a state foreign to
+  // the protocol, a window scale over 14, unknown flags), clamps the time left to this filter's
+  // timeout, re-checks each against the current rule table whatever the re-check option (the
+  // destination's tables win; no table admits nothing) and inserts the admitted ones,
+  // replacing an entry with the same key; returns how many it took.
   uint32_t ExportConns(uint32_t cursor, uint32_t max, uint64_t now_ns, std::vector<Conn>* out);
   size_t ImportConns(const std::vector<Conn>& conns, uint64_t now_ns);
 
@@ -154,7 +157,8 @@ class StatefulFilter : public Filter {
   bool Reopen(FilterBatch& b, uint16_t i, const Packet& p, const RuleTable& t, uint32_t idx,
               int dir, const ConnKey& key, bool src_is_lo, uint32_t now_s);
   SynHint& HintFor(uint32_t idx) { return syn_hints_[idx % syn_hints_.size()]; }
-  bool Recheck(Conn& c, const RuleTable& t);
+  // always: whatever options_.recheck says (entries imported from elsewhere).
+  bool Recheck(Conn& c, const RuleTable& t, bool always = false);
   void Account(uint32_t idx, int dir, uint32_t len, uint32_t now_s);
   void CountRule(uint32_t pos, bool in, uint32_t len, bool eval);
   void Close(uint32_t idx, CloseReason why, uint64_t now_ns, unsigned worker);

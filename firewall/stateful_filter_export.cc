@@ -36,6 +36,30 @@ void InSlices(SpinLock& lock, const ConnTable& table, size_t n, KeyAt key_at, Fn
   }
 }
 
+// An entry from a peer switch or a file is trusted no further than it checks out: a key in its
+// normal form that agrees with its direction flag, a state of its protocol, known flags and
+// reasons, window scales TCP allows (at most 14), and no more time left than this filter's
+// timeout for its state. Anything else is refused, never repaired.
+bool Sane(Conn& c, const Timeouts& timeouts) {
+  constexpr uint8_t kKnownFlags = kConnOrigIsLo | kConnOrigIn | kConnLog | kConnV6 | kConnLiberal;
+  if ((c.flags & ~kKnownFlags) != 0 || c.reason > CloseReason::kReopen) return false;
+  const bool tcp = c.proto == kProtoTcp;
+  if (tcp ? (c.state < ConnState::kSynSent || c.state > ConnState::kClosed)
+          : (c.state != ConnState::kNew && c.state != ConnState::kMultiple)) {
+    return false;
+  }
+  if (!(c.flags & kConnV6) && !(c.lo.is_v4() && c.hi.is_v4())) return false;
+  bool src_is_lo = false;
+  if (!(MakeKey(c.OrigTuple(), &src_is_lo) == c.key()) || src_is_lo != ((c.flags & kConnOrigIsLo) != 0)) {
+    return false;
+  }
+  for (const TcpPeer& p : c.peer) {
+    if (p.scale > 14 || (p.flags & ~(kPeerFin | kPeerWscale)) != 0) return false;
+  }
+  c.expires_s = std::min(c.expires_s, timeouts.For(c.proto, c.state));
+  return true;
+}
+
 }  // namespace
 
 uint32_t StatefulFilter::ExportConns(uint32_t cursor, uint32_t max, uint64_t now_ns,
@@ -57,15 +81,18 @@ size_t StatefulFilter::ImportConns(const std::vector<Conn>& conns, uint64_t now_
     const Conn& in = conns[i];
     if (in.state == ConnState::kFree || in.expires_s == 0) return true;
     Conn c = in;
+    if (!Sane(c, options_.timeouts)) return true;
     uint32_t idx = conns_.Find(c.key());
-    if (table_ && !Recheck(c, *table_)) {  // the destination's rules do not admit it
+    // This filter's rules judge every entry, whatever the sender's re-check option; without
+    // rules nothing is admitted.
+    if (!table_ || !Recheck(c, *table_, /*always=*/true)) {
       if (idx != ConnTable::kNil) conns_.Remove(idx);  // nor an older copy of it
       return true;
     }
     if (idx == ConnTable::kNil) idx = conns_.Insert(c.key());
     if (idx == ConnTable::kNil) return false;  // the limit: the rest cannot be taken either
     c.next = conns_.at(idx).next;
-    c.expires_s = now_s + in.expires_s;
+    c.expires_s = now_s + c.expires_s;  // clamped by Sane
     conns_.at(idx) = c;
     taken++;
     return true;

@@ -572,6 +572,64 @@ TEST_F(StatefulFilterTest, ExportedConnectionsCarryOnInAnotherFilter) {
   EXPECT_EQ(kept[0].rule_id, 1u) << "re-checked: it now belongs to the destination's rule";
 }
 
+TEST_F(StatefulFilterTest, ImportedEntriesAreCheckedNotTrusted) {
+  ASSERT_TRUE(Passes(Direction::kOut, Out(tcp::kSyn, 1000, 0, 443)));
+  ASSERT_TRUE(Passes(Direction::kIn, In(tcp::kSyn | tcp::kAck, 5000, 1001, 443)));
+  ASSERT_TRUE(Passes(Direction::kOut, Out(tcp::kAck, 1001, 5001, 443)));
+  std::vector<Conn> good;
+  uint32_t cursor = 0;
+  while (cursor != ConnTable::kNil) cursor = filter_.ExportConns(cursor, 16, now_, &good);
+  ASSERT_EQ(good.size(), 1u);
+
+  RuleFile f;
+  ASSERT_TRUE(ParseRuleFile(kPolicy, &f).ok());
+  std::shared_ptr<const RuleTable> t;
+  ASSERT_TRUE(RuleTable::Compile(f, nullptr, 1, &t).ok());
+  auto import = [&](const Conn& c, FirewallOptions options = FirewallOptions{}) {
+    StatefulFilter dest(8, &log_, options, 3);
+    dest.SetTable(t);
+    return dest.ImportConns({c}, now_);
+  };
+  EXPECT_EQ(import(good[0]), 1u);
+  std::vector<std::pair<const char*, Conn>> bad;
+  auto variant = [&](const char* what, auto change) {
+    Conn c = good[0];
+    change(c);
+    bad.emplace_back(what, c);
+  };
+  variant("the key's ends swapped", [](Conn& c) { std::swap(c.lo, c.hi); std::swap(c.lo_port, c.hi_port); });
+  variant("the direction flag flipped", [](Conn& c) { c.flags ^= kConnOrigIsLo; });
+  variant("a UDP state on TCP", [](Conn& c) { c.state = ConnState::kMultiple; });
+  variant("a TCP state on UDP", [](Conn& c) { c.proto = kProtoUdp; });
+  variant("a window scale of 15", [](Conn& c) { c.peer[1].scale = 15; });
+  variant("an unknown flag", [](Conn& c) { c.flags |= 0x80; });
+  variant("an unknown close reason", [](Conn& c) { c.reason = static_cast<CloseReason>(99); });
+  variant("IPv6 addresses without the flag", [](Conn& c) { c.hi.b[0] = 0x20; });
+  for (const auto& [what, c] : bad) EXPECT_EQ(import(c), 0u) << what;
+
+  // The sender's `recheck off` does not let an entry skip the destination's rules.
+  FirewallOptions no_recheck;
+  no_recheck.recheck = false;
+  ASSERT_TRUE(ParseRuleFile("ruleset x { rule 1 out protocol udp from any to any port 53 accept; }", &f).ok());
+  ASSERT_TRUE(RuleTable::Compile(f, nullptr, 2, &t).ok());
+  EXPECT_EQ(import(good[0], no_recheck), 0u);
+
+  // Without rules nothing is admitted; a lifetime beyond the timeout is cut to it.
+  StatefulFilter bare(8, &log_, FirewallOptions{}, 3);
+  EXPECT_EQ(bare.ImportConns(good, now_), 0u);
+  ASSERT_TRUE(ParseRuleFile(kPolicy, &f).ok());
+  ASSERT_TRUE(RuleTable::Compile(f, nullptr, 3, &t).ok());
+  StatefulFilter dest(8, &log_, FirewallOptions{}, 3);
+  dest.SetTable(t);
+  Conn forever = good[0];
+  forever.expires_s = 4000000000u;
+  ASSERT_EQ(dest.ImportConns({forever}, now_), 1u);
+  std::vector<FlowInfo> flows;
+  dest.Flows(0, 10, FlowSelector{}, now_, &flows);
+  ASSERT_EQ(flows.size(), 1u);
+  EXPECT_EQ(flows[0].expires_in_s, FirewallOptions{}.timeouts.For(kProtoTcp, ConnState::kEstablished));
+}
+
 // All flows of a filter by flow id, for comparing a source and a destination.
 std::map<uint64_t, FlowInfo> FlowsById(StatefulFilter& f, uint64_t now) {
   std::vector<FlowInfo> flows;

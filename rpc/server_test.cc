@@ -251,7 +251,8 @@ TEST_F(RpcServerTest, FlowsFirewallWorkersMacsConnections) {
   setfw("udp_first").send().wait(ws());
   auto getfw = cap().getFirewallRequest();
   getfw.setFilter("a");
-  auto o = getfw.send().wait(ws()).getOptions();
+  auto got = getfw.send().wait(ws());  // the response outlives the reader into it
+  auto o = got.getOptions();
   EXPECT_EQ(o.getConnectionLimit(), 1234u);
   EXPECT_FALSE(o.getRecheck());
   bool found = false;

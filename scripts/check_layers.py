@@ -26,7 +26,7 @@ ALLOWED = {
 }
 TOP = ["bench", "tests"]  # may use everything
 NO_DPDK = ["common", "slot", "firewall", "cluster", "cli"]
-IGNORED = {"build", "build-fuzz", "scripts", ".git", ".ci", ".cache"}
+IGNORED = {"build", "build-fuzz", "build-san", "scripts", ".git", ".ci", ".cache"}
 
 INCLUDE = re.compile(r'^\s*#\s*include\s*[<"]([^">]+)[">]')
 IMPORT = re.compile(r'import\s+"/([^"]+)"')
@@ -39,6 +39,8 @@ def check(root):
     for entry in sorted(os.listdir(root)):
         path = os.path.join(root, entry)
         if entry in IGNORED or entry.startswith(".") or not os.path.isdir(path):
+            continue
+        if os.path.exists(os.path.join(path, "build.ninja")):  # a meson build directory
             continue
         has_code = any(f.endswith(SOURCES) for _, _, files in os.walk(path) for f in files)
         if entry not in folders and has_code:
