@@ -10,6 +10,7 @@
 #include <cstring>
 #include <fstream>
 #include <iostream>
+#include <iterator>
 #include <map>
 #include <sstream>
 #include <string>
@@ -23,6 +24,7 @@
 #include "cli/cluster_commands.h"
 #include "cli/input.h"
 #include "cli/views.h"
+#include "common/json_writer.h"
 #include "rpc/palisade.capnp.h"
 
 namespace palisade::cli {
@@ -402,6 +404,29 @@ class Ctl {
       std::string line;
       while (!args.Done()) line += (line.empty() ? "" : " ") + args.Next("");
       if (line.empty()) throw UsageError{"expected a command line"};
+      std::istringstream words(line);
+      std::vector<std::string> w{std::istream_iterator<std::string>(words), std::istream_iterator<std::string>()};
+      if (w.size() == 4 && w[0] == "rules" && w[1] == "load") {
+        // The switch opens no path for a client: the file is read here and its text sent.
+        JsonWriter reply;
+        std::ifstream in(w[3]);
+        std::stringstream text;
+        text << in.rdbuf();
+        auto req = sw.setRulesRequest();
+        req.setFilter(w[2]);
+        req.setText(text.str());
+        if (!in) {
+          reply.BeginObject().Field("ok", false).Field("error", w[3] + ": cannot open the rule file").EndObject();
+        } else KJ_IF_MAYBE(e, kj::runCatchingExceptions([&] { req.send().wait(ws); })) {
+          std::string d = e->getDescription().cStr();
+          if (d.rfind("remote exception: ", 0) == 0) d = d.substr(std::strlen("remote exception: "));
+          reply.BeginObject().Field("ok", false).Field("error", w[3] + ": " + d).EndObject();
+        } else {
+          reply.BeginObject().Field("ok", true).EndObject();
+        }
+        std::printf("%s\n", reply.str().c_str());
+        return reply.str().rfind("{\"ok\":false", 0) == 0 ? kSwitchError : kOk;
+      }
       auto req = sw.executeRequest();
       req.setLine(line);
       auto r = req.send().wait(ws);

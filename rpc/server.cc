@@ -54,7 +54,7 @@ void RpcServer::Main(std::string path, const TlsConfig* tls, Switch* sw, Control
     umask(old);
     if (tls != nullptr && !tls->listen.empty()) {
       where = tls->listen;
-      tls_context = ServerTlsContext(*tls);
+      tls_context = ServerTlsContext(*tls, io.provider->getTimer());
       auto tcp = io.provider->getNetwork().parseAddress(tls->listen.c_str()).wait(io.waitScope);
       tls_listener = tls_context->wrapPort(tcp->listen());
     }

@@ -3,7 +3,7 @@
 namespace palisade::rpc {
 namespace {
 
-kj::Own<kj::TlsContext> Context(const TlsConfig& tls, bool verify_clients) {
+kj::Own<kj::TlsContext> Context(const TlsConfig& tls, bool verify_clients, kj::Timer* timer) {
   kj::TlsKeypair keypair{kj::TlsPrivateKey(tls.key_pem.c_str()),
                          kj::TlsCertificate(tls.cert_pem.c_str())};
   kj::TlsCertificate ca(tls.ca_pem.c_str());
@@ -12,14 +12,20 @@ kj::Own<kj::TlsContext> Context(const TlsConfig& tls, bool verify_clients) {
   options.verifyClients = verify_clients;
   options.trustedCertificates = kj::arrayPtr(&ca, 1);
   options.defaultKeypair = keypair;
+  if (timer != nullptr) {
+    options.timer = *timer;
+    options.acceptTimeout = kHandshakeTimeoutSeconds * kj::SECONDS;
+  }
   return kj::heap<kj::TlsContext>(kj::mv(options));
 }
 
 }  // namespace
 
 // A client without a certificate from our CA gets nothing.
-kj::Own<kj::TlsContext> ServerTlsContext(const TlsConfig& tls) { return Context(tls, true); }
+kj::Own<kj::TlsContext> ServerTlsContext(const TlsConfig& tls, kj::Timer& timer) {
+  return Context(tls, true, &timer);
+}
 
-kj::Own<kj::TlsContext> ClientTlsContext(const TlsConfig& tls) { return Context(tls, false); }
+kj::Own<kj::TlsContext> ClientTlsContext(const TlsConfig& tls) { return Context(tls, false, nullptr); }
 
 }  // namespace palisade::rpc

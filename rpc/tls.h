@@ -1,6 +1,7 @@
 // TLS for the control plane across hosts (kj-tls): the server's context, which accepts only
 // clients whose certificate the configured CA signed, and the client context a switch dials
-// other switches with (its own certificate, their CA).
+// other switches with (its own certificate, their CA). A connection that has not finished its
+// handshake within kHandshakeTimeoutSeconds is dropped, so silent peers hold nothing open.
 // Thread-safety: the contexts belong to the RPC thread that made them.
 #pragma once
 
@@ -15,7 +16,9 @@ struct TlsConfig {
   std::string cert_pem, key_pem, ca_pem;
 };
 
-kj::Own<kj::TlsContext> ServerTlsContext(const TlsConfig& tls);
+inline constexpr int kHandshakeTimeoutSeconds = 10;
+
+kj::Own<kj::TlsContext> ServerTlsContext(const TlsConfig& tls, kj::Timer& timer);
 kj::Own<kj::TlsContext> ClientTlsContext(const TlsConfig& tls);
 
 }  // namespace palisade::rpc

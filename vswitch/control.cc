@@ -204,6 +204,14 @@ std::string Execute(Switch& sw, const Command& cmd) {
 std::string ExecuteLine(Switch& sw, std::string_view line) {
   Command cmd;
   if (Status s = ParseCommand(line, &cmd); !s.ok()) return ErrorReply(s);
+  if (cmd.verb == Command::Verb::kRulesLoad) {
+    // A path the root daemon would open for whoever holds a connection: refused. The text comes
+    // in setRules (palisadectl's exec rules load and setrules read the file themselves).
+    return ErrorReply(Status::Invalid(
+        "rules load names a file only in the config file; over the control plane send the rules' "
+        "text (palisadectl setrules -f FILTER FILE, or palisadectl exec rules load FILTER FILE, "
+        "which reads FILE itself)"));
+  }
   return Execute(sw, cmd);
 }
 

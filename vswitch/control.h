@@ -14,7 +14,8 @@ namespace palisade {
 
 // Runs one command and returns the JSON reply (no trailing newline).
 std::string Execute(Switch& sw, const Command& cmd);
-// Parses and runs one line.
+// Parses and runs one line from a client of the control plane: `rules load PATH` is refused
+// there (the daemon opens no file a client names; the text comes through setRules).
 std::string ExecuteLine(Switch& sw, std::string_view line);
 
 // Reads a config file: one command per line, '#' comments, blank lines ignored; only commands

@@ -4,6 +4,7 @@ codes."""
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import unittest
@@ -169,6 +170,12 @@ class TlsTest(unittest.TestCase):
             self.assertEqual(r.returncode, 1, "a certificate from another CA gets nothing")
             self.assertNotIn("a.sock", r.stdout)
             self.assertEqual(ctl("client", "port", "list").returncode, 0, "the server still serves")
+            # A connection that never starts its handshake is dropped after 10 s, not held (a
+            # recv still waiting at 30 s raises).
+            silent = socket.create_connection(("localhost", port))
+            silent.settimeout(30)
+            self.assertEqual(silent.recv(1), b"", "the switch closed the silent connection")
+            silent.close()
         finally:
             self.assertEqual(sw.stop(), 0)
             work.remove()
