@@ -329,6 +329,18 @@ TEST_F(RpcServerTest, ExportAndImportAPort) {
   EXPECT_NE(std::string(rules.send().wait(ws()).getText().cStr()).find("rule 5 at 1"), std::string::npos);
   EXPECT_TRUE(std::filesystem::exists(path("b.sock")));
 
+  // An import that fails half-way (a limit out of range, found after the port was made)
+  // leaves no port behind.
+  renamed.setName("c");
+  renamed.setConnectionLimit(0);
+  auto half = cap().importPortRequest();
+  half.setState(renamed.asReader());
+  half.setSocket(path("c.sock"));
+  EXPECT_NE(Error(half).find("the connection limit must be 1-16000000"), std::string::npos);
+  auto ports = cap().listPortsRequest().send().wait(ws());
+  for (auto p : ports.getPorts()) EXPECT_NE(std::string(p.getSpec().getName().cStr()), "c");
+  EXPECT_FALSE(std::filesystem::exists(path("c.sock")));
+
   renamed.setVersion(migration::CURRENT_VERSION + 1);
   auto bad = cap().importPortRequest();
   bad.setState(renamed.asReader());

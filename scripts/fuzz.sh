@@ -2,22 +2,25 @@
 # Builds the libFuzzer targets with clang (AddressSanitizer) into build-fuzz/ and runs each for
 # SECONDS (default 60), starting from the checked-in seeds: the packet parser, the rule parser,
 # packet sequences through the stateful firewall and frames through port security (each of the
-# last two against a reference decision of what may pass). A crash leaves its input in
+# last two against a reference decision of what may pass), and the import path (a peer's
+# PortState and PortDelta, state files) against the policy the importing filter holds. A crash leaves its input in
 # build-fuzz/crash-* and fails the run. clang comes from scripts/setup-debian.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-60}
 [ -f build-fuzz/build.ninja ] || CXX=clang++ meson setup build-fuzz -Dfuzz=true -Db_lundef=false
-targets=(packet rules stateful port_security)
-ninja -C build-fuzz "${targets[@]/#/firewall/fuzz_}"
-for target in "${targets[@]}"; do
+targets=(firewall/fuzz_packet firewall/fuzz_rules firewall/fuzz_stateful firewall/fuzz_port_security
+         migration/fuzz_import)
+ninja -C build-fuzz "${targets[@]}"
+for path in "${targets[@]}"; do
+  target=${path#*/fuzz_}
   corpus=build-fuzz/corpus-$target
   mkdir -p "$corpus"
-  seeds=firewall/fuzz_seeds/$target
+  seeds=$(dirname "$path")/fuzz_seeds/$target
   echo "fuzz: $target for ${seconds}s"
   log=build-fuzz/fuzz-$target.log
   rc=0
-  build-fuzz/firewall/fuzz_$target -max_total_time="$seconds" -print_final_stats=1 \
+  build-fuzz/$path -max_total_time="$seconds" -print_final_stats=1 \
     -artifact_prefix=build-fuzz/ "$corpus" $( [ -d "$seeds" ] && echo "$seeds" ) >"$log" 2>&1 || rc=$?
   grep -E "^(Done|==.*ERROR|SUMMARY)" "$log" || true
   if [ "$rc" -ne 0 ]; then

@@ -87,25 +87,28 @@ Status Switch::Import(const PortExport& in, bool incoming, size_t* connections) 
         FilterSlot{MigrationGate::kSlot, FailurePolicy::kFailClosed, std::make_shared<MigrationGate>()});
     Publish();
   }
-  for (const FilterSpec& slot : in.slots) {
-    if (state.chain->Find(slot.slot) != nullptr) continue;  // configured already (config file)
-    if (Status s = AttachFilter(in.spec.name, slot); !s.ok()) {
-      if (created) (void)RemovePort(in.spec.name);
-      return s;
+  auto fill = [&]() -> Status {
+    for (const FilterSpec& slot : in.slots) {
+      if (state.chain->Find(slot.slot) != nullptr) continue;  // configured already (config file)
+      if (Status s = AttachFilter(in.spec.name, slot); !s.ok()) return s;
     }
-  }
-  if (state.swsec) state.swsec->Restore(in.learned_mac, in.learned_ips);
-  if (!state.sfw) return Status::Ok();
-  // VMs hosted elsewhere keep the addresses the source knew (local ports take precedence).
-  for (const auto& [vm, addrs] : in.vm_addresses) remote_vms_[vm] = addrs;
-  if (!in.vm_addresses.empty()) RecompileVmSets();
-  if (!in.rules.empty()) {
-    if (Status s = LoadRules(in.spec.name, in.rules); !s.ok()) return s;
-  }
-  if (Status s = SetFirewallOptions(in.spec.name, in.options); !s.ok()) return s;
-  const size_t taken = state.sfw->ImportConns(in.conns, NowNs());
-  if (connections) *connections = taken;
-  return Status::Ok();
+    if (state.swsec) state.swsec->Restore(in.learned_mac, in.learned_ips);
+    if (!state.sfw) return Status::Ok();
+    // VMs hosted elsewhere keep the addresses the source knew (local ports take precedence).
+    for (const auto& [vm, addrs] : in.vm_addresses) remote_vms_[vm] = addrs;
+    if (!in.vm_addresses.empty()) RecompileVmSets();
+    if (!in.rules.empty()) {
+      if (Status s = LoadRules(in.spec.name, in.rules); !s.ok()) return s;
+    }
+    if (Status s = SetFirewallOptions(in.spec.name, in.options); !s.ok()) return s;
+    const size_t taken = state.sfw->ImportConns(in.conns, NowNs());
+    if (connections) *connections = taken;
+    return Status::Ok();
+  };
+  Status s = fill();
+  // A port this import created goes with its failure: no half port, closed or open, stays.
+  if (!s.ok() && created) (void)RemovePort(in.spec.name);
+  return s;
 }
 
 Status Switch::RestoreConnections(const PortExport& in, size_t* connections) {
