@@ -122,15 +122,16 @@ class MigrationService::IncomingImpl final : public IncomingMigration::Server {
 
 MigrationService::MigrationService(Switch* sw, ControlQueue* queue, kj::Timer& timer, Dialer dial)
     : sw_(sw), q_(queue), timer_(timer), dial_(kj::mv(dial)), alive_(std::make_shared<bool>(true)) {
-  // The listener runs on the vhost library's thread: it hands the event to this thread and
-  // waits, so a stopping source device holds the guest until the final delta is applied.
+  // The listener runs on the vhost library's thread, which serves every VM's vhost-user
+  // messages: it only hands the event to this thread (waiting for the hand-off, not for the
+  // final delta), so no guest's negotiation waits on a migration. The destination keeps the
+  // port closed until the final delta is in, whenever its guest starts.
   auto executor = std::make_shared<kj::Own<const kj::Executor>>(kj::getCurrentThreadExecutor().addRef());
   VhostPort::SetDeviceListener([this, executor, alive = alive_](const std::string& port, bool started) {
     if (!(*executor)->isLive()) return;
     KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() {
-      (*executor)->executeSync([&]() -> kj::Promise<void> {
-        if (!*alive) return kj::READY_NOW;
-        return OnDevice(port, started);
+      (*executor)->executeSync([&]() {
+        if (*alive) tasks_.add(OnDevice(port, started));
       });
     })) {
       (void)e;  // this thread's loop is gone (shutting down): nothing to hand over
@@ -252,7 +253,7 @@ kj::Promise<void> MigrationService::SendFinalDelta(std::shared_ptr<Outgoing> s) 
   capnp::Request<IncomingMigration::DeltaParams, IncomingMigration::DeltaResults>* req = nullptr;
   KJ_IF_MAYBE(r, maybe_req) { req = r; }
   if (req == nullptr) return kj::READY_NOW;
-  auto sent = req->send().then([this, s, t0](auto) {
+  auto sent = req->send().then([s, t0](auto) {
     s->info.pause_us = MicrosSince(t0);
     if (s->info.phase == "copied") s->info.phase = "cut-over";
   }, [this, s](kj::Exception&& e) {

@@ -35,21 +35,35 @@ VhostPort* FindPort(int vid) {
   return it == Registry().end() ? nullptr : it->second;
 }
 
+// The listener is told outside the registry's lock: it may take a moment, and every other
+// port's vhost-user events need that lock meanwhile.
 int OnNewDevice(int vid) {
-  std::lock_guard lock(registry_mu);
-  VhostPort* port = FindPort(vid);
-  if (port == nullptr) return -1;
-  port->DeviceStarted(vid);
-  if (Listener()) Listener()(port->name(), true);
+  std::string name;
+  VhostPort::DeviceListener listener;
+  {
+    std::lock_guard lock(registry_mu);
+    VhostPort* port = FindPort(vid);
+    if (port == nullptr) return -1;
+    port->DeviceStarted(vid);
+    name = port->name();
+    listener = Listener();
+  }
+  if (listener) listener(name, true);
   return 0;
 }
 
 void OnDestroyDevice(int vid) {
-  std::lock_guard lock(registry_mu);
-  if (VhostPort* port = FindPort(vid)) {
+  std::string name;
+  VhostPort::DeviceListener listener;
+  {
+    std::lock_guard lock(registry_mu);
+    VhostPort* port = FindPort(vid);
+    if (port == nullptr) return;
     port->DeviceStopped();
-    if (Listener()) Listener()(port->name(), false);
+    name = port->name();
+    listener = Listener();
   }
+  if (listener) listener(name, false);
 }
 
 int OnVringStateChanged(int vid, uint16_t vring, int enable) {

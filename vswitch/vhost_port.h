@@ -52,8 +52,9 @@ class VhostPort : public Port {
   // driver is up, or a migrated guest resumed here) or stopped (the guest paused for the last
   // step of a live migration, shut down or went away): live migration's cut-over points. A
   // stop is reported after the workers have let go of the device, so the port's filter state
-  // no longer changes from the guest's side; the guest stays paused until the listener
-  // returns. One listener per process (the vhost library's callbacks are process-wide too).
+  // no longer changes from the guest's side. The listener is called outside the ports'
+  // registry lock and must return quickly: the same thread serves every VM's vhost-user
+  // messages. One listener per process (the vhost library's callbacks are process-wide too).
   using DeviceListener = std::function<void(const std::string& port, bool started)>;
   static void SetDeviceListener(DeviceListener listener);
 
