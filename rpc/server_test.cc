@@ -433,7 +433,8 @@ TEST_F(RpcServerTest, LiveMigrationProtocolAndItsErrors) {
   cancel.setPort("a");
   EXPECT_NE(Error(cancel).find("no migration of port 'a' is in progress"), std::string::npos);
   bool failed = false;
-  for (auto m : list().getMigrations()) failed |= m.getPort() == "a" && m.getPhase() == "failed";
+  auto migrations = list();  // the response outlives the loop over it
+  for (auto m : migrations.getMigrations()) failed |= m.getPort() == "a" && m.getPhase() == "failed";
   EXPECT_TRUE(failed);
 }
 

@@ -25,7 +25,7 @@ struct Served {
 
 kj::Promise<void> AcceptLoop(kj::ConnectionReceiver& listener, Bootstrap bootstrap,
                              kj::TaskSet& tasks, Connections& connections, std::string kind) {
-  return listener.accept().then([&listener, bootstrap, &tasks, &connections, kind](
+  return listener.accept().then([bootstrap, &tasks, &connections, kind](
                                     kj::Own<kj::AsyncIoStream> stream) mutable {
     auto record = std::make_shared<ConnectionRecord>();
     record->since = UtcNowText();

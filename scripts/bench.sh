@@ -6,7 +6,9 @@
 #     goodput against the firewall off (bench/hostile_tcp_bench.py);
 #  3. the firewall microbenchmarks: classifier, connection table, new connections;
 #  4. cluster policy with simulated hosts against a real etcd (bench/cluster_bench.py), beside
-#     raw etcd watch delivery.
+#     raw etcd watch delivery;
+#  5. durability: a change saved before its answer against the same change without it, and a
+#     restart's restore of 100,000 and 1,000,000 connections against importing them from memory.
 # Usage: scripts/bench.sh [--rounds N] [--seconds S] [--micro-only]   (needs root)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -76,3 +78,6 @@ e1 = runs["BM_EstablishedPackets/1"]["items_per_second"]
 print(f"Established packets through the stateful filter (1,000 rules): {1e9 / e0:.1f} ns per packet, "
       f"{1e9 / e1:.1f} ns when already parsed (the receiver's pass)")
 PY
+echo
+echo "Durability (daemon/state_store.h): each change saved before its answer, connections saved while running"
+build/bench/durability_bench 2>/dev/null

@@ -1,0 +1,191 @@
+// What durability costs (daemon/state_store.h), in-process on the real Switch (EAL without
+// hugepages, workers not started), files on this machine's disk:
+//  - a configuration change answered only once it is saved: `port add` + `port del`, and a
+//    `setrules` of a 10,000-rule table, with the save (export, write, fsync, rename, directory
+//    fsync) against the same change without it, beside 20 other ports with 100-rule tables;
+//  - the connections' periodic save, and the restart's restore (configuration, then 100,000 and
+//    1,000,000 connections read back from the file and re-checked), against importing the
+//    same port from memory (the floor any restart must stand on).
+// Medians of the repetitions; ratios durable / without.
+#include <rte_eal.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "daemon/state_store.h"
+#include "vswitch/switch.h"
+
+namespace palisade {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double Median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+double Ms(Clock::time_point t0) { return std::chrono::duration<double, std::milli>(Clock::now() - t0).count(); }
+
+void Check(const Status& s, const char* what) {
+  if (!s.ok()) {
+    std::fprintf(stderr, "durability_bench: %s: %s\n", what, s.message().c_str());
+    std::exit(1);
+  }
+}
+
+std::string Rules(int n) {
+  std::string text = "ruleset t {\n";
+  for (int i = 0; i < n - 1; i++) {
+    text += "  rule " + std::to_string(i + 1) + " at " + std::to_string(i + 1) + " out protocol tcp from any to ip 10." +
+            std::to_string(i / 65536 % 256) + "." + std::to_string(i / 256 % 256) + "." + std::to_string(i % 256) +
+            " port " + std::to_string(1000 + i % 50000) + " accept;\n";
+  }
+  text += "  rule " + std::to_string(n) + " at " + std::to_string(n) +
+          " out protocol udp from any to any port 53 accept;\n}\n";
+  return text;
+}
+
+std::vector<fw::Conn> Entries(uint32_t n) {
+  std::vector<fw::Conn> conns(n);
+  for (uint32_t i = 0; i < n; i++) {
+    fw::Conn& c = conns[i];
+    c = fw::Conn{};
+    c.lo = fw::IpAddr::V4(0x0a000000u + i);
+    c.hi = fw::IpAddr::V4(0xc0a80001u);
+    c.lo_port = static_cast<uint16_t>(1024 + i % 60000);
+    c.hi_port = 53;
+    c.proto = 17;
+    c.state = fw::ConnState::kMultiple;
+    c.flags = fw::kConnOrigIsLo;
+    c.flow_id = i + 1;
+    c.pkts[0] = c.pkts[1] = 3;
+    c.expires_s = 50;
+  }
+  return conns;
+}
+
+PortSpec Spec(const std::filesystem::path& dir, const std::string& name) {
+  PortSpec s;
+  s.name = name;
+  s.path = dir / (name + ".sock");
+  return s;
+}
+
+void Run(const std::filesystem::path& dir) {
+  constexpr int kReps = 30;
+  std::unique_ptr<Switch> sw;
+  Switch::Options o;
+  o.worker_lcores = {1};
+  o.mbufs = 2047;
+  Check(Switch::Create(o, &sw), "switch");
+  StateStore store(sw.get(), dir / "config", dir / "state");
+  for (int i = 0; i < 20; i++) {
+    PortExport e;
+    e.spec = Spec(dir, "vm-" + std::to_string(i));
+    e.slots = {FilterSpec{1, "swsec"}, FilterSpec{2, "sfw"}};
+    e.rules = Rules(100);
+    Check(sw->ImportPort(e), "port");
+  }
+  Check(store.SaveConfig(), "save");
+
+  std::vector<double> plain, durable;
+  for (int r = 0; r < kReps; r++) {
+    auto t0 = Clock::now();
+    Check(sw->AddPort(Spec(dir, "extra")), "add");
+    Check(sw->RemovePort("extra"), "del");
+    plain.push_back(Ms(t0));
+    t0 = Clock::now();
+    Check(sw->AddPort(Spec(dir, "extra")), "add");
+    Check(store.SaveConfig(), "save");
+    Check(sw->RemovePort("extra"), "del");
+    Check(store.SaveConfig(), "save");
+    durable.push_back(Ms(t0));
+  }
+  std::printf("port add + port del      %8.2f ms, saved before each answer %8.2f ms  (%.1fx)\n", Median(plain),
+              Median(durable), Median(durable) / Median(plain));
+
+  const std::string big = Rules(10000);
+  plain.clear();
+  durable.clear();
+  for (int r = 0; r < 5; r++) {
+    auto t0 = Clock::now();
+    Check(sw->LoadRules("vm-0", big), "rules");
+    plain.push_back(Ms(t0));
+    t0 = Clock::now();
+    Check(sw->LoadRules("vm-0", big), "rules");
+    Check(store.SaveConfig(), "save");
+    durable.push_back(Ms(t0));
+  }
+  std::printf("setrules, 10,000 rules   %8.2f ms, saved before the answer  %8.2f ms  (%.2fx)\n", Median(plain),
+              Median(durable), Median(durable) / Median(plain));
+  sw.reset();
+
+  for (uint32_t n : {100000u, 1000000u}) {
+    std::filesystem::remove_all(dir);
+    std::filesystem::create_directories(dir);
+    PortExport e;
+    e.spec = Spec(dir, "vm-db");
+    e.slots = {FilterSpec{2, "sfw"}};
+    e.rules = Rules(100);
+    e.options.conn_limit = n + 1000;
+    e.conns = Entries(n);
+    // The floor: the port and its connections imported from memory.
+    Check(Switch::Create(o, &sw), "switch");
+    auto t0 = Clock::now();
+    size_t taken = 0;
+    Check(sw->ImportPort(e, &taken), "import");
+    const double from_memory = Ms(t0);
+    StateStore saving(sw.get(), dir / "config", dir / "state");
+    Check(saving.SaveConfig(), "save");
+    t0 = Clock::now();
+    saving.Tick(0);  // the periodic save of the connections
+    const double save = Ms(t0);
+    const auto bytes = std::filesystem::file_size(dir / "state");
+    sw.reset();
+    // The restart: a new switch restores the configuration, then the connections.
+    Check(Switch::Create(o, &sw), "switch");
+    StateStore restoring(sw.get(), dir / "config", dir / "state");
+    t0 = Clock::now();
+    restoring.Restore();
+    const double restore = Ms(t0);
+    std::vector<fw::FlowInfo> flows;
+    PortInfo info;
+    Check(sw->GetPort("vm-db", &info), "restored port");
+    fw::FirewallOptions opts;
+    uint32_t count = 0;
+    size_t memory = 0;
+    Check(sw->GetFirewallOptions("vm-db", &opts, &count, &memory), "restored flows");
+    std::printf("%8u connections: periodic save %7.1f ms (%.1f MB, %.0f bytes each); restore %7.1f ms "
+                "(%u back), importing from memory %7.1f ms (%.2fx)\n",
+                n, save, static_cast<double>(bytes) / 1e6, static_cast<double>(bytes) / n, restore, count,
+                from_memory, restore / from_memory);
+    sw.reset();
+  }
+}
+
+}  // namespace
+}  // namespace palisade
+
+int main() {
+  std::string prefix = "--file-prefix=palisade-durability-" + std::to_string(getpid());
+  std::vector<std::string> args = {"durability_bench", "--no-huge", "-m", "256", "--no-pci", prefix,
+                                   "--log-level=lib.*:error", "--no-telemetry"};
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  if (rte_eal_init(static_cast<int>(argv.size()), argv.data()) < 0) return 1;
+  const std::filesystem::path dir = "/var/tmp/palisade-durability-" + std::to_string(getpid());
+  std::filesystem::create_directories(dir);
+  palisade::Run(dir);
+  std::filesystem::remove_all(dir);
+  std::string runtime = rte_eal_get_runtime_dir();
+  rte_eal_cleanup();
+  std::filesystem::remove_all(runtime);
+  return 0;
+}
