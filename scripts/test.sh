@@ -5,5 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup-debian.sh
 meson test -C build --print-errorlogs "$@"
+# The unit tests and the daemon once more under AddressSanitizer and UBSan (clang).
+scripts/sanitize.sh
 # The parsers meet untrusted bytes: a short fuzzing run of each target (clang, ASan).
 scripts/fuzz.sh 20
