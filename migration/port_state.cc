@@ -1,11 +1,14 @@
 #include "migration/port_state.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <ctime>
+#include <tuple>
 
 #include <capnp/message.h>
 #include <capnp/serialize-packed.h>
@@ -51,6 +54,10 @@ void WriteConn(const fw::Conn& c, Connection::Builder b) {
     peers[p].setFlags(c.peer[p].flags);
   }
 }
+
+// A list's claimed length costs the sender a few bytes (its elements may be empty): room is
+// made for at most this many up front, the rest as real entries arrive.
+size_t Reservable(size_t claimed) { return std::min<size_t>(claimed, 65536); }
 
 bool ReadConn(Connection::Reader b, fw::Conn* out) {
   if (b.getLo().size() != 16 || b.getHi().size() != 16 || b.getPeers().size() != 2 ||
@@ -151,6 +158,18 @@ Status Read(PortState::Reader in, PortExport* out) {
   }
   e.spec.client = in.getClient();
   e.spec.vm = Str(in.getVm());
+  // Lists cost a sender almost nothing to claim long: each is held to what a port can have.
+  for (auto [size, max, what] : {std::tuple{in.getIps().size(), 256u, "bound addresses"},
+                                 std::tuple{in.getAllow().size(), 8u, "allowances"},
+                                 std::tuple{in.getSlots().size(), 15u, "slots"},
+                                 std::tuple{in.getTimeouts().size(), 64u, "timeouts"},
+                                 std::tuple{in.getLearnedIps().size(), 4096u, "learned addresses"},
+                                 std::tuple{in.getVmAddresses().size(), 65536u, "VMs' addresses"}}) {
+    if (size > max) {
+      return Status::Invalid("port '" + e.spec.name + "': " + std::to_string(size) + " " + what +
+                             " (at most " + std::to_string(max) + ")");
+    }
+  }
   if (in.getMac().size() > 0) {
     auto mac = MacParse(Str(in.getMac()));
     if (!mac) return Status::Invalid("port '" + e.spec.name + "': bad MAC '" + Str(in.getMac()) + "'");
@@ -167,6 +186,9 @@ Status Read(PortState::Reader in, PortExport* out) {
     }
   }
   for (auto s : in.getSlots()) {
+    if (s.getSlot() == 0 || s.getSlot() > 15) {
+      return Status::Invalid("port '" + e.spec.name + "': slot " + std::to_string(s.getSlot()) + " (slots are 1-15)");
+    }
     e.slots.push_back(FilterSpec{s.getSlot(), Str(s.getAgent()),
                                  s.getFailOpen() ? FailurePolicy::kFailOpen : FailurePolicy::kFailClosed});
   }
@@ -188,6 +210,10 @@ Status Read(PortState::Reader in, PortExport* out) {
     e.learned_ips.push_back(*a);
   }
   for (auto m : in.getVmAddresses()) {
+    if (m.getAddresses().size() > 4096) {
+      return Status::Invalid("port '" + e.spec.name + "': VM " + Str(m.getVm()) + " with " +
+                             std::to_string(m.getAddresses().size()) + " addresses (at most 4096)");
+    }
     auto& addrs = e.vm_addresses[Str(m.getVm())];
     for (auto text : m.getAddresses()) {
       auto a = fw::IpAddr::Parse(Str(text));
@@ -195,7 +221,7 @@ Status Read(PortState::Reader in, PortExport* out) {
       addrs.push_back(*a);
     }
   }
-  e.conns.reserve(in.getConnections().size());
+  e.conns.reserve(Reservable(in.getConnections().size()));
   for (auto b : in.getConnections()) {
     fw::Conn c;
     if (!ReadConn(b, &c)) return Status::Invalid("port '" + e.spec.name + "': a malformed connection entry");
@@ -229,7 +255,7 @@ Status ReadDelta(PortDelta::Reader in, Delta* out) {
   d.name = Str(in.getName());
   d.round = in.getRound();
   d.final = in.getFinal();
-  d.changed.reserve(in.getChanged().size());
+  d.changed.reserve(Reservable(in.getChanged().size()));
   for (auto b : in.getChanged()) {
     fw::Conn c;
     if (!ReadConn(b, &c)) return Status::Invalid("port '" + d.name + "': a malformed connection entry in the delta");
@@ -290,7 +316,15 @@ Status LoadSwitchState(const std::string& path, std::vector<PortExport>* ports, 
   if (fd < 0) return Status::NotFound(path + ": " + std::strerror(errno));
   Status status;
   KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() {
-    capnp::PackedFdMessageReader reader(fd, LargeMessages());
+    // The packed form expands at most 128 words per byte of file (a run of zero words costs two
+    // bytes): a file's claim to be larger is refused before anything is allocated for it.
+    struct stat st{};
+    capnp::ReaderOptions limits = LargeMessages();
+    if (fstat(fd, &st) == 0) {
+      limits.traversalLimitInWords =
+          std::min<uint64_t>(limits.traversalLimitInWords, 1024 + 128 * static_cast<uint64_t>(st.st_size));
+    }
+    capnp::PackedFdMessageReader reader(fd, limits);
     auto root = reader.getRoot<SwitchState>();
     if (status = CheckVersion(root.getVersion(), "switch state"); !status.ok()) {
       status = Status::Invalid(path + ": " + status.message());
