@@ -196,7 +196,10 @@ std::string MigrationTable(capnp::List<rpc::Migration>::Reader migrations) {
 std::string ConnectionTable(const std::string& socket, capnp::List<rpc::Connection>::Reader conns) {
   std::vector<std::vector<std::string>> rows = {{"Proto", "Local Address", "Foreign Address", "State", "Since", "Kind", "Name"}};
   for (auto c : conns) {
-    rows.push_back({"unix", socket, S(c.getPeer()), "ESTABLISHED", S(c.getSince()), S(c.getKind()), S(c.getName())});
+    const std::string peer = S(c.getPeer());
+    const bool tls = peer.rfind("tls", 0) == 0;
+    rows.push_back({tls ? "tls" : "unix", tls ? "-" : socket, peer, "ESTABLISHED", S(c.getSince()), S(c.getKind()),
+                    S(c.getName())});
   }
   return Table(rows);
 }

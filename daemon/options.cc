@@ -49,6 +49,9 @@ const char* Usage() {
          "                        certificate signed by --tls-ca\n"
          "  --tls-cert FILE, --tls-key FILE, --tls-ca FILE   PEM files for --rpc-tls-listen and\n"
          "                        for migrating ports to other switches' HOST:PORT\n"
+         "  --tls-operators CN[,CN...]  client certificate names that may change the switch\n"
+         "  --tls-peers CN[,CN...]      other switches' certificate names: they may only migrate a\n"
+         "                        port here; any other certificate from --tls-ca reads only\n"
          "  --cores LIST          CPUs for datapath workers, one worker each, e.g. 1 or 2-3\n"
          "                        (default: the last CPU this process may use)\n"
          "  --hugepages MODE      auto (use them when mounted and free; default), on (require\n"
@@ -102,7 +105,7 @@ Status ParseCpuList(const std::string& text, unsigned cpu_limit, std::vector<uns
 }
 
 Status ParseOptions(int argc, char** argv, Options* out) {
-  enum { kInstance = 1, kSocket, kStateFile, kStateDir, kTlsListen, kTlsCert, kTlsKey, kTlsCa, kCores,
+  enum { kInstance = 1, kSocket, kStateFile, kStateDir, kTlsListen, kTlsCert, kTlsKey, kTlsCa, kTlsOperators, kTlsPeers, kCores,
          kHugepages, kMemory, kConfig, kLogDir, kEtcd, kHost, kEtcdCert, kEtcdKey, kEtcdCa,
          kClusterSnapshot, kClusterLease, kHelp };
   static const option kLong[] = {
@@ -114,6 +117,8 @@ Status ParseOptions(int argc, char** argv, Options* out) {
       {"tls-cert", required_argument, nullptr, kTlsCert},
       {"tls-key", required_argument, nullptr, kTlsKey},
       {"tls-ca", required_argument, nullptr, kTlsCa},
+      {"tls-operators", required_argument, nullptr, kTlsOperators},
+      {"tls-peers", required_argument, nullptr, kTlsPeers},
       {"cores", required_argument, nullptr, kCores},
       {"hugepages", required_argument, nullptr, kHugepages},
       {"memory", required_argument, nullptr, kMemory},
@@ -151,6 +156,15 @@ Status ParseOptions(int argc, char** argv, Options* out) {
       case kTlsCert: o.tls_cert = arg; break;
       case kTlsKey: o.tls_key = arg; break;
       case kTlsCa: o.tls_ca = arg; break;
+      case kTlsOperators:
+      case kTlsPeers:
+        for (size_t pos = 0; pos <= arg.size();) {
+          size_t comma = arg.find(',', pos);
+          if (comma == std::string::npos) comma = arg.size();
+          if (comma > pos) (c == kTlsOperators ? o.tls_operators : o.tls_peers).push_back(arg.substr(pos, comma - pos));
+          pos = comma + 1;
+        }
+        break;
       case kCores: cores = arg; break;
       case kHugepages:
         if (arg == "auto") o.hugepages = HugepageMode::kAuto;

@@ -16,6 +16,9 @@ struct Options {
   std::string socket;               // the control plane (Cap'n Proto); /run/palisade/<instance>.sock
   std::string tls_listen;           // RPC over TCP with TLS, only when given: HOST:PORT
   std::string tls_cert, tls_key, tls_ca;  // PEM files: ours, our key, the CA of clients
+  // Client certificate common names that may change the switch, and other switches' (live
+  // migration into this one only); any other certificate from the CA reads only.
+  std::vector<std::string> tls_operators, tls_peers;
   std::vector<unsigned> cores;      // worker CPUs; default: the last CPU we may run on
   HugepageMode hugepages = HugepageMode::kAuto;
   unsigned memory_mb = 512;         // without hugepages

@@ -203,6 +203,8 @@ int Main(int argc, char** argv) {
   rpc::TlsConfig tls;
   if (!options.tls_cert.empty()) {
     tls.listen = options.tls_listen;
+    tls.roles.operators = {options.tls_operators.begin(), options.tls_operators.end()};
+    tls.roles.peers = {options.tls_peers.begin(), options.tls_peers.end()};
     for (auto [path, pem] : {std::pair{&options.tls_cert, &tls.cert_pem},
                              std::pair{&options.tls_key, &tls.key_pem},
                              std::pair{&options.tls_ca, &tls.ca_pem}}) {

@@ -79,7 +79,7 @@ void RpcServer::Main(std::string path, const TlsConfig* tls, Switch* sw, Control
   };
   auto serving = AcceptLoop(*listener, bootstrap, tasks, connections, "unix");
   if (tls_listener.get() != nullptr) {
-    serving = serving.exclusiveJoin(AcceptLoop(*tls_listener, bootstrap, tasks, connections, "tls"));
+    serving = serving.exclusiveJoin(AcceptLoop(*tls_listener, bootstrap, tasks, connections, "tls", &tls->roles));
   }
   stop.promise.exclusiveJoin(kj::mv(serving)).wait(io.waitScope);
 }

@@ -1,5 +1,7 @@
 #include "rpc/service.h"
 
+#include <capnp/schema.h>
+
 #include "common/kj_errors.h"
 #include "migration/port_state.h"
 #include "rpc/convert.h"
@@ -17,6 +19,23 @@ class PalisadeImpl final : public Palisade::Server {
                std::shared_ptr<ConnectionRecord> self)
       : sw_(sw), q_(queue), connections_(connections), migrations_(migrations), cluster_(cluster),
         self_(kj::mv(self)) {}
+
+  // Every call meets the caller's role first (rpc/roles.h): one place, whatever the method.
+  DispatchCallResult dispatchCall(uint64_t interface_id, uint16_t method_id,
+                                  capnp::CallContext<capnp::AnyPointer, capnp::AnyPointer> context) override {
+    if (interface_id == capnp::typeId<Palisade>()) {
+      auto methods = capnp::Schema::from<Palisade>().getMethods();
+      const std::string name = method_id < methods.size() ? methods[method_id].getProto().getName().cStr() : "";
+      if (!MayCall(self_->role, name)) {
+        return {kj::Promise<void>(kj::Exception(
+                    kj::Exception::Type::FAILED, __FILE__, __LINE__,
+                    kj::str("this connection's certificate makes it a ", RoleName(self_->role), ": ",
+                            name.c_str(), " is refused (see palisaded --tls-operators, --tls-peers)"))),
+                false};
+      }
+    }
+    return Palisade::Server::dispatchCall(interface_id, method_id, context);
+  }
 
   kj::Promise<void> clusterStatus(ClusterStatusContext context) override {
     auto b = context.getResults().initStatus();
@@ -314,6 +333,11 @@ class PalisadeImpl final : public Palisade::Server {
 
   kj::Promise<void> execute(ExecuteContext context) override {
     std::string line = Str(context.getParams().getLine());
+    Command cmd;
+    if (self_->role != Role::kOperator && ParseCommand(line, &cmd).ok() && cmd.mutates()) {
+      Fail(std::string("this connection's certificate makes it a ") + RoleName(self_->role) +
+           ": a command that changes the switch is refused");
+    }
     return q_->Run<std::string>([this, line]() { return ExecuteLine(*sw_, line); })
         .then([context](std::string reply) mutable { context.getResults().setReply(reply); });
   }

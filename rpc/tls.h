@@ -9,11 +9,14 @@
 
 #include <kj/compat/tls.h>
 
+#include "rpc/roles.h"
+
 namespace palisade::rpc {
 
 struct TlsConfig {
   std::string listen;  // HOST:PORT to serve on; empty: dial only
   std::string cert_pem, key_pem, ca_pem;
+  RolePolicy roles;    // what each client certificate may do (rpc/roles.h)
 };
 
 inline constexpr int kHandshakeTimeoutSeconds = 10;

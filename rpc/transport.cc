@@ -3,6 +3,7 @@
 #include <sys/socket.h>
 
 #include <capnp/rpc-twoparty.h>
+#include <kj/compat/tls.h>
 
 #include "common/utc_time.h"
 
@@ -24,13 +25,20 @@ struct Served {
 }  // namespace
 
 kj::Promise<void> AcceptLoop(kj::ConnectionReceiver& listener, Bootstrap bootstrap,
-                             kj::TaskSet& tasks, Connections& connections, std::string kind) {
-  return listener.accept().then([bootstrap, &tasks, &connections, kind](
-                                    kj::Own<kj::AsyncIoStream> stream) mutable {
+                             kj::TaskSet& tasks, Connections& connections, std::string kind,
+                             const RolePolicy* roles) {
+  return listener.acceptAuthenticated().then([bootstrap, &tasks, &connections, kind, roles](
+                                                 kj::AuthenticatedStream authenticated) mutable {
+    kj::Own<kj::AsyncIoStream> stream = kj::mv(authenticated.stream);
     auto record = std::make_shared<ConnectionRecord>();
     record->since = UtcNowText();
     record->peer = kind;
-    KJ_IF_MAYBE(fd, stream->getFd()) {
+    if (roles != nullptr) {
+      auto* tls = dynamic_cast<kj::TlsPeerIdentity*>(authenticated.peerIdentity.get());
+      const std::string name = tls != nullptr && tls->hasCertificate() ? tls->getCommonName().cStr() : "";
+      record->role = roles->Of(name);
+      record->peer = kind + " CN=" + name + " (" + RoleName(record->role) + ")";
+    } else KJ_IF_MAYBE(fd, stream->getFd()) {
       ucred cred{};
       socklen_t len = sizeof cred;
       if (getsockopt(*fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0) {
@@ -43,8 +51,8 @@ kj::Promise<void> AcceptLoop(kj::ConnectionReceiver& listener, Bootstrap bootstr
     tasks.add(done.attach(kj::mv(connection)).then([&connections, record]() {
       std::erase(connections, record);
     }));
-  }, [](kj::Exception&&) {}).then([&listener, bootstrap, &tasks, &connections, kind]() mutable {
-    return AcceptLoop(listener, bootstrap, tasks, connections, kind);
+  }, [](kj::Exception&&) {}).then([&listener, bootstrap, &tasks, &connections, kind, roles]() mutable {
+    return AcceptLoop(listener, bootstrap, tasks, connections, kind, roles);
   });
 }
 

@@ -155,7 +155,8 @@ class TlsTest(unittest.TestCase):
         cert = lambda n: work.join(n)
         sw = Daemon("tls", work.path, extra=["--rpc-tls-listen", f"localhost:{port}",
                                               "--tls-cert", cert("server.pem"), "--tls-key", cert("server.key"),
-                                              "--tls-ca", cert("ca.pem")]).start()
+                                              "--tls-ca", cert("ca.pem"), "--tls-operators", "client",
+                                              "--tls-peers", "server"]).start()
         try:
             def ctl(client, *args):
                 return subprocess.run([PALISADECTL, "-c", f"localhost:{port}", "--tls-cert", cert(client + ".pem"),
@@ -170,6 +171,22 @@ class TlsTest(unittest.TestCase):
             self.assertEqual(r.returncode, 1, "a certificate from another CA gets nothing")
             self.assertNotIn("a.sock", r.stdout)
             self.assertEqual(ctl("client", "port", "list").returncode, 0, "the server still serves")
+            # Roles by certificate: CN=viewer (not listed) reads; CN=server (a peer switch) may
+            # only migrate a port here. Neither changes anything.
+            r = ctl("viewer", "port", "list")
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertIn("a.sock", r.stdout)
+            for who, args in (("viewer", ["port", "add", "b", "--vhost-user", work.join("b.sock")]),
+                              ("viewer", ["exec", "port", "del", "a"]),
+                              ("viewer", ["setrules", "-f", "a", "/dev/null"]),
+                              ("server", ["port", "add", "b", "--vhost-user", work.join("b.sock")]),
+                              ("server", ["port", "list"])):
+                r = ctl(who, *args)
+                self.assertEqual(r.returncode, 1, f"{who} {args}: {r.stdout}")
+                self.assertIn("certificate makes it a " + ("reader" if who == "viewer" else "peer"), r.stderr)
+            self.assertEqual(sorted(p["name"] for p in sw.ctl("port list")["ports"]), ["a"])
+            r = ctl("client", "connection", "list")
+            self.assertIn("tls CN=client (operator)", r.stdout)
             # A connection that never starts its handshake is dropped after 10 s, not held (a
             # recv still waiting at 30 s raises).
             silent = socket.create_connection(("localhost", port))

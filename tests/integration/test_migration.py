@@ -74,7 +74,9 @@ class MigrationTest(unittest.TestCase):
         tls = lambda name: ["--tls-cert", work.join(f"{name}.pem"), "--tls-key", work.join(f"{name}.key"),
                             "--tls-ca", work.join("ca.pem")]
         veth("pmig0", "pmig1")
-        h1 = Daemon("mig1", work.path, extra=["--rpc-tls-listen", f"localhost:{tls_port}", *tls("server")]).start()
+        # h2 dials h1 with the certificate CN=client: a peer switch there, limited to migration.
+        h1 = Daemon("mig1", work.path, extra=["--rpc-tls-listen", f"localhost:{tls_port}", *tls("server"),
+                                              "--tls-peers", "client"]).start()
         h2 = Daemon("mig2", work.path, extra=tls("client")).start()
         a = b = server = None
         sessions = []

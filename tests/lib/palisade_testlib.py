@@ -562,8 +562,8 @@ def ping_until_answered(ns, ip, tries=20):
 
 
 def make_certs(d):
-    """A CA, a server certificate for localhost, a client certificate from that CA, and a client
-    certificate from another CA."""
+    """A CA, a server certificate for localhost, client certificates from that CA (CN=client,
+    CN=viewer), and a client certificate from another CA."""
     def run(*args):
         subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=d)
     for ca in ("ca", "rogue-ca"):
@@ -571,7 +571,7 @@ def make_certs(d):
             "-keyout", f"{ca}.key", "-out", f"{ca}.pem")
     with open(os.path.join(d, "san.ext"), "w") as f:
         f.write("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
-    for name, ca in (("server", "ca"), ("client", "ca"), ("rogue", "rogue-ca")):
+    for name, ca in (("server", "ca"), ("client", "ca"), ("viewer", "ca"), ("rogue", "rogue-ca")):
         run("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={name}", "-keyout", f"{name}.key",
             "-out", f"{name}.csr")
         run("x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca}.pem", "-CAkey", f"{ca}.key",
