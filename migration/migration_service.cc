@@ -16,6 +16,9 @@ constexpr auto kFinalDeltaTimeout = 3 * kj::SECONDS;
 // While the VM runs, what changed goes over in rounds this far apart, so that the final delta
 // (the guest's pause) holds only the last round's changes, however long QEMU's copy takes.
 constexpr auto kRoundInterval = 200 * kj::MILLISECONDS;
+// The bulk copy goes in pieces (deltas of round 0) after the port itself: ~7 MB each, far under
+// the RPC's reading limit (which a whole table of ~400,000 entries exceeds).
+constexpr size_t kBulkPiece = 50000;
 
 // The message of an error, without the prefix capnp adds to one raised by the other switch.
 std::string Describe(const kj::Exception& e) {
@@ -86,15 +89,20 @@ class MigrationService::IncomingImpl final : public IncomingMigration::Server {
     Check(ReadDelta(context.getParams().getDelta(), &d));
     if (d.name != s_->info.port) Fail("a delta for port '" + d.name + "' sent to '" + s_->info.port + "'");
     const bool final = d.final;
+    const bool bulk = d.round == 0 && !final;  // a piece of the bulk copy
     const auto changed = static_cast<uint32_t>(d.changed.size());
     const auto removed = static_cast<uint32_t>(d.removed.size());
     return svc_->q_->Run<uint32_t>([sw = svc_->sw_, d = kj::mv(d)]() {
       size_t taken = 0;
       Check(sw->ApplyDelta(d.name, d.changed, d.removed, &taken));
       return static_cast<uint32_t>(taken);
-    }).then([this, context, final, changed, removed](uint32_t taken) mutable {
+    }).then([this, context, final, bulk, changed, removed](uint32_t taken) mutable {
       context.getResults().setTaken(taken);
       if (!*alive_) return;
+      if (bulk) {
+        s_->info.connections += taken;
+        return;
+      }
       if (!final) {
         s_->info.rounds++;
         s_->info.round_entries += changed + removed;
@@ -169,14 +177,19 @@ kj::Promise<MigrationInfo> MigrationService::Migrate(std::string port, std::stri
   return exported.then([this, s, to, socket](Exported e) {
     outgoing_[s->info.port] = s;
     s->filter = e.filter;
+    auto bulk = std::make_shared<std::vector<fw::Conn>>(kj::mv(e.state.conns));
+    e.state.conns.clear();
     return dial_(to).then([this, s, socket, state = kj::mv(e.state)](kj::Own<Destination> conn) mutable {
       s->conn = kj::mv(conn);
       return s->conn->Incoming(state, socket, kj::heap<SourceImpl>(this, alive_, s));
+    }).then([this, s, bulk](Arrived arrived) {
+      if (s->info.phase != "copying") Fail("migration of '" + s->info.port + "': " + s->info.phase + ": " + s->info.error);
+      s->dest = kj::mv(arrived.session);
+      s->info.connections = arrived.connections;
+      return SendBulk(s, bulk, 0);
     });
-  }).then([this, s, t0](Arrived arrived) -> MigrationInfo {
+  }).then([this, s, t0]() -> MigrationInfo {
     if (s->info.phase != "copying") Fail("migration of '" + s->info.port + "': " + s->info.phase + ": " + s->info.error);
-    s->dest = kj::mv(arrived.session);
-    s->info.connections = arrived.connections;
     s->info.bulk_ms = MicrosSince(t0) / 1000;
     s->info.phase = "copied";
     // QEMU was started too early: the guest is already paused, the delta follows at once.
@@ -230,6 +243,26 @@ MigrationService::TakeDelta(Outgoing& s, bool final) {
   auto req = dest->deltaRequest();
   WriteDelta(d, req.initDelta());
   return kj::mv(req);
+}
+
+kj::Promise<void> MigrationService::SendBulk(std::shared_ptr<Outgoing> s,
+                                             std::shared_ptr<std::vector<fw::Conn>> bulk, size_t from) {
+  if (from >= bulk->size()) return kj::READY_NOW;
+  if (s->info.phase != "copying") Fail("migration of '" + s->info.port + "': " + s->info.phase + ": " + s->info.error);
+  IncomingMigration::Client* dest = nullptr;
+  KJ_IF_MAYBE(c, s->dest) { dest = c; }
+  if (dest == nullptr) Fail("migration of '" + s->info.port + "': the destination went away");
+  const size_t to = std::min(bulk->size(), from + kBulkPiece);
+  Delta d;
+  d.name = s->info.port;
+  d.round = 0;  // a piece of the bulk copy, not a round of changes
+  d.changed.assign(bulk->begin() + static_cast<std::ptrdiff_t>(from), bulk->begin() + static_cast<std::ptrdiff_t>(to));
+  auto req = dest->deltaRequest();
+  WriteDelta(d, req.initDelta());
+  return req.send().then([this, s, bulk, to](auto reply) {
+    s->info.connections += reply.getTaken();
+    return SendBulk(s, bulk, to);
+  });
 }
 
 kj::Promise<void> MigrationService::Rounds(std::shared_ptr<Outgoing> s) {

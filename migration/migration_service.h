@@ -87,6 +87,9 @@ class MigrationService {
   // The next delta's request (nullptr: no destination, or an empty round).
   kj::Maybe<capnp::Request<IncomingMigration::DeltaParams, IncomingMigration::DeltaResults>>
   TakeDelta(Outgoing& s, bool final);
+  // The bulk copy's connections from `from` on, in pieces, one after the other.
+  kj::Promise<void> SendBulk(std::shared_ptr<Outgoing> s, std::shared_ptr<std::vector<fw::Conn>> bulk,
+                             size_t from);
   kj::Promise<void> Rounds(std::shared_ptr<Outgoing> s);
   kj::Promise<void> SendFinalDelta(std::shared_ptr<Outgoing> s);
   void Finish(Outgoing& s, const char* phase, std::string error);

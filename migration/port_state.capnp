@@ -90,7 +90,7 @@ struct ConnectionKey {
 struct PortDelta {
   version @0 :UInt32;
   name @1 :Text;
-  round @2 :UInt32;            # 1, 2, ... in the order sent
+  round @2 :UInt32;            # 1, 2, ... in the order sent; 0: a piece of the bulk copy
   final @3 :Bool;              # sent when the source's device stopped: the last one
   changed @4 :List(Connection);
   removed @5 :List(ConnectionKey);

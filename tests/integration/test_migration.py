@@ -10,11 +10,12 @@ whose guest resumes at the source leave the source as it was; the destination ov
 
 import os
 import socket
+import subprocess
 import sys
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-from palisade_testlib import (Daemon, NamespaceGuests, Session, Workdir, del_link,  # noqa: E402
+from palisade_testlib import (BUILD, Daemon, NamespaceGuests, Session, Workdir, del_link,  # noqa: E402
                               echo_server, make_certs, stop_process, veth, wait_for)
 
 # Each guest's rules name the other by VM (dynamic address sets): after A moves, h2 must still
@@ -198,6 +199,33 @@ class MigrationTest(unittest.TestCase):
                     g.close()
             rc1, rc2 = h1.stop(), h2.stop()
             del_link("pmig0")
+            work.remove()
+        self.assertEqual((rc1, rc2), (0, 0))
+
+    def test_a_table_past_the_rpc_reading_limit_streams_over(self):
+        """600,000 connections (a whole PortState of them would exceed the RPC's reading limit,
+        about 400,000): the bulk copy goes in pieces and every entry arrives."""
+        n = 600000
+        work = Workdir("migbig")
+        h1 = Daemon("migb1", work.path)
+        h2 = Daemon("migb2", work.path)
+        try:
+            subprocess.run([os.path.join(BUILD, "tests", "state_writer"), h1.state_file, "vm-big",
+                            work.join("big.sock"), str(n)], check=True)
+            h1.start()
+            self.assertIn(f"restored 1 port(s) and {n} connection(s)", h1.log())
+            h2.start()
+            rc, out, err = h1.cli("migrate", "vm-big", "--to", h2.socket, "--socket", work.join("big2.sock"))
+            self.assertEqual(rc, 0, err)
+            self.assertEqual(h1.migration("vm-big")["phase"], "copied")
+            self.assertEqual(h1.migration("vm-big")["connections"], n)
+            self.assertEqual(h2.migration("vm-big", "in")["connections"], n)
+            self.assertEqual(h2.ctl("flows show vm-big --count")["count"], n)
+            rc, _, err = h1.cli("migrate", "cancel", "vm-big")
+            self.assertEqual(rc, 0, err)
+            wait_for(lambda: "vm-big" not in h2.ports(), 10, what="the destination to discard its copy")
+        finally:
+            rc1, rc2 = h1.stop(), h2.stop()
             work.remove()
         self.assertEqual((rc1, rc2), (0, 0))
 
