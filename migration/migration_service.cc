@@ -181,6 +181,11 @@ kj::Promise<MigrationInfo> MigrationService::Migrate(std::string port, std::stri
     e.state.conns.clear();
     return dial_(to).then([this, s, socket, state = kj::mv(e.state)](kj::Own<Destination> conn) mutable {
       s->conn = kj::mv(conn);
+      // A destination that dies (or a network that fails) while nothing is being sent is
+      // noticed too: the migration fails here and the port carries on at this switch.
+      tasks_.add(s->conn->OnDisconnect().then([this, s, alive = alive_]() {
+        if (*alive && s->info.active()) Finish(*s, "failed", "the destination switch went away");
+      }, [](kj::Exception&&) {}));
       return s->conn->Incoming(state, socket, kj::heap<SourceImpl>(this, alive_, s));
     }).then([this, s, bulk](Arrived arrived) {
       if (s->info.phase != "copying") Fail("migration of '" + s->info.port + "': " + s->info.phase + ": " + s->info.error);

@@ -61,6 +61,8 @@ class Destination {
   // The destination's `incoming`: creates the port closed there with the bulk copy.
   virtual kj::Promise<Arrived> Incoming(const PortExport& state, const std::string& socket,
                                         MigrationSource::Client source) = 0;
+  // Resolves when the connection to the destination is gone (it died, or the network failed).
+  virtual kj::Promise<void> OnDisconnect() = 0;
 };
 // Reaches the switch at `to` (a unix socket path or HOST:PORT); may throw for an unusable `to`.
 using Dialer = kj::Function<kj::Promise<kj::Own<Destination>>(const std::string& to)>;

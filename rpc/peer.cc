@@ -31,6 +31,8 @@ class PeerSwitch final : public migration::Destination {
     });
   }
 
+  kj::Promise<void> OnDisconnect() override { return client_.onDisconnect(); }
+
  private:
   kj::Own<kj::AsyncIoStream> stream_;
   capnp::TwoPartyClient client_;

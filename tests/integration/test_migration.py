@@ -204,7 +204,9 @@ class MigrationTest(unittest.TestCase):
 
     def test_a_table_past_the_rpc_reading_limit_streams_over(self):
         """600,000 connections (a whole PortState of them would exceed the RPC's reading limit,
-        about 400,000): the bulk copy goes in pieces and every entry arrives."""
+        about 400,000): the bulk copy goes in pieces and every entry arrives. Then either side
+        killed with SIGKILL during the migration: the other rolls back, no half port anywhere,
+        and a retry works."""
         n = 600000
         work = Workdir("migbig")
         h1 = Daemon("migb1", work.path)
@@ -224,6 +226,26 @@ class MigrationTest(unittest.TestCase):
             rc, _, err = h1.cli("migrate", "cancel", "vm-big")
             self.assertEqual(rc, 0, err)
             wait_for(lambda: "vm-big" not in h2.ports(), 10, what="the destination to discard its copy")
+
+            # Faults: the destination killed (SIGKILL) after the copy: the source sees it fail and
+            # keeps its port and every connection; a retry to the restarted destination works.
+            rc, _, err = h1.cli("migrate", "vm-big", "--to", h2.socket, "--socket", work.join("big2.sock"))
+            self.assertEqual(rc, 0, err)
+            h2.kill()
+            wait_for(lambda: h1.migration("vm-big")["phase"] == "failed", 15, what="the source to see the failure")
+            self.assertEqual(h1.ctl("flows show vm-big --count")["count"], n)
+            h2.start()
+            self.assertNotIn("vm-big", h2.ports(), "no half port comes back with the destination")
+            rc, _, err = h1.cli("migrate", "vm-big", "--to", h2.socket, "--socket", work.join("big2.sock"))
+            self.assertEqual(rc, 0, err)
+            self.assertEqual(h2.ctl("flows show vm-big --count")["count"], n)
+            # The source killed in turn: the destination discards its copy, no closed port stays.
+            h1.kill()
+            wait_for(lambda: "vm-big" not in h2.ports(), 15, what="the destination to discard the orphan")
+            self.assertEqual(h2.migration("vm-big", "in")["phase"], "discarded")
+            # The source restarts with its port and connections (its state file is kept).
+            h1.start()
+            self.assertEqual(h1.ctl("flows show vm-big --count")["count"], n)
         finally:
             rc1, rc2 = h1.stop(), h2.stop()
             work.remove()
