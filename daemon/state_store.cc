@@ -10,6 +10,7 @@
 #include "common/utc_time.h"
 #include "daemon/log.h"
 #include "migration/port_state.h"
+#include "vswitch/clock.h"
 
 namespace palisade {
 namespace {
@@ -104,32 +105,90 @@ Status StateStore::SaveConfig() {
   return Status::Ok();
 }
 
-Status StateStore::SaveConnections(size_t* port_count, size_t* conn_count) {
-  std::vector<PortExport> ports;
-  size_t conns = 0;
+StateStore::~StateStore() {
+  {
+    std::lock_guard lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  if (saver_.joinable()) saver_.join();
+}
+
+StateStore::Snapshot StateStore::Take() const {
+  Snapshot snap;
   for (const std::string& name : sw_->PortNames()) {
     PortExport e;
-    if (!sw_->ExportPort(name, &e).ok()) continue;  // still arriving by live migration
-    conns += e.conns.size();
-    ports.push_back(std::move(e));
+    if (!sw_->ExportPort(name, &e, /*with_connections=*/false).ok()) continue;  // still arriving
+    std::shared_ptr<fw::StatefulFilter> filter;
+    (void)sw_->StatefulFilterOf(name, &filter);
+    snap.ports.push_back(std::move(e));
+    snap.filters.push_back(std::move(filter));
   }
-  if (port_count) *port_count = ports.size();
+  return snap;
+}
+
+Status StateStore::Write(Snapshot snap, size_t* port_count, size_t* conn_count) const {
+  size_t conns = 0;
+  for (size_t i = 0; i < snap.ports.size(); i++) {
+    if (!snap.filters[i]) continue;
+    const uint64_t now = NowNs();
+    std::vector<fw::Conn>& out = snap.ports[i].conns;
+    uint32_t cursor = 0;
+    while (cursor != fw::ConnTable::kNil) cursor = snap.filters[i]->ExportConns(cursor, 4096, now, &out);
+    conns += out.size();
+  }
+  if (port_count) *port_count = snap.ports.size();
   if (conn_count) *conn_count = conns;
-  return migration::SaveSwitchState(connections_path_, ports);
+  return migration::SaveSwitchState(connections_path_, snap.ports);
+}
+
+void StateStore::SaverLoop() {
+  std::unique_lock lock(mu_);
+  for (;;) {
+    cv_.wait(lock, [this] { return stop_ || pending_.has_value(); });
+    if (stop_) return;
+    Snapshot snap = std::move(*pending_);
+    pending_.reset();
+    lock.unlock();
+    const auto t0 = std::chrono::steady_clock::now();
+    if (Status s = Write(std::move(snap)); !s.ok()) {
+      Log(LogLevel::kError, "cannot save the connections: %s", s.message().c_str());
+    }
+    const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0);
+    lock.lock();
+    busy_ = false;
+    last_save_ms_ = static_cast<uint64_t>(took.count());
+    cv_.notify_all();
+  }
 }
 
 void StateStore::Tick(uint64_t now_ms) {
   if (now_ms < next_save_ms_) return;
-  const auto t0 = std::chrono::steady_clock::now();
-  if (Status s = SaveConnections(); !s.ok()) Log(LogLevel::kError, "cannot save the connections: %s", s.message().c_str());
-  const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0);
-  next_save_ms_ = now_ms + std::max<uint64_t>(200, 20 * static_cast<uint64_t>(took.count()));
+  uint64_t last;
+  {
+    std::lock_guard lock(mu_);
+    if (busy_) return;  // the previous save is still being written
+    last = last_save_ms_;
+  }
+  Snapshot snap = Take();
+  {
+    std::lock_guard lock(mu_);
+    pending_ = std::move(snap);
+    busy_ = true;
+  }
+  if (!saver_.joinable()) saver_ = std::thread([this] { SaverLoop(); });
+  cv_.notify_all();
+  next_save_ms_ = now_ms + std::max<uint64_t>(200, 20 * last);
 }
 
 void StateStore::SaveAll() {
   (void)SaveConfig();
+  {
+    std::unique_lock lock(mu_);
+    cv_.wait(lock, [this] { return !busy_; });
+  }
   size_t ports = 0, conns = 0;
-  if (Status s = SaveConnections(&ports, &conns); !s.ok()) {
+  if (Status s = Write(Take(), &ports, &conns); !s.ok()) {
     Log(LogLevel::kError, "cannot save the connections: %s", s.message().c_str());
     return;
   }
