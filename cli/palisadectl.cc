@@ -87,6 +87,11 @@ const std::map<std::string, const char*> kHelp = {
      "Loads rule text (rulesets and address sets) from FILE or stdin. A malformed file is refused\n"
      "with its line and column, and the filter keeps its tables.\n"},
     {"getaddrsets", "Usage: palisadectl getaddrsets -f FILTER\n"},
+    {"mac", "Usage: palisadectl mac show\nThe switch's MAC table: address, port, age; and the ageing time.\n"},
+    {"cluster",
+     "Usage: palisadectl cluster status\n"
+     "This switch's link to the cluster's policy in etcd: connected, revision, time since etcd\n"
+     "last answered, relists, reconnects, its lease and how many VMs it publishes.\n"},
     {"setaddrset", "Usage: palisadectl setaddrset -f FILTER NAME [ADDR[/LEN]]...\n"},
     {"getflows",
      "Usage: palisadectl getflows -f FILTER [-n] [-s ADDR[/LEN]] [-d ADDR[/LEN]] [-p PROTO]\n"
@@ -704,7 +709,11 @@ int Main(int argc, char** argv) {
   for (const std::string& a : rest) {
     if (a == "--help" || a == "-h") {
       auto it = kHelp.find(cmd);
-      std::fputs(IsClusterCommand(cmd) ? kClusterHelp : it != kHelp.end() ? it->second : kMainHelp, stdout);
+      if (!IsClusterCommand(cmd) && it == kHelp.end()) {  // a usage error, --help or not
+        std::fprintf(stderr, "palisadectl: unknown command '%s'\nTry 'palisadectl --help'.\n", cmd.c_str());
+        return kUsage;
+      }
+      std::fputs(IsClusterCommand(cmd) ? kClusterHelp : it->second, stdout);
       return kOk;
     }
   }

@@ -141,10 +141,15 @@ class CliTest(unittest.TestCase):
                            capture_output=True, text=True)
         self.assertEqual(r.returncode, 1)
         self.assertIn("palisadectl:", r.stderr)
-        for cmd in ["getflows", "getrules", "summarize-dvfilter", "port", "worker"]:
+        for cmd in ["getflows", "getrules", "summarize-dvfilter", "port", "worker", "mac", "cluster"]:
             rc, out, err = self.sw.cli(cmd, "--help")
             self.assertEqual(rc, 0)
             self.assertIn("Usage: palisadectl " + cmd, out)
+        # An unknown command is a usage error, with --help or without.
+        for args in (["frobnicate"], ["frobnicate", "--help"]):
+            rc, out, err = self.sw.cli(*args)
+            self.assertEqual(rc, 2, args)
+            self.assertIn("unknown command 'frobnicate'", err)
 
 
 class TlsTest(unittest.TestCase):
