@@ -189,10 +189,14 @@ class CrashTest(unittest.TestCase):
             wait_for(lambda: sw.port("vm-a")["link"] and sw.port("vm-b")["link"], 30)
             self.assertEqual(self.ping(client, 3), 0, "the tighter rules re-checked the restored connections")
 
-            # Files that cannot be read: set aside with a message, the start goes on.
+            # Files that cannot be read (a configuration cut in half, a state file of garbage): set
+            # aside with a message, the start goes on.
             sw.kill()
-            with open(os.path.join(sw.state_dir, "config"), "wb") as f:
-                f.write(b"\x00garbage, not a switch state")
+            config = os.path.join(sw.state_dir, "config")
+            with open(config, "rb") as f:
+                whole = f.read()
+            with open(config, "wb") as f:
+                f.write(whole[:len(whole) // 2])
             with open(sw.state_file, "wb") as f:
                 f.write(b"\x01\x02")
             sw.start()
