@@ -9,6 +9,7 @@ segment opens nothing, so only a restored entry lets a connection on."""
 
 import glob
 import os
+import random
 import subprocess
 import sys
 import threading
@@ -16,7 +17,8 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-from palisade_testlib import Daemon, NamespaceGuests, Workdir, stop_process, wait_for  # noqa: E402
+from palisade_testlib import (PALISADECTL, Daemon, NamespaceGuests, Workdir, stop_process,  # noqa: E402
+                              wait_for)
 
 CONNECTIONS = int(os.environ.get("PALISADE_CRASH_CONNECTIONS", "10000"))
 
@@ -218,6 +220,48 @@ class CrashTest(unittest.TestCase):
                     stop_process(p)
             if guests:
                 guests.close()
+            sw.stop()
+            work.remove()
+
+    def test_sigkill_during_setrules_leaves_the_old_table_or_the_new(self):
+        """SIGKILL at random moments while a 10,000-rule table replaces another (and its save is
+        written): after each restart the port has exactly one of the two tables, never a mix,
+        and the stored files read back."""
+        work = Workdir("crashrules")
+        tables = {}
+        for name, port in (("a", 20000), ("b", 30000)):
+            lines = [f"  rule {i + 1} at {i + 1} in protocol tcp from ip 10.{i // 256 % 256}.{i % 256}.1 "
+                     f"to any port {port + i % 1000} accept;" for i in range(10000)]
+            tables[name] = work.join(name + ".rules")
+            with open(tables[name], "w") as f:
+                f.write("ruleset big {\n" + "\n".join(lines) + "\n}\n")
+        sw = Daemon("crashrules", work.path)
+        rng = random.Random(7)
+        try:
+            sw.start()
+            sw.ctl(f"port add vm --vhost-user {work.join('vm.sock')}")
+            sw.ctl("filter attach vm --slot 2 --agent sfw")
+            printed = {}
+            for name in ("b", "a"):
+                sw.ctl(f"rules load vm {tables[name]}")
+                printed[name] = sw.ctl("rules show vm")["text"]
+            outcomes = {"old": 0, "new": 0}
+            for round_ in range(10):
+                current = "a" if sw.ctl("rules show vm")["text"] == printed["a"] else "b"
+                other = "b" if current == "a" else "a"
+                setrules = subprocess.Popen([PALISADECTL, "-s", sw.socket, "setrules", "-f", "vm", tables[other]],
+                                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                time.sleep(rng.uniform(0.0, 0.6))
+                sw.kill()
+                setrules.wait(30)
+                sw.start()
+                text = sw.ctl("rules show vm")["text"]
+                self.assertIn(text, (printed["a"], printed["b"]), f"round {round_}: a mix of the two tables")
+                self.assertNotIn("cannot be read", sw.log())
+                outcomes["new" if text == printed[other] else "old"] += 1
+            print(f"after SIGKILL during setrules: {outcomes}", file=sys.stderr)
+            self.assertEqual(sw.stop(), 0)
+        finally:
             sw.stop()
             work.remove()
 
