@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-60}
-[ -f build-fuzz/build.ninja ] || CXX=clang++ meson setup build-fuzz -Dfuzz=true -Db_lundef=false
+[ -f build-fuzz/build.ninja ] || CXX=clang++ meson setup build-fuzz -Dfuzz=true -Db_lundef=false -Dwerror=true
 targets=(firewall/fuzz_packet firewall/fuzz_rules firewall/fuzz_stateful firewall/fuzz_port_security
          migration/fuzz_import)
 ninja -C build-fuzz "${targets[@]}"

@@ -6,7 +6,7 @@
 # C++, the second links gRPC, whose generated code would double this build.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[ -f build-fuzz/build.ninja ] || CXX=clang++ meson setup build-fuzz -Dfuzz=true -Db_lundef=false
+[ -f build-fuzz/build.ninja ] || CXX=clang++ meson setup build-fuzz -Dfuzz=true -Db_lundef=false -Dwerror=true
 units=(fw_packet fw_rule_text fw_classifier fw_conn fw_stateful_filter fw_port_security fw_adversarial
        iochain bridge command migration_port_state rpc_server)
 targets=(firewall/fw_packet_test firewall/fw_rule_text_test firewall/fw_classifier_test firewall/fw_conn_test

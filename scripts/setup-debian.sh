@@ -53,6 +53,6 @@ if [ ! -f "$proto/etcd/etcdserver/etcdserverpb/rpc.proto" ]; then
 fi
 
 if [ ! -f build/build.ninja ]; then
-  meson setup build
+  meson setup build -Dwerror=true
 fi
 ninja -C build
