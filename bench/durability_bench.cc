@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "daemon/state_store.h"
+#include "firewall/conn_fixture.h"
 #include "vswitch/switch.h"
 
 namespace palisade {
@@ -51,25 +52,6 @@ std::string Rules(int n) {
   text += "  rule " + std::to_string(n) + " at " + std::to_string(n) +
           " out protocol udp from any to any port 53 accept;\n}\n";
   return text;
-}
-
-std::vector<fw::Conn> Entries(uint32_t n) {
-  std::vector<fw::Conn> conns(n);
-  for (uint32_t i = 0; i < n; i++) {
-    fw::Conn& c = conns[i];
-    c = fw::Conn{};
-    c.lo = fw::IpAddr::V4(0x0a000000u + i);
-    c.hi = fw::IpAddr::V4(0xc0a80001u);
-    c.lo_port = static_cast<uint16_t>(1024 + i % 60000);
-    c.hi_port = 53;
-    c.proto = 17;
-    c.state = fw::ConnState::kMultiple;
-    c.flags = fw::kConnOrigIsLo;
-    c.flow_id = i + 1;
-    c.pkts[0] = c.pkts[1] = 3;
-    c.expires_s = 50;
-  }
-  return conns;
 }
 
 PortSpec Spec(const std::filesystem::path& dir, const std::string& name) {
@@ -136,7 +118,7 @@ void Run(const std::filesystem::path& dir) {
     e.slots = {FilterSpec{2, "sfw"}};
     e.rules = Rules(100);
     e.options.conn_limit = n + 1000;
-    e.conns = Entries(n);
+    e.conns = fw::UdpConns(n, 50);
     // The floor: the port and its connections imported from memory.
     Check(Switch::Create(o, &sw), "switch");
     auto t0 = Clock::now();

@@ -20,6 +20,7 @@
 
 #include <functional>
 
+#include "firewall/conn_fixture.h"
 #include "firewall/packet_builder.h"
 #include "firewall/rule_text.h"
 #include "firewall/stateful_filter.h"
@@ -38,28 +39,7 @@ std::shared_ptr<const fw::RuleTable> Table() {
   return t;
 }
 
-std::vector<fw::Conn> Entries() {
-  std::vector<fw::Conn> conns(kEntries);
-  for (uint32_t i = 0; i < kEntries; i++) {
-    fw::Conn& c = conns[i];
-    c = fw::Conn{};
-    c.lo = fw::IpAddr::V4(0x0a000000u + i);
-    c.hi = fw::IpAddr::V4(0xc0a80001u);
-    c.lo_port = static_cast<uint16_t>(1024 + i % 60000);
-    c.hi_port = 53;
-    c.proto = 17;
-    c.state = fw::ConnState::kMultiple;
-    c.flags = fw::kConnOrigIsLo;
-    c.rule_id = 1;
-    c.rule_pos = 1;
-    c.generation = 1;
-    c.flow_id = i;
-    c.pkts[0] = c.pkts[1] = 3;
-    c.bytes[0] = c.bytes[1] = 300;
-    c.expires_s = 50;
-  }
-  return conns;
-}
+std::vector<fw::Conn> Entries() { return fw::UdpConns(kEntries, 50); }
 
 // A filter with the rule table and room for kEntries connections.
 std::unique_ptr<fw::StatefulFilter> Empty(uint64_t seed) {

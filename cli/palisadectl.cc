@@ -32,6 +32,15 @@ namespace {
 
 constexpr int kOk = 0, kSwitchError = 1, kUsage = 2;
 
+// The switch's own message in an error it raised, without the prefixes capnp adds.
+std::string SwitchError(const kj::Exception& e) {
+  std::string d = e.getDescription().cStr();
+  for (const char* prefix : {"remote exception: ", "expected s.ok(); "}) {
+    if (d.rfind(prefix, 0) == 0) d = d.substr(std::strlen(prefix));
+  }
+  return d;
+}
+
 struct UsageError {
   std::string message;
 };
@@ -423,9 +432,7 @@ class Ctl {
         if (!in) {
           reply.BeginObject().Field("ok", false).Field("error", w[3] + ": cannot open the rule file").EndObject();
         } else KJ_IF_MAYBE(e, kj::runCatchingExceptions([&] { req.send().wait(ws); })) {
-          std::string d = e->getDescription().cStr();
-          if (d.rfind("remote exception: ", 0) == 0) d = d.substr(std::strlen("remote exception: "));
-          reply.BeginObject().Field("ok", false).Field("error", w[3] + ": " + d).EndObject();
+          reply.BeginObject().Field("ok", false).Field("error", w[3] + ": " + SwitchError(*e)).EndObject();
         } else {
           reply.BeginObject().Field("ok", true).EndObject();
         }
@@ -740,10 +747,7 @@ int Main(int argc, char** argv) {
                  (endpoint.connect.empty() ? endpoint.socket : endpoint.connect).c_str(), e.message.c_str());
     return kSwitchError;
   } catch (const kj::Exception& e) {
-    std::string d = e.getDescription().cStr();
-    for (const char* prefix : {"remote exception: ", "expected s.ok(); "}) {
-      if (d.rfind(prefix, 0) == 0) d = d.substr(std::strlen(prefix));
-    }
+    const std::string d = SwitchError(e);
     if (e.getType() == kj::Exception::Type::DISCONNECTED) {
       std::fprintf(stderr, "palisadectl: cannot reach the switch at %s: %s\n",
                    (endpoint.connect.empty() ? endpoint.socket : endpoint.connect).c_str(), d.c_str());

@@ -3,12 +3,12 @@
 #include <fcntl.h>
 #include <unistd.h>
 
-#include <cstdio>
 
 #include <capnp/message.h>
 #include <capnp/serialize-packed.h>
 
 #include "cluster/intent.capnp.h"
+#include "common/atomic_file.h"
 #include "common/kj_errors.h"
 
 namespace palisade::cluster {
@@ -25,18 +25,12 @@ Status WriteSnapshot(const std::string& path, int64_t revision,
     keys.set(i, k);
     values.set(i++, v);
   }
-  const std::string tmp = path + ".tmp";
-  const int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) return Status::Unavailable("cannot write " + tmp);
-  KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() { capnp::writePackedMessageToFd(fd, m); })) {
-    close(fd);
-    unlink(tmp.c_str());
-    return Status::Unavailable("cannot write " + tmp + ": " + e->getDescription().cStr());
-  }
-  fsync(fd);
-  close(fd);
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) return Status::Unavailable("cannot rename " + tmp);
-  return Status::Ok();
+  return ReplaceFile(path, [&](int fd) {
+    KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() { capnp::writePackedMessageToFd(fd, m); })) {
+      return Status::Unavailable("cannot write " + path + ": " + e->getDescription().cStr());
+    }
+    return Status::Ok();
+  });
 }
 
 Status ReadSnapshot(const std::string& path, int64_t* revision,

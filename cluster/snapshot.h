@@ -1,6 +1,6 @@
 // The cluster snapshot on disk: a switch's last view of the watched range (etcd's keys and
 // values as they were, with the revision), so that a restart while etcd is down enforces the
-// last policy it had. Written atomically (a temporary file synced, then renamed); a file that
+// last policy it had. Written atomically (common/atomic_file.h); a file that
 // cannot be read is refused whole, never half-read.
 // Pure functions over files; thread-safe.
 #pragma once

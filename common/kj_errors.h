@@ -13,10 +13,12 @@
 
 namespace palisade {
 
-[[noreturn]] inline void Fail(const std::string& message) {
-  kj::throwFatalException(
-      kj::Exception(kj::Exception::Type::FAILED, __FILE__, __LINE__, kj::str(message.c_str())));
+// The exception a caller sees for `message` (to throw, or to reject a promise with).
+inline kj::Exception Failure(const std::string& message) {
+  return kj::Exception(kj::Exception::Type::FAILED, __FILE__, __LINE__, kj::str(message.c_str()));
 }
+
+[[noreturn]] inline void Fail(const std::string& message) { kj::throwFatalException(Failure(message)); }
 
 inline void Check(const Status& s) {
   if (!s.ok()) Fail(s.message());

@@ -91,12 +91,7 @@ void StateStore::Restore() {
 
 Status StateStore::SaveConfig() {
   if (sw_->config_changes() == saved_changes_) return Status::Ok();
-  std::vector<PortExport> ports;
-  for (const std::string& name : sw_->PortNames()) {
-    PortExport e;
-    if (sw_->ExportPort(name, &e, /*with_connections=*/false).ok()) ports.push_back(std::move(e));
-  }
-  if (Status s = migration::SaveSwitchState(config_path_, ports, sw_->mac_ageing_s()); !s.ok()) {
+  if (Status s = migration::SaveSwitchState(config_path_, Take().ports, sw_->mac_ageing_s()); !s.ok()) {
     Log(LogLevel::kError, "cannot save the configuration: %s", s.message().c_str());
     return Status::Unavailable("the change is in effect but not saved (" + s.message() +
                                "): a restart would lose it");

@@ -49,8 +49,6 @@ class StateStore {
   // Everything, now (a clean stop).
   void SaveAll();
 
-  const std::string& config_path() const { return config_path_; }
-
  private:
   // Each port's configuration and its stateful filter (control thread); then its connections
   // from the filter and the file (any thread).

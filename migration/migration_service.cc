@@ -20,6 +20,11 @@ constexpr auto kRoundInterval = 200 * kj::MILLISECONDS;
 // the RPC's reading limit (which a whole table of ~400,000 entries exceeds).
 constexpr size_t kBulkPiece = 50000;
 
+// The bulk copy goes on only while nothing (a cancel, a failure) has ended the migration.
+void StillCopying(const MigrationInfo& info) {
+  if (info.phase != "copying") Fail("migration of '" + info.port + "': " + info.phase + ": " + info.error);
+}
+
 // The message of an error, without the prefix capnp adds to one raised by the other switch.
 std::string Describe(const kj::Exception& e) {
   std::string text = e.getDescription().cStr();
@@ -188,13 +193,13 @@ kj::Promise<MigrationInfo> MigrationService::Migrate(std::string port, std::stri
       }, [](kj::Exception&&) {}));
       return s->conn->Incoming(state, socket, kj::heap<SourceImpl>(this, alive_, s));
     }).then([this, s, bulk](Arrived arrived) {
-      if (s->info.phase != "copying") Fail("migration of '" + s->info.port + "': " + s->info.phase + ": " + s->info.error);
+      StillCopying(s->info);
       s->dest = kj::mv(arrived.session);
       s->info.connections = arrived.connections;
       return SendBulk(s, bulk, 0);
     });
   }).then([this, s, t0]() -> MigrationInfo {
-    if (s->info.phase != "copying") Fail("migration of '" + s->info.port + "': " + s->info.phase + ": " + s->info.error);
+    StillCopying(s->info);
     s->info.bulk_ms = MicrosSince(t0) / 1000;
     s->info.phase = "copied";
     // QEMU was started too early: the guest is already paused, the delta follows at once.
@@ -253,7 +258,7 @@ MigrationService::TakeDelta(Outgoing& s, bool final) {
 kj::Promise<void> MigrationService::SendBulk(std::shared_ptr<Outgoing> s,
                                              std::shared_ptr<std::vector<fw::Conn>> bulk, size_t from) {
   if (from >= bulk->size()) return kj::READY_NOW;
-  if (s->info.phase != "copying") Fail("migration of '" + s->info.port + "': " + s->info.phase + ": " + s->info.error);
+  StillCopying(s->info);
   IncomingMigration::Client* dest = nullptr;
   KJ_IF_MAYBE(c, s->dest) { dest = c; }
   if (dest == nullptr) Fail("migration of '" + s->info.port + "': the destination went away");

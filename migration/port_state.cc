@@ -13,6 +13,7 @@
 #include <capnp/message.h>
 #include <capnp/serialize-packed.h>
 
+#include "common/atomic_file.h"
 #include "common/kj_errors.h"
 #include "common/utc_time.h"
 #include "slot/mac_addr.h"
@@ -286,29 +287,12 @@ Status SaveSwitchState(const std::string& path, const std::vector<PortExport>& p
   root.setMacAgeingSeconds(mac_ageing_s);
   auto list = root.initPorts(static_cast<unsigned>(ports.size()));
   for (unsigned i = 0; i < ports.size(); i++) Write(ports[i], list[i]);
-  const std::string tmp = path + ".tmp";
-  int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) return Status::Unavailable(tmp + ": " + std::strerror(errno));
-  KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() { capnp::writePackedMessageToFd(fd, message); })) {
-    close(fd);
-    unlink(tmp.c_str());
-    return Status::Unavailable(tmp + ": " + std::string(e->getDescription().cStr()));
-  }
-  if (fsync(fd) != 0 || close(fd) != 0 || rename(tmp.c_str(), path.c_str()) != 0) {
-    unlink(tmp.c_str());
-    return Status::Unavailable(path + ": " + std::strerror(errno));
-  }
-  // The rename itself must reach the disk before the caller says the change is kept.
-  const size_t slash = path.rfind('/');
-  const std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
-  int dfd = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd < 0 || fsync(dfd) != 0) {
-    const std::string error = std::strerror(errno);
-    if (dfd >= 0) close(dfd);
-    return Status::Unavailable(dir + ": " + error);
-  }
-  close(dfd);
-  return Status::Ok();
+  return ReplaceFile(path, [&](int fd) {
+    KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() { capnp::writePackedMessageToFd(fd, message); })) {
+      return Status::Unavailable(path + ": " + std::string(e->getDescription().cStr()));
+    }
+    return Status::Ok();
+  });
 }
 
 Status LoadSwitchState(const std::string& path, std::vector<PortExport>* ports, uint32_t* mac_ageing_s) {

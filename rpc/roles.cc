@@ -17,6 +17,11 @@ Role RolePolicy::Of(const std::string& common_name) const {
   return Role::kReader;
 }
 
+std::string Refused(Role role, std::string_view what) {
+  return std::string("this connection's certificate makes it a ") + RoleName(role) + ": " + std::string(what) +
+         " is refused (see palisaded --tls-operators, --tls-peers)";
+}
+
 bool MayCall(Role role, std::string_view method) {
   static const std::set<std::string_view> kViews = {
       "listPorts", "summarizeFilters", "getRules", "getAddrSets", "getFlows", "countFlows", "getFirewall",

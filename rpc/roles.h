@@ -25,4 +25,7 @@ struct RolePolicy {
 // allowed to readers here and checked again for the command it carries.
 bool MayCall(Role role, std::string_view method);
 
+// What a refused caller is told: its role, what was refused, and where roles are given.
+std::string Refused(Role role, std::string_view what);
+
 }  // namespace palisade::rpc

@@ -27,11 +27,7 @@ class PalisadeImpl final : public Palisade::Server {
       auto methods = capnp::Schema::from<Palisade>().getMethods();
       const std::string name = method_id < methods.size() ? methods[method_id].getProto().getName().cStr() : "";
       if (!MayCall(self_->role, name)) {
-        return {kj::Promise<void>(kj::Exception(
-                    kj::Exception::Type::FAILED, __FILE__, __LINE__,
-                    kj::str("this connection's certificate makes it a ", RoleName(self_->role), ": ",
-                            name.c_str(), " is refused (see palisaded --tls-operators, --tls-peers)"))),
-                false};
+        return {kj::Promise<void>(Failure(Refused(self_->role, name))), false};
       }
     }
     return Palisade::Server::dispatchCall(interface_id, method_id, context);
@@ -335,8 +331,7 @@ class PalisadeImpl final : public Palisade::Server {
     std::string line = Str(context.getParams().getLine());
     Command cmd;
     if (self_->role != Role::kOperator && ParseCommand(line, &cmd).ok() && cmd.mutates()) {
-      Fail(std::string("this connection's certificate makes it a ") + RoleName(self_->role) +
-           ": a command that changes the switch is refused");
+      Fail(Refused(self_->role, "a command that changes the switch"));
     }
     return q_->Run<std::string>([this, line]() { return ExecuteLine(*sw_, line); })
         .then([context](std::string reply) mutable { context.getResults().setReply(reply); });

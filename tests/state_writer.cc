@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <string>
 
+#include "firewall/conn_fixture.h"
 #include "migration/port_state.h"
 
 int main(int argc, char** argv) {
@@ -22,21 +23,7 @@ int main(int argc, char** argv) {
   e.slots = {FilterSpec{2, "sfw", FailurePolicy::kFailClosed}};
   e.rules = "ruleset big {\n  rule 1 at 1 out protocol udp from any to any port 53 accept;\n}\n";
   e.options.conn_limit = n + 1000;
-  e.conns.resize(n);
-  for (uint32_t i = 0; i < n; i++) {
-    fw::Conn& c = e.conns[i];
-    c = fw::Conn{};
-    c.lo = fw::IpAddr::V4(0x0a000000u + i);
-    c.hi = fw::IpAddr::V4(0xc0a80001u);
-    c.lo_port = static_cast<uint16_t>(1024 + i % 60000);
-    c.hi_port = 53;
-    c.proto = 17;
-    c.state = fw::ConnState::kMultiple;
-    c.flags = fw::kConnOrigIsLo;
-    c.flow_id = i + 1;
-    c.pkts[0] = c.pkts[1] = 1;
-    c.expires_s = 600;
-  }
+  e.conns = fw::UdpConns(n, 600);
   if (Status s = migration::SaveSwitchState(argv[1], {e}); !s.ok()) {
     std::fprintf(stderr, "state_writer: %s\n", s.message().c_str());
     return 1;

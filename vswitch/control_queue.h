@@ -25,6 +25,7 @@
 #include <kj/async.h>
 #include <kj/function.h>
 
+#include "common/kj_errors.h"
 #include "common/status.h"
 
 namespace palisade {
@@ -54,8 +55,7 @@ class ControlQueue {
       KJ_IF_MAYBE(e, error) {
         fulfiller->reject(kj::mv(*e));
       } else if (!kept.ok()) {
-        fulfiller->reject(kj::Exception(kj::Exception::Type::FAILED, __FILE__, __LINE__,
-                                        kj::str(kept.message().c_str())));
+        fulfiller->reject(Failure(kept.message()));
       } else {
         fulfiller->fulfill(kj::mv(*result));
       }

@@ -18,14 +18,12 @@ import re
 import signal
 import subprocess
 import sys
-import threading
-import time
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 from etcd import EtcdCluster  # noqa: E402
 from palisade_testlib import (PALISADECTL, Daemon, NamespaceGuests, Session, Workdir, del_link,  # noqa: E402
-                              echo_server, stop_process, veth, wait_for)
+                              echo_server, server_mode_guests, stop_process, veth, wait_for)
 
 WEB_IP, WEB_IP2, DB_IP = "10.18.0.1", "10.18.0.11", "10.18.0.2"
 DB_MAC = "02:00:00:00:21:01"
@@ -77,12 +75,8 @@ class ClusterTest(unittest.TestCase):
         cls.apply("db-in", "vm:db-01", DB_POLICY)
         cls.apply("web-out", "vm:web-01", WEB_POLICY)
         cls.web = NamespaceGuests("pclw", [("web", cls.work.join("web.sock"), WEB_IP + "/24")])
-        started = {}  # host 2's guest owns its socket (client-mode port), so host 2 can restart
-        t = threading.Thread(target=lambda: started.setdefault("g", NamespaceGuests(
-            "pcld", [("db", cls.work.join("db.sock"), DB_IP + "/24")], vhost_server=True, mac_index=0x11)))
-        t.start()
-        t.join(60)
-        cls.db = started["g"]
+        # Host 2's guest owns its socket (client-mode port), so host 2 can restart.
+        cls.db = server_mode_guests("pcld", [("db", cls.work.join("db.sock"), DB_IP + "/24")], mac_index=0x11)
         for h in (cls.h1, cls.h2):
             wait_for(lambda h=h: all(p["link"] for p in h.ctl("port list")["ports"]), 30)
         cls.server = echo_server(cls.db["db"], 5001)

@@ -12,12 +12,11 @@ import os
 import random
 import subprocess
 import sys
-import threading
 import time
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-from palisade_testlib import (PALISADECTL, Daemon, NamespaceGuests, Workdir, stop_process,  # noqa: E402
+from palisade_testlib import (PALISADECTL, Daemon, Workdir, server_mode_guests, stop_process,  # noqa: E402
                               wait_for)
 
 CONNECTIONS = int(os.environ.get("PALISADE_CRASH_CONNECTIONS", "10000"))
@@ -142,13 +141,8 @@ class CrashTest(unittest.TestCase):
             sw.ctl("port del gone")
             configured = self.configuration(sw)
 
-            started = {}
-            t = threading.Thread(target=lambda: started.setdefault("g", NamespaceGuests(
-                "pcrs", [("a", work.join("a.sock"), "10.21.0.1/24"),
-                         ("b", work.join("b.sock"), "10.21.0.2/24")], vhost_server=True)))
-            t.start()
-            t.join(60)
-            guests = started["g"]
+            guests = server_mode_guests("pcrs", [("a", work.join("a.sock"), "10.21.0.1/24"),
+                                                 ("b", work.join("b.sock"), "10.21.0.2/24")])
             wait_for(lambda: sw.port("vm-a")["link"] and sw.port("vm-b")["link"], 30)
             server = guests["b"].popen("/usr/bin/python3", "-c", MANY_SERVER, "5001", stdout=subprocess.PIPE,
                                        text=True)

@@ -4,11 +4,10 @@ their vhost-user sockets (client-mode ports) and are not restarted."""
 
 import os
 import sys
-import threading
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-from palisade_testlib import (Daemon, NamespaceGuests, Session, Workdir, echo_server,  # noqa: E402
+from palisade_testlib import (Daemon, Session, Workdir, echo_server, server_mode_guests,  # noqa: E402
                               stop_process, wait_for)
 
 # `strict`: a segment in the middle of a connection opens nothing, so after the restart only a
@@ -36,14 +35,8 @@ class RestartTest(unittest.TestCase):
             sw.start()
             sw.ctl("filter attach vm-b --slot 2 --agent sfw")
             sw.ctl(f"rules load vm-b {rules}")
-            # testpmd's virtio-user in server mode waits for the switch at start: start it beside.
-            started = {}
-            t = threading.Thread(target=lambda: started.setdefault("g", NamespaceGuests(
-                "prst", [("a", work.join("a.sock"), "10.15.0.1/24"),
-                         ("b", work.join("b.sock"), "10.15.0.2/24")], vhost_server=True)))
-            t.start()
-            t.join(60)
-            guests = started["g"]
+            guests = server_mode_guests("prst", [("a", work.join("a.sock"), "10.15.0.1/24"),
+                                                 ("b", work.join("b.sock"), "10.15.0.2/24")])
             wait_for(lambda: all(p["link"] for p in sw.ctl("port list")["ports"]), 30)
             server = echo_server(guests["b"], 22)
             session = Session(guests["a"])

@@ -12,6 +12,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -416,6 +417,20 @@ class NamespaceGuests:
             ns.delete()
         for link in self.links:
             del_link(link)
+
+
+def server_mode_guests(prefix, guests, timeout=60, **kwargs):
+    """NamespaceGuests that own their vhost-user sockets (the switch's ports are --client, so the
+    switch can restart under them). testpmd's virtio-user in server mode waits at start until
+    the switch connects: it starts on a thread, held to `timeout` seconds."""
+    started = {}
+    t = threading.Thread(target=lambda: started.setdefault(
+        "g", NamespaceGuests(prefix, guests, vhost_server=True, **kwargs)))
+    t.start()
+    t.join(timeout)
+    if "g" not in started:
+        raise TimeoutError(f"guests {prefix} not attached within {timeout}s")
+    return started["g"]
 
 
 TCP_SINK = r"""
