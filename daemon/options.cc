@@ -60,8 +60,12 @@ const char* Usage() {
          "  --config FILE         control commands to run at start, one per line\n"
          "  --state-dir DIR       the configuration accepted at run time, saved (synced) before each\n"
          "                        change is answered, restored at start (default: /var/lib/palisade/NAME)\n"
-         "  --state-file FILE     the ports' connections, saved while running and on a clean stop,\n"
-         "                        restored at start (default: /run/palisade/NAME.state)\n"
+         "  --conn-dir DIR        each port's connection table, kept in files in DIR (tmpfs) as it\n"
+         "                        changes, so that a crash loses none; read back at start\n"
+         "                        (default: /dev/shm/palisade/NAME; none: private memory)\n"
+         "  --state-file FILE     what port security learned (and the connections, on a clean stop\n"
+         "                        or without --conn-dir), restored at start\n"
+         "                        (default: /run/palisade/NAME.state)\n"
          "  --log-dir DIR         write the log to DIR/palisaded-NAME.log and the firewall's\n"
          "                        packet log to DIR/packets-NAME.log instead of stderr\n"
          "  --etcd ENDPOINTS      take policy from the cluster in etcd (host:port, comma-separated):\n"
@@ -105,7 +109,7 @@ Status ParseCpuList(const std::string& text, unsigned cpu_limit, std::vector<uns
 }
 
 Status ParseOptions(int argc, char** argv, Options* out) {
-  enum { kInstance = 1, kSocket, kStateFile, kStateDir, kTlsListen, kTlsCert, kTlsKey, kTlsCa, kTlsOperators, kTlsPeers, kCores,
+  enum { kInstance = 1, kSocket, kStateFile, kStateDir, kConnDir, kTlsListen, kTlsCert, kTlsKey, kTlsCa, kTlsOperators, kTlsPeers, kCores,
          kHugepages, kMemory, kConfig, kLogDir, kEtcd, kHost, kEtcdCert, kEtcdKey, kEtcdCa,
          kClusterSnapshot, kClusterLease, kHelp };
   static const option kLong[] = {
@@ -113,6 +117,7 @@ Status ParseOptions(int argc, char** argv, Options* out) {
       {"socket", required_argument, nullptr, kSocket},
       {"state-file", required_argument, nullptr, kStateFile},
       {"state-dir", required_argument, nullptr, kStateDir},
+      {"conn-dir", required_argument, nullptr, kConnDir},
       {"rpc-tls-listen", required_argument, nullptr, kTlsListen},
       {"tls-cert", required_argument, nullptr, kTlsCert},
       {"tls-key", required_argument, nullptr, kTlsKey},
@@ -153,6 +158,7 @@ Status ParseOptions(int argc, char** argv, Options* out) {
       case kTlsListen: o.tls_listen = arg; break;
       case kStateFile: o.state_file = arg; break;
       case kStateDir: o.state_dir = arg; break;
+      case kConnDir: o.conn_dir = arg; break;
       case kTlsCert: o.tls_cert = arg; break;
       case kTlsKey: o.tls_key = arg; break;
       case kTlsCa: o.tls_ca = arg; break;
@@ -207,6 +213,8 @@ Status ParseOptions(int argc, char** argv, Options* out) {
   if (o.socket.size() >= 108) return Status::Invalid("--socket: path longer than 107 characters");
   if (o.state_file.empty()) o.state_file = "/run/palisade/" + o.instance + ".state";
   if (o.state_dir.empty()) o.state_dir = "/var/lib/palisade/" + o.instance;
+  if (o.conn_dir.empty()) o.conn_dir = "/dev/shm/palisade/" + o.instance;
+  if (o.conn_dir == "none") o.conn_dir.clear();
   if (!o.tls_listen.empty() && (o.tls_cert.empty() || o.tls_key.empty() || o.tls_ca.empty())) {
     return Status::Invalid("--rpc-tls-listen needs --tls-cert, --tls-key and --tls-ca");
   }

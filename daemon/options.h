@@ -26,6 +26,8 @@ struct Options {
   std::string state_file;           // connections, saved while running; default
                                     // /run/palisade/<instance>.state
   std::string state_dir;            // the durable configuration; default /var/lib/palisade/<instance>
+  std::string conn_dir;             // connection tables that outlive the process (tmpfs);
+                                    // default /dev/shm/palisade/<instance>; "none": private memory
   std::string log_dir;
   std::string etcd, host;                      // the cluster (both or neither)
   std::string etcd_cert, etcd_key, etcd_ca;    // PEM files for TLS to etcd

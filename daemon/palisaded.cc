@@ -101,13 +101,17 @@ int Serve(const Options& options, const EalInfo& eal, const std::vector<Command>
   Switch::Options sw_options;
   sw_options.worker_lcores = eal.worker_lcores;
   sw_options.packet_log = packet_log;
+  sw_options.conn_dir = options.conn_dir;
+  sw_options.warn = [](const std::string& what) { Log(LogLevel::kError, "%s", what.c_str()); };
   if (Status s = Switch::Create(sw_options, &sw); !s.ok()) return Fail(s.message());
 
-  // What a previous palisaded kept (its configuration, then its connections), then the config
-  // file on top; the result is the configuration from now on.
-  StateStore store(sw.get(), options.state_dir + "/config", options.state_file);
+  // What a previous palisaded kept (its configuration, what its ports learned), then the config
+  // file on top, whose result is the configuration from now on; then the connections the
+  // previous process's tables held, judged by that configuration.
+  StateStore store(sw.get(), options.state_dir + "/config", options.state_file, options.conn_dir);
   store.Restore();
   if (Status s = ApplyConfig(*sw, options.config, config); !s.ok()) return Fail(s.message());
+  store.RestoreSegments();
   if (Status s = store.SaveConfig(); !s.ok()) return Fail(s.message());
 
   struct ev_loop* loop = ev_default_loop(EVFLAG_AUTO);

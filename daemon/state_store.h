@@ -4,19 +4,26 @@
 //    tables, address sets and firewall options, and the switch's MAC ageing. Saved after every
 //    control job that changed it (ControlQueue's hook), atomically and synced, before the
 //    caller hears that the change succeeded.
-//  - The connections, the state file (tmpfs by default: they outlive the process, not the
-//    host): every port's connections and what port security learned, saved on a period that
-//    grows with the cost of a save (every 200 ms, or 20 times a save's duration when that is
-//    longer), and once more on a clean stop. The control thread only takes each port's
-//    configuration and filter; a saver thread walks the tables (the filters are thread-safe)
-//    and writes the file, so RPCs are not held up by a large table.
+//  - The connections, in the connection directory (tmpfs): each stateful filter keeps its
+//    table in a segment file there (fw::ConnSegment) that the datapath writes in place, so a
+//    crash loses none of them. Without that directory they go into the state file instead.
+//  - The state file (tmpfs by default: it outlives the process, not the host): what port
+//    security learned, saved every second (with a connection directory) or on a period that
+//    grows with the cost of a save (every 200 ms, or 20 times a save's duration) when it holds
+//    the connections too; and everything once more on a clean stop, which then removes the
+//    segments: a start after a clean stop reads the portable file, one after a crash the
+//    segments. The control thread only takes each port's configuration and filter; a saver
+//    thread walks the tables (the filters are thread-safe) and writes the file.
 //
-// Restore, at start and before the config file runs: the configuration, then the connections
-// into the ports it brought back (re-checked against their rules). A port the connections file
-// names but the configuration does not was removed since, and stays removed; without a stored
-// configuration (a first start, or a file left by an older palisaded) the connections file's
-// ports come back whole. A file that cannot be read (torn, corrupted, another version) is moved
-// aside as FILE.bad-TIME with a message saying why, and the start goes on without it.
+// Restore, at start: before the config file runs, the configuration, then the state file's
+// connections into the ports it brought back; after the config file, the segments' (newer),
+// into the ports that exist then, re-checked against their final rules. A port the connections name but the configuration does not was removed
+// since, and stays removed; without a stored configuration (a first start, or a file left by
+// an older palisaded) the state file's ports come back whole. A file that cannot be read (torn,
+// corrupted, another version or layout, a segment from before a reboot) is moved aside as
+// FILE.bad-TIME with a message saying why, and the start goes on without it. The previous
+// segments are moved to DIR.restore first and removed once read, so a crash during the
+// restore itself loses nothing either.
 //
 // Thread-safety: the control thread only (the saver thread is internal).
 #pragma once
@@ -26,6 +33,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -37,11 +45,19 @@ namespace palisade {
 
 class StateStore {
  public:
-  StateStore(Switch* sw, std::string config_path, std::string connections_path)
-      : sw_(sw), config_path_(std::move(config_path)), connections_path_(std::move(connections_path)) {}
+  // conn_dir: where the switch's filters keep their segments (Switch::Options::conn_dir);
+  // empty: none.
+  StateStore(Switch* sw, std::string config_path, std::string connections_path, std::string conn_dir)
+      : sw_(sw),
+        config_path_(std::move(config_path)),
+        connections_path_(std::move(connections_path)),
+        conn_dir_(std::move(conn_dir)) {}
   ~StateStore();  // waits for a save in progress
 
+  // Before any port exists and before the config file runs.
   void Restore();
+  // After the config file ran.
+  void RestoreSegments();
   // The configuration, if it changed since the last save.
   Status SaveConfig();
   // The connections, when due at `now_ms` (a monotonic clock).
@@ -57,12 +73,18 @@ class StateStore {
     std::vector<std::shared_ptr<fw::StatefulFilter>> filters;  // per port; null: none
   };
   Snapshot Take() const;
-  Status Write(Snapshot snap, size_t* ports = nullptr, size_t* conns = nullptr) const;
+  Status Write(Snapshot snap, bool with_conns, size_t* ports = nullptr, size_t* conns = nullptr) const;
   void SaverLoop();
-  void SetAside(const std::string& path, const std::string& why);
+  // Renames path to FILE.bad-TIME in `dir` (default: its own directory).
+  void SetAside(const std::string& path, const std::string& why, const std::string& dir = "");
+  // Moves the previous process's segments out of the way of the new ones (the switch creates
+  // them as filters attach), to DIR.restore.
+  void PrepareConnDir();
+  // The state file's connections and what port security learned.
+  void RestoreFile(bool have_config, const std::set<std::string>& configured);
 
   Switch* sw_;
-  std::string config_path_, connections_path_;
+  std::string config_path_, connections_path_, conn_dir_;
   uint64_t saved_changes_ = UINT64_MAX;  // Switch::config_changes() at the last save
   uint64_t next_save_ms_ = 0;
 

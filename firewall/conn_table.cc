@@ -2,7 +2,12 @@
 
 namespace palisade::fw {
 
-ConnTable::ConnTable(uint32_t limit, uint64_t seed) : limit_(limit), seed_(seed) {
+ConnTable::ConnTable(uint32_t limit, uint64_t seed, std::unique_ptr<ConnSegment> segment)
+    : limit_(limit), seed_(seed), segment_(segment ? std::move(segment) : ConnSegment::Private(limit)) {
+  if (segment_->capacity() < limit_) (void)segment_->Grow(limit_);
+  limit_ = std::min(limit_, segment_->capacity());
+  entries_ = segment_->entries();
+  (void)segment_->Commit(CommitTarget());  // a full tmpfs shows at the first CommitAhead
   uint32_t n = 1024;
   while (n < limit && n < (1u << 24)) n *= 2;
   mask_ = n - 1;
@@ -27,8 +32,9 @@ uint32_t ConnTable::Insert(const ConnKey& k) {
     idx = free_;
     free_ = entries_[idx].next;
   } else {
-    idx = static_cast<uint32_t>(entries_.size());
-    entries_.emplace_back();
+    if (used_ >= segment_->committed()) return kNil;  // the control thread commits ahead
+    idx = used_++;
+    segment_->set_used(used_);
     if (tracking_ && (idx >> 6) >= dirty_bits_.size()) dirty_bits_.resize((idx >> 6) + 1024, 0);
   }
   Conn& c = entries_[idx];
@@ -65,7 +71,7 @@ void ConnTable::Remove(uint32_t idx) {
 void ConnTable::StartTracking() {
   tracking_ = true;
   // Room for every slot the limit allows, so the datapath does not allocate while tracking.
-  const size_t slots = std::max<size_t>(entries_.size(), limit_);
+  const size_t slots = std::max<size_t>(used_, limit_);
   dirty_bits_.assign((slots + 63) / 64 + 1, 0);
   dirty_.clear();
   dirty_.reserve(slots);
@@ -93,8 +99,27 @@ void ConnTable::TakeChanges(std::vector<uint32_t>* changed, std::vector<ConnKey>
   removed_.clear();
 }
 
+uint32_t ConnTable::CommitTarget(size_t n) const {
+  // Ahead of the high-water mark by as much as the table holds (at least 16,384 entries, 2 MiB):
+  // between two control ticks the datapath may open that many connections.
+  const size_t ahead = std::max<size_t>({n, used_, 16384});
+  return static_cast<uint32_t>(std::min<size_t>(size_t{used_} + ahead, limit_));
+}
+
+Status ConnTable::set_limit(uint32_t limit) {
+  if (limit > segment_->capacity()) {
+    if (Status s = segment_->Grow(limit); !s.ok()) return s;
+    entries_ = segment_->entries();
+  }
+  limit_ = limit;
+  return Status::Ok();
+}
+
 size_t ConnTable::memory_bytes() const {
-  return entries_.capacity() * sizeof(Conn) + buckets_.size() * sizeof(uint32_t);
+  // A file's pages are allocated as committed; private ones as they are first used.
+  const uint32_t backed = !segment_->shared() ? used_ : segment_->committed();
+  return size_t{backed} * sizeof(Conn) +
+         buckets_.size() * sizeof(uint32_t);
 }
 
 }  // namespace palisade::fw

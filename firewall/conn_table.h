@@ -1,5 +1,7 @@
 // ConnTable: a filter's connection entries in a pool of 128-byte Conns with index-linked hash
-// chains, bounded by an entry limit. Walkable with a cursor (getflows, the migration exporter)
+// chains, bounded by an entry limit. The pool is a ConnSegment (a file that outlives the
+// process, or private memory) with room for the limit, backed ahead of use by CommitAhead on
+// the control thread: inserting never allocates. Walkable with a cursor (getflows, the migration exporter)
 // in pages, and swept for expired entries a slice at a time. During a live migration it tracks
 // changes (a bit per slot plus a list), so that the final delta costs what changed, not what
 // the table holds.
@@ -10,9 +12,12 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <memory>
 #include <vector>
 
+#include "common/status.h"
 #include "firewall/conn.h"
+#include "firewall/conn_segment.h"
 
 namespace palisade::fw {
 
@@ -20,7 +25,8 @@ class ConnTable {
  public:
   static constexpr uint32_t kNil = ~0u;
 
-  ConnTable(uint32_t limit, uint64_t seed);
+  // segment: where the entries live (null: private memory), with room for at least `limit`.
+  ConnTable(uint32_t limit, uint64_t seed, std::unique_ptr<ConnSegment> segment = nullptr);
 
   uint32_t Find(const ConnKey& k) const { return Find(k, Hash(k)); }
   // With the key's hash already known (Hash(k) under this table's seed): the datapath hashes a
@@ -57,12 +63,16 @@ class ConnTable {
   Conn& at(uint32_t idx) { return entries_[idx]; }
   const Conn& at(uint32_t idx) const { return entries_[idx]; }
 
-  // Room for n more entries without growing while they arrive (bulk import).
-  void Reserve(size_t n) { entries_.reserve(std::min<size_t>(size_ + n, limit_)); }
+  // How many slots should be backed by memory for n more entries to arrive (a bulk import)
+  // or, with n = 0, for the datapath to go on inserting until the next call: the caller backs
+  // them with segment()->Commit outside its lock (control thread), as the pages may take time.
+  uint32_t CommitTarget(size_t n = 0) const;
+  ConnSegment* segment() const { return segment_.get(); }
   uint32_t size() const { return size_; }
   uint32_t limit() const { return limit_; }
-  // A lower limit refuses new entries until the table has shrunk below it.
-  void set_limit(uint32_t limit) { limit_ = limit; }
+  // A lower limit refuses new entries until the table has shrunk below it; a higher one than
+  // the segment has room for grows it (the entries may move: the caller holds its lock).
+  Status set_limit(uint32_t limit);
   size_t memory_bytes() const;
 
   // Change tracking. StartTracking begins a round with nothing changed; TakeChanges hands over
@@ -79,12 +89,12 @@ class ConnTable {
   template <typename F>
   uint32_t Walk(uint32_t cursor, uint32_t max, F&& f) {
     uint32_t i = cursor;
-    for (uint32_t seen = 0; i < entries_.size() && seen < max; i++) {
+    for (uint32_t seen = 0; i < used_ && seen < max; i++) {
       if (entries_[i].state == ConnState::kFree) continue;
       f(i, entries_[i]);
       seen++;
     }
-    return i >= entries_.size() ? kNil : i;
+    return i >= used_ ? kNil : i;
   }
 
  private:
@@ -97,8 +107,10 @@ class ConnTable {
   uint32_t mask_;
   uint32_t size_ = 0;
   uint32_t free_ = kNil;  // free list through Conn::next
+  uint32_t used_ = 0;     // slots ever used: entries_[used_...] have never held an entry
   std::vector<uint32_t> buckets_;
-  std::vector<Conn> entries_;
+  std::unique_ptr<ConnSegment> segment_;
+  Conn* entries_;  // segment_'s
   bool tracking_ = false;
   std::vector<uint64_t> dirty_bits_;  // one bit per slot of entries_
   std::vector<uint32_t> dirty_;       // slots in the order they were first touched

@@ -41,11 +41,12 @@ bool FlowSelector::Matches(const Tuple& t) const {
 }
 
 StatefulFilter::StatefulFilter(uint32_t filter_id, PacketLog* log, FirewallOptions options,
-                               uint64_t seed, std::optional<uint64_t> hash_seed)
+                               uint64_t seed, std::optional<uint64_t> hash_seed,
+                               std::unique_ptr<ConnSegment> segment)
     : filter_id_(filter_id),
       log_(log),
       options_(options),
-      conns_(options.conn_limit, hash_seed.value_or(seed)),
+      conns_(options.conn_limit, hash_seed.value_or(seed), std::move(segment)),
       next_flow_id_((seed & 0xffffffff00000000ull) | 1),
       frags_(kFragSets * kFragWays, FragKey{}),
       syn_hints_(kSynHints, SynHint{}) {}
@@ -66,10 +67,11 @@ FirewallOptions StatefulFilter::options() const {
   return options_;
 }
 
-void StatefulFilter::SetOptions(const FirewallOptions& options) {
+Status StatefulFilter::SetOptions(const FirewallOptions& options) {
   std::lock_guard lock(lock_);
+  if (Status s = conns_.set_limit(options.conn_limit); !s.ok()) return s;
   options_ = options;
-  conns_.set_limit(options.conn_limit);
+  return Status::Ok();
 }
 
 std::vector<RuleStats> StatefulFilter::rule_stats() const {
@@ -512,6 +514,24 @@ size_t StatefulFilter::Expire(uint64_t now_ns, uint32_t budget) {
   sweep_cursor_ = next == ConnTable::kNil ? 0 : next;
   for (uint32_t idx : victims) Close(idx, CloseReason::kTimeout, now_ns, PacketLog::kControl);
   return victims.size();
+}
+
+Status StatefulFilter::CommitAhead(uint64_t now_ns, uint64_t boot_ns) {
+  uint32_t target;
+  {
+    std::lock_guard lock(lock_);
+    target = conns_.CommitTarget();
+    conns_.segment()->Stamp(static_cast<uint32_t>(now_ns / 1000000000ull), boot_ns);
+  }
+  // Outside the lock: allocating pages may take a while, and the mapping does not move.
+  if (!conns_.segment()->Commit(target)) {
+    return Status::Unavailable("no memory for connections in " + conns_.segment()->path());
+  }
+  return Status::Ok();
+}
+
+void StatefulFilter::DiscardSegment() {
+  conns_.segment()->Discard();  // the file only: the mapping stays, so no lock
 }
 
 }  // namespace palisade::fw

@@ -79,8 +79,11 @@ class StatefulFilter : public Filter {
  public:
   // seed: flow ids and, unless hash_seed is given, the connection table's hash. Filters of one
   // switch share a hash_seed so that a packet's key is hashed once for both ports' tables.
+  // segment: where the connection entries live (ConnSegment::Create: they outlive the
+  // process); null: private memory.
   StatefulFilter(uint32_t filter_id, PacketLog* log, FirewallOptions options, uint64_t seed,
-                 std::optional<uint64_t> hash_seed = std::nullopt);
+                 std::optional<uint64_t> hash_seed = std::nullopt,
+                 std::unique_ptr<ConnSegment> segment = nullptr);
 
   std::string_view agent() const override { return "palisade-sfw"; }
   void Process(FilterBatch& batch) override;
@@ -89,7 +92,8 @@ class StatefulFilter : public Filter {
   void SetTable(std::shared_ptr<const RuleTable> table);
   std::shared_ptr<const RuleTable> table() const;
   FirewallOptions options() const;
-  void SetOptions(const FirewallOptions& options);
+  // Fails (changing nothing) when a higher connection limit finds no memory.
+  Status SetOptions(const FirewallOptions& options);
   std::vector<RuleStats> rule_stats() const;
 
   // Walks flows in pages: returns the cursor to continue from, ConnTable::kNil when done.
@@ -120,6 +124,13 @@ class StatefulFilter : public Filter {
 
   // Removes expired entries, examining at most `budget` slots; returns how many it removed.
   size_t Expire(uint64_t now_ns, uint32_t budget);
+  // Each control tick: backs the connection slots the datapath may fill before the next tick
+  // with memory (a failure, such as a full tmpfs, is returned; new connections beyond what is
+  // backed are refused as state-limit), and stamps the segment with the clock (now_ns) at the
+  // boot clock's boot_ns, so that a later process can read the deadlines.
+  Status CommitAhead(uint64_t now_ns, uint64_t boot_ns);
+  // The port or its firewall is gone: its segment file goes (the memory when the last user lets go).
+  void DiscardSegment();
   uint32_t flow_count() const;
   size_t memory_bytes() const;
 

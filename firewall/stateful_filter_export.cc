@@ -72,10 +72,12 @@ uint32_t StatefulFilter::ExportConns(uint32_t cursor, uint32_t max, uint64_t now
 
 size_t StatefulFilter::ImportConns(const std::vector<Conn>& conns, uint64_t now_ns) {
   const uint32_t now_s = static_cast<uint32_t>(now_ns / 1000000000ull);
+  uint32_t target;
   {
     std::lock_guard lock(lock_);
-    conns_.Reserve(conns.size());
+    target = conns_.CommitTarget(conns.size());
   }
+  (void)conns_.segment()->Commit(target);  // what finds no memory is refused below, as at the limit
   size_t taken = 0;
   InSlices(lock_, conns_, conns.size(), [&](size_t i) { return conns[i].key(); }, [&](size_t i) {
     const Conn& in = conns[i];

@@ -324,7 +324,7 @@ TEST_F(StatefulFilterTest, TimeoutsChangeAtRunTime) {
   FirewallOptions o = filter_.options();
   ASSERT_TRUE(o.timeouts.Set("udp_first", 5).ok());
   EXPECT_FALSE(o.timeouts.Set("udp_forever", 5).ok());
-  filter_.SetOptions(o);
+  ASSERT_TRUE(filter_.SetOptions(o).ok());
   ASSERT_TRUE(Passes(Direction::kOut, Udp(true, 40001, 53)));
   now_ += 6 * kSecond;
   EXPECT_EQ(filter_.Expire(now_, 1000), 1u);
@@ -365,7 +365,7 @@ TEST_F(StatefulFilterTest, IcmpEchoAndRelatedErrors) {
 TEST_F(StatefulFilterTest, TableLimitDropsNewConnectionsOnly) {
   FirewallOptions o = filter_.options();
   o.conn_limit = 2;
-  filter_.SetOptions(o);
+  ASSERT_TRUE(filter_.SetOptions(o).ok());
   ASSERT_TRUE(Passes(Direction::kOut, Udp(true, 1, 53)));
   ASSERT_TRUE(Passes(Direction::kOut, Udp(true, 2, 53)));
   EXPECT_EQ(Send(Direction::kOut, Udp(true, 3, 53)).second, DropReason::kStateLimit);
@@ -398,7 +398,7 @@ TEST_F(StatefulFilterTest, RuleChangeRechecksConnections) {
 TEST_F(StatefulFilterTest, RecheckOffKeepsConnections) {
   FirewallOptions o = filter_.options();
   o.recheck = false;
-  filter_.SetOptions(o);
+  ASSERT_TRUE(filter_.SetOptions(o).ok());
   Handshake();
   Load("ruleset none { rule 1 inout protocol any from any to any drop; }");
   EXPECT_TRUE(Passes(Direction::kIn, In(tcp::kAck, 5001, 1001)));

@@ -5,6 +5,8 @@
 
 #include <rte_cycles.h>
 
+#include <time.h>
+
 #include <cstdint>
 
 namespace palisade {
@@ -15,5 +17,13 @@ inline uint64_t TscToNs(uint64_t tsc) {
 }
 
 inline uint64_t NowNs() { return TscToNs(rte_rdtsc()); }
+
+// CLOCK_BOOTTIME: the same for every process of one boot, so a restarted palisaded can place
+// the previous one's deadlines (fw::ConnSegment::Stamp).
+inline uint64_t BootNs() {
+  timespec ts{};
+  clock_gettime(CLOCK_BOOTTIME, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
+}
 
 }  // namespace palisade

@@ -39,6 +39,7 @@ int WorkerMain(void* arg) {
 Switch::Switch(Options options) : options_(std::move(options)) {
   std::random_device rd;
   hash_seed_ = (uint64_t{rd()} << 32) | rd();
+  boot_id_ = fw::BootId();
 }
 
 Status Switch::Create(Options options, std::unique_ptr<Switch>* out) {
@@ -164,6 +165,7 @@ Status Switch::RemovePort(const std::string& name) {
   const uint16_t index = it->second.port->index();
   const bool had_vm = !it->second.spec.vm.empty();
   bridge_->RemovePort(index);
+  if (it->second.sfw) it->second.sfw->DiscardSegment();
   ports_.erase(it);
   ReserveAddresses();
   if (had_vm) RecompileVmSets();
@@ -202,7 +204,10 @@ Status Switch::DetachFilter(const std::string& port, uint8_t slot) {
     return Status::NotFound("port '" + port + "' has no slot " + std::to_string(slot));
   }
   const FilterSlot* old = it->second.chain->Find(slot);
-  if (old->filter && old->filter == it->second.sfw) it->second.sfw.reset();
+  if (old->filter && old->filter == it->second.sfw) {
+    it->second.sfw->DiscardSegment();
+    it->second.sfw.reset();
+  }
   if (old->filter && old->filter == it->second.swsec) it->second.swsec.reset();
   it->second.chain = it->second.chain->Without(slot);
   Publish();

@@ -14,6 +14,7 @@
 
 #include <atomic>
 #include <bitset>
+#include <functional>
 #include <map>
 #include <optional>
 #include <memory>
@@ -110,6 +111,11 @@ class Switch {
     uint32_t mac_ageing_s = 300;
     std::FILE* packet_log = nullptr;  // where packet log lines go (null: counted only)
     fw::FirewallOptions firewall;     // defaults for new stateful filters
+    // Where each stateful filter keeps its connections (fw::ConnSegment, port-NAME.conns), so
+    // that they outlive the process; empty: private memory.
+    std::string conn_dir;
+    // Problems that do not stop what was asked (a connection segment that cannot be made).
+    std::function<void(const std::string&)> warn;
   };
 
   static Status Create(Options options, std::unique_ptr<Switch>* out);
@@ -214,6 +220,7 @@ class Switch {
     fw::RuleFile rules;
     uint32_t generation = 0;
     uint64_t cluster_revision = 0;  // of the cluster policy the rules come from (0: local)
+    bool conns_unbacked = false;    // the last CommitAhead failed (warned once)
   };
 
   Status Import(const PortExport& in, bool incoming, size_t* connections);
@@ -247,6 +254,7 @@ class Switch {
   std::map<std::string, std::vector<fw::IpAddr>> remote_vms_;  // VMs on other switches
   std::map<std::string, std::vector<fw::IpAddr>> cluster_vms_;     // every host's, from etcd
   std::map<std::string, std::vector<fw::IpPrefix>> cluster_groups_;  // resolved, from etcd
+  std::string boot_id_;  // fw::BootId(), stamped into connection segments
   uint64_t hash_seed_;  // of every connection table here: a packet is hashed once (parsed.h)
   std::unique_ptr<fw::PacketLog> packet_log_;
   std::bitset<kMaxPorts> index_used_;  // freed only once no worker can see the old port

@@ -21,8 +21,17 @@ Status Switch::MakeFilter(PortState& state, const FilterSpec& spec, std::shared_
     if (state.sfw) return Status::Exists("port '" + state.spec.name + "' already has a stateful firewall");
     std::random_device rd;
     const uint64_t seed = (uint64_t{rd()} << 32) | rd();
+    std::unique_ptr<fw::ConnSegment> segment;
+    if (!options_.conn_dir.empty()) {
+      const std::string path = options_.conn_dir + "/port-" + state.spec.name + ".conns";
+      if (Status s = fw::ConnSegment::Create(path, options_.firewall.conn_limit, boot_id_, &segment);
+          !s.ok() && options_.warn) {
+        options_.warn("port '" + state.spec.name + "': its connections are kept in private memory and " +
+                      "would not survive a crash: " + s.message());
+      }
+    }
     state.sfw = std::make_shared<fw::StatefulFilter>(filter_id, packet_log_.get(), options_.firewall,
-                                                     seed, hash_seed_);
+                                                     seed, hash_seed_, std::move(segment));
     if (state.generation > 0) {  // re-attached: keep the rules it had
       if (Status s = Compile(state, state.rules); !s.ok()) return s;
     }
@@ -126,9 +135,17 @@ void Switch::RecompileVmSets() {
 }
 
 void Switch::FirewallTick(uint64_t now_ns) {
+  const uint64_t boot_ns = BootNs();
   bool vm_addresses_changed = false;
   for (auto& [name, state] : ports_) {
-    if (state.sfw) state.sfw->Expire(now_ns, 4096);
+    if (state.sfw) {
+      state.sfw->Expire(now_ns, 4096);
+      const Status s = state.sfw->CommitAhead(now_ns, boot_ns);
+      if (!s.ok() && !state.conns_unbacked && options_.warn) {
+        options_.warn("port '" + name + "': " + s.message() + ": new connections may be refused");
+      }
+      state.conns_unbacked = !s.ok();
+    }
     if (state.swsec) {
       state.swsec->Expire(now_ns);
       if (state.swsec->TakeChanged()) vm_addresses_changed = true;
@@ -272,8 +289,7 @@ Status Switch::SetFirewallOptions(const std::string& filter, const fw::FirewallO
   if (options.conn_limit < 1 || options.conn_limit > 16000000) {
     return Status::Invalid("the connection limit must be 1-16000000");
   }
-  state->sfw->SetOptions(options);
-  return Status::Ok();
+  return state->sfw->SetOptions(options);
 }
 
 Status Switch::UpdateFirewallOptions(const std::string& filter, std::optional<uint32_t> limit,

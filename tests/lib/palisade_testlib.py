@@ -60,6 +60,7 @@ class Daemon:
         self.socket = os.path.join(workdir, f"{instance}.sock")
         self.state_file = os.path.join(workdir, f"{instance}.state")
         self.state_dir = os.path.join(workdir, f"{instance}.d")
+        self.conn_dir = os.path.join(workdir, f"{instance}.conns")
         self.log_dir = os.path.join(workdir, "log")
         self.cores = str(SWITCH_CPU) if cores is None else cores
         self.config = config
@@ -73,7 +74,7 @@ class Daemon:
 
     def argv(self):
         args = [PALISADED, "--instance", self.instance, "--socket", self.socket,
-                "--state-file", self.state_file, "--state-dir", self.state_dir,
+                "--state-file", self.state_file, "--state-dir", self.state_dir, "--conn-dir", self.conn_dir,
                 "--cores", self.cores, "--hugepages", self.hugepages, "--memory", "256",
                 "--log-dir", self.log_dir]
         if self.config:
