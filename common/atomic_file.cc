@@ -7,6 +7,8 @@
 #include <cstdio>
 #include <cstring>
 
+#include "common/fault_point.h"
+
 namespace palisade {
 
 Status ReplaceFile(const std::string& path, const std::function<Status(int fd)>& write) {
@@ -18,7 +20,13 @@ Status ReplaceFile(const std::string& path, const std::function<Status(int fd)>&
     unlink(tmp.c_str());
     return s;
   }
-  if (fsync(fd) != 0 || close(fd) != 0 || std::rename(tmp.c_str(), path.c_str()) != 0) {
+  if (fsync(fd) != 0 || close(fd) != 0) {
+    const std::string error = std::strerror(errno);
+    unlink(tmp.c_str());
+    return Status::Unavailable(path + ": " + error);
+  }
+  FaultPoint("replace-file");  // written and synced, not yet in place
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
     const std::string error = std::strerror(errno);
     unlink(tmp.c_str());
     return Status::Unavailable(path + ": " + error);

@@ -128,6 +128,12 @@ void StateStore::Restore() {
           continue;
         }
         configured.insert(p.spec.name);
+        if (!p.moved_to.empty()) {
+          Log(LogLevel::kWarning,
+              "port %s: its guest was being handed over to %s when the switch stopped: the port stays closed "
+              "until the guest starts here again (delete it once the guest runs there)",
+              p.spec.name.c_str(), p.moved_to.c_str());
+        }
       }
       Log(LogLevel::kInfo, "restored the configuration of %zu port(s) from %s", configured.size(),
           config_path_.c_str());

@@ -1,6 +1,6 @@
 // libFuzzer target: bytes from a peer switch or a state file (a PortState, a PortDelta or a whole
-// SwitchState, packed or not, as the first byte chooses), read as the import path reads them and
-// handed to a stateful filter under a fixed policy.
+// SwitchState, packed or not, or a connection segment, as the first byte chooses), read as the
+// import path reads them and handed to a stateful filter under a fixed policy.
 //
 // The oracle: reading never crashes and refuses what it cannot read; and every entry the filter
 // took (whatever the bytes claimed, the sender's `recheck off` included) is one the policy
@@ -20,6 +20,7 @@
 #include <capnp/serialize.h>
 #include <kj/exception.h>
 
+#include "firewall/conn_segment.h"
 #include "firewall/rule_text.h"
 #include "firewall/stateful_filter.h"
 #include "migration/port_state.h"
@@ -79,16 +80,22 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const uint8_t mode = data[0];
   data++;
   size--;
-  if ((mode & 3) == 2) {  // a state file: through the file reader
+  if ((mode & 3) >= 2) {  // a state file or a connection segment: through the file reader
     int fd = memfd_create("state", 0);
     if (fd < 0) return 0;
     if (write(fd, data, size) != static_cast<ssize_t>(size)) {
       close(fd);
       return 0;
     }
-    std::vector<PortExport> ports;
-    if (LoadSwitchState("/proc/self/fd/" + std::to_string(fd), &ports).ok()) {
-      for (const PortExport& p : ports) Check(p.conns, p.options.recheck);
+    const std::string path = "/proc/self/fd/" + std::to_string(fd);
+    if ((mode & 3) == 2) {
+      std::vector<PortExport> ports;
+      if (LoadSwitchState(path, &ports).ok()) {
+        for (const PortExport& p : ports) Check(p.conns, p.options.recheck);
+      }
+    } else {
+      std::vector<fw::Conn> conns;
+      if (fw::ReadSegment(path, "fuzz", 2000ull * 1000000000ull, &conns).ok()) Check(conns, true);
     }
     close(fd);
     return 0;

@@ -2,6 +2,7 @@
 
 #include <chrono>
 
+#include "common/fault_point.h"
 #include "common/kj_errors.h"
 #include "common/utc_time.h"
 #include "migration/port_state.h"
@@ -52,6 +53,7 @@ struct MigrationService::Outgoing {
   kj::Maybe<IncomingMigration::Client> dest;
   bool stopped_while_copying = false;  // the device stopped before the bulk copy was in
   bool final_taken = false;            // no more rounds once the final delta is taken
+  bool moved_to_saved = false;         // Switch::SetMovedTo recorded the cut-over
   uint32_t round = 0;
 };
 
@@ -100,6 +102,7 @@ class MigrationService::IncomingImpl final : public IncomingMigration::Server {
     return svc_->q_->Run<uint32_t>([sw = svc_->sw_, d = kj::mv(d)]() {
       size_t taken = 0;
       Check(sw->ApplyDelta(d.name, d.changed, d.removed, &taken));
+      if (d.final) FaultPoint("final-delta-applied");
       return static_cast<uint32_t>(taken);
     }).then([this, context, final, bulk, changed, removed](uint32_t taken) mutable {
       context.getResults().setTaken(taken);
@@ -227,6 +230,9 @@ kj::Promise<void> MigrationService::OnDevice(const std::string& port, bool start
   if (in != arriving_.end() && in->second->info.active()) {
     in->second->device_up = started;
     if (started && in->second->info.phase == "ready") Open(in->second);
+  } else if (started && (out == outgoing_.end() || !out->second->info.active())) {
+    // Perhaps a port this switch restored in the middle of a cut-over: its guest is here.
+    tasks_.add(q_->Run<bool>([sw = sw_, port]() { return sw->ReclaimMovedPort(port).ok(); }).ignoreResult());
   }
   return kj::READY_NOW;
 }
@@ -292,11 +298,22 @@ kj::Promise<void> MigrationService::Rounds(std::shared_ptr<Outgoing> s) {
 
 kj::Promise<void> MigrationService::SendFinalDelta(std::shared_ptr<Outgoing> s) {
   const auto t0 = std::chrono::steady_clock::now();
-  auto maybe_req = TakeDelta(*s, /*final=*/true);
-  capnp::Request<IncomingMigration::DeltaParams, IncomingMigration::DeltaResults>* req = nullptr;
-  KJ_IF_MAYBE(r, maybe_req) { req = r; }
-  if (req == nullptr) return kj::READY_NOW;
-  auto sent = req->send().then([s, t0](auto) {
+  s->final_taken = true;  // no round after this
+  // The cut-over is in the configuration before the destination can take the guest: a crash
+  // from here on brings the port back closed, not open beside the guest's new one.
+  auto sent = q_->Run<bool>([sw = sw_, port = s->info.port, peer = s->info.peer]() {
+    Check(sw->SetMovedTo(port, peer));
+    return true;
+  }).then([this, s](bool) -> kj::Promise<void> {
+    s->moved_to_saved = true;
+    if (!s->info.active()) return kj::READY_NOW;  // cancelled meanwhile: Finish undoes the mark
+    auto maybe_req = TakeDelta(*s, /*final=*/true);
+    capnp::Request<IncomingMigration::DeltaParams, IncomingMigration::DeltaResults>* req = nullptr;
+    KJ_IF_MAYBE(r, maybe_req) { req = r; }
+    if (req == nullptr) Fail("the destination went away before the final delta");
+    return req->send().ignoreResult();
+  }).then([s, t0]() {
+    FaultPoint("final-delta-acked");
     s->info.pause_us = MicrosSince(t0);
     if (s->info.phase == "copied") s->info.phase = "cut-over";
   }, [this, s](kj::Exception&& e) {
@@ -311,6 +328,14 @@ kj::Promise<void> MigrationService::SendFinalDelta(std::shared_ptr<Outgoing> s) 
 void MigrationService::Finish(Outgoing& s, const char* phase, std::string error) {
   s.info.phase = phase;
   s.info.error = std::move(error);
+  if (s.moved_to_saved && s.info.phase != "completed") {
+    // The guest stays here: the port is no longer on its way out.
+    s.moved_to_saved = false;
+    tasks_.add(q_->Run<bool>([sw = sw_, port = s.info.port]() {
+      (void)sw->SetMovedTo(port, "");
+      return true;
+    }).ignoreResult());
+  }
   if (s.filter) s.filter->StopTracking();
   s.filter.reset();  // the view stays; a removed port's table must not
   s.dest = nullptr;

@@ -75,6 +75,9 @@ struct PortState {
   learnedIps @16 :List(Text);
   allow @17 :List(Text);       # router, dhcp-server, vlan: what the VM may do beyond a guest
   uplink @18 :Text;            # an uplink's device arguments (switch state only; never migrated)
+  movedTo @19 :Text;
+    # switch state only: the switch the port's guest was being handed to (its cut-over under
+    # way) when the state was saved; restored closed until the guest starts here again
 }
 
 struct ConnectionKey {

@@ -106,6 +106,7 @@ void Write(const PortExport& in, PortState::Builder out) {
   out.setName(in.spec.name);
   out.setVhostUser(in.spec.path);
   if (in.spec.kind == PortKind::kUplink) out.setUplink(in.spec.devargs);
+  out.setMovedTo(in.moved_to);
   out.setClient(in.spec.client);
   out.setVm(in.spec.vm);
   if (in.spec.mac) out.setMac(MacToString(in.spec.mac));
@@ -194,6 +195,7 @@ Status Read(PortState::Reader in, PortExport* out) {
                                  s.getFailOpen() ? FailurePolicy::kFailOpen : FailurePolicy::kFailClosed});
   }
   e.rules = Str(in.getRules());
+  e.moved_to = Str(in.getMovedTo());
   e.generation = in.getGeneration();
   e.options.conn_limit = in.getConnectionLimit();
   e.options.recheck = in.getRecheck();

@@ -94,6 +94,8 @@ struct PortExport {
   // What port security learned on first use (MAC: 0 when configured or not yet seen).
   uint64_t learned_mac = 0;
   std::vector<fw::IpAddr> learned_ips;
+  // The configuration's record of a cut-over under way (Switch::SetMovedTo); never migrated.
+  std::string moved_to;
 };
 
 struct MacInfo {
@@ -173,6 +175,14 @@ class Switch {
   // The source's end of a completed migration: the port goes, and its VM's addresses stay known
   // as a VM on another switch, so that other ports' rules naming it keep matching.
   Status RemoveMigratedPort(const std::string& name);
+  // The source's cut-over: the port's guest is being handed to the switch `peer` (empty: it
+  // stays here after all). Saved with the configuration: a switch restarted meanwhile brings
+  // the port back closed (as an arriving one) until its guest starts here again
+  // (ReclaimMovedPort), since the guest may have resumed here or run on at the peer.
+  Status SetMovedTo(const std::string& name, const std::string& peer);
+  // A device started on a port restored closed by SetMovedTo: the guest is here, the port opens.
+  // Returns NotFound for any other port.
+  Status ReclaimMovedPort(const std::string& name);
   // The port's stateful filter (thread-safe itself): the source tracks changes and takes its
   // deltas from it on the migration's own thread. Null when none is attached.
   Status StatefulFilterOf(const std::string& name, std::shared_ptr<fw::StatefulFilter>* out) const;
@@ -221,6 +231,7 @@ class Switch {
     uint32_t generation = 0;
     uint64_t cluster_revision = 0;  // of the cluster policy the rules come from (0: local)
     bool conns_unbacked = false;    // the last CommitAhead failed (warned once)
+    std::string moved_to;           // Switch::SetMovedTo
   };
 
   Status Import(const PortExport& in, bool incoming, size_t* connections);

@@ -18,12 +18,13 @@ Status Switch::ExportPort(const std::string& name, PortExport* out, bool with_co
   auto it = ports_.find(name);
   if (it == ports_.end()) return Status::NotFound("no port '" + name + "'");
   const PortState& state = it->second;
-  if (state.chain->Find(MigrationGate::kSlot) != nullptr) {
+  if (state.chain->Find(MigrationGate::kSlot) != nullptr && state.moved_to.empty()) {
     // Its table is incomplete until the final delta; the source still has the VM.
     return Status::Unavailable("port '" + name + "' is still arriving by live migration");
   }
   PortExport e;
   e.spec = state.spec;
+  e.moved_to = state.moved_to;
   for (const FilterSlot& slot : state.chain->slots()) {
     if (slot.slot == MigrationGate::kSlot) continue;
     std::string agent = "none";
@@ -82,7 +83,8 @@ Status Switch::Import(const PortExport& in, bool incoming, size_t* connections) 
     created = true;
   }
   PortState& state = ports_.find(in.spec.name)->second;
-  if (incoming) {
+  state.moved_to = incoming ? "" : in.moved_to;  // a peer's message never sets it
+  if (incoming || !in.moved_to.empty()) {
     state.chain = state.chain->With(
         FilterSlot{MigrationGate::kSlot, FailurePolicy::kFailClosed, std::make_shared<MigrationGate>()});
     Publish();
@@ -141,6 +143,24 @@ Status Switch::OpenPort(const std::string& name) {
   // This switch forwards to the VM's new place at once; the RARP teaches the others.
   if (it->second.spec.mac) bridge_->Teach(it->second.spec.mac, it->second.port->index(), NowS());
   return Announce(name);
+}
+
+Status Switch::SetMovedTo(const std::string& name, const std::string& peer) {
+  config_changes_++;
+  auto it = ports_.find(name);
+  if (it == ports_.end()) return Status::NotFound("no port '" + name + "'");
+  it->second.moved_to = peer;
+  return Status::Ok();
+}
+
+Status Switch::ReclaimMovedPort(const std::string& name) {
+  auto it = ports_.find(name);
+  if (it == ports_.end() || it->second.moved_to.empty() ||
+      it->second.chain->Find(MigrationGate::kSlot) == nullptr) {
+    return Status::NotFound("port '" + name + "' was not restored in the middle of a cut-over");
+  }
+  it->second.moved_to.clear();
+  return OpenPort(name);
 }
 
 Status Switch::RemoveMigratedPort(const std::string& name) {

@@ -16,7 +16,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-from palisade_testlib import (PALISADECTL, Daemon, Workdir, server_mode_guests, stop_process,  # noqa: E402
+from palisade_testlib import (PALISADECTL, ControlError, Daemon, Workdir, server_mode_guests, stop_process,  # noqa: E402
                               wait_for)
 
 CONNECTIONS = int(os.environ.get("PALISADE_CRASH_CONNECTIONS", "10000"))
@@ -259,6 +259,26 @@ class CrashTest(unittest.TestCase):
                 self.assertNotIn("cannot be read", sw.log())
                 outcomes["new" if text == printed[other] else "old"] += 1
             print(f"after SIGKILL during setrules: {outcomes}", file=sys.stderr)
+            before = sw.ctl("rules show vm")["text"]
+            self.assertEqual(sw.stop(), 0)
+
+            # Exactly between the save's write (synced) and its rename, by a fault point
+            # (common/fault_point.h; the start's own save is the first): the change was never
+            # answered, and the restart has the configuration before it, read whole.
+            sw.env = {"PALISADE_FAULT": "replace-file:2"}
+            sw.start()
+            try:
+                answered = sw.try_ctl("port del vm")["ok"]
+            except ControlError:  # the connection ends with the process
+                answered = False
+            self.assertFalse(answered, "no answer of success")
+            wait_for(lambda: sw.proc.poll() is not None, 10, what="the kill at the fault point")
+            sw.env = None
+            sw.start()
+            self.assertIn("vm", sw.ports())
+            self.assertEqual(sw.ctl("rules show vm")["text"], before)
+            self.assertNotIn("cannot be read", sw.log())
+            self.assertFalse(os.path.exists(os.path.join(sw.state_dir, "config.tmp")), "the torn save is cleared")
             self.assertEqual(sw.stop(), 0)
         finally:
             sw.stop()

@@ -16,7 +16,7 @@ import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 from palisade_testlib import (BUILD, Daemon, NamespaceGuests, Session, Workdir, del_link,  # noqa: E402
-                              echo_server, make_certs, stop_process, veth, wait_for)
+                              echo_server, make_certs, server_mode_guests, stop_process, veth, wait_for)
 
 # Each guest's rules name the other by VM (dynamic address sets): after A moves, h2 must still
 # know B's addresses and h1 A's, though neither VM has a port there any more.
@@ -248,6 +248,80 @@ class MigrationTest(unittest.TestCase):
             self.assertEqual(h1.ctl("flows show vm-big --count")["count"], n)
         finally:
             rc1, rc2 = h1.stop(), h2.stop()
+            work.remove()
+        self.assertEqual((rc1, rc2), (0, 0))
+
+    def test_killed_at_the_cut_over(self):
+        """Each switch killed (SIGKILL, by a fault point: common/fault_point.h) at the cut-over.
+        The destination, right after applying the final delta and before answering: the source
+        sees the migration fail, the guest resumes at the source (as when QEMU's own migration
+        fails) and its connection carries on; the restarted destination has no half port, and a
+        retry works. The source, right after the destination acknowledged the final delta: the
+        guest runs on at the destination with its connection, and the restarted source brings
+        the port back closed (the cut-over was in its configuration), so it neither forwards nor
+        draws the guest's traffic."""
+        work = Workdir("migcut")
+        veth("pcut0", "pcut1")
+        h1 = Daemon("cut1", work.path, env={"PALISADE_FAULT": "final-delta-acked"}).start()
+        h2 = Daemon("cut2", work.path, env={"PALISADE_FAULT": "final-delta-applied"}).start()
+        a = b = server = session = None
+        try:
+            h1.ctl("port add uplink --uplink net_af_packet_c1,iface=pcut0")
+            h2.ctl("port add uplink --uplink net_af_packet_c2,iface=pcut1")
+            h1.ctl(f"port add vm-a --vhost-user {work.join('a.sock')} --vm web-01 --ip 10.18.0.1 --mac {MAC_A}")
+            h1.ctl(f"port add vm-b --vhost-user {work.join('b.sock')} --client --vm db-01 --ip 10.18.0.2")
+            for port, text in (("vm-a", RULES_A), ("vm-b", RULES_B)):
+                with open(work.join(port + ".rules"), "w") as f:
+                    f.write(text)
+                h1.ctl(f"filter attach {port} --slot 2 --agent sfw")
+                h1.ctl(f"rules load {port} {work.join(port + '.rules')}")
+            # B owns its socket, so it reattaches to a restarted h1 by itself.
+            b = server_mode_guests("pcb", [("b", work.join("b.sock"), "10.18.0.2/24")], mac_index=1)
+            a = NamespaceGuests("pca", [("a", work.join("a.sock"), "10.18.0.1/24")])
+            wait_for(lambda: h1.port("vm-a")["link"] and h1.port("vm-b")["link"], 30)
+            server = echo_server(b["b"], 22)
+            session = Session(a["a"])
+            self.assertEqual(session.do("connect 10.18.0.2 22 10"), "connected")
+            self.assertEqual(session.do("send one"), "echo one")
+
+            # The destination dies applying the final delta; the guest starts again at the source.
+            rc, _, err = h1.cli("migrate", "vm-a", "--to", h2.socket, "--socket", work.join("a2.sock"))
+            self.assertEqual(rc, 0, err)
+            a.move("a", work.join("a.sock"))
+            wait_for(lambda: h2.proc.poll() is not None, 15, what="the destination to die at its fault point")
+            wait_for(lambda: h1.migration("vm-a")["phase"] in ("failed", "resumed"), 15,
+                     what="the source to see the migration end")
+            wait_for(lambda: h1.port("vm-a")["link"], 30, what="A attached again at the source")
+            self.assertEqual(session.do("send two"), "echo two")
+            self.assertNotIn("palisade-migration", h1.cli("summarize-dvfilter")[1])
+            h2.env = None
+            h2.start()
+            self.assertNotIn("vm-a", h2.ports(), "no half port comes back with the destination")
+
+            # A retry, to its end; the source dies once the destination has the final delta.
+            rc, _, err = h1.cli("migrate", "vm-a", "--to", h2.socket, "--socket", work.join("a2.sock"))
+            self.assertEqual(rc, 0, err)
+            a.move("a", work.join("a2.sock"))
+            wait_for(lambda: h1.proc.poll() is not None, 15, what="the source to die at its fault point")
+            wait_for(lambda: h2.migration("vm-a", "in")["phase"] == "running", 30, what="the port to open at h2")
+            h1.env = None
+            h1.start()
+            self.assertIn("vm-a-palisade-migration.0", h1.cli("summarize-dvfilter")[1],
+                          "restored closed: its guest was being handed over")
+            self.assertIn("port vm-a: its guest was being handed over to", h1.log())
+            wait_for(lambda: h1.port("vm-b")["link"] and h2.port("vm-a")["link"], 30, what="both guests attached")
+            self.assertEqual(session.do("send three"), "echo three", "the same connection, from the destination")
+            self.assertEqual(h1.port("vm-a")["tx_packets"], 0, "nothing goes to the closed port")
+        finally:
+            if session:
+                session.close()
+            if server:
+                stop_process(server)
+            for g in (a, b):
+                if g:
+                    g.close()
+            rc1, rc2 = h1.stop(), h2.stop()
+            del_link("pcut0")
             work.remove()
         self.assertEqual((rc1, rc2), (0, 0))
 

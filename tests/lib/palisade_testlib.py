@@ -54,7 +54,7 @@ def control(sock_path, line, timeout=10.0):
 class Daemon:
     """One palisaded instance, standing for one hypervisor host."""
 
-    def __init__(self, instance, workdir, cores=None, config=None, extra=(), hugepages="off"):
+    def __init__(self, instance, workdir, cores=None, config=None, extra=(), hugepages="off", env=None):
         self.instance = instance
         self.workdir = workdir
         self.socket = os.path.join(workdir, f"{instance}.sock")
@@ -66,6 +66,7 @@ class Daemon:
         self.config = config
         self.extra = list(extra)
         self.hugepages = hugepages
+        self.env = env  # added to the environment, e.g. {"PALISADE_FAULT": point} (common/fault_point.h)
         self.proc = None
 
     @property
@@ -82,7 +83,8 @@ class Daemon:
         return args + self.extra
 
     def start(self):
-        self.proc = subprocess.Popen(self.argv(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        env = {**os.environ, **self.env} if self.env else None
+        self.proc = subprocess.Popen(self.argv(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
         try:
             wait_for(lambda: self.proc.poll() is not None or self._answers(), 20,
                      what=f"palisaded {self.instance} control socket")
