@@ -1,5 +1,6 @@
 #include "migration/migration_service.h"
 
+#include <algorithm>
 #include <chrono>
 
 #include "common/fault_point.h"
@@ -153,6 +154,17 @@ MigrationService::MigrationService(Switch* sw, ControlQueue* queue, kj::Timer& t
       (void)e;  // this thread's loop is gone (shutting down): nothing to hand over
     }
   });
+  // Ports restored in the middle of a cut-over: their peers say where the guests went.
+  using Moved = std::vector<std::pair<std::string, std::string>>;
+  tasks_.add(q_->Run<Moved>([sw]() { return sw->MovedPorts(); }).then([this](Moved moved) {
+    for (auto& [port, peer] : moved) {
+      auto s = std::make_shared<Outgoing>();
+      s->info = MigrationInfo{port, "out", peer, "cut-over", UtcNowText(),
+                              "restored in the middle of the cut-over: asking " + peer + " where the guest is"};
+      outgoing_[port] = s;
+      tasks_.add(Settle(s));
+    }
+  }));
 }
 
 MigrationService::~MigrationService() { *alive_ = false; }
@@ -230,9 +242,14 @@ kj::Promise<void> MigrationService::OnDevice(const std::string& port, bool start
   if (in != arriving_.end() && in->second->info.active()) {
     in->second->device_up = started;
     if (started && in->second->info.phase == "ready") Open(in->second);
-  } else if (started && (out == outgoing_.end() || !out->second->info.active())) {
+  } else if (started) {
     // Perhaps a port this switch restored in the middle of a cut-over: its guest is here.
-    tasks_.add(q_->Run<bool>([sw = sw_, port]() { return sw->ReclaimMovedPort(port).ok(); }).ignoreResult());
+    tasks_.add(q_->Run<std::string>([sw = sw_, port]() {
+      std::string peer;
+      return sw->ReclaimMovedPort(port, &peer).ok() ? peer : std::string();
+    }).then([this, port](std::string peer) {
+      if (!peer.empty()) TellReclaimed(port, peer);
+    }));
   }
   return kj::READY_NOW;
 }
@@ -405,7 +422,7 @@ std::vector<MigrationInfo> MigrationService::List() const {
 }
 
 kj::Promise<Arrived> MigrationService::Incoming(PortState::Reader state, std::string socket,
-                                                MigrationSource::Client source) {
+                                                MigrationSource::Client source, std::string from) {
   PortExport e;
   Check(Read(state, &e));
   if (!socket.empty()) e.spec.path = std::move(socket);
@@ -414,7 +431,7 @@ kj::Promise<Arrived> MigrationService::Incoming(PortState::Reader state, std::st
     Fail("port '" + e.spec.name + "' is already arriving here");
   }
   auto s = std::make_shared<Arriving>();
-  s->info = MigrationInfo{e.spec.name, "in", "source", "incoming", UtcNowText(), ""};
+  s->info = MigrationInfo{e.spec.name, "in", from, "incoming", UtcNowText(), ""};
   s->source = kj::mv(source);
   const auto t0 = std::chrono::steady_clock::now();
   return q_->Run<uint32_t>([sw = sw_, e = kj::mv(e)]() {
@@ -427,6 +444,67 @@ kj::Promise<Arrived> MigrationService::Incoming(PortState::Reader state, std::st
     arriving_[s->info.port] = s;
     return Arrived{kj::heap<IncomingImpl>(this, alive_, s), n};
   });
+}
+
+kj::Promise<void> MigrationService::Settle(std::shared_ptr<Outgoing> s) {
+  if (s->info.phase != "cut-over") return kj::READY_NOW;  // the guest started here meanwhile
+  auto asked = kj::evalNow([&]() { return dial_(s->info.peer); })
+                   .then([port = s->info.port](kj::Own<Destination> d) {
+                     auto answer = d->Handover(port);
+                     return answer.attach(kj::mv(d));
+                   });
+  return asked.then([](std::string phase) { return phase; },
+                    [](kj::Exception&& e) { return "unreachable (" + Describe(e) + ")"; })
+      .then([this, s](std::string phase) -> kj::Promise<void> {
+        if (s->info.phase != "cut-over") return kj::READY_NOW;
+        if (phase == "running") {
+          Completed(s);  // the guest runs there: the port goes here
+          return kj::READY_NOW;
+        }
+        if (phase == "absent") {
+          Finish(*s, "resumed", s->info.peer + " does not have the port: it is open here again");
+          tasks_.add(q_->Run<bool>([sw = sw_, port = s->info.port]() {
+            std::string peer;
+            return sw->ReclaimMovedPort(port, &peer).ok();
+          }).ignoreResult());
+          return kj::READY_NOW;
+        }
+        s->info.error = "restored in the middle of the cut-over; " + s->info.peer + ": " + phase + "; asking again";
+        return timer_.afterDelay(2 * kj::SECONDS).then([this, s]() { return Settle(s); });
+      });
+}
+
+void MigrationService::TellReclaimed(std::string port, std::string peer) {
+  auto out = outgoing_.find(port);
+  if (out != outgoing_.end() && out->second->info.phase == "cut-over") {
+    Finish(*out->second, "resumed", "the guest started again here; " + peer + " discards its copy");
+  }
+  tasks_.add(kj::evalNow([&]() { return dial_(peer); }).then([port](kj::Own<Destination> d) {
+    auto done = d->Reclaim(port);
+    return done.attach(kj::mv(d));
+  }));
+}
+
+kj::Promise<std::string> MigrationService::Handover(std::string port) {
+  auto in = arriving_.find(port);
+  if (in != arriving_.end() && (in->second->info.active() || in->second->info.phase == "running")) {
+    return std::string(in->second->info.phase);
+  }
+  // Not arriving now (this switch may have restarted since): the port itself says.
+  return q_->Run<std::string>([sw = sw_, port]() {
+    palisade::PortInfo info;
+    if (!sw->GetPort(port, &info).ok()) return std::string("absent");
+    const bool closed = std::any_of(info.slots.begin(), info.slots.end(),
+                                    [](const SlotInfo& slot) { return slot.slot == 0; });
+    return std::string(closed ? "incoming" : "running");
+  });
+}
+
+void MigrationService::Reclaim(std::string port, std::string from) {
+  auto in = arriving_.find(port);
+  if (in == arriving_.end() || !in->second->info.active()) return;
+  if (in->second->info.peer != from) Fail("port '" + port + "' is not arriving from " + from);
+  Discard(in->second, "the guest started again at the source");
 }
 
 }  // namespace palisade::migration

@@ -63,6 +63,9 @@ class Destination {
                                         MigrationSource::Client source) = 0;
   // Resolves when the connection to the destination is gone (it died, or the network failed).
   virtual kj::Promise<void> OnDisconnect() = 0;
+  // The destination's `handover` and `reclaim` (a source restarted during a cut-over).
+  virtual kj::Promise<std::string> Handover(const std::string& port) = 0;
+  virtual kj::Promise<void> Reclaim(const std::string& port) = 0;
 };
 // Reaches the switch at `to` (a unix socket path or HOST:PORT); may throw for an unusable `to`.
 using Dialer = kj::Function<kj::Promise<kj::Own<Destination>>(const std::string& to)>;
@@ -76,9 +79,12 @@ class MigrationService {
   kj::Promise<void> Cancel(std::string port);
   std::vector<MigrationInfo> List() const;
   // The destination's side of a source's `incoming`: the port is created closed at `socket`
-  // (empty: the exported path).
+  // (empty: the exported path). `from`: the source as it introduced itself (hello).
   kj::Promise<Arrived> Incoming(PortState::Reader state, std::string socket,
-                                MigrationSource::Client source);
+                                MigrationSource::Client source, std::string from);
+  // The destination's side of a restarted source's questions (rpc: handover, reclaim).
+  kj::Promise<std::string> Handover(std::string port);
+  void Reclaim(std::string port, std::string from);
 
  private:
   struct Outgoing;
@@ -99,6 +105,12 @@ class MigrationService {
   void Completed(std::shared_ptr<Outgoing> s);
   void Open(std::shared_ptr<Arriving> s);
   void Discard(std::shared_ptr<Arriving> s, std::string why);
+  // A port restored closed in the middle of a cut-over (Switch::SetMovedTo): asks its peer
+  // where the guest went until the answer settles it (running there: the port goes here;
+  // absent there: it opens here) or the guest starts here (OnDevice).
+  kj::Promise<void> Settle(std::shared_ptr<Outgoing> s);
+  // Tells the peer that the guest started here again, so that its arriving copy goes.
+  void TellReclaimed(std::string port, std::string peer);
 
   Switch* sw_;
   ControlQueue* q_;

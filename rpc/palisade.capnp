@@ -234,4 +234,12 @@ interface Palisade {
 
   # This switch's connection to the cluster's store (palisaded --etcd).
   clusterStatus @27 () -> (status :ClusterStatus);
+
+  # Switch to switch, from a source restarted in the middle of a cut-over (its port restored
+  # closed): where the guest of `port` is. phase: running (the port is open here: the guest
+  # runs here), incoming or ready (still arriving), absent (no such port here).
+  handover @28 (port :Text) -> (phase :Text);
+  # Switch to switch: the guest of `port` started again at the caller, the source: the copy
+  # arriving here from the caller is discarded (a port already running here is kept).
+  reclaim @29 (port :Text) -> ();
 }

@@ -33,6 +33,18 @@ class PeerSwitch final : public migration::Destination {
 
   kj::Promise<void> OnDisconnect() override { return client_.onDisconnect(); }
 
+  kj::Promise<std::string> Handover(const std::string& port) override {
+    auto req = palisade_.handoverRequest();
+    req.setPort(port);
+    return req.send().then([](auto response) { return std::string(response.getPhase().cStr()); });
+  }
+
+  kj::Promise<void> Reclaim(const std::string& port) override {
+    auto req = palisade_.reclaimRequest();
+    req.setPort(port);
+    return req.send().ignoreResult();
+  }
+
  private:
   kj::Own<kj::AsyncIoStream> stream_;
   capnp::TwoPartyClient client_;

@@ -26,7 +26,7 @@ bool MayCall(Role role, std::string_view method) {
   static const std::set<std::string_view> kViews = {
       "listPorts", "summarizeFilters", "getRules", "getAddrSets", "getFlows", "countFlows", "getFirewall",
       "workerStats", "macTable", "connections", "tailLog", "migrations", "clusterStatus", "hello", "execute"};
-  static const std::set<std::string_view> kPeer = {"hello", "incoming"};
+  static const std::set<std::string_view> kPeer = {"hello", "incoming", "handover", "reclaim"};
   switch (role) {
     case Role::kOperator: return true;
     case Role::kPeer: return kPeer.count(method) > 0;

@@ -401,6 +401,24 @@ TEST_F(RpcServerTest, LiveMigrationProtocolAndItsErrors) {
   delta.getDelta().setFinal(true);
   EXPECT_EQ(delta.send().wait(ws()).getTaken(), 0u);
   EXPECT_EQ(list().getMigrations()[0].getPhase(), "ready");
+  // What a source restarted in the middle of the cut-over asks (handover), and the copy it
+  // may reclaim only if it is that copy's source.
+  auto handover = [&](const char* port) {
+    auto req = cap().handoverRequest();
+    req.setPort(port);
+    return std::string(req.send().wait(ws()).getPhase().cStr());
+  };
+  EXPECT_EQ(handover("b"), "ready");
+  EXPECT_EQ(handover("a"), "running");
+  EXPECT_EQ(handover("nosuch"), "absent");
+  auto hello = cap().helloRequest();
+  hello.setKind("switch");
+  hello.setName("another-switch");
+  hello.send().wait(ws());
+  auto reclaim = cap().reclaimRequest();
+  reclaim.setPort("b");
+  EXPECT_NE(Error(reclaim).find("port 'b' is not arriving from another-switch"), std::string::npos);
+  EXPECT_EQ(list().getMigrations()[0].getPhase(), "ready");
 
   auto abort = session.abortRequest();
   abort.setReason("test");
@@ -410,6 +428,7 @@ TEST_F(RpcServerTest, LiveMigrationProtocolAndItsErrors) {
   auto port_count = [&] { return cap().listPortsRequest().send().wait(ws()).getPorts().size(); };
   for (int i = 0; i < 100 && port_count() != 1; i++) usleep(10000);  // removed on the control thread
   EXPECT_EQ(port_count(), 1u) << "the copy is gone";
+  EXPECT_EQ(handover("b"), "absent");
 
   state.setVersion(migration::CURRENT_VERSION + 1);
   auto bad = cap().incomingRequest();

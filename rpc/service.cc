@@ -381,12 +381,23 @@ class PalisadeImpl final : public Palisade::Server {
 
   kj::Promise<void> incoming(IncomingContext context) override {
     auto p = context.getParams();
-    return migrations_->Incoming(p.getState(), Str(p.getSocket()), p.getSource())
+    return migrations_->Incoming(p.getState(), Str(p.getSocket()), p.getSource(), self_->name)
         .then([context](migration::Arrived arrived) mutable {
           auto r = context.getResults();
           r.setConnections(arrived.connections);
           r.setSession(kj::mv(arrived.session));
         });
+  }
+
+  kj::Promise<void> handover(HandoverContext context) override {
+    return migrations_->Handover(Str(context.getParams().getPort())).then([context](std::string phase) mutable {
+      context.getResults().setPhase(phase);
+    });
+  }
+
+  kj::Promise<void> reclaim(ReclaimContext context) override {
+    migrations_->Reclaim(Str(context.getParams().getPort()), self_->name);
+    return kj::READY_NOW;
   }
 
  private:

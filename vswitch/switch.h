@@ -180,9 +180,11 @@ class Switch {
   // the port back closed (as an arriving one) until its guest starts here again
   // (ReclaimMovedPort), since the guest may have resumed here or run on at the peer.
   Status SetMovedTo(const std::string& name, const std::string& peer);
-  // A device started on a port restored closed by SetMovedTo: the guest is here, the port opens.
-  // Returns NotFound for any other port.
-  Status ReclaimMovedPort(const std::string& name);
+  // A device started on a port restored closed by SetMovedTo (or its peer does not have it):
+  // the guest is here, the port opens; *peer: where it was going. NotFound for any other port.
+  Status ReclaimMovedPort(const std::string& name, std::string* peer);
+  // Ports restored closed by SetMovedTo, with their peers.
+  std::vector<std::pair<std::string, std::string>> MovedPorts() const;
   // The port's stateful filter (thread-safe itself): the source tracks changes and takes its
   // deltas from it on the migration's own thread. Null when none is attached.
   Status StatefulFilterOf(const std::string& name, std::shared_ptr<fw::StatefulFilter>* out) const;

@@ -153,14 +153,25 @@ Status Switch::SetMovedTo(const std::string& name, const std::string& peer) {
   return Status::Ok();
 }
 
-Status Switch::ReclaimMovedPort(const std::string& name) {
+Status Switch::ReclaimMovedPort(const std::string& name, std::string* peer) {
   auto it = ports_.find(name);
   if (it == ports_.end() || it->second.moved_to.empty() ||
       it->second.chain->Find(MigrationGate::kSlot) == nullptr) {
     return Status::NotFound("port '" + name + "' was not restored in the middle of a cut-over");
   }
+  *peer = it->second.moved_to;
   it->second.moved_to.clear();
   return OpenPort(name);
+}
+
+std::vector<std::pair<std::string, std::string>> Switch::MovedPorts() const {
+  std::vector<std::pair<std::string, std::string>> out;
+  for (const auto& [name, state] : ports_) {
+    if (!state.moved_to.empty() && state.chain->Find(MigrationGate::kSlot) != nullptr) {
+      out.emplace_back(name, state.moved_to);
+    }
+  }
+  return out;
 }
 
 Status Switch::RemoveMigratedPort(const std::string& name) {
