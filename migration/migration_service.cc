@@ -162,6 +162,7 @@ kj::Promise<MigrationInfo> MigrationService::Migrate(std::string port, std::stri
   }
   auto s = std::make_shared<Outgoing>();
   s->info = MigrationInfo{port, "out", to, "copying", UtcNowText(), ""};
+  totals_.started["out"]++;
   const auto t0 = std::chrono::steady_clock::now();
   struct Exported {
     PortExport state;
@@ -200,8 +201,12 @@ kj::Promise<MigrationInfo> MigrationService::Migrate(std::string port, std::stri
     });
   }).then([this, s, t0]() -> MigrationInfo {
     StillCopying(s->info);
-    s->info.bulk_ms = MicrosSince(t0) / 1000;
+    const uint64_t bulk_us = MicrosSince(t0);
+    s->info.bulk_ms = bulk_us / 1000;
     s->info.phase = "copied";
+    totals_.bulk_copies++;
+    totals_.bulk_connections += s->info.connections;
+    totals_.bulk_us += bulk_us;
     // QEMU was started too early: the guest is already paused, the delta follows at once.
     if (s->stopped_while_copying) tasks_.add(SendFinalDelta(s));
     else tasks_.add(Rounds(s));
@@ -296,8 +301,11 @@ kj::Promise<void> MigrationService::SendFinalDelta(std::shared_ptr<Outgoing> s) 
   capnp::Request<IncomingMigration::DeltaParams, IncomingMigration::DeltaResults>* req = nullptr;
   KJ_IF_MAYBE(r, maybe_req) { req = r; }
   if (req == nullptr) return kj::READY_NOW;
-  auto sent = req->send().then([s, t0](auto) {
+  auto sent = req->send().then([this, s, t0](auto) {
     s->info.pause_us = MicrosSince(t0);
+    totals_.final_deltas++;
+    totals_.final_delta_entries += s->info.delta_changed + s->info.delta_removed;
+    totals_.pause_us += s->info.pause_us;
     if (s->info.phase == "copied") s->info.phase = "cut-over";
   }, [this, s](kj::Exception&& e) {
     if (s->info.active()) Finish(*s, "failed", "final delta: " + Describe(e));
@@ -310,6 +318,7 @@ kj::Promise<void> MigrationService::SendFinalDelta(std::shared_ptr<Outgoing> s) 
 
 void MigrationService::Finish(Outgoing& s, const char* phase, std::string error) {
   s.info.phase = phase;
+  totals_.ended[{"out", phase}]++;
   s.info.error = std::move(error);
   if (s.filter) s.filter->StopTracking();
   s.filter.reset();  // the view stays; a removed port's table must not
@@ -337,6 +346,7 @@ void MigrationService::Completed(std::shared_ptr<Outgoing> s) {
 
 void MigrationService::Open(std::shared_ptr<Arriving> s) {
   s->info.phase = "running";
+  totals_.ended[{"in", "running"}]++;
   tasks_.add(q_->Run<bool>([sw = sw_, port = s->info.port]() {
     Check(sw->OpenPort(port));
     return true;
@@ -348,6 +358,7 @@ void MigrationService::Open(std::shared_ptr<Arriving> s) {
 
 void MigrationService::Discard(std::shared_ptr<Arriving> s, std::string why) {
   s->info.phase = "discarded";
+  totals_.ended[{"in", "discarded"}]++;
   s->info.error = std::move(why);
   s->source = nullptr;
   tasks_.add(q_->Run<bool>([sw = sw_, port = s->info.port]() {
@@ -400,6 +411,7 @@ kj::Promise<Arrived> MigrationService::Incoming(PortState::Reader state, std::st
     s->info.connections = n;
     s->info.bulk_ms = MicrosSince(t0) / 1000;
     arriving_[s->info.port] = s;
+    totals_.started["in"]++;
     return Arrived{kj::heap<IncomingImpl>(this, alive_, s), n};
   });
 }
