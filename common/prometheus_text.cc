@@ -107,6 +107,10 @@ std::string PrometheusText::EscapeHelp(std::string_view help) { return Escape(he
 std::string PrometheusText::FormatDouble(double value) {
   if (std::isnan(value)) return "NaN";
   if (std::isinf(value)) return value > 0 ? "+Inf" : "-Inf";
+  // Whole numbers as integers (2000000, not 2e+06), where a double holds them exactly.
+  if (value == std::trunc(value) && std::fabs(value) < 1e15) {
+    return std::to_string(static_cast<int64_t>(value));
+  }
   char buf[32];
   auto [end, ec] = std::to_chars(buf, buf + sizeof buf, value);
   return std::string(buf, end);

@@ -10,7 +10,7 @@
 // It writes HELP and TYPE before a family's samples, escapes HELP text and label values as the
 // format says (backslash, double quote, newline; invalid UTF-8 becomes U+FFFD, which Prometheus
 // would otherwise refuse), prints integers exactly and doubles in the shortest form that reads
-// back the same (NaN, +Inf, -Inf spelled as Prometheus parses them). What would make the scrape
+// back the same, whole ones as integers (NaN, +Inf, -Inf spelled as Prometheus parses them). What would make the scrape
 // fail at Prometheus is refused rather than written: an invalid metric or label name, a family
 // written twice, a sample before any family or with a suffix its type does not have, a label
 // name repeated in a sample, the same series twice. The first such misuse is kept in status()

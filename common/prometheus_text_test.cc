@@ -83,7 +83,10 @@ TEST(PrometheusText, Values) {
   EXPECT_EQ(PrometheusText::FormatDouble(1.5), "1.5");
   EXPECT_EQ(PrometheusText::FormatDouble(0.1), "0.1");
   EXPECT_EQ(PrometheusText::FormatDouble(-2.25), "-2.25");
+  EXPECT_EQ(PrometheusText::FormatDouble(2e6), "2000000");
+  EXPECT_EQ(PrometheusText::FormatDouble(-3.0), "-3");
   EXPECT_EQ(PrometheusText::FormatDouble(1e21), "1e+21");
+  EXPECT_EQ(PrometheusText::FormatDouble(2.5e-7), "2.5e-07");
   EXPECT_EQ(PrometheusText::FormatDouble(std::numeric_limits<double>::infinity()), "+Inf");
   EXPECT_EQ(PrometheusText::FormatDouble(-std::numeric_limits<double>::infinity()), "-Inf");
   EXPECT_EQ(PrometheusText::FormatDouble(std::nan("")), "NaN");
