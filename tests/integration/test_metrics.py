@@ -3,7 +3,8 @@ traffic (a TCP connection through the stateful firewall, a rejected one, a spoof
 valid text format 0.0.4 (promtool's strict parser and lint, and prometheus_client's parser with
 every sample in a typed family, no series twice), its values equal what palisadectl --json
 reports, and a real Prometheus server scraping it every second answers queries with them. Then
-the HTTP endpoint's errors, and a bad or taken --metrics-listen failing the start."""
+the HTTP endpoint's errors, a bad or taken --metrics-listen failing the start, and a cancelled
+migration counted on both switches."""
 
 import json
 import os
@@ -305,6 +306,46 @@ class MetricsTest(unittest.TestCase):
         self.assertFalse(os.path.exists(taken.socket), "nothing stays half-started")
         self.assertFalse(os.path.exists("/var/run/dpdk/palisade-metrics2"))
         self.assertEqual(get(self.url)[0], 200, "the first switch still serves")
+
+    def test_5_migrations_counted_on_both_sides(self):
+        """A migration of vm-b (its connections with it) to a second switch, cancelled after
+        the bulk copy: counted begun, active, then ended on each side, with the bulk copy's
+        connections and time as `migrate list` reports them."""
+        dst_port = free_port()
+        dst = Daemon("metrics-dst", self.work.path, extra=["--metrics-listen", f"127.0.0.1:{dst_port}"]).start()
+        dst_url = f"http://127.0.0.1:{dst_port}/metrics"
+        try:
+            rc, _, err = self.sw.cli("migrate", "vm-b", "--to", dst.socket, "--socket", self.work.join("b2.sock"))
+            self.assertEqual(rc, 0, err)
+            out = self.sw.migration("vm-b")
+            self.assertEqual(out["phase"], "copied")
+            src, _ = parse_strictly(self.scrape())
+            self.assertEqual(value(src, "palisade_migrations_started_total", direction="out"), 1)
+            self.assertEqual(value(src, "palisade_migrations_active", direction="out", phase="copied"), 1)
+            self.assertEqual(value(src, "palisade_migration_bulk_seconds_count"), 1)
+            self.assertEqual(value(src, "palisade_migration_bulk_connections_sum"), float(out.get("connections", 0)))
+            self.assertAlmostEqual(value(src, "palisade_migration_bulk_seconds_sum"),
+                                   float(out.get("bulkMillis", 0)) / 1000, delta=0.0011)
+            arrived, _ = parse_strictly(get(dst_url)[2])
+            self.assertEqual(value(arrived, "palisade_migrations_started_total", direction="in"), 1)
+            self.assertEqual(value(arrived, "palisade_migrations_active", direction="in", phase="incoming"), 1)
+            self.assertEqual(value(arrived, "palisade_port_dropped_packets_total", port="vm-b", reason="migrating"), 0)
+
+            rc, _, err = self.sw.cli("migrate", "cancel", "vm-b")
+            self.assertEqual(rc, 0, err)
+            src, _ = parse_strictly(self.scrape())
+            self.assertEqual(value(src, "palisade_migrations_ended_total", direction="out", phase="cancelled"), 1)
+            self.assertEqual(value(src, "palisade_migrations_active", direction="out", phase="copied"), 0)
+            self.assertEqual(value(src, "palisade_migration_final_pause_seconds_count"), 0, "no final delta")
+
+            def discarded():
+                m, _ = parse_strictly(get(dst_url)[2])
+                return value(m, "palisade_migrations_ended_total", direction="in", phase="discarded") == 1 and m
+            m = wait_for(discarded, 10, what="the destination to count its discarded copy")
+            self.assertEqual(value(m, "palisade_migrations_active", direction="in", phase="incoming"), 0)
+            self.assertFalse([k for k in m if k[0] == "palisade_port_info"], "the port is gone there")
+        finally:
+            self.assertEqual(dst.stop(), 0)
 
 
 if __name__ == "__main__":
