@@ -13,18 +13,24 @@ bool Digit(char c) { return c >= '0' && c <= '9'; }
 
 const char* TypeName(MetricType type) {
   switch (type) {
-    case MetricType::kCounter: return "counter";
-    case MetricType::kGauge: return "gauge";
-    case MetricType::kSummary: return "summary";
-    case MetricType::kHistogram: return "histogram";
-    case MetricType::kUntyped: break;
+    case MetricType::kCounter:
+      return "counter";
+    case MetricType::kGauge:
+      return "gauge";
+    case MetricType::kSummary:
+      return "summary";
+    case MetricType::kHistogram:
+      return "histogram";
+    case MetricType::kUntyped:
+      break;
   }
   return "untyped";
 }
 
 bool SuffixAllowed(MetricType type, std::string_view suffix) {
   if (type == MetricType::kSummary) return suffix.empty() || suffix == "_sum" || suffix == "_count";
-  if (type == MetricType::kHistogram) return suffix == "_bucket" || suffix == "_sum" || suffix == "_count";
+  if (type == MetricType::kHistogram)
+    return suffix == "_bucket" || suffix == "_sum" || suffix == "_count";
   return suffix.empty();
 }
 
@@ -70,10 +76,14 @@ std::string Escape(std::string_view s, bool quote) {
     }
     if (n == 1) {
       const char c = s[i];
-      if (c == '\\') out += "\\\\";
-      else if (c == '\n') out += "\\n";
-      else if (c == '"' && quote) out += "\\\"";
-      else out += c;
+      if (c == '\\')
+        out += "\\\\";
+      else if (c == '\n')
+        out += "\\n";
+      else if (c == '"' && quote)
+        out += "\\\"";
+      else
+        out += c;
     } else {
       out.append(s.substr(i, n));
     }
@@ -123,7 +133,8 @@ void PrometheusText::Refuse(std::string why) {
 void PrometheusText::Family(std::string_view name, MetricType type, std::string_view help) {
   if (!status_.ok()) return;
   if (!ValidMetricName(name)) return Refuse("invalid metric name '" + std::string(name) + "'");
-  if (!families_.emplace(name).second) return Refuse("family '" + std::string(name) + "' written twice");
+  if (!families_.emplace(name).second)
+    return Refuse("family '" + std::string(name) + "' written twice");
   family_ = name;
   type_ = type;
   series_.clear();
@@ -143,7 +154,8 @@ void PrometheusText::Write(std::initializer_list<MetricLabel> labels, std::strin
   if (!status_.ok()) return;
   if (family_.empty()) return Refuse("a sample before any family");
   if (!SuffixAllowed(type_, suffix)) {
-    return Refuse("'" + family_ + std::string(suffix) + "': no such sample in a " + TypeName(type_));
+    return Refuse("'" + family_ + std::string(suffix) + "': no such sample in a " +
+                  TypeName(type_));
   }
   std::string series = family_;
   series += suffix;
@@ -151,9 +163,11 @@ void PrometheusText::Write(std::initializer_list<MetricLabel> labels, std::strin
   if (labels.size() > 0) {
     series += '{';
     for (auto it = labels.begin(); it != labels.end(); ++it) {
-      if (!ValidLabelName(it->name)) return Refuse("invalid label name '" + std::string(it->name) + "'");
+      if (!ValidLabelName(it->name))
+        return Refuse("invalid label name '" + std::string(it->name) + "'");
       for (auto prev = labels.begin(); prev != it; ++prev) {
-        if (prev->name == it->name) return Refuse("label '" + std::string(it->name) + "' given twice");
+        if (prev->name == it->name)
+          return Refuse("label '" + std::string(it->name) + "' given twice");
       }
       std::string pair = std::string(it->name) + "=\"" + EscapeLabelValue(it->value) + '"';
       if (it != labels.begin()) series += ',';

@@ -10,11 +10,11 @@
 // It writes HELP and TYPE before a family's samples, escapes HELP text and label values as the
 // format says (backslash, double quote, newline; invalid UTF-8 becomes U+FFFD, which Prometheus
 // would otherwise refuse), prints integers exactly and doubles in the shortest form that reads
-// back the same, whole ones as integers (NaN, +Inf, -Inf spelled as Prometheus parses them). What would make the scrape
-// fail at Prometheus is refused rather than written: an invalid metric or label name, a family
-// written twice, a sample before any family or with a suffix its type does not have, a label
-// name repeated in a sample, the same series twice. The first such misuse is kept in status()
-// and later calls write nothing.
+// back the same, whole ones as integers (NaN, +Inf, -Inf spelled as Prometheus parses them). What
+// would make the scrape fail at Prometheus is refused rather than written: an invalid metric or
+// label name, a family written twice, a sample before any family or with a suffix its type does not
+// have, a label name repeated in a sample, the same series twice. The first such misuse is kept in
+// status() and later calls write nothing.
 //
 // Thread-compatible value type: one writer per scrape.
 #pragma once
@@ -46,7 +46,7 @@ class PrometheusText {
   // gauges and untyped; "", "_sum" or "_count" for summaries; "_bucket", "_sum" or "_count" for
   // histograms. Integers (bool too) are printed exactly, floating-point values shortest.
   template <typename T>
-    requires std::integral<T> || std::floating_point<T>
+  requires std::integral<T> || std::floating_point<T>
   void Sample(std::initializer_list<MetricLabel> labels, T value, std::string_view suffix = "") {
     if constexpr (std::floating_point<T>) {
       Write(labels, suffix, FormatDouble(static_cast<double>(value)));

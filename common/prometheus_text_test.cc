@@ -1,17 +1,18 @@
 #include "common/prometheus_text.h"
 
+#include <gtest/gtest.h>
+
 #include <cmath>
 #include <cstdint>
 #include <limits>
-
-#include <gtest/gtest.h>
 
 namespace palisade {
 namespace {
 
 TEST(PrometheusText, FamilyWithHelpTypeAndSamples) {
   PrometheusText out;
-  out.Family("palisade_port_rx_packets_total", MetricType::kCounter, "Packets received from the port.");
+  out.Family("palisade_port_rx_packets_total", MetricType::kCounter,
+             "Packets received from the port.");
   out.Sample({{"port", "vm-web"}}, uint64_t{42});
   out.Sample({{"port", "vm-db"}}, uint64_t{0});
   out.Family("palisade_worker_cycles_per_packet", MetricType::kGauge, "Busy cycles per packet.");
@@ -43,7 +44,8 @@ TEST(PrometheusText, SeveralLabelsInTheOrderGiven) {
   out.Sample({{"port", "vm-a"}, {"reason", "SpoofGuard"}}, uint64_t{3});
   out.Sample({{"port", "vm-a"}, {"reason", "tx-full"}}, uint64_t{0});
   ASSERT_TRUE(out.status().ok());
-  EXPECT_NE(out.text().find("palisade_port_dropped_packets_total{port=\"vm-a\",reason=\"SpoofGuard\"} 3\n"),
+  EXPECT_NE(out.text().find(
+                "palisade_port_dropped_packets_total{port=\"vm-a\",reason=\"SpoofGuard\"} 3\n"),
             std::string::npos);
 }
 
@@ -70,11 +72,14 @@ TEST(PrometheusText, InvalidUtf8BecomesReplacementCharacter) {
   EXPECT_EQ(PrometheusText::EscapeLabelValue("\xe2\x82\xac"), "\xe2\x82\xac");  // €
   EXPECT_EQ(PrometheusText::EscapeLabelValue("\xf0\x9f\x90\xa7"), "\xf0\x9f\x90\xa7");
   const std::string bad = "\xef\xbf\xbd";
-  EXPECT_EQ(PrometheusText::EscapeLabelValue("a\xff" "b"), "a" + bad + "b");
-  EXPECT_EQ(PrometheusText::EscapeLabelValue("\xc3"), bad);                    // truncated
-  EXPECT_EQ(PrometheusText::EscapeLabelValue("\xc0\xaf"), bad + bad);          // overlong '/'
+  EXPECT_EQ(PrometheusText::EscapeLabelValue("a\xff"
+                                             "b"),
+            "a" + bad + "b");
+  EXPECT_EQ(PrometheusText::EscapeLabelValue("\xc3"), bad);                      // truncated
+  EXPECT_EQ(PrometheusText::EscapeLabelValue("\xc0\xaf"), bad + bad);            // overlong '/'
   EXPECT_EQ(PrometheusText::EscapeLabelValue("\xed\xa0\x80"), bad + bad + bad);  // surrogate
-  EXPECT_EQ(PrometheusText::EscapeLabelValue("\xf4\x90\x80\x80"), bad + bad + bad + bad);  // > U+10FFFF
+  EXPECT_EQ(PrometheusText::EscapeLabelValue("\xf4\x90\x80\x80"),
+            bad + bad + bad + bad);  // > U+10FFFF
   EXPECT_EQ(PrometheusText::EscapeHelp("x\x80"), "x" + bad);
 }
 
@@ -143,36 +148,50 @@ TEST(PrometheusText, MisuseIsRefused) {
   const Case cases[] = {
       {"bad metric name", [](PrometheusText& o) { o.Family("port-rx", MetricType::kCounter, "h"); },
        "invalid metric name 'port-rx'"},
-      {"family twice", [](PrometheusText& o) {
+      {"family twice",
+       [](PrometheusText& o) {
          o.Family("m", MetricType::kGauge, "h");
          o.Family("m", MetricType::kGauge, "h");
-       }, "family 'm' written twice"},
+       },
+       "family 'm' written twice"},
       {"sample first", [](PrometheusText& o) { o.Sample({}, 1); }, "a sample before any family"},
-      {"bad label", [](PrometheusText& o) {
+      {"bad label",
+       [](PrometheusText& o) {
          o.Family("m", MetricType::kGauge, "h");
          o.Sample({{"the-port", "a"}}, 1);
-       }, "invalid label name 'the-port'"},
-      {"reserved label", [](PrometheusText& o) {
+       },
+       "invalid label name 'the-port'"},
+      {"reserved label",
+       [](PrometheusText& o) {
          o.Family("m", MetricType::kGauge, "h");
          o.Sample({{"__name__", "a"}}, 1);
-       }, "invalid label name '__name__'"},
-      {"label twice", [](PrometheusText& o) {
+       },
+       "invalid label name '__name__'"},
+      {"label twice",
+       [](PrometheusText& o) {
          o.Family("m", MetricType::kGauge, "h");
          o.Sample({{"port", "a"}, {"port", "b"}}, 1);
-       }, "label 'port' given twice"},
-      {"series twice", [](PrometheusText& o) {
+       },
+       "label 'port' given twice"},
+      {"series twice",
+       [](PrometheusText& o) {
          o.Family("m", MetricType::kGauge, "h");
          o.Sample({{"port", "a"}, {"dir", "in"}}, 1);
          o.Sample({{"dir", "in"}, {"port", "a"}}, 2);
-       }, "series m{dir=\"in\",port=\"a\"} written twice"},
-      {"suffix on a counter", [](PrometheusText& o) {
+       },
+       "series m{dir=\"in\",port=\"a\"} written twice"},
+      {"suffix on a counter",
+       [](PrometheusText& o) {
          o.Family("m_total", MetricType::kCounter, "h");
          o.Sample({}, 1, "_sum");
-       }, "'m_total_sum': no such sample in a counter"},
-      {"bare histogram sample", [](PrometheusText& o) {
+       },
+       "'m_total_sum': no such sample in a counter"},
+      {"bare histogram sample",
+       [](PrometheusText& o) {
          o.Family("h", MetricType::kHistogram, "h");
          o.Sample({}, 1);
-       }, "'h': no such sample in a histogram"},
+       },
+       "'h': no such sample in a histogram"},
   };
   for (const Case& c : cases) {
     PrometheusText out;
@@ -183,7 +202,8 @@ TEST(PrometheusText, MisuseIsRefused) {
     out.Family("later", MetricType::kGauge, "h");
     out.Sample({}, 1);
     EXPECT_EQ(out.text(), before) << c.what << ": nothing is written after a misuse";
-    EXPECT_EQ(out.status().message(), std::string("metrics: ") + c.message) << c.what << ": the first kept";
+    EXPECT_EQ(out.status().message(), std::string("metrics: ") + c.message)
+        << c.what << ": the first kept";
   }
 }
 

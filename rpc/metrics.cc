@@ -22,10 +22,13 @@ constexpr const char* kContentType = "text/plain; version=0.0.4; charset=utf-8";
 // The phases a migration ends in, and those it passes while active, per direction
 // (migration/migration_service.h): every one is written, zero or not, so series never vanish.
 constexpr std::pair<const char*, const char*> kEndPhases[] = {
-    {"out", "completed"}, {"out", "cancelled"}, {"out", "failed"}, {"out", "resumed"},
-    {"in", "running"},    {"in", "discarded"}};
-constexpr std::pair<const char*, const char*> kActivePhases[] = {
-    {"out", "copying"}, {"out", "copied"}, {"out", "cut-over"}, {"in", "incoming"}, {"in", "ready"}};
+    {"out", "completed"}, {"out", "cancelled"}, {"out", "failed"},
+    {"out", "resumed"},   {"in", "running"},    {"in", "discarded"}};
+constexpr std::pair<const char*, const char*> kActivePhases[] = {{"out", "copying"},
+                                                                 {"out", "copied"},
+                                                                 {"out", "cut-over"},
+                                                                 {"in", "incoming"},
+                                                                 {"in", "ready"}};
 
 // Process start, Unix time: boot time plus the start's clock ticks after boot (as `ps` does).
 double StartTime() {
@@ -35,7 +38,7 @@ double StartTime() {
   if (paren == std::string::npos) return 0;
   std::istringstream fields(text.substr(paren + 2));
   std::string field;
-  for (int i = 3; i <= 22 && fields >> field; i++) {}  // field 22: starttime
+  for (int i = 3; i <= 22; i++) fields >> field;  // fields after the name; 22: starttime
   const double ticks = std::strtod(field.c_str(), nullptr);
   std::ifstream proc_stat("/proc/stat");
   std::string key;
@@ -49,7 +52,9 @@ double StartTime() {
   return btime + ticks / static_cast<double>(sysconf(_SC_CLK_TCK));
 }
 
-std::string PortKindName(PortKind kind) { return kind == PortKind::kUplink ? "uplink" : "vhost-user"; }
+std::string PortKindName(PortKind kind) {
+  return kind == PortKind::kUplink ? "uplink" : "vhost-user";
+}
 
 }  // namespace
 
@@ -102,7 +107,8 @@ ProcessSample SampleProcess() {
   }
   std::ifstream statm("/proc/self/statm");
   uint64_t size = 0, resident = 0;
-  if (statm >> size >> resident) p.resident_bytes = resident * static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
+  if (statm >> size >> resident)
+    p.resident_bytes = resident * static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
   return p;
 }
 
@@ -126,10 +132,14 @@ Status FormatMetrics(const SwitchSample& sw, const migration::MigrationTotals& m
   // Ports.
   m.Family("palisade_port_info", T::kGauge, "Always 1, one per port: its kind, VM and worker.");
   for (const PortInfo& p : sw.ports) {
-    m.Sample({{"port", p.name}, {"kind", PortKindName(p.spec.kind)}, {"vm", p.spec.vm},
-              {"worker", std::to_string(p.worker)}}, 1);
+    m.Sample({{"port", p.name},
+              {"kind", PortKindName(p.spec.kind)},
+              {"vm", p.spec.vm},
+              {"worker", std::to_string(p.worker)}},
+             1);
   }
-  m.Family("palisade_port_up", T::kGauge, "1 when a guest is connected (vhost-user) or the link is up.");
+  m.Family("palisade_port_up", T::kGauge,
+           "1 when a guest is connected (vhost-user) or the link is up.");
   for (const PortInfo& p : sw.ports) m.Sample({{"port", p.name}}, p.link_up);
   m.Family("palisade_port_queue_pairs", T::kGauge, "Queue pairs in use.");
   for (const PortInfo& p : sw.ports) m.Sample({{"port", p.name}}, p.queue_pairs);
@@ -138,14 +148,19 @@ Status FormatMetrics(const SwitchSample& sw, const migration::MigrationTotals& m
     const char* help;
     uint64_t PortTotals::*field;
   };
-  for (const PortCounter& c : {
-           PortCounter{"palisade_port_rx_packets_total", "Packets the switch received from the port.", &PortTotals::rx_packets},
-           PortCounter{"palisade_port_rx_bytes_total", "Bytes the switch received from the port.", &PortTotals::rx_bytes},
-           PortCounter{"palisade_port_tx_packets_total", "Packets the switch sent out of the port.", &PortTotals::tx_packets},
-           PortCounter{"palisade_port_tx_bytes_total", "Bytes the switch sent out of the port.", &PortTotals::tx_bytes},
-           PortCounter{"palisade_port_consumed_packets_total",
-                       "Packets from the port that a filter dealt with itself (neither forwarded nor dropped).",
-                       &PortTotals::consumed}}) {
+  for (const PortCounter& c :
+       {PortCounter{"palisade_port_rx_packets_total", "Packets the switch received from the port.",
+                    &PortTotals::rx_packets},
+        PortCounter{"palisade_port_rx_bytes_total", "Bytes the switch received from the port.",
+                    &PortTotals::rx_bytes},
+        PortCounter{"palisade_port_tx_packets_total", "Packets the switch sent out of the port.",
+                    &PortTotals::tx_packets},
+        PortCounter{"palisade_port_tx_bytes_total", "Bytes the switch sent out of the port.",
+                    &PortTotals::tx_bytes},
+        PortCounter{"palisade_port_consumed_packets_total",
+                    "Packets from the port that a filter dealt with itself (neither forwarded nor "
+                    "dropped).",
+                    &PortTotals::consumed}}) {
     m.Family(c.name, T::kCounter, c.help);
     for (const PortInfo& p : sw.ports) m.Sample({{"port", p.name}}, p.totals.*c.field);
   }
@@ -153,14 +168,17 @@ Status FormatMetrics(const SwitchSample& sw, const migration::MigrationTotals& m
            "Packets dropped at the port (received from it, or on their way out of it), by reason.");
   for (const PortInfo& p : sw.ports) {
     for (size_t r = 1; r < static_cast<size_t>(DropReason::kCount); r++) {
-      m.Sample({{"port", p.name}, {"reason", DropReasonName(static_cast<DropReason>(r))}}, p.totals.drops[r]);
+      m.Sample({{"port", p.name}, {"reason", DropReasonName(static_cast<DropReason>(r))}},
+               p.totals.drops[r]);
     }
   }
-  m.Family("palisade_port_log_lines_total", T::kCounter,
-           "Packet log lines written for the port's filters (port security and stateful firewall).");
+  m.Family(
+      "palisade_port_log_lines_total", T::kCounter,
+      "Packet log lines written for the port's filters (port security and stateful firewall).");
   for (const auto& [port, lines] : sw.log_lines) m.Sample({{"port", port}}, lines);
   m.Family("palisade_port_cluster_revision", T::kGauge,
-           "The etcd revision of the cluster policy the port's rules come from (ports managed by the cluster).");
+           "The etcd revision of the cluster policy the port's rules come from (ports managed by "
+           "the cluster).");
   for (const PortInfo& p : sw.ports) {
     if (p.cluster_revision > 0) m.Sample({{"port", p.name}}, p.cluster_revision);
   }
@@ -176,11 +194,14 @@ Status FormatMetrics(const SwitchSample& sw, const migration::MigrationTotals& m
   m.Family("palisade_rule_evaluations_total", T::kCounter,
            "First packets the classifier gave the rule (new connections, and stateless matches).");
   for (const auto& f : sw.filters) {
-    for (const auto& r : f.rules) m.Sample({{"port", f.port}, {"rule", std::to_string(r.rule_id)}}, r.stats.evals);
+    for (const auto& r : f.rules)
+      m.Sample({{"port", f.port}, {"rule", std::to_string(r.rule_id)}}, r.stats.evals);
   }
   for (const auto& [name, help, bytes] :
-       {std::tuple{"palisade_rule_packets_total", "Packets the rule passed or stopped, by direction (in: toward the VM).", false},
-        std::tuple{"palisade_rule_bytes_total", "Bytes the rule passed or stopped, by direction (in: toward the VM).", true}}) {
+       {std::tuple{"palisade_rule_packets_total",
+                   "Packets the rule passed or stopped, by direction (in: toward the VM).", false},
+        std::tuple{"palisade_rule_bytes_total",
+                   "Bytes the rule passed or stopped, by direction (in: toward the VM).", true}}) {
     m.Family(name, T::kCounter, help);
     for (const auto& f : sw.filters) {
       for (const auto& r : f.rules) {
@@ -200,27 +221,37 @@ Status FormatMetrics(const SwitchSample& sw, const migration::MigrationTotals& m
     const char* help;
     uint64_t WorkerStats::*field;
   };
-  for (const WorkerCounter& c : {
-           WorkerCounter{"palisade_worker_busy_cycles_total", "TSC cycles of poll loops that moved packets.", &WorkerStats::busy_cycles},
-           WorkerCounter{"palisade_worker_idle_cycles_total", "TSC cycles of empty poll loops and back-off sleeps.", &WorkerStats::idle_cycles},
-           WorkerCounter{"palisade_worker_rx_packets_total", "Packets the worker received from its ports.", &WorkerStats::rx_packets},
-           WorkerCounter{"palisade_worker_tx_packets_total", "Packets the worker sent.", &WorkerStats::tx_packets},
-           WorkerCounter{"palisade_worker_loops_total", "Poll loops.", &WorkerStats::loops}}) {
+  for (const WorkerCounter& c :
+       {WorkerCounter{"palisade_worker_busy_cycles_total",
+                      "TSC cycles of poll loops that moved packets.", &WorkerStats::busy_cycles},
+        WorkerCounter{"palisade_worker_idle_cycles_total",
+                      "TSC cycles of empty poll loops and back-off sleeps.",
+                      &WorkerStats::idle_cycles},
+        WorkerCounter{"palisade_worker_rx_packets_total",
+                      "Packets the worker received from its ports.", &WorkerStats::rx_packets},
+        WorkerCounter{"palisade_worker_tx_packets_total", "Packets the worker sent.",
+                      &WorkerStats::tx_packets},
+        WorkerCounter{"palisade_worker_loops_total", "Poll loops.", &WorkerStats::loops}}) {
     m.Family(c.name, T::kCounter, c.help);
-    for (size_t i = 0; i < sw.workers.size(); i++) m.Sample({{"worker", worker(i)}}, sw.workers[i].*c.field);
+    for (size_t i = 0; i < sw.workers.size(); i++)
+      m.Sample({{"worker", worker(i)}}, sw.workers[i].*c.field);
   }
   m.Family("palisade_worker_busy_seconds_total", T::kCounter,
            "Time in poll loops that moved packets (its rate is the worker's load).");
   for (size_t i = 0; i < sw.workers.size(); i++) {
-    m.Sample({{"worker", worker(i)}}, sw.tsc_hz > 0 ? static_cast<double>(sw.workers[i].busy_cycles) / sw.tsc_hz : 0.0);
+    m.Sample({{"worker", worker(i)}},
+             sw.tsc_hz > 0 ? static_cast<double>(sw.workers[i].busy_cycles) / sw.tsc_hz : 0.0);
   }
-  m.Family("palisade_worker_idle_seconds_total", T::kCounter, "Time in empty poll loops and back-off sleeps.");
+  m.Family("palisade_worker_idle_seconds_total", T::kCounter,
+           "Time in empty poll loops and back-off sleeps.");
   for (size_t i = 0; i < sw.workers.size(); i++) {
-    m.Sample({{"worker", worker(i)}}, sw.tsc_hz > 0 ? static_cast<double>(sw.workers[i].idle_cycles) / sw.tsc_hz : 0.0);
+    m.Sample({{"worker", worker(i)}},
+             sw.tsc_hz > 0 ? static_cast<double>(sw.workers[i].idle_cycles) / sw.tsc_hz : 0.0);
   }
   m.Family("palisade_worker_cycles_per_packet", T::kGauge,
            "Busy cycles per received packet since start (0 before the first packet).");
-  for (size_t i = 0; i < sw.workers.size(); i++) m.Sample({{"worker", worker(i)}}, sw.workers[i].cycles_per_packet());
+  for (size_t i = 0; i < sw.workers.size(); i++)
+    m.Sample({{"worker", worker(i)}}, sw.workers[i].cycles_per_packet());
 
   // The packet log.
   m.Family("palisade_log_lines_total", T::kCounter, "Packet log lines written.");
@@ -243,7 +274,8 @@ Status FormatMetrics(const SwitchSample& sw, const migration::MigrationTotals& m
            "resumed; in: running, discarded).");
   for (const auto& [dir, phase] : kEndPhases) {
     auto it = migration_totals.ended.find({dir, phase});
-    m.Sample({{"direction", dir}, {"phase", phase}}, it == migration_totals.ended.end() ? uint64_t{0} : it->second);
+    m.Sample({{"direction", dir}, {"phase", phase}},
+             it == migration_totals.ended.end() ? uint64_t{0} : it->second);
   }
   m.Family("palisade_migrations_active", T::kGauge, "Live migrations in progress, by phase.");
   for (const auto& [dir, phase] : kActivePhases) {
@@ -255,7 +287,8 @@ Status FormatMetrics(const SwitchSample& sw, const migration::MigrationTotals& m
            "Bulk copies of migrations out of this switch: export, transfer and import.");
   m.Sample({}, static_cast<double>(migration_totals.bulk_us) / 1e6, "_sum");
   m.Sample({}, migration_totals.bulk_copies, "_count");
-  m.Family("palisade_migration_bulk_connections", T::kSummary, "Connections the bulk copies carried.");
+  m.Family("palisade_migration_bulk_connections", T::kSummary,
+           "Connections the bulk copies carried.");
   m.Sample({}, migration_totals.bulk_connections, "_sum");
   m.Sample({}, migration_totals.bulk_copies, "_count");
   m.Family("palisade_migration_final_pause_seconds", T::kSummary,
@@ -271,14 +304,18 @@ Status FormatMetrics(const SwitchSample& sw, const migration::MigrationTotals& m
   if (cluster != nullptr) {
     m.Family("palisade_cluster_connected", T::kGauge, "1 while the switch watches etcd.");
     m.Sample({}, cluster->connected);
-    m.Family("palisade_cluster_revision", T::kGauge, "The etcd revision of the cluster view applied.");
+    m.Family("palisade_cluster_revision", T::kGauge,
+             "The etcd revision of the cluster view applied.");
     m.Sample({}, cluster->revision);
-    m.Family("palisade_cluster_last_contact_age_seconds", T::kGauge,
-             "Since etcd last answered: how stale the view may be (absent before the first answer).");
-    if (cluster->last_contact_ms_ago >= 0) m.Sample({}, static_cast<double>(cluster->last_contact_ms_ago) / 1e3);
+    m.Family(
+        "palisade_cluster_last_contact_age_seconds", T::kGauge,
+        "Since etcd last answered: how stale the view may be (absent before the first answer).");
+    if (cluster->last_contact_ms_ago >= 0)
+      m.Sample({}, static_cast<double>(cluster->last_contact_ms_ago) / 1e3);
     m.Family("palisade_cluster_relists_total", T::kCounter, "Full reads of the watched range.");
     m.Sample({}, cluster->relists);
-    m.Family("palisade_cluster_reconnects_total", T::kCounter, "Connections to etcd made again after a failure.");
+    m.Family("palisade_cluster_reconnects_total", T::kCounter,
+             "Connections to etcd made again after a failure.");
     m.Sample({}, cluster->reconnects);
     m.Family("palisade_cluster_updates_total", T::kCounter, "Cluster views handed to the switch.");
     m.Sample({}, cluster->updates);
@@ -299,8 +336,10 @@ kj::Promise<std::string> ScrapeMetrics(const MetricsSources& sources) {
         if (sources.cluster != nullptr) cluster = sources.cluster->status();
         std::string text;
         Check(FormatMetrics(sample, sources.migrations ? sources.migrations->Totals() : none,
-                            sources.migrations ? sources.migrations->List() : std::vector<migration::MigrationInfo>{},
-                            sources.cluster != nullptr ? &cluster : nullptr, SampleProcess(), &text));
+                            sources.migrations ? sources.migrations->List()
+                                               : std::vector<migration::MigrationInfo>{},
+                            sources.cluster != nullptr ? &cluster : nullptr, SampleProcess(),
+                            &text));
         return text;
       });
 }

@@ -12,13 +12,13 @@
 // thread; FormatMetrics is a pure function.
 #pragma once
 
+#include <kj/async-io.h>
+#include <kj/compat/http.h>
+
 #include <cstdint>
 #include <map>
 #include <string>
 #include <vector>
-
-#include <kj/async-io.h>
-#include <kj/compat/http.h>
 
 #include "cluster/agent.h"
 #include "common/status.h"
@@ -44,7 +44,7 @@ struct SwitchSample {
   std::vector<PortInfo> ports;
   std::vector<FilterSample> filters;  // ports with a stateful filter
   std::vector<WorkerStats> workers;
-  double tsc_hz = 0;  // cycles per second of the workers' counters
+  double tsc_hz = 0;                          // cycles per second of the workers' counters
   std::map<std::string, uint64_t> log_lines;  // port -> packet log lines written for it
   uint64_t log_written = 0, log_suppressed = 0, log_lost = 0;
 };

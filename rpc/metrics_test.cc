@@ -74,7 +74,8 @@ TEST(Metrics, PortsFiltersWorkersAndProcess) {
   EXPECT_TRUE(Has(text, "palisade_port_info{port=\"up0\",kind=\"uplink\",vm=\"\",worker=\"0\"} 1"));
   EXPECT_TRUE(Has(text, "palisade_port_up{port=\"vm-web\"} 1"));
   // Every reason for every port, zero or not, named as `port stats` names them.
-  EXPECT_TRUE(Has(text, "palisade_port_dropped_packets_total{port=\"vm-web\",reason=\"SpoofGuard\"} 3"));
+  EXPECT_TRUE(
+      Has(text, "palisade_port_dropped_packets_total{port=\"vm-web\",reason=\"SpoofGuard\"} 3"));
   EXPECT_TRUE(Has(text, "palisade_port_dropped_packets_total{port=\"up0\",reason=\"tx-full\"} 0"));
   EXPECT_EQ(text.find("reason=\"none\""), std::string::npos);
   EXPECT_TRUE(Has(text, "palisade_port_log_lines_total{port=\"vm-web\"} 4"));
@@ -84,8 +85,10 @@ TEST(Metrics, PortsFiltersWorkersAndProcess) {
   EXPECT_TRUE(Has(text, "palisade_filter_connections{port=\"vm-web\"} 2"));
   EXPECT_TRUE(Has(text, "palisade_filter_connection_limit{port=\"vm-web\"} 100000"));
   EXPECT_TRUE(Has(text, "palisade_rule_evaluations_total{port=\"vm-web\",rule=\"1006\"} 2"));
-  EXPECT_TRUE(Has(text, "palisade_rule_packets_total{port=\"vm-web\",rule=\"1006\",direction=\"in\"} 5"));
-  EXPECT_TRUE(Has(text, "palisade_rule_bytes_total{port=\"vm-web\",rule=\"1006\",direction=\"out\"} 600"));
+  EXPECT_TRUE(
+      Has(text, "palisade_rule_packets_total{port=\"vm-web\",rule=\"1006\",direction=\"in\"} 5"));
+  EXPECT_TRUE(
+      Has(text, "palisade_rule_bytes_total{port=\"vm-web\",rule=\"1006\",direction=\"out\"} 600"));
   EXPECT_TRUE(Has(text, "palisade_worker_busy_cycles_total{worker=\"0\"} 2000000000"));
   EXPECT_TRUE(Has(text, "palisade_worker_busy_seconds_total{worker=\"0\"} 2"));
   EXPECT_TRUE(Has(text, "palisade_worker_idle_seconds_total{worker=\"0\"} 1"));
@@ -114,7 +117,8 @@ TEST(Metrics, MigrationsEveryPhaseAndSummaries) {
   ASSERT_TRUE(FormatMetrics({}, totals, {copying}, nullptr, {}, &text).ok());
   EXPECT_TRUE(Has(text, "palisade_migrations_started_total{direction=\"out\"} 3")) << text;
   EXPECT_TRUE(Has(text, "palisade_migrations_started_total{direction=\"in\"} 0"));
-  EXPECT_TRUE(Has(text, "palisade_migrations_ended_total{direction=\"out\",phase=\"completed\"} 1"));
+  EXPECT_TRUE(
+      Has(text, "palisade_migrations_ended_total{direction=\"out\",phase=\"completed\"} 1"));
   EXPECT_TRUE(Has(text, "palisade_migrations_ended_total{direction=\"in\",phase=\"discarded\"} 0"));
   EXPECT_TRUE(Has(text, "palisade_migrations_active{direction=\"out\",phase=\"copied\"} 1"));
   EXPECT_TRUE(Has(text, "palisade_migrations_active{direction=\"in\",phase=\"incoming\"} 0"));

@@ -3,8 +3,8 @@ traffic (a TCP connection through the stateful firewall, a rejected one, a spoof
 valid text format 0.0.4 (promtool's strict parser and lint, and prometheus_client's parser with
 every sample in a typed family, no series twice), its values equal what palisadectl --json
 reports, and a real Prometheus server scraping it every second answers queries with them. Then
-the HTTP endpoint's errors, a bad or taken --metrics-listen failing the start, and a cancelled
-migration counted on both switches."""
+the HTTP endpoint's errors, a bad or taken --metrics-listen failing the start, a cancelled
+migration counted on both switches, and the cluster's state with --etcd."""
 
 import json
 import os
@@ -346,6 +346,29 @@ class MetricsTest(unittest.TestCase):
             self.assertFalse([k for k in m if k[0] == "palisade_port_info"], "the port is gone there")
         finally:
             self.assertEqual(dst.stop(), 0)
+
+    def test_6_cluster_status_with_etcd_unreachable(self):
+        """With --etcd the cluster's state is there, as `cluster status` says it: here etcd
+        never answers, so not connected, revision 0, no contact age, reconnects counting."""
+        port = free_port()
+        sw = Daemon("metrics-etcd", self.work.path,
+                    extra=["--metrics-listen", f"127.0.0.1:{port}", "--etcd", f"127.0.0.1:{free_port()}",
+                           "--host", "h1", "--cluster-snapshot", self.work.join("h1.cluster")]).start()
+        try:
+            m, families = parse_strictly(get(f"http://127.0.0.1:{port}/metrics")[2])
+            rc, out, err = sw.cli("cluster", "status", json_out=True)
+            self.assertEqual(rc, 0, err)
+            status = json.loads(out)["status"]
+            self.assertTrue(status["enabled"])
+            self.assertEqual(value(m, "palisade_cluster_connected"), 0)
+            self.assertEqual(value(m, "palisade_cluster_revision"), float(status.get("revision", 0)))
+            self.assertEqual(value(m, "palisade_cluster_published_vms"), float(status.get("published", 0)))
+            self.assertIn("palisade_cluster_last_contact_age_seconds", families)
+            self.assertNotIn(("palisade_cluster_last_contact_age_seconds", frozenset()), m, "never answered")
+            for name in ("relists", "reconnects", "updates"):
+                self.assertIn((f"palisade_cluster_{name}_total", frozenset()), m)
+        finally:
+            self.assertEqual(sw.stop(), 0)
 
 
 if __name__ == "__main__":
