@@ -34,6 +34,18 @@ unsigned LastAllowedCpu() {
   return last;
 }
 
+// ADDR:PORT for a TCP listener: a host name or IPv4 address, an IPv6 address in brackets, or
+// * (every address); a port from 1 to 65535.
+bool ValidListenAddress(const std::string& text) {
+  const size_t colon = text.rfind(':');
+  if (colon == std::string::npos || colon == 0) return false;
+  unsigned long port;
+  if (!ParseUnsigned(text.substr(colon + 1), 65535, &port) || port == 0) return false;
+  const std::string host = text.substr(0, colon);
+  if (host.front() == '[') return host.size() > 2 && host.back() == ']';
+  return host.find_first_of(":[] /") == std::string::npos;
+}
+
 }  // namespace
 
 const char* Usage() {
@@ -47,6 +59,8 @@ const char* Usage() {
          "                        managers (default: /run/palisade/NAME.sock)\n"
          "  --rpc-tls-listen HOST:PORT  also serve RPC on TCP with TLS; clients must present a\n"
          "                        certificate signed by --tls-ca\n"
+         "  --metrics-listen ADDR:PORT  serve Prometheus metrics over HTTP at /metrics there,\n"
+         "                        e.g. 127.0.0.1:9464 (off by default)\n"
          "  --tls-cert FILE, --tls-key FILE, --tls-ca FILE   PEM files for --rpc-tls-listen and\n"
          "                        for migrating ports to other switches' HOST:PORT\n"
          "  --tls-operators CN[,CN...]  client certificate names that may change the switch\n"
@@ -109,7 +123,7 @@ Status ParseCpuList(const std::string& text, unsigned cpu_limit, std::vector<uns
 }
 
 Status ParseOptions(int argc, char** argv, Options* out) {
-  enum { kInstance = 1, kSocket, kStateFile, kStateDir, kConnDir, kTlsListen, kTlsCert, kTlsKey, kTlsCa, kTlsOperators, kTlsPeers, kCores,
+  enum { kInstance = 1, kSocket, kStateFile, kStateDir, kConnDir, kTlsListen, kMetricsListen, kTlsCert, kTlsKey, kTlsCa, kTlsOperators, kTlsPeers, kCores,
          kHugepages, kMemory, kConfig, kLogDir, kEtcd, kHost, kEtcdCert, kEtcdKey, kEtcdCa,
          kClusterSnapshot, kClusterLease, kHelp };
   static const option kLong[] = {
@@ -119,6 +133,7 @@ Status ParseOptions(int argc, char** argv, Options* out) {
       {"state-dir", required_argument, nullptr, kStateDir},
       {"conn-dir", required_argument, nullptr, kConnDir},
       {"rpc-tls-listen", required_argument, nullptr, kTlsListen},
+      {"metrics-listen", required_argument, nullptr, kMetricsListen},
       {"tls-cert", required_argument, nullptr, kTlsCert},
       {"tls-key", required_argument, nullptr, kTlsKey},
       {"tls-ca", required_argument, nullptr, kTlsCa},
@@ -156,6 +171,13 @@ Status ParseOptions(int argc, char** argv, Options* out) {
         break;
       case kSocket: o.socket = arg; break;
       case kTlsListen: o.tls_listen = arg; break;
+      case kMetricsListen:
+        if (!ValidListenAddress(arg)) {
+          return Status::Invalid("--metrics-listen: '" + arg +
+                                 "' is not ADDR:PORT (e.g. 127.0.0.1:9464, [::1]:9464 or *:9464)");
+        }
+        o.metrics_listen = arg;
+        break;
       case kStateFile: o.state_file = arg; break;
       case kStateDir: o.state_dir = arg; break;
       case kConnDir: o.conn_dir = arg; break;

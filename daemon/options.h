@@ -15,6 +15,7 @@ struct Options {
   std::string instance = "default";
   std::string socket;               // the control plane (Cap'n Proto); /run/palisade/<instance>.sock
   std::string tls_listen;           // RPC over TCP with TLS, only when given: HOST:PORT
+  std::string metrics_listen;       // Prometheus metrics over HTTP, only when given: ADDR:PORT
   std::string tls_cert, tls_key, tls_ca;  // PEM files: ours, our key, the CA of clients
   // Client certificate common names that may change the switch, and other switches' (live
   // migration into this one only); any other certificate from the CA reads only.

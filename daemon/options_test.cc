@@ -55,6 +55,25 @@ TEST(OptionsTest, BadArgumentsSayWhatIsWrong) {
             "--memory: '12' is not a size in MB from 64 to 65536");
 }
 
+TEST(OptionsTest, MetricsListenIsOffByDefaultAndTakesAddrPort) {
+  Options o;
+  ASSERT_TRUE(Parse({}, &o).ok());
+  EXPECT_EQ(o.metrics_listen, "");
+  for (const char* good : {"127.0.0.1:9464", "[::1]:9464", "*:1", "localhost:65535", "0.0.0.0:9464"}) {
+    Status s = Parse({"--metrics-listen", good}, &o);
+    ASSERT_TRUE(s.ok()) << good << ": " << s.message();
+    EXPECT_EQ(o.metrics_listen, good);
+  }
+  for (const char* bad : {"9464", ":9464", "127.0.0.1:", "127.0.0.1:0", "127.0.0.1:65536",
+                          "127.0.0.1:http", "::1:9464", "[]:9464", "a b:1"}) {
+    EXPECT_EQ(Parse({"--metrics-listen", bad}, &o).message(),
+              std::string("--metrics-listen: '") + bad +
+                  "' is not ADDR:PORT (e.g. 127.0.0.1:9464, [::1]:9464 or *:9464)")
+        << bad;
+  }
+  EXPECT_EQ(Parse({"--metrics-listen"}, &o).message(), "--metrics-listen needs a value");
+}
+
 TEST(OptionsTest, CpuLists) {
   std::vector<unsigned> cpus;
   ASSERT_TRUE(ParseCpuList("3,0-1", 8, &cpus).ok());

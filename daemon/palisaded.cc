@@ -1,7 +1,8 @@
 // palisaded: the Palisade switch daemon. Parses its options and config, starts the EAL, the
 // switch (restoring what a previous palisaded kept: daemon/state_store.h, then the config
 // file on top) and its workers, serves the Cap'n Proto control plane (its own kj thread, handing
-// every call to the libev control loop, which saves each change before answering), and on
+// every call to the libev control loop, which saves each change before answering) and, with
+// --metrics-listen, Prometheus metrics over HTTP on that thread (rpc/metrics.h), and on
 // SIGTERM/SIGINT stops in order: control plane, saving the configuration and connections,
 // workers, ports (vhost sockets removed), EAL (runtime files removed).
 #include <ev.h>
@@ -136,10 +137,10 @@ int Serve(const Options& options, const EalInfo& eal, const std::vector<Command>
     if (Status s = cluster->Start(std::move(agent)); !s.ok()) return Fail("cluster: " + s.message());
   }
   std::unique_ptr<rpc::RpcServer> rpc;
-  if (Status s = rpc::RpcServer::Start(options.socket, tls, sw.get(), &queue,
+  if (Status s = rpc::RpcServer::Start({options.socket, tls, options.metrics_listen}, sw.get(), &queue,
                                        cluster ? cluster->agent() : nullptr, &rpc);
       !s.ok()) {
-    return Fail("control socket: " + s.message());
+    return Fail(s.message());
   }
   if (Status s = sw->Start(); !s.ok()) return Fail(s.message());
 
@@ -154,9 +155,11 @@ int Serve(const Options& options, const EalInfo& eal, const std::vector<Command>
   tick.data = &ticked;
   ev_timer_start(loop, &tick);
 
-  Log(LogLevel::kInfo, "instance %s ready: control socket %s%s%s, %zu worker(s) on CPUs %s, %s",
+  Log(LogLevel::kInfo, "instance %s ready: control socket %s%s%s%s%s, %zu worker(s) on CPUs %s, %s",
       options.instance.c_str(), options.socket.c_str(), tls ? ", TLS " : "",
-      tls ? tls->listen.c_str() : "", eal.worker_lcores.size(),
+      tls ? tls->listen.c_str() : "", options.metrics_listen.empty() ? "" : ", metrics http://",
+      options.metrics_listen.empty() ? "" : (options.metrics_listen + "/metrics").c_str(),
+      eal.worker_lcores.size(),
       [&] {
         std::string s;
         for (unsigned c : options.cores) s += (s.empty() ? "" : ",") + std::to_string(c);

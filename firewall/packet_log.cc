@@ -78,6 +78,11 @@ uint64_t PacketLog::suppressed() const {
   return n;
 }
 
+uint64_t PacketLog::written_by(uint32_t filter_id) const {
+  auto it = written_by_.find(filter_id);
+  return it == written_by_.end() ? 0 : it->second;
+}
+
 uint64_t PacketLog::lost() const {
   uint64_t n = 0;
   for (const auto& w : workers_) n += w->lost.load(std::memory_order_relaxed);
@@ -130,6 +135,7 @@ size_t PacketLog::Drain(std::FILE* out, uint64_t now_ns) {
       if (recent_.size() > kRecent) recent_.pop_front();
       lines++;
       written_++;
+      written_by_[e.filter_id]++;
     }
   }
   const uint64_t suppressed_now = suppressed();

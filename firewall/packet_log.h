@@ -19,6 +19,7 @@
 #include <deque>
 #include <memory>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "firewall/ip_addr.h"
@@ -87,6 +88,11 @@ class PacketLog {
   uint64_t lost() const;
   uint64_t suppressed() const;
   uint64_t written() const { return written_; }
+  // Lines written for one filter id (a port's index: its port security and stateful filter
+  // share it), for the metrics. Forget() drops the count of a port that is gone, whose index
+  // the next port may take.
+  uint64_t written_by(uint32_t filter_id) const;
+  void Forget(uint32_t filter_id) { written_by_.erase(filter_id); }
   // The last lines written (at most kRecent), oldest first: what `log tail` shows.
   std::vector<std::string> Recent(size_t n) const;
   static constexpr size_t kRecent = 1000;
@@ -104,6 +110,7 @@ class PacketLog {
   uint32_t in_second_ = 0;
   uint64_t suppressed_ = 0, reported_suppressed_ = 0, written_ = 0;
   std::deque<std::string> recent_;
+  std::unordered_map<uint32_t, uint64_t> written_by_;  // filter id -> lines
 };
 
 }  // namespace palisade::fw

@@ -198,6 +198,12 @@ TEST_F(StatefulFilterTest, S3_FinCloseGoesThroughTheClosingStates) {
   EXPECT_NE(lines[0].find("TCP 10.0.0.1/40000->10.0.0.2/80 S"), std::string::npos) << lines[0];
   EXPECT_NE(lines[1].find("7 INET TERM PASS web/100 OUT TCP FIN 10.0.0.1/40000->10.0.0.2/80 4/3 "),
             std::string::npos) << lines[1];
+  // Counted per filter id for the metrics, until the filter's port goes.
+  EXPECT_EQ(log_.written_by(7), 2u);
+  EXPECT_EQ(log_.written_by(8), 0u);
+  log_.Forget(7);
+  EXPECT_EQ(log_.written_by(7), 0u);
+  EXPECT_EQ(log_.written(), 2u);
 }
 
 TEST_F(StatefulFilterTest, S4_RstInWindowCloses) {

@@ -177,6 +177,7 @@ kj::Promise<MigrationInfo> MigrationService::Migrate(std::string port, std::stri
   }
   auto s = std::make_shared<Outgoing>();
   s->info = MigrationInfo{port, "out", to, "copying", UtcNowText(), ""};
+  totals_.started["out"]++;
   const auto t0 = std::chrono::steady_clock::now();
   struct Exported {
     PortExport state;
@@ -215,8 +216,12 @@ kj::Promise<MigrationInfo> MigrationService::Migrate(std::string port, std::stri
     });
   }).then([this, s, t0]() -> MigrationInfo {
     StillCopying(s->info);
-    s->info.bulk_ms = MicrosSince(t0) / 1000;
+    const uint64_t bulk_us = MicrosSince(t0);
+    s->info.bulk_ms = bulk_us / 1000;
     s->info.phase = "copied";
+    totals_.bulk_copies++;
+    totals_.bulk_connections += s->info.connections;
+    totals_.bulk_us += bulk_us;
     // QEMU was started too early: the guest is already paused, the delta follows at once.
     if (s->stopped_while_copying) tasks_.add(SendFinalDelta(s));
     else tasks_.add(Rounds(s));
@@ -329,10 +334,14 @@ kj::Promise<void> MigrationService::SendFinalDelta(std::shared_ptr<Outgoing> s) 
     KJ_IF_MAYBE(r, maybe_req) { req = r; }
     if (req == nullptr) Fail("the destination went away before the final delta");
     return req->send().ignoreResult();
-  }).then([s, t0]() {
+  }).then([this, s, t0]() {
     FaultPoint("final-delta-acked");
+    if (s->info.phase != "copied") return;  // ended meanwhile (cancelled, resumed)
     s->info.pause_us = MicrosSince(t0);
-    if (s->info.phase == "copied") s->info.phase = "cut-over";
+    totals_.final_deltas++;
+    totals_.final_delta_entries += s->info.delta_changed + s->info.delta_removed;
+    totals_.pause_us += s->info.pause_us;
+    s->info.phase = "cut-over";
   }, [this, s](kj::Exception&& e) {
     if (s->info.active()) Finish(*s, "failed", "final delta: " + Describe(e));
   });
@@ -344,6 +353,7 @@ kj::Promise<void> MigrationService::SendFinalDelta(std::shared_ptr<Outgoing> s) 
 
 void MigrationService::Finish(Outgoing& s, const char* phase, std::string error) {
   s.info.phase = phase;
+  totals_.ended[{"out", phase}]++;
   s.info.error = std::move(error);
   if (s.moved_to_saved && s.info.phase != "completed") {
     // The guest stays here: the port is no longer on its way out.
@@ -379,6 +389,7 @@ void MigrationService::Completed(std::shared_ptr<Outgoing> s) {
 
 void MigrationService::Open(std::shared_ptr<Arriving> s) {
   s->info.phase = "running";
+  totals_.ended[{"in", "running"}]++;
   tasks_.add(q_->Run<bool>([sw = sw_, port = s->info.port]() {
     Check(sw->OpenPort(port));
     return true;
@@ -390,6 +401,7 @@ void MigrationService::Open(std::shared_ptr<Arriving> s) {
 
 void MigrationService::Discard(std::shared_ptr<Arriving> s, std::string why) {
   s->info.phase = "discarded";
+  totals_.ended[{"in", "discarded"}]++;
   s->info.error = std::move(why);
   s->source = nullptr;
   tasks_.add(q_->Run<bool>([sw = sw_, port = s->info.port]() {
@@ -442,6 +454,7 @@ kj::Promise<Arrived> MigrationService::Incoming(PortState::Reader state, std::st
     s->info.connections = n;
     s->info.bulk_ms = MicrosSince(t0) / 1000;
     arriving_[s->info.port] = s;
+    totals_.started["in"]++;
     return Arrived{kj::heap<IncomingImpl>(this, alive_, s), n};
   });
 }

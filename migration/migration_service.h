@@ -48,6 +48,16 @@ struct MigrationInfo {
   bool active() const;  // not finished (completed, cancelled, failed, resumed, running, discarded)
 };
 
+// Counts since the switch started, for the metrics: migrations begun and ended by direction
+// ("out", "in") and final phase, and what the source measured of its bulk copies and final
+// deltas (sums: a rate of each over a rate of its count is an average).
+struct MigrationTotals {
+  std::map<std::string, uint64_t> started;                        // direction -> begun
+  std::map<std::pair<std::string, std::string>, uint64_t> ended;  // (direction, phase) -> ended
+  uint64_t bulk_copies = 0, bulk_connections = 0, bulk_us = 0;     // out: bulk copies done
+  uint64_t final_deltas = 0, final_delta_entries = 0, pause_us = 0;  // out: final deltas applied
+};
+
 // What the destination answers to a source's bulk copy.
 struct Arrived {
   IncomingMigration::Client session = nullptr;
@@ -78,6 +88,7 @@ class MigrationService {
   kj::Promise<MigrationInfo> Migrate(std::string port, std::string to, std::string socket);
   kj::Promise<void> Cancel(std::string port);
   std::vector<MigrationInfo> List() const;
+  const MigrationTotals& Totals() const { return totals_; }
   // The destination's side of a source's `incoming`: the port is created closed at `socket`
   // (empty: the exported path). `from`: the source as it introduced itself (hello).
   kj::Promise<Arrived> Incoming(PortState::Reader state, std::string socket,
@@ -119,6 +130,7 @@ class MigrationService {
   std::shared_ptr<bool> alive_;  // false once destroyed: late device events find nothing
   std::map<std::string, std::shared_ptr<Outgoing>> outgoing_;
   std::map<std::string, std::shared_ptr<Arriving>> arriving_;
+  MigrationTotals totals_;
   class Errors : public kj::TaskSet::ErrorHandler {
    public:
     void taskFailed(kj::Exception&&) override {}  // each task records its own failure

@@ -62,7 +62,9 @@ class RpcServerTest : public ::testing::Test {
     ev_async_init(&stop_, [](struct ev_loop* l, ev_async*, int) { ev_break(l, EVBREAK_ALL); });
     ev_async_start(loop_, &stop_);
     control_ = std::thread([this] { ev_run(loop_, 0); });
-    ASSERT_TRUE(RpcServer::Start(path("rpc"), nullptr, sw_.get(), queue_.get(), nullptr, &server_).ok());
+    RpcServer::Endpoints endpoints;
+    endpoints.path = path("rpc");
+    ASSERT_TRUE(RpcServer::Start(endpoints, sw_.get(), queue_.get(), nullptr, &server_).ok());
     client_.reset(new ClientSide(path("rpc")));
   }
 

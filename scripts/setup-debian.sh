@@ -15,6 +15,7 @@ packages=(
   python3-scapy                        # hand-built hostile frames (tests/integration/test_adversarial.py)
   etcd-server etcd-client              # the cluster's store (cluster/), and its tests
   libgrpc++-dev protobuf-compiler-grpc protobuf-compiler libprotobuf-dev  # etcd's gRPC API
+  prometheus python3-prometheus-client # scrapes palisaded's /metrics (tests/integration/test_metrics.py)
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -176,6 +176,9 @@ Status Switch::RemovePort(const std::string& name) {
   // live) before its index can be reused.
   rcu_->Reclaim(/*wait=*/true);
   bridge_->Poll(NowS());
+  // Its log lines are written under its index before the index is free for another port.
+  packet_log_->Drain(options_.packet_log, NowNs());
+  packet_log_->Forget(index);
   index_used_.reset(index);
   return Status::Ok();
 }
