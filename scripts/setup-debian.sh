@@ -15,6 +15,7 @@ packages=(
   python3-scapy                        # hand-built hostile frames (tests/integration/test_adversarial.py)
   etcd-server etcd-client              # the cluster's store (cluster/), and its tests
   libgrpc++-dev protobuf-compiler-grpc protobuf-compiler libprotobuf-dev  # etcd's gRPC API
+  dpkg-dev systemd                     # the Debian package (scripts/build-deb.sh) and its unit's check
 )
 missing=()
 for p in "${packages[@]}"; do
