@@ -230,6 +230,10 @@ int Main(int argc, char** argv) {
     }
     setvbuf(log_file, nullptr, _IOLBF, 0);
     rte_openlog_stream(log_file);
+  } else {
+    // stderr alone (the journal, under systemd): DPDK's default stream also copies every line
+    // to syslog, which the journal would take a second time.
+    rte_openlog_stream(stderr);
   }
   // Firewall packet log lines (`with log` rules, state-limit, SpoofGuard).
   std::FILE* packet_log = stderr;

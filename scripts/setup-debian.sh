@@ -16,6 +16,7 @@ packages=(
   etcd-server etcd-client              # the cluster's store (cluster/), and its tests
   libgrpc++-dev protobuf-compiler-grpc protobuf-compiler libprotobuf-dev  # etcd's gRPC API
   prometheus python3-prometheus-client # scrapes palisaded's /metrics (tests/integration/test_metrics.py)
+  dpkg-dev systemd                     # the Debian package (scripts/build-deb.sh) and its unit's check
 )
 missing=()
 for p in "${packages[@]}"; do
