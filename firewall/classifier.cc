@@ -1,7 +1,8 @@
 #include "firewall/classifier.h"
 
 #include <algorithm>
-#include <map>
+#include <cstring>
+#include <unordered_map>
 
 namespace palisade::fw {
 
@@ -22,7 +23,9 @@ class ClassifierBuilder {
     std::vector<std::pair<u128, u128>> ranges;  // inclusive
   };
 
-  // Cuts the field at every boundary and fills each interval's vector.
+  // Cuts the field at every boundary and gives each interval its vector, sweeping the
+  // intervals in order with one vector that changes where a rule's range begins or ends (no
+  // vector per interval is ever held but the interned, distinct ones).
   void BuildField(const std::vector<Constraint>& per_rule, u128 max, Classifier::Field* f) {
     std::vector<u128> points = {0};
     for (const Constraint& c : per_rule) {
@@ -34,35 +37,47 @@ class ClassifierBuilder {
     std::sort(points.begin(), points.end());
     points.erase(std::unique(points.begin(), points.end()), points.end());
     const size_t n = points.size();
-    const size_t W = c_->nwords_;
 
-    // Every interval starts from the wildcard rules (negated ones included), then ranges set
-    // their bits and negated ranges clear theirs.
-    std::vector<uint64_t> wild(W, 0);
+    // Every interval starts from the wildcard rules (negated ones included); inside a range a
+    // rule's bit is set (negated: cleared). A rule's ranges may overlap: count them.
+    std::vector<uint64_t> cur(c_->nwords_, 0);
     for (size_t r = 0; r < per_rule.size(); r++) {
-      if (per_rule[r].wild || per_rule[r].negate) wild[r / 64] |= uint64_t{1} << (r % 64);
+      if (per_rule[r].wild || per_rule[r].negate) cur[r / 64] |= uint64_t{1} << (r % 64);
     }
-    std::vector<uint64_t> vec(n * W);
-    for (size_t i = 0; i < n; i++) std::copy(wild.begin(), wild.end(), vec.begin() + i * W);
+    struct Event {
+      uint32_t at;    // interval index
+      uint32_t rule;
+      int32_t delta;  // a range begins (+1) or ends (-1)
+    };
+    std::vector<Event> events;
     for (size_t r = 0; r < per_rule.size(); r++) {
       const Constraint& c = per_rule[r];
       if (c.wild) continue;
-      const uint64_t bit = uint64_t{1} << (r % 64);
       for (auto [lo, hi] : c.ranges) {
-        size_t a = std::lower_bound(points.begin(), points.end(), lo) - points.begin();
-        size_t b = std::upper_bound(points.begin(), points.end(), hi) - points.begin();
-        for (size_t i = a; i < b; i++) {
-          if (c.negate) {
-            vec[i * W + r / 64] &= ~bit;
-          } else {
-            vec[i * W + r / 64] |= bit;
-          }
-        }
+        const auto a = static_cast<uint32_t>(std::lower_bound(points.begin(), points.end(), lo) - points.begin());
+        const auto b = static_cast<uint32_t>(std::upper_bound(points.begin(), points.end(), hi) - points.begin());
+        events.push_back({a, static_cast<uint32_t>(r), 1});
+        if (b < n) events.push_back({b, static_cast<uint32_t>(r), -1});
       }
     }
+    std::sort(events.begin(), events.end(), [](const Event& x, const Event& y) { return x.at < y.at; });
+    std::vector<int32_t> inside(per_rule.size(), 0);
     f->starts = std::move(points);
     f->vec_of.resize(n);
-    for (size_t i = 0; i < n; i++) f->vec_of[i] = Intern(&vec[i * W]);
+    size_t e = 0;
+    for (size_t i = 0; i < n; i++) {
+      for (; e < events.size() && events[e].at == i; e++) {
+        const uint32_t r = events[e].rule;
+        inside[r] += events[e].delta;
+        const uint64_t bit = uint64_t{1} << (r % 64);
+        if ((inside[r] > 0) != per_rule[r].negate) {
+          cur[r / 64] |= bit;
+        } else {
+          cur[r / 64] &= ~bit;
+        }
+      }
+      f->vec_of[i] = Intern(cur.data());
+    }
   }
 
   void Direct(Classifier::Field* f, size_t size) {
@@ -74,24 +89,29 @@ class ClassifierBuilder {
     }
   }
 
+  // The id of a vector equal to `words`, stored once: by hash, compared in place.
   uint32_t Intern(const uint64_t* words) {
-    std::vector<uint64_t> key(words, words + c_->nwords_);
-    auto it = ids_.find(key);
-    if (it != ids_.end()) return it->second;
-    const uint32_t id = static_cast<uint32_t>(ids_.size());
-    ids_.emplace(key, id);
-    c_->words_.insert(c_->words_.end(), key.begin(), key.end());
-    std::vector<uint64_t> sum(c_->nsummary_, 0);
-    for (size_t w = 0; w < c_->nwords_; w++) {
-      if (key[w]) sum[w / 64] |= uint64_t{1} << (w % 64);
+    const size_t W = c_->nwords_;
+    uint64_t h = W;
+    for (size_t w = 0; w < W; w++) h = (h ^ words[w]) * 0x9e3779b97f4a7c15ull + (h >> 29);
+    auto [first, last] = ids_.equal_range(h);
+    for (auto it = first; it != last; ++it) {
+      if (std::memcmp(&c_->words_[size_t{it->second} * W], words, W * sizeof(uint64_t)) == 0) return it->second;
     }
-    c_->summary_.insert(c_->summary_.end(), sum.begin(), sum.end());
+    const auto id = static_cast<uint32_t>(c_->words_.size() / W);
+    ids_.emplace(h, id);
+    c_->words_.insert(c_->words_.end(), words, words + W);
+    const size_t at = c_->summary_.size();
+    c_->summary_.resize(at + c_->nsummary_, 0);
+    for (size_t w = 0; w < W; w++) {
+      if (words[w]) c_->summary_[at + w / 64] |= uint64_t{1} << (w % 64);
+    }
     return id;
   }
 
  private:
   Classifier* c_;
-  std::map<std::vector<uint64_t>, uint32_t> ids_;
+  std::unordered_multimap<uint64_t, uint32_t> ids_;  // hash of a vector -> its id
 };
 
 namespace {

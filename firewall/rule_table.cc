@@ -1,8 +1,62 @@
 #include "firewall/rule_table.h"
 
 #include <algorithm>
+#include <mutex>
+#include <unordered_map>
+
+#include "firewall/rule_text.h"
 
 namespace palisade::fw {
+namespace {
+
+// What decides a compiled table: its rule file as text and its sets as resolved.
+std::string ContentKey(const RuleFile& file, const ResolvedSets& sets) {
+  std::string key = PrintRuleFile(file);
+  std::vector<const std::pair<const std::string, std::vector<IpPrefix>>*> ordered;
+  for (const auto& entry : sets) ordered.push_back(&entry);
+  std::sort(ordered.begin(), ordered.end(), [](auto* a, auto* b) { return a->first < b->first; });
+  for (const auto* entry : ordered) {
+    key += '\0';
+    key += entry->first;
+    for (const IpPrefix& p : entry->second) {
+      key += ' ';
+      key += p.ToString();
+    }
+  }
+  return key;
+}
+
+// Tables alive anywhere in the process, by content; an entry goes with its last table.
+class CompiledCache {
+ public:
+  template <typename T>
+  std::shared_ptr<const T> Find(const std::string& key) {
+    std::lock_guard lock(mu_);
+    auto it = entries_.find(key);
+    if (it == entries_.end()) return nullptr;
+    return std::static_pointer_cast<const T>(it->second.lock());
+  }
+  void Put(std::string key, std::shared_ptr<const void> compiled) {
+    std::lock_guard lock(mu_);
+    if (entries_.size() >= prune_at_) {
+      std::erase_if(entries_, [](const auto& e) { return e.second.expired(); });
+      prune_at_ = std::max<size_t>(64, 2 * entries_.size());
+    }
+    entries_[std::move(key)] = compiled;
+  }
+
+ private:
+  std::mutex mu_;
+  std::unordered_map<std::string, std::weak_ptr<const void>> entries_;
+  size_t prune_at_ = 64;
+};
+
+CompiledCache& Cache() {
+  static CompiledCache* cache = new CompiledCache();  // never destroyed: tables may outlive main
+  return *cache;
+}
+
+}  // namespace
 
 bool RuleTable::MacMatch::Matches(uint64_t mac) const {
   if (any) return true;
@@ -14,23 +68,40 @@ Status RuleTable::Compile(RuleFile file, const MemberAddresses& members, uint32_
   if (file.rules.size() > kMaxRules || file.l2_rules.size() > kMaxRules) {
     return Status::Invalid("a ruleset may hold at most " + std::to_string(kMaxRules) + " rules");
   }
-  auto table = std::shared_ptr<RuleTable>(new RuleTable());
   ResolvedSets sets;
-  std::unordered_map<std::string, const AddrSet*> by_name;
+  bool dynamic = false;
   for (const AddrSet& s : file.addrsets) {
-    by_name[s.name] = &s;
     std::vector<IpPrefix>& ips = sets[s.name];
     ips = s.ips;
     for (auto [kind, names] : {std::pair{Member::kVm, &s.vms}, std::pair{Member::kGroup, &s.groups}}) {
       for (const std::string& name : *names) {
-        table->has_dynamic_members_ = true;
+        dynamic = true;
         if (!members) continue;
         for (const IpPrefix& p : members(kind, name)) ips.push_back(p);
       }
     }
   }
-  if (Status s = Classifier::Build(file.rules, sets, &table->classifier_); !s.ok()) return s;
+  std::string key = ContentKey(file, sets);
+  std::shared_ptr<const Compiled> compiled = Cache().Find<Compiled>(key);
+  if (!compiled) {
+    std::shared_ptr<Compiled> built;
+    if (Status s = Build(std::move(file), sets, dynamic, &built); !s.ok()) return s;
+    compiled = built;
+    Cache().Put(std::move(key), compiled);
+  }
+  auto table = std::shared_ptr<RuleTable>(new RuleTable());
+  table->compiled_ = std::move(compiled);
+  table->generation_ = generation;
+  *out = std::move(table);
+  return Status::Ok();
+}
 
+Status RuleTable::Build(RuleFile file, const ResolvedSets& sets, bool dynamic, std::shared_ptr<Compiled>* out) {
+  auto c = std::make_shared<Compiled>();
+  c->has_dynamic_members = dynamic;
+  if (Status s = Classifier::Build(file.rules, sets, &c->classifier); !s.ok()) return s;
+  std::unordered_map<std::string, const AddrSet*> by_name;
+  for (const AddrSet& s : file.addrsets) by_name[s.name] = &s;
   for (const L2Rule& r : file.l2_rules) {
     L2 l2{r.dir, r.ethertype, {}, {}};
     for (auto [end, match] : {std::pair{&r.src, &l2.src}, std::pair{&r.dst, &l2.dst}}) {
@@ -49,17 +120,17 @@ Status RuleTable::Compile(RuleFile file, const MemberAddresses& members, uint32_
         std::sort(match->macs.begin(), match->macs.end());
       }
     }
-    table->l2_.push_back(std::move(l2));
+    c->l2.push_back(std::move(l2));
   }
-  table->file_ = std::move(file);
-  table->generation_ = generation;
-  *out = std::move(table);
+  c->file = std::move(file);
+  *out = std::move(c);
   return Status::Ok();
 }
 
 int RuleTable::MatchL2(bool in, uint16_t ethertype, uint64_t src_mac, uint64_t dst_mac) const {
-  for (size_t i = 0; i < l2_.size(); i++) {
-    const L2& r = l2_[i];
+  const std::vector<L2>& l2 = compiled_->l2;
+  for (size_t i = 0; i < l2.size(); i++) {
+    const L2& r = l2[i];
     if (r.dir == (in ? RuleDir::kOut : RuleDir::kIn)) continue;
     if (r.ethertype != kAny && r.ethertype != ethertype) continue;
     if (!r.src.Matches(src_mac) || !r.dst.Matches(dst_mac)) continue;

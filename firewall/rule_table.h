@@ -4,7 +4,10 @@
 //
 // A change (new rules, a set update, a VM that got a new address) compiles a new RuleTable
 // with the next generation and swaps it into the filter whole; a bad input changes nothing.
-// Thread-safe to share once built.
+// What is compiled is content-addressed: a table with the same rules and the same resolved
+// sets as one alive anywhere in the process shares its classifier, rules and L2 matches (a
+// thousand ports with one policy hold it once); only the generation is per table.
+// Compile is thread-safe (the cache has a mutex); a table is thread-safe to share once built.
 #pragma once
 
 #include <cstdint>
@@ -28,11 +31,13 @@ class RuleTable {
   static Status Compile(RuleFile file, const MemberAddresses& members, uint32_t generation,
                         std::shared_ptr<const RuleTable>* out);
 
-  const RuleFile& file() const { return file_; }
-  const std::vector<Rule>& rules() const { return file_.rules; }
+  const RuleFile& file() const { return compiled_->file; }
+  const std::vector<Rule>& rules() const { return compiled_->file.rules; }
   uint32_t generation() const { return generation_; }
-  const Classifier& classifier() const { return *classifier_; }
-  bool has_dynamic_members() const { return has_dynamic_members_; }
+  const Classifier& classifier() const { return *compiled_->classifier; }
+  bool has_dynamic_members() const { return compiled_->has_dynamic_members; }
+  // Whether this table shares its compiled part with `other` (the same content).
+  bool SharesWith(const RuleTable& other) const { return compiled_ == other.compiled_; }
 
   // First matching L2 rule (index), or -1.
   int MatchL2(bool in, uint16_t ethertype, uint64_t src_mac, uint64_t dst_mac) const;
@@ -50,11 +55,17 @@ class RuleTable {
     MacMatch src, dst;
   };
 
-  RuleFile file_;
+  // Everything the content decides, shared by the tables of equal content.
+  struct Compiled {
+    RuleFile file;
+    bool has_dynamic_members = false;
+    std::unique_ptr<const Classifier> classifier;
+    std::vector<L2> l2;
+  };
+  static Status Build(RuleFile file, const ResolvedSets& sets, bool dynamic, std::shared_ptr<Compiled>* out);
+
+  std::shared_ptr<const Compiled> compiled_;
   uint32_t generation_ = 0;
-  bool has_dynamic_members_ = false;
-  std::unique_ptr<const Classifier> classifier_;
-  std::vector<L2> l2_;
 };
 
 }  // namespace palisade::fw

@@ -8,7 +8,9 @@
 #  4. cluster policy with simulated hosts against a real etcd (bench/cluster_bench.py), beside
 #     raw etcd watch delivery;
 #  5. durability: a change saved before its answer against the same change without it, and a
-#     restart's restore of 100,000 and 1,000,000 connections against importing them from memory.
+#     restart's restore of 100,000 and 1,000,000 connections against importing them from memory;
+#  6. rule tables at scale: compile time and memory at 1,000-30,000 rules, and 500 ports sharing
+#     one 10,000-rule table against as many distinct tables.
 # Usage: scripts/bench.sh [--rounds N] [--seconds S] [--micro-only]   (needs root)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -79,5 +81,8 @@ print(f"Established packets through the stateful filter (1,000 rules): {1e9 / e0
       f"{1e9 / e1:.1f} ns when already parsed (the receiver's pass)")
 PY
 echo
-echo "Durability (daemon/state_store.h): each change saved before its answer, connections saved while running"
+echo "Durability (daemon/state_store.h): each change saved before its answer, connections kept in segments"
 build/bench/durability_bench 2>/dev/null
+echo
+echo "Rule tables at scale (firewall/rule_table.h): compile time and memory, 500 ports sharing one table"
+build/bench/rule_scale_bench
