@@ -2,16 +2,39 @@
 
 namespace palisade::fw {
 
+namespace {
+
+// Buckets for a limit: a power of two at least the limit (chains of one entry on average when
+// full), from 1,024 to 2^24.
+uint32_t BucketsFor(uint32_t limit) {
+  uint32_t n = 1024;
+  while (n < limit && n < (1u << 24)) n *= 2;
+  return n;
+}
+
+}  // namespace
+
 ConnTable::ConnTable(uint32_t limit, uint64_t seed, std::unique_ptr<ConnSegment> segment)
     : limit_(limit), seed_(seed), segment_(segment ? std::move(segment) : ConnSegment::Private(limit)) {
   if (segment_->capacity() < limit_) (void)segment_->Grow(limit_);
   limit_ = std::min(limit_, segment_->capacity());
   entries_ = segment_->entries();
   (void)segment_->Commit(CommitTarget());  // a full tmpfs shows at the first CommitAhead
-  uint32_t n = 1024;
-  while (n < limit && n < (1u << 24)) n *= 2;
+  const uint32_t n = BucketsFor(limit_);
   mask_ = n - 1;
   buckets_.assign(n, kNil);
+}
+
+void ConnTable::Rehash(uint32_t nbuckets) {
+  buckets_.assign(nbuckets, kNil);
+  mask_ = nbuckets - 1;
+  for (uint32_t i = 0; i < used_; i++) {
+    Conn& c = entries_[i];
+    if (c.state == ConnState::kFree) continue;
+    const uint32_t b = Bucket(c.key());
+    c.next = buckets_[b];
+    buckets_[b] = i;
+  }
 }
 
 uint32_t ConnTable::Find(const ConnKey& k, uint64_t hash) const {
@@ -112,6 +135,8 @@ Status ConnTable::set_limit(uint32_t limit) {
     entries_ = segment_->entries();
   }
   limit_ = limit;
+  // A higher limit gets the buckets it needs, or its chains would grow as long as the ratio.
+  if (BucketsFor(limit) > buckets_.size()) Rehash(BucketsFor(limit));
   return Status::Ok();
 }
 

@@ -71,7 +71,9 @@ class ConnTable {
   uint32_t size() const { return size_; }
   uint32_t limit() const { return limit_; }
   // A lower limit refuses new entries until the table has shrunk below it; a higher one than
-  // the segment has room for grows it (the entries may move: the caller holds its lock).
+  // the segment has room for grows it (the entries may move: the caller holds its lock), and
+  // one that needs more buckets rebuilds the index (the lock is held for a walk of the table:
+  // an operator's change, rare and mostly on an empty table).
   Status set_limit(uint32_t limit);
   size_t memory_bytes() const;
 
@@ -101,6 +103,7 @@ class ConnTable {
   uint32_t Bucket(const ConnKey& k) const {
     return static_cast<uint32_t>(HashKey(k, seed_)) & mask_;
   }
+  void Rehash(uint32_t nbuckets);
 
   uint32_t limit_;
   uint64_t seed_;

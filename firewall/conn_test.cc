@@ -4,6 +4,9 @@
 
 #include <vector>
 
+#include "firewall/conn_fixture.h"
+#include "firewall/conn_table.h"
+
 namespace palisade::fw {
 namespace {
 
@@ -40,6 +43,27 @@ TEST(ConnKeyTest, HashSpreadsSequentialKeys) {
     EXPECT_LT(share, 0.44) << "pattern " << pattern;
     EXPECT_LE(longest, 12u) << "pattern " << pattern;
   }
+}
+
+// A raised limit rebuilds the index for the new size: every entry is still found, and the
+// memory it reports includes the larger index.
+TEST(ConnTableTest, ARaisedLimitKeepsEveryEntryFindable) {
+  ConnTable t(2000, 7);
+  const std::vector<Conn> conns = UdpConns(2000, 50);
+  for (const Conn& c : conns) ASSERT_NE(t.Insert(c.key()), ConnTable::kNil);
+  t.Remove(t.Find(conns[5].key()));
+  const size_t before = t.memory_bytes();
+  ASSERT_TRUE(t.set_limit(1000000).ok());
+  EXPECT_GT(t.memory_bytes(), before + 4 * 1000000 - 4 * 2048);
+  for (size_t i = 0; i < conns.size(); i++) {
+    EXPECT_EQ(t.Find(conns[i].key()) == ConnTable::kNil, i == 5) << i;
+  }
+  for (const Conn& c : UdpConns(3000, 50)) {
+    if (t.Find(c.key()) == ConnTable::kNil) {
+      ASSERT_NE(t.Insert(c.key()), ConnTable::kNil);
+    }
+  }
+  EXPECT_EQ(t.size(), 3000u);
 }
 
 }  // namespace

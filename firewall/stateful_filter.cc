@@ -344,12 +344,16 @@ void StatefulFilter::NewConnection(FilterBatch& b, uint16_t i, const Packet& p, 
   if (p.first_fragment) RememberFragment(p, now_s);
 }
 
-bool StatefulFilter::Recheck(Conn& c, const RuleTable& t, bool always) {
-  if (!options_.recheck && !always) {
+bool StatefulFilter::Recheck(Conn& c, const RuleTable& t) {
+  if (!options_.recheck) {
     c.generation = static_cast<uint16_t>(t.generation());
     c.rule_pos = 0;  // its rule's place in the new table is unknown
     return true;
   }
+  return Admitted(c, t);
+}
+
+bool StatefulFilter::Admitted(Conn& c, const RuleTable& t) {
   const Tuple orig = c.OrigTuple();
   const bool v6 = c.flags & kConnV6;
   uint8_t type = 0;

@@ -168,8 +168,11 @@ class StatefulFilter : public Filter {
   bool Reopen(FilterBatch& b, uint16_t i, const Packet& p, const RuleTable& t, uint32_t idx,
               int dir, const ConnKey& key, bool src_is_lo, uint32_t now_s);
   SynHint& HintFor(uint32_t idx) { return syn_hints_[idx % syn_hints_.size()]; }
-  // always: whatever options_.recheck says (entries imported from elsewhere).
-  bool Recheck(Conn& c, const RuleTable& t, bool always = false);
+  // Whether t admits c (its rule accepts it, statefully); if so c takes that rule and t's
+  // generation. Reads only its arguments: safe on any thread.
+  static bool Admitted(Conn& c, const RuleTable& t);
+  // Admitted, unless the re-check option is off: then c only takes t's generation.
+  bool Recheck(Conn& c, const RuleTable& t);
   void Account(uint32_t idx, int dir, uint32_t len, uint32_t now_s);
   void CountRule(uint32_t pos, bool in, uint32_t len, bool eval);
   void Close(uint32_t idx, CloseReason why, uint64_t now_ns, unsigned worker);

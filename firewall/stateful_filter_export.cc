@@ -1,5 +1,8 @@
 // The stateful filter's export and import of connection entries: restarts, and live
 // migration's bulk copy, change tracking and deltas (stateful_filter.h).
+#include <tbb/blocked_range.h>
+#include <tbb/parallel_for.h>
+
 #include <algorithm>
 #include <mutex>
 
@@ -73,21 +76,36 @@ uint32_t StatefulFilter::ExportConns(uint32_t cursor, uint32_t max, uint64_t now
 size_t StatefulFilter::ImportConns(const std::vector<Conn>& conns, uint64_t now_ns) {
   const uint32_t now_s = static_cast<uint32_t>(now_ns / 1000000000ull);
   uint32_t target;
+  std::shared_ptr<const RuleTable> table;
+  Timeouts timeouts;
   {
     std::lock_guard lock(lock_);
     target = conns_.CommitTarget(conns.size());
+    table = table_;
+    timeouts = options_.timeouts;
   }
   (void)conns_.segment()->Commit(target);  // what finds no memory is refused below, as at the limit
+  // Each entry is checked, then judged by this filter's rules whatever the sender's re-check
+  // option (without rules nothing is admitted): in parallel (TBB, on the CPUs the calling thread
+  // may use), outside the lock, as the classifier is immutable. A table swapped meanwhile makes
+  // the entries re-checked at their next packet, like any other.
+  enum : uint8_t { kSkip, kRefused, kAdmitted };
+  std::vector<Conn> judged(conns.size());
+  std::vector<uint8_t> verdict(conns.size(), kSkip);
+  tbb::parallel_for(tbb::blocked_range<size_t>(0, conns.size(), 2048), [&](const tbb::blocked_range<size_t>& r) {
+    for (size_t i = r.begin(); i != r.end(); i++) {
+      Conn& c = judged[i];
+      c = conns[i];
+      if (c.state == ConnState::kFree || c.expires_s == 0 || !Sane(c, timeouts)) continue;
+      verdict[i] = table && Admitted(c, *table) ? kAdmitted : kRefused;
+    }
+  });
   size_t taken = 0;
-  InSlices(lock_, conns_, conns.size(), [&](size_t i) { return conns[i].key(); }, [&](size_t i) {
-    const Conn& in = conns[i];
-    if (in.state == ConnState::kFree || in.expires_s == 0) return true;
-    Conn c = in;
-    if (!Sane(c, options_.timeouts)) return true;
+  InSlices(lock_, conns_, judged.size(), [&](size_t i) { return judged[i].key(); }, [&](size_t i) {
+    if (verdict[i] == kSkip) return true;
+    Conn& c = judged[i];
     uint32_t idx = conns_.Find(c.key());
-    // This filter's rules judge every entry, whatever the sender's re-check option; without
-    // rules nothing is admitted.
-    if (!table_ || !Recheck(c, *table_, /*always=*/true)) {
+    if (verdict[i] == kRefused) {
       if (idx != ConnTable::kNil) conns_.Remove(idx);  // nor an older copy of it
       return true;
     }
