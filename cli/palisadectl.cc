@@ -1,6 +1,6 @@
 // palisadectl: the operator's client of palisaded's Cap'n Proto control plane. A thin client:
 // each command is one or a few RPC calls, printed in the shapes of ../shared/FORMATS.md, or as
-// JSON with --json (the results as capnp's JSON codec writes them; 64-bit numbers are strings).
+// JSON with --json (cli/json_output.h: numbers as numbers, ids as strings).
 //
 // Exit status: 0 done, 1 the switch refused or failed (its message is printed), 2 usage error.
 #include <cstdlib>
@@ -16,13 +16,13 @@
 #include <string>
 #include <vector>
 
-#include <capnp/compat/json.h>
 #include <capnp/rpc-twoparty.h>
 #include <kj/async-io.h>
 #include <kj/compat/tls.h>
 
 #include "cli/cluster_commands.h"
 #include "cli/input.h"
+#include "cli/json_output.h"
 #include "cli/views.h"
 #include "common/json_writer.h"
 #include "rpc/palisade.capnp.h"
@@ -72,6 +72,10 @@ const char* kMainHelp =
     "  exec LINE...                       run one line of the config-file language; JSON reply\n"
     "  migrate PORT --to SOCKET|HOST:PORT [--socket PATH], migrate list|cancel   live migration\n"
     "  cluster status                     this switch's connection to the cluster's etcd\n"
+    "\n"
+    "--json: counters and other quantities are JSON numbers, exact decimal integers (jq and\n"
+    "JavaScript read them as doubles: exact up to 2^53, rounded past it); ids are strings (a\n"
+    "flow's flowId in 16 hex digits, as getflows prints it).\n"
     "\n"
     "Cluster intent, straight to etcd: palisadectl --etcd ENDPOINTS policy|group|vm ...\n"
     "  (policy apply|get|list|delete, group set|get|list|delete, vm label|list; see\n"
@@ -487,8 +491,8 @@ class Ctl {
       const std::string port = args.Next("a port name");
       auto req = sw.cancelMigrationRequest();
       req.setPort(port);
-      req.send().wait(ws);
-      if (!json_) std::printf("cancelled the migration of %s\n", port.c_str());
+      auto r = req.send().wait(ws);
+      Print(r, "cancelled the migration of " + port + "\n");
       return kOk;
     }
     auto req = sw.migrateRequest();
@@ -512,14 +516,14 @@ class Ctl {
     return kOk;
   }
 
-  // Human text, or with --json the whole result as capnp's JSON codec writes it.
+  // Human text, or with --json the whole result (cli/json_output.h).
   template <typename T>
   void Print(capnp::Response<T>& response, const std::string& text) {
     if (json_) {
-      capnp::JsonCodec codec;
-      codec.setPrettyPrint(true);
+      JsonWriter w(/*indent=*/true);
       typename T::Reader reader = response;
-      std::printf("%s\n", codec.encode(reader).cStr());
+      WriteJson(w, capnp::toDynamic(reader));
+      std::printf("%s\n", w.str().c_str());
     } else {
       std::fputs(text.c_str(), stdout);
     }
@@ -556,16 +560,21 @@ class Ctl {
         throw UsageError{"unknown option '" + opt + "'"};
       }
     }
+    // The JSON document is {"flows": [...], "count": N, "flushed": N}, in the order known.
+    std::string text;
+    JsonWriter json(/*indent=*/true);
+    json.BeginObject();
     if (count_only) {
       auto req = sw.countFlowsRequest();
       req.setFilter(filter);
       req.setSelector(sel.asReader());
       auto r = req.send().wait(ws);
-      Print(r, FlowsHeader(r.getCount()));
+      text = FlowsHeader(r.getCount());
+      json.Field("count", uint64_t{r.getCount()});
     } else {
       // Page through the table: a million flows never travel as one message.
       std::string lines;
-      std::vector<std::string> json_pages;
+      json.Key("flows").BeginArray();
       size_t n = 0;
       uint32_t cursor = 0;
       for (;;) {
@@ -576,32 +585,26 @@ class Ctl {
         req.setPageSize(4096);
         auto r = req.send().wait(ws);
         for (auto f : r.getFlows()) {
-          if (json_) {
-            capnp::JsonCodec codec;
-            json_pages.push_back(codec.encode(f).cStr());
-          } else {
-            lines += FlowLine(f);
-          }
+          if (json_) WriteJson(json, capnp::toDynamic(f));
+          else lines += FlowLine(f);
           n++;
         }
         if (r.getDone()) break;
         cursor = r.getNextCursor();
       }
-      if (json_) {
-        std::printf("{\"count\": %zu, \"flows\": [", n);
-        for (size_t i = 0; i < json_pages.size(); i++) std::printf("%s%s", i ? ",\n" : "\n", json_pages[i].c_str());
-        std::printf("]}\n");
-      } else {
-        std::fputs((FlowsHeader(n) + lines).c_str(), stdout);
-      }
+      json.EndArray().Field("count", uint64_t{n});
+      text = FlowsHeader(n) + lines;
     }
     if (flush) {
       auto req = sw.flushFlowsRequest();
       req.setFilter(filter);
       req.setSelector(sel.asReader());
       auto r = req.send().wait(ws);
-      if (!json_) std::printf("flushed %u\n", r.getFlushed());
+      text += "flushed " + std::to_string(r.getFlushed()) + "\n";
+      json.Field("flushed", uint64_t{r.getFlushed()});
     }
+    json.EndObject();
+    std::fputs(json_ ? (json.str() + "\n").c_str() : text.c_str(), stdout);
     return kOk;
   }
 
