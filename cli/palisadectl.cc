@@ -1,11 +1,13 @@
 // palisadectl: the operator's client of palisaded's Cap'n Proto control plane. A thin client:
 // each command is one or a few RPC calls, printed in the shapes of ../shared/FORMATS.md, or as
-// JSON with --json (the results as capnp's JSON codec writes them; 64-bit numbers are strings).
+// JSON with --json (cli/json_output.h: numbers as numbers, ids as strings; `help json` lists
+// each command's keys and types).
 //
 // Exit status: 0 done, 1 the switch refused or failed (its message is printed), 2 usage error.
 #include <cstdlib>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -16,14 +18,15 @@
 #include <string>
 #include <vector>
 
-#include <capnp/compat/json.h>
 #include <capnp/rpc-twoparty.h>
 #include <kj/async-io.h>
 #include <kj/compat/tls.h>
 
 #include "cli/cluster_commands.h"
 #include "cli/input.h"
+#include "cli/json_output.h"
 #include "cli/views.h"
+#include "cluster/intent.capnp.h"
 #include "common/json_writer.h"
 #include "rpc/palisade.capnp.h"
 
@@ -72,6 +75,12 @@ const char* kMainHelp =
     "  exec LINE...                       run one line of the config-file language; JSON reply\n"
     "  migrate PORT --to SOCKET|HOST:PORT [--socket PATH], migrate list|cancel   live migration\n"
     "  cluster status                     this switch's connection to the cluster's etcd\n"
+    "  help [json] [COMMAND]              a command's help; with json, what --json prints\n"
+    "\n"
+    "--json: counters and other quantities are JSON numbers, exact decimal integers (jq and\n"
+    "JavaScript read them as doubles: exact up to 2^53, rounded past it); ids are strings (a\n"
+    "flow's flowId in 16 hex digits, as getflows prints it). Each command's keys and types:\n"
+    "palisadectl help json.\n"
     "\n"
     "Cluster intent, straight to etcd: palisadectl --etcd ENDPOINTS policy|group|vm ...\n"
     "  (policy apply|get|list|delete, group set|get|list|delete, vm label|list; see\n"
@@ -159,6 +168,19 @@ const std::map<std::string, const char*> kHelp = {
      "Usage: palisadectl connection list\n"
      "The clients connected to this switch's RPC socket (CLI sessions, managers, peer switches).\n"},
 };
+
+const char* kJsonHelp =
+    "What palisadectl --json prints, command by command: each value's jq path, its type, and a\n"
+    "note. Every key is in every object (a text or list the switch left empty as \"\" or []), but\n"
+    "of a union only its member in use. Numbers are integers in exact decimal; jq and JavaScript\n"
+    "read them as doubles, exact up to 2^53 (9007199254740992) and rounded to about 16\n"
+    "significant digits past it: a worker's cycle counters get there after about 35 days at\n"
+    "3 GHz, a port's byte counters after about 80 days at 10 Gbit/s. Ids are strings, never\n"
+    "rounded: a flow's flowId in 16 hex digits as getflows prints it, the cluster lease in\n"
+    "decimal as cluster status prints it. For example, the ports that received packets:\n"
+    "  palisadectl --json port stats | jq -r '.ports[] | select(.rxPackets > 0) | .spec.name'\n"
+    "exec prints the switch's own reply (snake_case keys; exec help lists its commands); the\n"
+    "cluster's lists (policy list, group get, group list, vm list) print text only.\n";
 
 class Args {
  public:
@@ -487,8 +509,8 @@ class Ctl {
       const std::string port = args.Next("a port name");
       auto req = sw.cancelMigrationRequest();
       req.setPort(port);
-      req.send().wait(ws);
-      if (!json_) std::printf("cancelled the migration of %s\n", port.c_str());
+      auto r = req.send().wait(ws);
+      Print(r, "cancelled the migration of " + port + "\n");
       return kOk;
     }
     auto req = sw.migrateRequest();
@@ -512,14 +534,14 @@ class Ctl {
     return kOk;
   }
 
-  // Human text, or with --json the whole result as capnp's JSON codec writes it.
+  // Human text, or with --json the whole result (cli/json_output.h).
   template <typename T>
   void Print(capnp::Response<T>& response, const std::string& text) {
     if (json_) {
-      capnp::JsonCodec codec;
-      codec.setPrettyPrint(true);
+      JsonWriter w(/*indent=*/true);
       typename T::Reader reader = response;
-      std::printf("%s\n", codec.encode(reader).cStr());
+      WriteJson(w, capnp::toDynamic(reader));
+      std::printf("%s\n", w.str().c_str());
     } else {
       std::fputs(text.c_str(), stdout);
     }
@@ -556,16 +578,21 @@ class Ctl {
         throw UsageError{"unknown option '" + opt + "'"};
       }
     }
+    // The JSON document is {"flows": [...], "count": N, "flushed": N}, in the order known.
+    std::string text;
+    JsonWriter json(/*indent=*/true);
+    json.BeginObject();
     if (count_only) {
       auto req = sw.countFlowsRequest();
       req.setFilter(filter);
       req.setSelector(sel.asReader());
       auto r = req.send().wait(ws);
-      Print(r, FlowsHeader(r.getCount()));
+      text = FlowsHeader(r.getCount());
+      json.Field("count", uint64_t{r.getCount()});
     } else {
       // Page through the table: a million flows never travel as one message.
       std::string lines;
-      std::vector<std::string> json_pages;
+      json.Key("flows").BeginArray();
       size_t n = 0;
       uint32_t cursor = 0;
       for (;;) {
@@ -576,32 +603,26 @@ class Ctl {
         req.setPageSize(4096);
         auto r = req.send().wait(ws);
         for (auto f : r.getFlows()) {
-          if (json_) {
-            capnp::JsonCodec codec;
-            json_pages.push_back(codec.encode(f).cStr());
-          } else {
-            lines += FlowLine(f);
-          }
+          if (json_) WriteJson(json, capnp::toDynamic(f));
+          else lines += FlowLine(f);
           n++;
         }
         if (r.getDone()) break;
         cursor = r.getNextCursor();
       }
-      if (json_) {
-        std::printf("{\"count\": %zu, \"flows\": [", n);
-        for (size_t i = 0; i < json_pages.size(); i++) std::printf("%s%s", i ? ",\n" : "\n", json_pages[i].c_str());
-        std::printf("]}\n");
-      } else {
-        std::fputs((FlowsHeader(n) + lines).c_str(), stdout);
-      }
+      json.EndArray().Field("count", uint64_t{n});
+      text = FlowsHeader(n) + lines;
     }
     if (flush) {
       auto req = sw.flushFlowsRequest();
       req.setFilter(filter);
       req.setSelector(sel.asReader());
       auto r = req.send().wait(ws);
-      if (!json_) std::printf("flushed %u\n", r.getFlushed());
+      text += "flushed " + std::to_string(r.getFlushed()) + "\n";
+      json.Field("flushed", uint64_t{r.getFlushed()});
     }
+    json.EndObject();
+    std::fputs(json_ ? (json.str() + "\n").c_str() : text.c_str(), stdout);
     return kOk;
   }
 
@@ -669,6 +690,93 @@ class Ctl {
   bool json_;
 };
 
+int CommandHelp(const std::string& cmd) {
+  auto it = kHelp.find(cmd);
+  if (!IsClusterCommand(cmd) && it == kHelp.end()) {  // a usage error, --help or not
+    std::fprintf(stderr, "palisadectl: unknown command '%s'\nTry 'palisadectl --help'.\n", cmd.c_str());
+    return kUsage;
+  }
+  std::fputs(IsClusterCommand(cmd) ? kClusterHelp : it->second, stdout);
+  return kOk;
+}
+
+// `help json [COMMAND]`: what --json prints, from the results' schema (cli/json_output.h).
+int JsonHelp(const std::string& only) {
+  using capnp::Schema;
+  using P = rpc::Palisade;
+  struct Section {
+    std::string commands;  // alternatives, comma-separated
+    std::vector<JsonField> fields;
+  };
+  std::vector<JsonField> flows = DescribeJson(Schema::from<rpc::Flow>(), ".flows[]");
+  flows.push_back({".count", "number", ""});
+  flows.push_back({".flushed", "number", "with -F only"});
+  const std::vector<Section> sections = {
+      {"summarize-dvfilter", DescribeJson(Schema::from<P::SummarizeFiltersResults>())},
+      {"getrules -f FILTER [-s]", DescribeJson(Schema::from<P::GetRulesResults>())},
+      {"getaddrsets -f FILTER", DescribeJson(Schema::from<P::GetAddrSetsResults>())},
+      {"getflows -f FILTER [SELECTORS] [-F]", flows},
+      {"getflows -f FILTER -n [SELECTORS] [-F]",
+       {{".count", "number", ""}, {".flushed", "number", "with -F only"}}},
+      {"firewall show -f FILTER", DescribeJson(Schema::from<P::GetFirewallResults>())},
+      {"port list, port stats [NAME]", DescribeJson(Schema::from<P::ListPortsResults>())},
+      {"worker stats", DescribeJson(Schema::from<P::WorkerStatsResults>())},
+      {"mac show", DescribeJson(Schema::from<P::MacTableResults>())},
+      {"connection list", DescribeJson(Schema::from<P::ConnectionsResults>())},
+      {"log tail [-n N]", DescribeJson(Schema::from<P::TailLogResults>())},
+      {"migrate PORT --to SOCKET|HOST:PORT", DescribeJson(Schema::from<P::MigrateResults>())},
+      {"migrate list", DescribeJson(Schema::from<P::MigrationsResults>())},
+      {"cluster status", DescribeJson(Schema::from<P::ClusterStatusResults>())},
+      {"setrules, setaddrset, firewall set, port add, port del, filter attach, filter detach, "
+       "migrate cancel",
+       {{"{}", "", "nothing but success (exit status 0)"}}},
+      {"policy get NAME (--etcd)", DescribeJson(Schema::from<cluster::Policy>())},
+      {"policy apply, policy delete, group set, group delete, vm label (--etcd)",
+       {{".ok", "bool", ""}, {".message", "string", "what was done, as the text view says it"}}},
+  };
+  std::string out;
+  for (const Section& s : sections) {
+    bool match = only.empty();
+    for (size_t begin = 0, end = 0; !match && end != std::string::npos; begin = end + 2) {
+      end = s.commands.find(", ", begin);
+      const std::string command = s.commands.substr(begin, end - begin);
+      match = command == only || command.rfind(only + " ", 0) == 0;
+    }
+    if (!match) continue;
+    size_t path_width = 0, type_width = 0;
+    for (const JsonField& f : s.fields) {
+      path_width = std::max(path_width, f.path.size());
+      type_width = std::max(type_width, f.type.size());
+    }
+    out += "\n" + s.commands + "\n";
+    for (const JsonField& f : s.fields) {
+      std::string line = "  " + f.path + std::string(path_width - f.path.size() + 2, ' ') + f.type;
+      if (!f.note.empty()) line += std::string(type_width - f.type.size() + 2, ' ') + f.note;
+      out += line.substr(0, line.find_last_not_of(' ') + 1) + "\n";
+    }
+  }
+  if (out.empty()) {
+    std::fprintf(stderr, "palisadectl: no command '%s' prints JSON\nTry 'palisadectl help json'.\n",
+                 only.c_str());
+    return kUsage;
+  }
+  std::fputs(kJsonHelp, stdout);
+  std::fputs(out.c_str(), stdout);
+  return kOk;
+}
+
+// `help`, `help COMMAND`, `help json [COMMAND]`.
+int Help(const std::vector<std::string>& args) {
+  if (args.empty()) {
+    std::fputs(kMainHelp, stdout);
+    return kOk;
+  }
+  if (args[0] == "json" && args.size() <= 2) return JsonHelp(args.size() == 2 ? args[1] : "");
+  if (args.size() == 1) return CommandHelp(args[0]);
+  std::fputs("Usage: palisadectl help [json] [COMMAND]\n", stderr);
+  return kUsage;
+}
+
 int Main(int argc, char** argv) {
   Endpoint endpoint;
   cluster::EtcdOptions etcd;
@@ -713,16 +821,9 @@ int Main(int argc, char** argv) {
   }
   const std::string cmd = argv[i++];
   std::vector<std::string> rest(argv + i, argv + argc);
+  if (cmd == "help") return Help(rest);
   for (const std::string& a : rest) {
-    if (a == "--help" || a == "-h") {
-      auto it = kHelp.find(cmd);
-      if (!IsClusterCommand(cmd) && it == kHelp.end()) {  // a usage error, --help or not
-        std::fprintf(stderr, "palisadectl: unknown command '%s'\nTry 'palisadectl --help'.\n", cmd.c_str());
-        return kUsage;
-      }
-      std::fputs(IsClusterCommand(cmd) ? kClusterHelp : it->second, stdout);
-      return kOk;
-    }
+    if (a == "--help" || a == "-h") return CommandHelp(cmd);
   }
   if (IsClusterCommand(cmd)) {
     try {

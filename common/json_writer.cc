@@ -12,7 +12,19 @@ void JsonWriter::Separate() {
   if (!first_.empty()) {
     if (!first_.back()) out_ += ',';
     first_.back() = false;
+    NewLine();
   }
+}
+
+void JsonWriter::NewLine() {
+  if (indent_) out_ += '\n' + std::string(2 * first_.size(), ' ');
+}
+
+void JsonWriter::End(char close) {
+  const bool empty = first_.back();
+  first_.pop_back();
+  if (!empty) NewLine();
+  out_ += close;
 }
 
 JsonWriter& JsonWriter::BeginObject() {
@@ -23,8 +35,7 @@ JsonWriter& JsonWriter::BeginObject() {
 }
 
 JsonWriter& JsonWriter::EndObject() {
-  out_ += '}';
-  first_.pop_back();
+  End('}');
   return *this;
 }
 
@@ -36,14 +47,13 @@ JsonWriter& JsonWriter::BeginArray() {
 }
 
 JsonWriter& JsonWriter::EndArray() {
-  out_ += ']';
-  first_.pop_back();
+  End(']');
   return *this;
 }
 
 JsonWriter& JsonWriter::Key(std::string_view key) {
   String(key);
-  out_ += ':';
+  out_ += indent_ ? ": " : ":";
   after_key_ = true;
   return *this;
 }
@@ -72,6 +82,12 @@ JsonWriter& JsonWriter::String(std::string_view value) {
 }
 
 JsonWriter& JsonWriter::Uint(uint64_t value) {
+  Separate();
+  out_ += std::to_string(value);
+  return *this;
+}
+
+JsonWriter& JsonWriter::Int(int64_t value) {
   Separate();
   out_ += std::to_string(value);
   return *this;

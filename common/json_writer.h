@@ -1,5 +1,6 @@
-// JsonWriter: builds one compact JSON document in a string. Enough for control replies:
-// objects, arrays, strings, numbers, booleans. Not thread-safe; one writer per reply.
+// JsonWriter: builds one JSON document in a string, compact (control replies) or indented two
+// spaces a level (palisadectl --json). Objects, arrays, strings, numbers, booleans. Not
+// thread-safe; one writer per reply.
 #pragma once
 
 #include <cstdint>
@@ -11,6 +12,8 @@ namespace palisade {
 
 class JsonWriter {
  public:
+  explicit JsonWriter(bool indent = false) : indent_(indent) {}
+
   JsonWriter& BeginObject();
   JsonWriter& EndObject();
   JsonWriter& BeginArray();
@@ -18,6 +21,7 @@ class JsonWriter {
   JsonWriter& Key(std::string_view key);
   JsonWriter& String(std::string_view value);
   JsonWriter& Uint(uint64_t value);
+  JsonWriter& Int(int64_t value);
   JsonWriter& Double(double value);
   JsonWriter& Bool(bool value);
 
@@ -31,6 +35,9 @@ class JsonWriter {
 
  private:
   void Separate();
+  void End(char close);
+  void NewLine();
+  bool indent_;
   std::string out_;
   std::vector<bool> first_;  // per open container: no element written yet
   bool after_key_ = false;

@@ -13,6 +13,7 @@ packages=(
   qemu-system-x86 busybox-static       # QEMU test guests (tests/lib/guest_image.py)
   openssl                              # test certificates for the TLS control plane
   python3-scapy                        # hand-built hostile frames (tests/integration/test_adversarial.py)
+  jq                                   # reads palisadectl --json in tests/integration/test_cli.py
   etcd-server etcd-client              # the cluster's store (cluster/), and its tests
   libgrpc++-dev protobuf-compiler-grpc protobuf-compiler libprotobuf-dev  # etcd's gRPC API
   prometheus python3-prometheus-client # scrapes palisaded's /metrics (tests/integration/test_metrics.py)

@@ -1,9 +1,10 @@
 """palisadectl against the real daemon over Cap'n Proto RPC: the FORMATS.md views, rule and
 address-set round trips, per-rule counters and flows under real guest traffic, errors and exit
-codes."""
+codes, and --json: every value where `palisadectl help json` says, of the type it says."""
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -29,6 +30,46 @@ ip 10.14.0.2,
 }
 """
 FILTER = "nic-1-vm-b-palisade-sfw.2"
+JSON_TYPES = {"number": int, "string": str, "bool": bool}
+
+
+def help_json():
+    """`palisadectl help json` as {command line: [(path, type, note)]}."""
+    out = subprocess.run([PALISADECTL, "help", "json"], capture_output=True, text=True, check=True).stdout
+    sections = {}
+    for block in out.split("\n\n")[1:]:
+        header, *rows = block.strip("\n").split("\n")
+        sections[header] = [tuple(re.split(r"  +", r.strip()) + [""])[:3] for r in rows]
+    return sections
+
+
+def leaf_paths(doc, prefix=""):
+    """The jq paths of every number, string and bool in doc, as help json writes them."""
+    if isinstance(doc, dict):
+        return set().union(*(leaf_paths(v, f"{prefix}.{k}") for k, v in doc.items()))
+    if isinstance(doc, list):
+        return set().union(*(leaf_paths(v, prefix + "[]") for v in doc))
+    return {prefix}
+
+
+def values_at(doc, path):
+    """The values at a jq path like .ports[].spec.ips[], and how many objects on the way lacked
+    the key."""
+    values, missing = [doc], 0
+    for key, each in re.findall(r"\.(\w+)|(\[\])", path):
+        step = []
+        for v in values:
+            if each:
+                assert isinstance(v, list), f"{path}: {v!r} is not an array"
+                step += v
+            else:
+                assert isinstance(v, dict), f"{path}: {v!r} is not an object"
+                if key in v:
+                    step.append(v[key])
+                else:
+                    missing += 1
+        values = step
+    return values, missing
 
 
 class CliTest(unittest.TestCase):
@@ -37,8 +78,9 @@ class CliTest(unittest.TestCase):
         cls.work = Workdir("cli")
         cls.sw = Daemon("cli", cls.work.path).start()
         for n, ip in (("a", "10.14.0.1"), ("b", "10.14.0.2")):
+            # vm-b's --allow gives --json's .spec.allow[] a value to check.
             rc, out, err = cls.sw.cli("port", "add", f"vm-{n}", "--vhost-user", cls.work.join(f"{n}.sock"),
-                                      "--vm", f"vm-{n}", "--ip", ip)
+                                      "--vm", f"vm-{n}", "--ip", ip, *(["--allow", "vlan"] if n == "b" else []))
             assert rc == 0, err
         cls.sw.cli("filter", "attach", "vm-b", "--slot", "2", "--agent", "sfw")
         cls.guests = NamespaceGuests("pcli", [("a", cls.work.join("a.sock"), "10.14.0.1/24"),
@@ -54,8 +96,8 @@ class CliTest(unittest.TestCase):
         cls.work.remove()
         assert rc == 0
 
-    def ok(self, *args, stdin=None):
-        rc, out, err = self.sw.cli(*args, stdin=stdin)
+    def ok(self, *args, stdin=None, json_out=False):
+        rc, out, err = self.sw.cli(*args, stdin=stdin, json_out=json_out)
         self.assertEqual(rc, 0, f"{args}: {err}")
         return out
 
@@ -89,8 +131,9 @@ class CliTest(unittest.TestCase):
             self.assertEqual(fields[11], "EST")
             count = self.ok("getflows", "-f", FILTER, "-n")
             self.assertIn("active(L3,L4)=", count)
-            js = json.loads(self.sw.cli("getflows", "-f", FILTER, "-y", "22", json_out=True)[1])
+            js = json.loads(self.ok("getflows", "-f", FILTER, "-y", "22", json_out=True))
             self.assertEqual(js["flows"][0]["ruleId"], 1006)
+            self.assertEqual(js["flows"][0]["flowId"], fields[0], "the id as the text view prints it")
         finally:
             s.close()
         wait_for(lambda: "INET match PASS web-tier/1006 IN" in self.ok("log", "tail", "-n", "5"), 5,
@@ -150,6 +193,111 @@ class CliTest(unittest.TestCase):
             rc, out, err = self.sw.cli(*args)
             self.assertEqual(rc, 2, args)
             self.assertIn("unknown command 'frobnicate'", err)
+
+    def test_6_json_is_what_help_json_says(self):
+        """Every command's --json against `help json` (generated from the schema): each path
+        there with its type in every object on the way (but unused union members, and .flushed
+        without -F), each path met at least once, counters numbers, ids strings."""
+        a, b = self.guests["a"], self.guests["b"]
+        dst = Daemon("cli-dst", self.work.path).start()
+        s = Session(a)
+        try:
+            self.assertEqual(s.do(f"connect {b.ip} 22 5"), "connected")
+            self.assertEqual(s.do("send hello"), "echo hello")
+            runs = {
+                "summarize-dvfilter": [["summarize-dvfilter"]],
+                "getrules -f FILTER [-s]": [["getrules", "-f", FILTER, "-s"]],
+                "getaddrsets -f FILTER": [["getaddrsets", "-f", FILTER]],
+                "getflows -f FILTER [SELECTORS] [-F]": [["getflows", "-f", FILTER, "-y", "22"],
+                                                        ["getflows", "-f", FILTER, "-y", "1", "-F"]],
+                "getflows -f FILTER -n [SELECTORS] [-F]": [["getflows", "-f", FILTER, "-n"],
+                                                           ["getflows", "-f", FILTER, "-n", "-y", "1", "-F"]],
+                "firewall show -f FILTER": [["firewall", "show", "-f", FILTER]],
+                "port list, port stats [NAME]": [["port", "list"], ["port", "stats"], ["port", "stats", "vm-b"]],
+                "worker stats": [["worker", "stats"]],
+                "mac show": [["mac", "show"]],
+                "connection list": [["connection", "list"]],
+                "log tail [-n N]": [["log", "tail"]],
+                "migrate PORT --to SOCKET|HOST:PORT": [["migrate", "vm-b", "--to", dst.socket,
+                                                        "--socket", self.work.join("b2.sock")]],
+                "migrate list": [["migrate", "list"]],
+                "cluster status": [["cluster", "status"]],
+                "setrules, setaddrset, firewall set, port add, port del, filter attach, filter detach, migrate cancel":
+                    [["setaddrset", "-f", FILTER, "extra", "10.9.0.0/16"],
+                     ["port", "add", "vm-x", "--vhost-user", self.work.join("x.sock")], ["port", "del", "vm-x"],
+                     ["migrate", "cancel", "vm-b"]],
+            }
+            sections = help_json()
+            etcd_only = [h for h in sections if "(--etcd)" in h]
+            self.assertEqual(sorted(set(sections) - set(etcd_only)), sorted(runs), "a run for every section")
+            docs = {}
+            for header, argvs in runs.items():
+                section = [json.loads(self.ok(*argv, json_out=True)) for argv in argvs]
+                docs.update({" ".join(argv): doc for argv, doc in zip(argvs, section)})
+                if sections[header][0][0] == "{}":
+                    self.assertEqual(section, [{}] * len(argvs), header)
+                    continue
+                for argv, doc in zip(argvs, section):
+                    self.assertLessEqual(leaf_paths(doc), {path for path, _, _ in sections[header]},
+                                         f"{argv}: values help json does not name")
+                for path, kind, note in sections[header]:
+                    met = []
+                    for argv, doc in zip(argvs, section):
+                        values, missing = values_at(doc, path)
+                        if not note.startswith("one of") and not (note == "with -F only" and "-F" not in argv):
+                            self.assertEqual(missing, 0, f"{argv}: {path} missing")
+                        for v in values:
+                            self.assertIs(type(v), JSON_TYPES[kind], f"{argv}: {path} = {v!r}, not a {kind}")
+                            if note.startswith("id, "):
+                                self.assertRegex(v, r"^[0-9a-f]{16}$" if "hex" in note else r"^[0-9]+$", path)
+                        met += values
+                    if note.startswith("one of"):  # exactly one member of the union in each object
+                        parent, members = path.rsplit(".", 1)[0], note[len("one of "):].split(", ")
+                        for doc in section:
+                            for obj in values_at(doc, parent)[0]:
+                                self.assertEqual(sum(m in obj for m in members), 1, f"{header}: {parent}")
+                    else:
+                        self.assertTrue(met, f"{header}: nothing at {path} (an empty array?)")
+            # What the issue asked for, spelled out: counters are numbers, ids strings.
+            ports = docs["port stats"]["ports"]
+            self.assertIsInstance(ports[0]["rxPackets"], int)
+            self.assertTrue(all(isinstance(d["packets"], int) for p in ports for d in p["drops"]))
+            self.assertIsInstance(docs["worker stats"]["workers"][0]["busyCycles"], int)
+            flow = docs["getflows -f " + FILTER + " -y 22"]["flows"][0]
+            self.assertIsInstance(flow["origPackets"], int)
+            self.assertRegex(flow["flowId"], r"^[0-9a-f]{16}$")
+            self.assertIsInstance(docs["getrules -f " + FILTER + " -s"]["stats"][0]["inPackets"], int)
+            migration = docs["migrate list"]["migrations"][0]
+            self.assertIsInstance(migration["bulkMillis"], int)
+            self.assertIsInstance(migration["pauseMicros"], int)
+            self.assertIsInstance(docs["cluster status"]["status"]["lease"], str)
+            self.assertEqual(docs["getflows -f " + FILTER + " -y 1 -F"]["flushed"], 0)
+        finally:
+            s.close()
+            self.assertEqual(dst.stop(), 0)
+        # jq reads the counters as numbers (with strings, `+ 0` fails and -e exits 5).
+        stats = self.ok("port", "stats", json_out=True)
+        for program in (".ports[0].rxPackets >= 0", "(.ports | map(.rxPackets) | add) + 0 > 0",
+                        '[.ports[] | .rxPackets, .drops[].packets | type] | unique == ["number"]'):
+            r = subprocess.run(["jq", "-e", program], input=stats, capture_output=True, text=True)
+            self.assertEqual(r.returncode, 0, f"jq -e '{program}': {r.stderr}")
+        r = subprocess.run(["jq", "-r", ".ports[] | select(.rxPackets > 0) | .spec.name"], input=stats,
+                           capture_output=True, text=True)
+        self.assertEqual(r.stdout.split(), ["vm-a", "vm-b"])
+
+    def test_7_help_json(self):
+        for args, code, text in [
+            (["help", "json", "port"], 0, "\nport list, port stats [NAME]\n  .ports[].spec.name"),
+            (["help", "json", "migrate"], 0, "\nmigrate list\n"),
+            (["help", "json", "cancel"], 2, "no command 'cancel' prints JSON"),
+            (["help", "getflows"], 0, "Usage: palisadectl getflows"),
+            (["help"], 0, "help [json] [COMMAND]"),
+        ]:
+            r = subprocess.run([PALISADECTL, *args], capture_output=True, text=True)
+            self.assertEqual(r.returncode, code, args)
+            self.assertIn(text, r.stdout + r.stderr, args)
+        self.assertRegex(subprocess.run([PALISADECTL, "help", "json", "getflows"], capture_output=True,
+                                        text=True).stdout, r"\n  \.flows\[\]\.flowId +string  id, 16 hex digits\n")
 
 
 class TlsTest(unittest.TestCase):
