@@ -114,7 +114,8 @@ class StatefulFilter : public Filter {
 
   // Live migration's delta. StartTracking, before the bulk export, begins remembering changes;
   // TakeDelta hands over the entries created or changed since the start or the previous
-  // delta (as ExportConns gives them) and the keys of entries removed meanwhile; StopTracking
+  // delta (as ExportConns gives them; copied in slices under the lock, never all at once)
+  // and the keys of entries removed meanwhile; StopTracking
   // ends it (migration done or cancelled). The destination applies RemoveConns(removed), then
   // ImportConns(changed).
   void StartTracking();

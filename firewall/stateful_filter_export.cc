@@ -134,12 +134,24 @@ void StatefulFilter::TakeDelta(uint64_t now_ns, std::vector<Conn>* changed,
                                std::vector<ConnKey>* removed) {
   const uint32_t now_s = static_cast<uint32_t>(now_ns / 1000000000ull);
   std::vector<uint32_t> idxs;
-  std::lock_guard lock(lock_);
-  conns_.TakeChanges(&idxs, removed);
+  {
+    std::lock_guard lock(lock_);
+    conns_.TakeChanges(&idxs, removed);
+  }
+  // The entries are copied a slice at a time, so a delta of a million entries never holds the
+  // workers for the whole copy. What changes between slices is tracked for the next delta; a
+  // slot freed and reused meanwhile is copied as its new entry (also tracked), and the old
+  // entry's removal comes in the next delta's removals.
+  constexpr size_t kSlice = 4096;
   changed->reserve(changed->size() + idxs.size());
-  for (size_t i = 0; i < idxs.size(); i++) {
-    if (i + kAhead < idxs.size()) conns_.PrefetchSlot(idxs[i + kAhead]);
-    changed->push_back(Exported(conns_.at(idxs[i]), now_s));
+  for (size_t start = 0; start < idxs.size(); start += kSlice) {
+    std::lock_guard lock(lock_);
+    const size_t end = std::min(idxs.size(), start + kSlice);
+    for (size_t i = start; i < end; i++) {
+      if (i + kAhead < end) conns_.PrefetchSlot(idxs[i + kAhead]);
+      const Conn& c = conns_.at(idxs[i]);
+      if (c.state != ConnState::kFree) changed->push_back(Exported(c, now_s));
+    }
   }
 }
 
