@@ -10,7 +10,7 @@
 #  5. durability: a change saved before its answer against the same change without it, and a
 #     restart's restore of 100,000 and 1,000,000 connections against importing them from memory;
 #  6. rule tables at scale: compile time and memory at 1,000-30,000 rules, and 500 ports sharing
-#     one 10,000-rule table against as many distinct tables.
+#     one 10,000-rule table against as many distinct tables; the classifier against rte_acl.
 # Usage: scripts/bench.sh [--rounds N] [--seconds S] [--micro-only]   (needs root)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -86,3 +86,6 @@ build/bench/durability_bench 2>/dev/null
 echo
 echo "Rule tables at scale (firewall/rule_table.h): compile time and memory, 500 ports sharing one table"
 build/bench/rule_scale_bench
+echo
+echo "The bit-vector classifier against DPDK's rte_acl, same tables (1,000-100,000 rules)"
+build/bench/acl_bench
