@@ -16,6 +16,7 @@ packages=(
   etcd-server etcd-client              # the cluster's store (cluster/), and its tests
   libgrpc++-dev protobuf-compiler-grpc protobuf-compiler libprotobuf-dev  # etcd's gRPC API
   prometheus python3-prometheus-client # scrapes palisaded's /metrics (tests/integration/test_metrics.py)
+  libvirt-daemon-system libvirt-clients # libvirtd and virsh with the hook (tests/integration/test_libvirt.py)
 )
 missing=()
 for p in "${packages[@]}"; do
