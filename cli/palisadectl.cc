@@ -66,7 +66,7 @@ const char* kMainHelp =
     "  setaddrset -f FILTER NAME [ADDR[/LEN]]...   set a static address set\n"
     "  getflows -f FILTER [-n] [-s ADDR[/LEN]] [-d ADDR[/LEN]] [-p PROTO] [-x PORT] [-y PORT] [-F]\n"
     "  firewall show|set -f FILTER ...    connection limit, re-check, timeouts\n"
-    "  port add|del|list|stats ...        ports (vhost-user, uplinks) and their counters\n"
+    "  port add|del|list|show|stats ...   ports (vhost-user, uplinks) and their counters\n"
     "  filter attach|detach PORT --slot N ...\n"
     "  worker stats                       datapath workers, cycles per packet\n"
     "  mac show                           the bridge's learned MACs\n"
@@ -128,10 +128,12 @@ const std::map<std::string, const char*> kHelp = {
      "       palisadectl port add NAME --uplink DEVARGS\n"
      "       palisadectl port del NAME\n"
      "       palisadectl port list\n"
+     "       palisadectl port show NAME\n"
      "       palisadectl port stats [NAME]\n"
      "list: index, type, socket or devargs, mode (server: the switch owns the socket; client:\n"
-     "QEMU does), link, queue pairs, polling worker, VM. stats: packets and bytes received from\n"
-     "and sent to the port, drops in total and by reason.\n"
+     "QEMU does), link, queue pairs, polling worker, VM. show: the same for one port with its\n"
+     "bound MAC, addresses and allowances. stats: packets and bytes received from and sent to\n"
+     "the port, drops in total and by reason.\n"
      "--allow: what the VM may do beyond a guest, all refused by default: send router\n"
      "advertisements and redirects (router), answer DHCP (dhcp-server), send VLAN-tagged\n"
      "frames (vlan; the bridge is not VLAN-aware).\n"},
@@ -628,7 +630,7 @@ class Ctl {
 
   template <typename Out>
   int Port(rpc::Palisade::Client& sw, kj::WaitScope& ws, Args& args, Out&& out) {
-    std::string verb = args.Next("add, del, list or stats");
+    std::string verb = args.Next("add, del, list, show or stats");
     if (verb == "add") {
       auto req = sw.addPortRequest();
       auto spec = req.initSpec();
@@ -672,13 +674,18 @@ class Ctl {
         auto r = req.send().wait(ws);
         out(r, "");
       }
+    } else if (verb == "show") {
+      auto req = sw.listPortsRequest();
+      req.setName(args.Next("a port name"));
+      auto r = req.send().wait(ws);
+      out(r, r.getPorts().size() ? PortDetail(r.getPorts()[0]) : "");
     } else if (verb == "list" || verb == "stats") {
       auto req = sw.listPortsRequest();
       if (verb == "stats" && !args.Done()) req.setName(args.Next(""));
       auto r = req.send().wait(ws);
       out(r, PortTable(r.getPorts(), verb == "stats"));
     } else {
-      throw UsageError{"expected add, del, list or stats, got '" + verb + "'"};
+      throw UsageError{"expected add, del, list, show or stats, got '" + verb + "'"};
     }
     if (!args.Done()) throw UsageError{"unexpected '" + args.Peek() + "'"};
     return kOk;

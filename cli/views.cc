@@ -151,6 +151,33 @@ std::string PortTable(capnp::List<rpc::PortInfo>::Reader ports, bool stats) {
   return Table(rows);
 }
 
+std::string PortDetail(rpc::PortInfo::Reader p) {
+  auto spec = p.getSpec();
+  const bool vhost = spec.isVhostUser();
+  auto list = [](capnp::List<capnp::Text>::Reader items) {
+    std::string out;
+    for (auto t : items) out += (out.empty() ? "" : " ") + S(t);
+    return out.empty() ? std::string("-") : out;
+  };
+  std::vector<std::vector<std::string>> rows = {
+      {"port:", S(spec.getName())},
+      {"index:", std::to_string(p.getIndex())},
+      {"type:", vhost ? "vhost-user" : "uplink"},
+      {vhost ? "socket:" : "devargs:", vhost ? S(spec.getVhostUser()) : S(spec.getUplink())}};
+  if (vhost) {
+    rows.push_back({"mode:", spec.getClient() ? "client (QEMU owns the socket)"
+                                              : "server (the switch owns the socket)"});
+  }
+  rows.push_back({"link:", p.getLink() ? "up" : "down"});
+  rows.push_back({"queues:", std::to_string(p.getQueuePairs())});
+  rows.push_back({"worker:", std::to_string(p.getWorker())});
+  rows.push_back({"vm:", spec.getVm().size() ? S(spec.getVm()) : "-"});
+  rows.push_back({"mac:", spec.getMac().size() ? S(spec.getMac()) : "-"});
+  rows.push_back({"ips:", list(spec.getIps())});
+  rows.push_back({"allow:", list(spec.getAllow())});
+  return Table(rows);
+}
+
 std::string WorkerTable(capnp::List<rpc::WorkerStats>::Reader workers) {
   std::vector<std::vector<std::string>> rows = {
       {"WORKER", "RX-PKTS", "TX-PKTS", "BUSY-CYCLES", "IDLE-CYCLES", "CYCLES/PKT", "BUSY"}};

@@ -14,6 +14,8 @@ std::string RuleStatsLines(capnp::List<rpc::RuleStats>::Reader stats);
 std::string FlowsHeader(size_t active);
 std::string FlowLine(rpc::Flow::Reader f);
 std::string PortTable(capnp::List<rpc::PortInfo>::Reader ports, bool stats);
+// One port's bindings: socket and mode, link, VM, MAC, addresses, allowances.
+std::string PortDetail(rpc::PortInfo::Reader port);
 std::string WorkerTable(capnp::List<rpc::WorkerStats>::Reader workers);
 std::string MacTable(capnp::List<rpc::MacEntry>::Reader macs, uint32_t ageing);
 std::string FirewallView(const std::string& filter, rpc::FirewallOptions::Reader o);

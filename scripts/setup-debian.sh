@@ -18,6 +18,7 @@ packages=(
   libgrpc++-dev protobuf-compiler-grpc protobuf-compiler libprotobuf-dev  # etcd's gRPC API
   prometheus python3-prometheus-client # scrapes palisaded's /metrics (tests/integration/test_metrics.py)
   dpkg-dev systemd                     # the Debian package (scripts/build-deb.sh) and its unit's check
+  libvirt-daemon-system libvirt-clients # libvirtd and virsh with the hook (tests/integration/test_libvirt.py)
 )
 missing=()
 for p in "${packages[@]}"; do

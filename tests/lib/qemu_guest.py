@@ -73,11 +73,16 @@ class QemuGuest:
         self.sock = None
         self.buf = b""
 
-    def argv(self):
-        kernel, initrd = image()
+    def kernel_cmdline(self):
+        """The test image's kernel command line: its address and listeners (tests/guest/init)."""
         append = f"console=ttyS0 quiet loglevel=1 panic=-1 palisade.ip={self.cidr}"
         if self.listen:
             append += " palisade.listen=" + ",".join(str(p) for p in self.listen)
+        return append
+
+    def argv(self):
+        kernel, initrd = image()
+        append = self.kernel_cmdline()
         server = ",server=on,wait=off" if self.mode == "client" else ""
         return [QEMU, "-machine", "pc", "-accel", "tcg", "-cpu", "max", "-smp", "1",
                 "-m", f"{self.memory}M", "-nodefaults", "-display", "none", "-no-reboot",
@@ -102,9 +107,17 @@ class QemuGuest:
             QemuGuest._mem_users.setdefault(self.mem_path, set()).add(self)
         with open(self.log_path, "w") as log:
             self.proc = subprocess.Popen(self.argv(), stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 20
+        return self.connect_console()
+
+    def connect_console(self, timeout=20):
+        """Connects to the guest's serial console at console_path, which its QEMU listens on:
+        the one start() runs, or one that another manager (libvirt) started with
+        <serial type='unix'><source mode='bind' path=console_path/>."""
+        deadline = time.monotonic() + timeout
         while not os.path.exists(self.console_path):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
+            if (self.proc and self.proc.poll() is not None) or time.monotonic() > deadline:
+                if not self.proc:
+                    raise RuntimeError(f"qemu {self.name}: no console at {self.console_path} after {timeout}s")
                 with open(self.log_path) as log:
                     raise RuntimeError(f"qemu {self.name} did not start: {log.read()}")
             time.sleep(0.05)
