@@ -32,6 +32,11 @@ class CommandLineTest(unittest.TestCase):
     def tearDown(self):
         self.work.remove()
 
+    def kept(self, instance):
+        """What the instance keeps goes under the test's directory, not the machine's defaults."""
+        return ["--state-dir", self.work.join(f"{instance}.d"), "--state-file", self.work.join(f"{instance}.state"),
+                "--conn-dir", self.work.join(f"{instance}.conns")]
+
     def assertLeftNothing(self, instance, sock):
         self.assertFalse(os.path.exists(sock), "no control socket left")
         self.assertFalse(os.path.exists(f"/var/run/dpdk/palisade-{instance}"), "no EAL files left")
@@ -60,7 +65,7 @@ class CommandLineTest(unittest.TestCase):
         with open(conf, "w") as f:
             f.write(f"port add a --vhost-user {self.work.join('a.sock')}\n\nport add b --vhost-usr /x\n")
         sock = self.work.join("cfg.sock")
-        r = run("--instance", "cfg", "--socket", sock, "--hugepages", "off", "--config", conf)
+        r = run("--instance", "cfg", "--socket", sock, "--hugepages", "off", "--config", conf, *self.kept("cfg"))
         self.assertEqual(r.returncode, 1)
         self.assertIn(f"{conf}:3:12: unknown option '--vhost-usr'", r.stderr)
         self.assertLeftNothing("cfg", sock)
@@ -73,7 +78,7 @@ class CommandLineTest(unittest.TestCase):
             f.write("port add b --vhost-user /nonexistent-dir/b.sock\n")
         sock = self.work.join("cfg2.sock")
         r = run("--instance", "cfg2", "--socket", sock, "--hugepages", "off", "--memory", "256",
-                "--config", conf)
+                "--config", conf, *self.kept("cfg2"))
         self.assertEqual(r.returncode, 1)
         self.assertIn("command 2 failed", r.stderr)
         self.assertIn("/nonexistent-dir/b.sock", r.stderr)
@@ -88,7 +93,7 @@ class CommandLineTest(unittest.TestCase):
     def test_second_daemon_on_the_same_socket_is_refused(self):
         first = Daemon("first", self.work.path).start()
         try:
-            r = run("--instance", "second", "--socket", first.socket, "--hugepages", "off")
+            r = run("--instance", "second", "--socket", first.socket, "--hugepages", "off", *self.kept("second"))
             self.assertEqual(r.returncode, 1)
             self.assertIn(f"{first.socket} is in use by another process", r.stderr)
             self.assertTrue(first.ctl("port list")["ok"], "the first one is untouched")
@@ -110,7 +115,7 @@ class CommandLineTest(unittest.TestCase):
         if hugepages_free():
             self.skipTest("this machine has hugepages")
         sock = self.work.join("huge.sock")
-        r = run("--instance", "nohuge", "--socket", sock, "--hugepages", "on")
+        r = run("--instance", "nohuge", "--socket", sock, "--hugepages", "on", *self.kept("nohuge"))
         self.assertEqual(r.returncode, 1)
         self.assertIn("--hugepages on: no hugetlbfs mount with free pages", r.stderr)
         self.assertLeftNothing("nohuge", sock)
