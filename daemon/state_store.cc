@@ -131,8 +131,8 @@ void StateStore::Restore() {
         if (!p.moved_to.empty()) {
           Log(LogLevel::kWarning,
               "port %s: its guest was being handed over to %s when the switch stopped: the port stays closed "
-              "until the guest starts here again (delete it once the guest runs there)",
-              p.spec.name.c_str(), p.moved_to.c_str());
+              "until %s says where the guest is, or the guest starts here again",
+              p.spec.name.c_str(), p.moved_to.c_str(), p.moved_to.c_str());
         }
       }
       Log(LogLevel::kInfo, "restored the configuration of %zu port(s) from %s", configured.size(),

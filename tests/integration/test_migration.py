@@ -67,6 +67,21 @@ def flow_ids(sw, port):
     return {f["flow_id"]: f for f in sw.ctl(f"flows show {port} --dport 22")["flows"]}
 
 
+def two_hosts(h1, h2, work, up1, up2, net, b_client=False):
+    """Uplinks (name, link) on each switch; A's and B's ports on h1 with their rules (B's with
+    --client when its guest owns the socket)."""
+    for sw, (name, link) in ((h1, up1), (h2, up2)):
+        sw.ctl(f"port add uplink --uplink net_af_packet_{name},iface={link}")
+    h1.ctl(f"port add vm-a --vhost-user {work.join('a.sock')} --vm web-01 --ip {net}.1 --mac {MAC_A}")
+    client = " --client" if b_client else ""
+    h1.ctl(f"port add vm-b --vhost-user {work.join('b.sock')}{client} --vm db-01 --ip {net}.2")
+    for port, text in (("vm-a", RULES_A), ("vm-b", RULES_B)):
+        with open(work.join(port + ".rules"), "w") as f:
+            f.write(text)
+        h1.ctl(f"filter attach {port} --slot 2 --agent sfw")
+        h1.ctl(f"rules load {port} {work.join(port + '.rules')}")
+
+
 class MigrationTest(unittest.TestCase):
     def test_live_migration_cut_over_cancel_and_resume(self):
         work = Workdir("mig")
@@ -82,15 +97,7 @@ class MigrationTest(unittest.TestCase):
         a = b = server = None
         sessions = []
         try:
-            h1.ctl("port add uplink --uplink net_af_packet_m1,iface=pmig0")
-            h2.ctl("port add uplink --uplink net_af_packet_m2,iface=pmig1")
-            h1.ctl(f"port add vm-a --vhost-user {work.join('a.sock')} --vm web-01 --ip 10.16.0.1 --mac {MAC_A}")
-            h1.ctl(f"port add vm-b --vhost-user {work.join('b.sock')} --vm db-01 --ip 10.16.0.2")
-            for port, text in (("vm-a", RULES_A), ("vm-b", RULES_B)):
-                with open(work.join(port + ".rules"), "w") as f:
-                    f.write(text)
-                h1.ctl(f"filter attach {port} --slot 2 --agent sfw")
-                h1.ctl(f"rules load {port} {work.join(port + '.rules')}")
+            two_hosts(h1, h2, work, ("m1", "pmig0"), ("m2", "pmig1"), "10.16.0")
             b = NamespaceGuests("pmb", [("b", work.join("b.sock"), "10.16.0.2/24")], mac_index=1)
             a = NamespaceGuests("pma", [("a", work.join("a.sock"), "10.16.0.1/24")])
             server = echo_server(b["b"], 22)
@@ -266,15 +273,7 @@ class MigrationTest(unittest.TestCase):
         h2 = Daemon("cut2", work.path, env={"PALISADE_FAULT": "final-delta-applied"}).start()
         a = b = server = session = None
         try:
-            h1.ctl("port add uplink --uplink net_af_packet_c1,iface=pcut0")
-            h2.ctl("port add uplink --uplink net_af_packet_c2,iface=pcut1")
-            h1.ctl(f"port add vm-a --vhost-user {work.join('a.sock')} --vm web-01 --ip 10.18.0.1 --mac {MAC_A}")
-            h1.ctl(f"port add vm-b --vhost-user {work.join('b.sock')} --client --vm db-01 --ip 10.18.0.2")
-            for port, text in (("vm-a", RULES_A), ("vm-b", RULES_B)):
-                with open(work.join(port + ".rules"), "w") as f:
-                    f.write(text)
-                h1.ctl(f"filter attach {port} --slot 2 --agent sfw")
-                h1.ctl(f"rules load {port} {work.join(port + '.rules')}")
+            two_hosts(h1, h2, work, ("c1", "pcut0"), ("c2", "pcut1"), "10.18.0", b_client=True)
             # B owns its socket, so it reattaches to a restarted h1 by itself.
             b = server_mode_guests("pcb", [("b", work.join("b.sock"), "10.18.0.2/24")], mac_index=1)
             a = NamespaceGuests("pca", [("a", work.join("a.sock"), "10.18.0.1/24")])
