@@ -3,6 +3,7 @@
 #include <capnp/schema.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <set>
 
 #include "common/kj_errors.h"
@@ -26,14 +27,12 @@ class PalisadeImpl final : public Palisade::Server {
         self_(kj::mv(self)) {}
 
   // A client that goes away without stopping its captures (killed, disconnected): they stop.
+  // Jobs run in order, so this comes after any capture this connection started, even one whose
+  // answer never reached it.
   ~PalisadeImpl() {
-    for (uint64_t id : captures_) {
-      Switch* sw = sw_;
-      q_->Post([sw, id]() {
-        CaptureTotals totals;
-        (void)sw->StopCapture(id, &totals);
-      });
-    }
+    Switch* sw = sw_;
+    const uint64_t owner = owner_;
+    q_->Post([sw, owner]() { sw->StopCaptures(owner); });
   }
 
   // Every call meets the caller's role first (rpc/roles.h): one place, whatever the method.
@@ -428,7 +427,7 @@ class PalisadeImpl final : public Palisade::Server {
     spec.count = p.getCount();
     return q_->Run<uint64_t>([this, spec]() {
       uint64_t id = 0;
-      Check(sw_->StartCapture(spec, &id));
+      Check(sw_->StartCapture(spec, owner_, &id));
       return id;
     }).then([this, context](uint64_t id) mutable {
       captures_.insert(id);
@@ -500,6 +499,9 @@ class PalisadeImpl final : public Palisade::Server {
   const cluster::ClusterAgent* cluster_;
   std::shared_ptr<ConnectionRecord> self_;
   std::set<uint64_t> captures_;  // started on this connection and not stopped
+  // Tells this connection's captures apart from others' (Switch::StopCaptures): its record's
+  // address, unique while it lives; reused only after our StopCaptures job is queued.
+  const uint64_t owner_ = reinterpret_cast<uintptr_t>(self_.get());
 };
 
 // pre, post or post:N (1-255).

@@ -228,10 +228,13 @@ class Switch {
   // capture per port at a time. Start turns it on at once (the workers see it at their next
   // batch); Read hands over what was recorded (up to max), stopping the capture once its count
   // is delivered; Stop turns it off, waits for the workers to let go, and forgets it.
-  Status StartCapture(const CaptureSpec& spec, uint64_t* id);
+  // owner: who started it (a control connection), for StopCaptures.
+  Status StartCapture(const CaptureSpec& spec, uint64_t owner, uint64_t* id);
   Status ReadCapture(uint64_t id, size_t max, std::vector<CaptureRecord>* out,
                      CaptureTotals* totals);
   Status StopCapture(uint64_t id, CaptureTotals* totals);
+  // Stops every capture `owner` started: its connection closed.
+  void StopCaptures(uint64_t owner);
   // Wall-clock time (ns since the epoch) of the switch's monotonic clock value now_ns.
   int64_t WallNs(uint64_t now_ns) const { return static_cast<int64_t>(now_ns) + wall_offset_ns_; }
   uint32_t mac_ageing_s() const { return bridge_->ageing_s(); }
@@ -279,6 +282,7 @@ class Switch {
   struct CaptureState {
     std::unique_ptr<Capture> capture;
     uint16_t index;      // the port's
+    uint64_t owner;
     uint64_t delivered = 0;
     bool active = true;  // captures_[index] points to it
   };

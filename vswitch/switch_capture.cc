@@ -3,7 +3,7 @@
 
 namespace palisade {
 
-Status Switch::StartCapture(const CaptureSpec& spec, uint64_t* id) {
+Status Switch::StartCapture(const CaptureSpec& spec, uint64_t owner, uint64_t* id) {
   auto it = ports_.find(spec.port);
   if (it == ports_.end()) return Status::NotFound("no port '" + spec.port + "'");
   if (spec.snaplen == 0 || spec.snaplen > kCaptureMaxBytes) {
@@ -23,6 +23,7 @@ Status Switch::StartCapture(const CaptureSpec& spec, uint64_t* id) {
   CaptureState state;
   state.capture = std::make_unique<Capture>(spec, static_cast<uint16_t>(workers_.size()));
   state.index = index;
+  state.owner = owner;
   captures_[index].store(state.capture.get(), std::memory_order_release);
   *id = next_capture_id_++;
   capture_states_.emplace(*id, std::move(state));
@@ -62,6 +63,17 @@ Status Switch::StopCapture(uint64_t id, CaptureTotals* totals) {
   totals->ended = true;
   capture_states_.erase(it);
   return Status::Ok();
+}
+
+void Switch::StopCaptures(uint64_t owner) {
+  for (auto it = capture_states_.begin(); it != capture_states_.end();) {
+    if (it->second.owner == owner) {
+      EndCapture(it->second);
+      it = capture_states_.erase(it);
+    } else {
+      ++it;
+    }
+  }
 }
 
 }  // namespace palisade
