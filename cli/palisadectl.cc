@@ -4,7 +4,10 @@
 // each command's keys and types).
 //
 // Exit status: 0 done, 1 the switch refused or failed (its message is printed), 2 usage error.
+#include <cerrno>
+#include <csignal>
 #include <cstdlib>
+#include <signal.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -25,6 +28,7 @@
 #include "cli/cluster_commands.h"
 #include "cli/input.h"
 #include "cli/json_output.h"
+#include "cli/pcapng.h"
 #include "cli/views.h"
 #include "cluster/intent.capnp.h"
 #include "common/json_writer.h"
@@ -34,6 +38,8 @@ namespace palisade::cli {
 namespace {
 
 constexpr int kOk = 0, kSwitchError = 1, kUsage = 2;
+
+volatile std::sig_atomic_t stop_capture = 0;  // SIGINT or SIGTERM during `capture`
 
 // The switch's own message in an error it raised, without the prefixes capnp adds.
 std::string SwitchError(const kj::Exception& e) {
@@ -74,6 +80,8 @@ const char* kMainHelp =
     "  log tail [-n N]                    the packet log's last lines (default 20)\n"
     "  exec LINE...                       run one line of the config-file language; JSON reply\n"
     "  migrate PORT --to SOCKET|HOST:PORT [--socket PATH], migrate list|cancel   live migration\n"
+    "  capture PORT --point pre|post[:SLOT] [--dir in|out|both] [-c N] [--snaplen N] -w FILE|-\n"
+    "                                     a port's packets before/after its filters, as pcapng\n"
     "  cluster status                     this switch's connection to the cluster's etcd\n"
     "  help [json] [COMMAND]              a command's help; with json, what --json prints\n"
     "\n"
@@ -166,6 +174,18 @@ const std::map<std::string, const char*> kHelp = {
      "Runs one line of palisaded's config-file language (e.g. 'port stats', 'mac flush',\n"
      "'set mac-ageing 60'; 'exec help' lists them) and prints the JSON reply,\n"
      "{\"ok\":true,...} or {\"ok\":false,\"error\":\"...\"} (exit status 1).\n"},
+    {"capture",
+     "Usage: palisadectl capture PORT --point pre|post[:SLOT] [--dir in|out|both] [-c COUNT]\n"
+     "                           [--snaplen N] -w FILE|-\n"
+     "Captures PORT's packets at a point of its filter chain into a pcapng file (- : standard\n"
+     "output, for tcpdump -r - or tshark -r -). pre: as they enter the chain (every packet);\n"
+     "post: after the whole chain (what passed); post:SLOT: after that slot (what it and the\n"
+     "slots before it passed). --dir: in (toward the VM), out (from it), both (default).\n"
+     "Each packet carries a comment: port=NAME dir=in|out point=POINT verdict=pass|drop|consumed\n"
+     "[reason=REASON], the verdict being what the whole chain did with it. Stops after COUNT\n"
+     "packets, on Ctrl-C, or when the port is removed, and prints 'N packets captured, M lost' on\n"
+     "stderr (lost: the switch's per-worker buffer was full). --snaplen: bytes kept per packet,\n"
+     "1-2048 (default 2048). One capture per port at a time.\n"},
     {"connection",
      "Usage: palisadectl connection list\n"
      "The clients connected to this switch's RPC socket (CLI sessions, managers, peer switches).\n"},
@@ -438,6 +458,8 @@ class Ctl {
       out(r, text);
     } else if (cmd == "migrate") {
       return Migrate(sw, ws, args);
+    } else if (cmd == "capture") {
+      return Capture(sw, ws, args);
     } else if (cmd == "exec") {
       std::string line;
       while (!args.Done()) line += (line.empty() ? "" : " ") + args.Next("");
@@ -496,6 +518,85 @@ class Ctl {
       throw UsageError{"unknown command '" + cmd + "' (see palisadectl --help)"};
     }
     if (!args.Done()) throw UsageError{"unexpected '" + args.Peek() + "'"};
+    return kOk;
+  }
+
+  // Packet capture at a point of a port's IOChain into a pcapng file (cli/pcapng.h): starts it,
+  // reads what the switch recorded every 50 ms until the count is reached, the port goes, or
+  // SIGINT/SIGTERM (or a closed output) stops it; then stops it and prints the totals on stderr.
+  int Capture(rpc::Palisade::Client& sw, kj::WaitScope& ws, Args& args) {
+    const std::string port = args.Next("a port name");
+    std::string point, dir = "both", file;
+    uint32_t count = 0, snaplen = 2048;
+    while (!args.Done()) {
+      std::string opt = args.Next("");
+      if (opt == "--point") point = args.Next("pre, post or post:SLOT after --point");
+      else if (opt == "--dir") dir = args.Next("in, out or both after --dir");
+      else if (opt == "-c") count = args.Number("a packet count after -c", 1000000000);
+      else if (opt == "--snaplen") snaplen = args.Number("a snap length after --snaplen", 2048);
+      else if (opt == "-w") file = args.Next("a file name or - after -w");
+      else throw UsageError{"unknown option '" + opt + "'"};
+    }
+    if (point.empty()) throw UsageError{"expected --point pre|post|post:SLOT"};
+    if (file.empty()) throw UsageError{"expected -w FILE (- for standard output)"};
+    if (dir != "in" && dir != "out" && dir != "both") {
+      throw UsageError{"--dir takes in, out or both, got '" + dir + "'"};
+    }
+    if (snaplen == 0) throw UsageError{"--snaplen takes 1-2048"};
+    std::FILE* f = file == "-" ? stdout : std::fopen(file.c_str(), "wb");
+    if (f == nullptr) throw UsageError{file + ": cannot create: " + std::strerror(errno)};
+    auto write = [f](const std::string& block) {
+      return std::fwrite(block.data(), 1, block.size(), f) == block.size();
+    };
+
+    auto start = sw.startCaptureRequest();
+    start.setPort(port);
+    start.setPoint(point);
+    start.setDir(dir);
+    start.setSnaplen(snaplen);
+    start.setCount(count);
+    const uint64_t id = start.send().wait(ws).getId();
+
+    // From here a signal stops the capture cleanly instead of killing the process.
+    struct sigaction sa {};
+    sa.sa_handler = [](int) { stop_capture = 1; };
+    sigaction(SIGINT, &sa, nullptr);
+    sigaction(SIGTERM, &sa, nullptr);
+    signal(SIGPIPE, SIG_IGN);  // a reader that goes away (tshark -r - quit) ends the capture
+
+    bool ok = write(pcapng::SectionHeader()) && write(pcapng::InterfaceDescription(port, snaplen));
+    ok = ok && std::fflush(f) == 0;
+    const std::string where = " point=" + point;
+    while (ok && !stop_capture) {
+      auto req = sw.readCaptureRequest();
+      req.setId(id);
+      req.setMax(1024);
+      auto r = req.send().wait(ws);
+      for (auto p : r.getPackets()) {
+        std::string comment = "port=" + port + " dir=" + p.getDir().cStr() + where +
+                              " verdict=" + p.getVerdict().cStr();
+        if (p.getReason().size() > 0) comment += std::string(" reason=") + p.getReason().cStr();
+        auto data = p.getData();
+        ok = ok && write(pcapng::EnhancedPacket(
+                       0, p.getTimeNanos(),
+                       std::string_view(reinterpret_cast<const char*>(data.begin()), data.size()),
+                       p.getLength(), comment));
+      }
+      ok = ok && std::fflush(f) == 0;
+      if (r.getEnded()) break;
+      if (r.getPackets().size() == 0) io_->provider->getTimer().afterDelay(50 * kj::MILLISECONDS).wait(ws);
+    }
+    auto stop = sw.stopCaptureRequest();
+    stop.setId(id);
+    auto totals = stop.send().wait(ws);
+    if (f != stdout) ok = std::fclose(f) == 0 && ok;
+    std::fprintf(stderr, "%llu packets captured, %llu lost\n",
+                 static_cast<unsigned long long>(totals.getCaptured()),
+                 static_cast<unsigned long long>(totals.getLost()));
+    if (!ok && !stop_capture) {
+      std::fprintf(stderr, "palisadectl: capture: cannot write %s\n", file.c_str());
+      return kSwitchError;
+    }
     return kOk;
   }
 

@@ -165,6 +165,16 @@ struct ClusterStatus {
   endpoints @11 :Text;
 }
 
+# One packet a capture recorded (palisadectl capture).
+struct CapturedPacket {
+  timeNanos @0 :Int64;         # wall clock, ns since the epoch (the worker's clock, converted)
+  length @1 :UInt32;           # the packet's length; data holds at most snaplen bytes of it
+  dir @2 :Text;                # in (toward the VM) or out (from the VM)
+  verdict @3 :Text;            # what the port's chain did with it: pass, drop, consumed
+  reason @4 :Text;             # for drop: fail-closed, rule, SpoofGuard, ...; else empty
+  data @5 :Data;
+}
+
 interface Palisade {
   # Ports.
   addPort @0 (spec :PortSpec) -> ();
@@ -242,4 +252,16 @@ interface Palisade {
   # Switch to switch: the guest of `port` started again at the caller, the source: the copy
   # arriving here from the caller is discarded (a port already running here is kept).
   reclaim @29 (port :Text) -> ();
+
+  # Packet capture at a point of a port's IOChain: point pre (as packets enter the chain; every
+  # packet, with the chain's verdict), post (what passed the whole chain) or post:N (what passed
+  # every slot up to N); dir in, out or both; snaplen 1-2048 bytes per packet; count 0: until
+  # stopped. One capture per port at a time. The caller reads until `ended` (count delivered,
+  # or port removed) or stops it; a capture still on when its connection closes is stopped.
+  # Packets the workers could not hand over in time (ring full) are counted in `lost`.
+  startCapture @30 (port :Text, point :Text, dir :Text, snaplen :UInt32, count :UInt64)
+      -> (id :UInt64);
+  readCapture @31 (id :UInt64, max :UInt32)
+      -> (packets :List(CapturedPacket), captured :UInt64, lost :UInt64, ended :Bool);
+  stopCapture @32 (id :UInt64) -> (captured :UInt64, lost :UInt64);
 }

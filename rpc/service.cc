@@ -2,6 +2,10 @@
 
 #include <capnp/schema.h>
 
+#include <algorithm>
+#include <cstdint>
+#include <set>
+
 #include "common/kj_errors.h"
 #include "migration/port_state.h"
 #include "rpc/convert.h"
@@ -11,6 +15,8 @@
 namespace palisade::rpc {
 namespace {
 
+Status ParseCapturePoint(const std::string& text, CaptureSpec* spec);
+
 class PalisadeImpl final : public Palisade::Server {
  public:
   // One per client connection: `self` is that connection's entry in the connection list.
@@ -19,6 +25,15 @@ class PalisadeImpl final : public Palisade::Server {
                std::shared_ptr<ConnectionRecord> self)
       : sw_(sw), q_(queue), connections_(connections), migrations_(migrations), cluster_(cluster),
         self_(kj::mv(self)) {}
+
+  // A client that goes away without stopping its captures (killed, disconnected): they stop.
+  // Jobs run in order, so this comes after any capture this connection started, even one whose
+  // answer never reached it.
+  ~PalisadeImpl() {
+    Switch* sw = sw_;
+    const uint64_t owner = owner_;
+    q_->Post([sw, owner]() { sw->StopCaptures(owner); });
+  }
 
   // Every call meets the caller's role first (rpc/roles.h): one place, whatever the method.
   DispatchCallResult dispatchCall(uint64_t interface_id, uint16_t method_id,
@@ -395,6 +410,81 @@ class PalisadeImpl final : public Palisade::Server {
     });
   }
 
+  kj::Promise<void> startCapture(StartCaptureContext context) override {
+    auto p = context.getParams();
+    CaptureSpec spec;
+    spec.port = Str(p.getPort());
+    Check(ParseCapturePoint(Str(p.getPoint()), &spec));
+    const std::string dir = Str(p.getDir());
+    if (dir == "in") {
+      spec.out = false;
+    } else if (dir == "out") {
+      spec.in = false;
+    } else if (dir != "both" && !dir.empty()) {
+      Check(Status::Invalid("capture direction must be in, out or both, not '" + dir + "'"));
+    }
+    spec.snaplen = p.getSnaplen();
+    spec.count = p.getCount();
+    return q_->Run<uint64_t>([this, spec]() {
+      uint64_t id = 0;
+      Check(sw_->StartCapture(spec, owner_, &id));
+      return id;
+    }).then([this, context](uint64_t id) mutable {
+      captures_.insert(id);
+      context.getResults().setId(id);
+    });
+  }
+
+  kj::Promise<void> readCapture(ReadCaptureContext context) override {
+    const uint64_t id = context.getParams().getId();
+    if (!captures_.count(id)) Check(Status::NotFound("no capture " + std::to_string(id) + " of this connection"));
+    const size_t max = std::clamp<size_t>(context.getParams().getMax(), 1, 1024);
+    struct Out {
+      std::vector<CaptureRecord> records;
+      CaptureTotals totals;
+      int64_t wall_offset;
+    };
+    return q_->Run<Out>([this, id, max]() {
+      Out o;
+      Check(sw_->ReadCapture(id, max, &o.records, &o.totals));
+      o.wall_offset = sw_->WallNs(0);
+      return o;
+    }).then([context](Out o) mutable {
+      auto r = context.getResults();
+      r.setCaptured(o.totals.captured);
+      r.setLost(o.totals.lost);
+      r.setEnded(o.totals.ended);
+      auto list = r.initPackets(static_cast<unsigned>(o.records.size()));
+      for (unsigned i = 0; i < o.records.size(); i++) {
+        const CaptureRecord& c = o.records[i];
+        list[i].setTimeNanos(static_cast<int64_t>(c.now_ns) + o.wall_offset);
+        list[i].setLength(c.len);
+        list[i].setDir(c.dir == Direction::kIn ? "in" : "out");
+        list[i].setVerdict(c.verdict == Verdict::kPass ? "pass"
+                           : c.verdict == Verdict::kDrop ? "drop"
+                                                         : "consumed");
+        if (c.verdict == Verdict::kDrop) {
+          list[i].setReason(DropReasonName(c.reason == DropReason::kNone ? DropReason::kFilter : c.reason));
+        }
+        list[i].setData(kj::arrayPtr(c.data, c.caplen));
+      }
+    });
+  }
+
+  kj::Promise<void> stopCapture(StopCaptureContext context) override {
+    const uint64_t id = context.getParams().getId();
+    if (!captures_.count(id)) Check(Status::NotFound("no capture " + std::to_string(id) + " of this connection"));
+    captures_.erase(id);
+    return q_->Run<CaptureTotals>([this, id]() {
+      CaptureTotals t;
+      Check(sw_->StopCapture(id, &t));
+      return t;
+    }).then([context](CaptureTotals t) mutable {
+      context.getResults().setCaptured(t.captured);
+      context.getResults().setLost(t.lost);
+    });
+  }
+
   kj::Promise<void> reclaim(ReclaimContext context) override {
     migrations_->Reclaim(Str(context.getParams().getPort()), self_->name);
     return kj::READY_NOW;
@@ -408,7 +498,33 @@ class PalisadeImpl final : public Palisade::Server {
   migration::MigrationService* migrations_;
   const cluster::ClusterAgent* cluster_;
   std::shared_ptr<ConnectionRecord> self_;
+  std::set<uint64_t> captures_;  // started on this connection and not stopped
+  // Tells this connection's captures apart from others' (Switch::StopCaptures): its record's
+  // address, unique while it lives; reused only after our StopCaptures job is queued.
+  const uint64_t owner_ = reinterpret_cast<uintptr_t>(self_.get());
 };
+
+// pre, post or post:N (1-255).
+Status ParseCapturePoint(const std::string& text, CaptureSpec* spec) {
+  if (text == "pre") {
+    spec->point = CapturePoint::kPre;
+    return Status::Ok();
+  }
+  if (text == "post") {
+    spec->point = CapturePoint::kPost;
+    return Status::Ok();
+  }
+  if (text.rfind("post:", 0) == 0 && text.size() > 5 && text.size() <= 8 &&
+      text.find_first_not_of("0123456789", 5) == std::string::npos) {
+    const int slot = std::stoi(text.substr(5));
+    if (slot >= 1 && slot <= 255) {
+      spec->point = CapturePoint::kPost;
+      spec->after_slot = static_cast<uint8_t>(slot);
+      return Status::Ok();
+    }
+  }
+  return Status::Invalid("capture point must be pre, post or post:SLOT, not '" + text + "'");
+}
 
 }  // namespace
 

@@ -19,6 +19,7 @@ packages=(
   prometheus python3-prometheus-client # scrapes palisaded's /metrics (tests/integration/test_metrics.py)
   dpkg-dev systemd                     # the Debian package (scripts/build-deb.sh) and its unit's check
   libvirt-daemon-system libvirt-clients # libvirtd and virsh with the hook (tests/integration/test_libvirt.py)
+  tshark                               # reads palisadectl capture's pcapng (tests/integration/test_capture.py)
 )
 missing=()
 for p in "${packages[@]}"; do
@@ -31,6 +32,8 @@ if ((${#missing[@]})); then
   fi
   echo "setup: installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
+  # tshark's wireshark-common asks whether non-root users may capture: no (we only read files).
+  echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
   apt-get update -q
   apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi

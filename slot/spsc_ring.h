@@ -23,6 +23,21 @@ class SpscRing {
     return true;
   }
 
+  // In place, for large items: the producer fills Reserve()'s slot (null when full) and
+  // Publish()es it; the consumer reads Front() (null when empty) and Release()s it.
+  T* Reserve() {
+    size_t head = head_.load(std::memory_order_relaxed);
+    if (head - tail_.load(std::memory_order_acquire) == N) return nullptr;
+    return &items_[head & (N - 1)];
+  }
+  void Publish() { head_.store(head_.load(std::memory_order_relaxed) + 1, std::memory_order_release); }
+  const T* Front() {
+    size_t tail = tail_.load(std::memory_order_relaxed);
+    if (tail == head_.load(std::memory_order_acquire)) return nullptr;
+    return &items_[tail & (N - 1)];
+  }
+  void Release() { tail_.store(tail_.load(std::memory_order_relaxed) + 1, std::memory_order_release); }
+
   bool Pop(T* value) {
     size_t tail = tail_.load(std::memory_order_relaxed);
     if (tail == head_.load(std::memory_order_acquire)) return false;

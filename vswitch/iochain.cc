@@ -3,6 +3,15 @@
 #include <algorithm>
 
 namespace palisade {
+namespace {
+
+uint32_t Live(const uint16_t* live, uint16_t n) {
+  uint32_t mask = 0;
+  for (uint16_t j = 0; j < n; j++) mask |= 1u << live[j];
+  return mask;
+}
+
+}  // namespace
 
 const char* FailurePolicyName(FailurePolicy policy) {
   return policy == FailurePolicy::kFailOpen ? "failOpen" : "failClosed";
@@ -37,12 +46,30 @@ const FilterSlot* IOChain::Find(uint8_t slot) const {
   return nullptr;
 }
 
-void IOChain::Run(FilterBatch& batch) const {
+void IOChain::Run(FilterBatch& batch, Capture* capture) const {
+  if (capture == nullptr || !capture->wants(batch.dir)) {
+    RunSlots(batch, 0, nullptr);
+    return;
+  }
+  // Packets do not change in the chain, so the pre point records them after it has run, with
+  // the verdict it gave them: one pass.
+  const CaptureSpec& spec = capture->spec();
+  uint32_t mask = batch.count == 32 ? ~0u : (1u << batch.count) - 1;
+  if (spec.point == CapturePoint::kPre) {
+    RunSlots(batch, 0, nullptr);
+  } else {
+    RunSlots(batch, spec.after_slot, &mask);
+  }
+  capture->Record(batch, mask);
+}
+
+void IOChain::RunSlots(FilterBatch& batch, uint8_t mark_after, uint32_t* mark) const {
+  static_assert(kBurstSize <= 32, "capture masks hold one bit per packet");
   for (uint16_t i = 0; i < batch.count; i++) {
     batch.verdict[i] = Verdict::kPass;
     batch.reason[i] = DropReason::kNone;
   }
-  if (slots_.empty() || batch.count == 0) return;
+  if (slots_.empty() || batch.count == 0) return;  // *mark: all passed
 
   // Each slot sees only the packets every earlier slot passed, compacted into `sub`.
   FilterBatch sub;
@@ -57,6 +84,12 @@ void IOChain::Run(FilterBatch& batch) const {
   const size_t n = slots_.size();
   for (size_t k = 0; k < n && nlive > 0; k++) {
     const FilterSlot& slot = slots_[batch.dir == Direction::kOut ? k : n - 1 - k];
+    // The capture point lies before the first slot beyond mark_after in this direction.
+    if (mark != nullptr && mark_after != 0 &&
+        (batch.dir == Direction::kOut ? slot.slot > mark_after : slot.slot < mark_after)) {
+      *mark = Live(live, nlive);
+      mark = nullptr;
+    }
     sub.count = nlive;
     for (uint16_t j = 0; j < nlive; j++) {
       sub.pkts[j] = batch.pkts[live[j]];
@@ -87,6 +120,7 @@ void IOChain::Run(FilterBatch& batch) const {
     }
     nlive = kept;
   }
+  if (mark != nullptr) *mark = Live(live, nlive);
 }
 
 }  // namespace palisade

@@ -10,12 +10,14 @@
 //
 // Thread-safety: an IOChain is immutable once built. Control code builds a new chain with
 // With()/Without() and publishes it (see switch.h); workers call Run() concurrently.
+// A capture (vswitch/capture.h) records on the calling worker's own ring.
 #pragma once
 
 #include <memory>
 #include <vector>
 
 #include "slot/filter.h"
+#include "vswitch/capture.h"
 
 namespace palisade {
 
@@ -45,9 +47,14 @@ class IOChain {
 
   // Runs the slots over batch (count, pkts, dir, worker, now_ns set by the caller) and leaves
   // each packet's final verdict: kPass, kDrop with a reason, or kConsumed.
-  void Run(FilterBatch& batch) const;
+  // capture: the port's active capture (vswitch/capture.h), or null (the usual case: one branch).
+  void Run(FilterBatch& batch, Capture* capture = nullptr) const;
 
  private:
+  // Runs the slots; with mark, sets *mark to the packets that passed every slot up to
+  // mark_after (in the direction's order; 0: all slots).
+  void RunSlots(FilterBatch& batch, uint8_t mark_after, uint32_t* mark) const;
+
   std::vector<FilterSlot> slots_;  // ascending slot numbers
 };
 

@@ -167,5 +167,77 @@ TEST_F(IOChainTest, CountingFilterCountsPerDirectionAcrossWorkers) {
   EXPECT_EQ(t.bytes[1], 2u * 60);
 }
 
+// Captures at each point: pre records every packet with the chain's verdict, post what passed
+// it all, post:N what passed the slots up to N in the direction's order; another direction
+// records nothing.
+TEST_F(IOChainTest, CaptureRecordsAtItsPointWithFinalVerdicts) {
+  auto s1 = std::make_shared<ScriptedFilter>("one", &log_);
+  auto s2 = std::make_shared<ScriptedFilter>("two", &log_);
+  s1->Hit(1, Verdict::kDrop, DropReason::kSpoofGuard);
+  s2->Hit(2, Verdict::kDrop, DropReason::kRule);
+  IOChain chain({{1, FailurePolicy::kFailClosed, s1}, {2, FailurePolicy::kFailClosed, s2}});
+  struct Case {
+    CapturePoint point;
+    uint8_t after;
+    Direction dir;
+    std::vector<uint8_t> tags;
+  };
+  const std::vector<Case> cases = {
+      {CapturePoint::kPre, 0, Direction::kOut, {0, 1, 2, 3}},
+      {CapturePoint::kPost, 0, Direction::kOut, {0, 3}},
+      {CapturePoint::kPost, 1, Direction::kOut, {0, 2, 3}},  // slot 1 first
+      {CapturePoint::kPost, 2, Direction::kIn, {0, 1, 3}},   // slot 2 first
+      {CapturePoint::kPost, 1, Direction::kIn, {0, 3}},
+  };
+  for (const Case& c : cases) {
+    CaptureSpec spec;
+    spec.point = c.point;
+    spec.after_slot = c.after;
+    spec.in = c.dir == Direction::kIn;
+    spec.out = c.dir == Direction::kOut;
+    spec.snaplen = 8;
+    Capture cap(spec, 1);
+    FilterBatch b = MakeBatch(c.dir, 4);
+    chain.Run(b, &cap);
+    FilterBatch other = MakeBatch(c.dir == Direction::kIn ? Direction::kOut : Direction::kIn, 4);
+    chain.Run(other, &cap);
+    std::vector<CaptureRecord> got;
+    cap.Drain(100, &got);
+    ASSERT_EQ(got.size(), c.tags.size());
+    for (size_t i = 0; i < got.size(); i++) {
+      EXPECT_EQ(got[i].data[0], c.tags[i]);
+      EXPECT_EQ(got[i].len, 60u);
+      EXPECT_EQ(got[i].caplen, 8u);
+      EXPECT_EQ(got[i].dir, c.dir);
+      const uint8_t tag = got[i].data[0];
+      EXPECT_EQ(got[i].verdict, tag == 1 || tag == 2 ? Verdict::kDrop : Verdict::kPass);
+      if (tag == 1) {
+        EXPECT_EQ(got[i].reason, DropReason::kSpoofGuard);
+      }
+      if (tag == 2) {
+        EXPECT_EQ(got[i].reason, DropReason::kRule);
+      }
+    }
+    EXPECT_EQ(cap.lost(), 0u);
+  }
+}
+
+TEST_F(IOChainTest, CaptureCountsWhatAFullRingLoses) {
+  IOChain chain;
+  CaptureSpec spec;
+  spec.snaplen = 60;
+  Capture cap(spec, 1);
+  const size_t batches = Capture::kRingRecords / kBurstSize + 1;
+  for (size_t k = 0; k < batches; k++) {
+    FilterBatch b = MakeBatch(Direction::kOut, kBurstSize);
+    chain.Run(b, &cap);
+    for (uint16_t i = 0; i < kBurstSize; i++) EXPECT_EQ(b.verdict[i], Verdict::kPass);
+  }
+  std::vector<CaptureRecord> got;
+  cap.Drain(10000, &got);
+  EXPECT_EQ(got.size(), Capture::kRingRecords);
+  EXPECT_EQ(cap.lost(), batches * kBurstSize - Capture::kRingRecords);
+}
+
 }  // namespace
 }  // namespace palisade

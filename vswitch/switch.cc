@@ -58,6 +58,7 @@ Status Switch::Create(Options options, std::unique_ptr<Switch>* out) {
   clock_gettime(CLOCK_REALTIME, &real);
   const int64_t wall_offset =
       int64_t{real.tv_sec} * 1000000000 + real.tv_nsec - static_cast<int64_t>(NowNs());
+  sw->wall_offset_ns_ = wall_offset;
   sw->packet_log_ = std::make_unique<fw::PacketLog>(nworkers, wall_offset);
   Rcu* rcu = sw->rcu_.get();
   sw->bridge_ = std::make_unique<Bridge>(
@@ -65,7 +66,8 @@ Status Switch::Create(Options options, std::unique_ptr<Switch>* out) {
       [rcu](std::function<void()> fn) { rcu->Retire(std::move(fn)); });
   for (unsigned w = 0; w < nworkers; w++) {
     sw->workers_.push_back(
-        std::make_unique<Worker>(w, &sw->snapshot_, sw->bridge_.get(), sw->rcu_.get(), sw->pool_));
+        std::make_unique<Worker>(w, &sw->snapshot_, sw->captures_.data(), sw->bridge_.get(),
+                                 sw->rcu_.get(), sw->pool_));
   }
   sw->Publish();
   *out = std::move(sw);
@@ -166,6 +168,13 @@ Status Switch::RemovePort(const std::string& name) {
   const bool had_vm = !it->second.spec.vm.empty();
   bridge_->RemovePort(index);
   if (it->second.sfw) it->second.sfw->DiscardSegment();
+  // Its capture ends (the grace period below covers it): the index may go to another port.
+  for (auto& [id, c] : capture_states_) {
+    if (c.active && c.index == index) {
+      captures_[index].store(nullptr, std::memory_order_release);
+      c.active = false;
+    }
+  }
   ports_.erase(it);
   ReserveAddresses();
   if (had_vm) RecompileVmSets();

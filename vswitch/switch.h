@@ -27,6 +27,7 @@
 #include "firewall/rule.h"
 #include "firewall/stateful_filter.h"
 #include "vswitch/bridge.h"
+#include "vswitch/capture.h"
 #include "vswitch/counting_filter.h"
 #include "vswitch/iochain.h"
 #include "vswitch/port.h"
@@ -96,6 +97,14 @@ struct PortExport {
   std::vector<fw::IpAddr> learned_ips;
   // The configuration's record of a cut-over under way (Switch::SetMovedTo); never migrated.
   std::string moved_to;
+};
+
+// What a capture has delivered and lost so far; ended: it captures no more (its count was
+// reached, its port was removed), what is left in its rings still comes.
+struct CaptureTotals {
+  uint64_t captured = 0;
+  uint64_t lost = 0;
+  bool ended = false;
 };
 
 struct MacInfo {
@@ -214,6 +223,20 @@ class Switch {
   Status GetPort(const std::string& name, PortInfo* info) const;
   std::vector<WorkerStats> Workers() const;
   std::vector<MacInfo> Macs() const;
+
+  // Packet capture at a point of a port's IOChain (switch_capture.cc, vswitch/capture.h). One
+  // capture per port at a time. Start turns it on at once (the workers see it at their next
+  // batch); Read hands over what was recorded (up to max), stopping the capture once its count
+  // is delivered; Stop turns it off, waits for the workers to let go, and forgets it.
+  // owner: who started it (a control connection), for StopCaptures.
+  Status StartCapture(const CaptureSpec& spec, uint64_t owner, uint64_t* id);
+  Status ReadCapture(uint64_t id, size_t max, std::vector<CaptureRecord>* out,
+                     CaptureTotals* totals);
+  Status StopCapture(uint64_t id, CaptureTotals* totals);
+  // Stops every capture `owner` started: its connection closed.
+  void StopCaptures(uint64_t owner);
+  // Wall-clock time (ns since the epoch) of the switch's monotonic clock value now_ns.
+  int64_t WallNs(uint64_t now_ns) const { return static_cast<int64_t>(now_ns) + wall_offset_ns_; }
   uint32_t mac_ageing_s() const { return bridge_->ageing_s(); }
   uint64_t generation() const { return generation_; }
   // Counts calls that may have changed the configuration (ports, slots, rules, address sets,
@@ -256,7 +279,21 @@ class Switch {
   PortInfo Describe(const PortState& state) const;
   uint32_t NowS() const;
 
+  struct CaptureState {
+    std::unique_ptr<Capture> capture;
+    uint16_t index;      // the port's
+    uint64_t owner;
+    uint64_t delivered = 0;
+    bool active = true;  // captures_[index] points to it
+  };
+  void EndCapture(CaptureState& state);  // turns it off; returns after the grace period
+
   Options options_;
+  int64_t wall_offset_ns_ = 0;
+  std::map<uint64_t, CaptureState> capture_states_;
+  uint64_t next_capture_id_ = 1;
+  // Per port index: its active capture, read by the workers once per batch.
+  std::array<std::atomic<Capture*>, kMaxPorts> captures_{};
   rte_mempool* pool_ = nullptr;
   std::unique_ptr<Rcu> rcu_;
   std::unique_ptr<Bridge> bridge_;

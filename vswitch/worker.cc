@@ -49,9 +49,9 @@ void AddRefs(rte_mbuf* m, int16_t extra) {
 
 }  // namespace
 
-Worker::Worker(uint16_t id, const std::atomic<const Snapshot*>* snapshot, Bridge* bridge, Rcu* rcu,
-               rte_mempool* pool)
-    : id_(id), snapshot_(snapshot), bridge_(bridge), rcu_(rcu), pool_(pool) {}
+Worker::Worker(uint16_t id, const std::atomic<const Snapshot*>* snapshot,
+               const std::atomic<Capture*>* captures, Bridge* bridge, Rcu* rcu, rte_mempool* pool)
+    : id_(id), snapshot_(snapshot), captures_(captures), bridge_(bridge), rcu_(rcu), pool_(pool) {}
 
 bool Worker::BackToIngress::Emit(const uint8_t* frame, uint32_t len) {
   if (w_->nemitted_ == 2 * kBurstSize) return false;
@@ -157,7 +157,7 @@ uint32_t Worker::PollPort(const Snapshot& snap, uint16_t in, uint64_t now_ns) {
     scratch_[i].tag = 0;
     batch.scratch[i] = &scratch_[i];
   }
-  entry.chain->Run(batch);
+  entry.chain->Run(batch, captures_[in].load(std::memory_order_acquire));
 
   const uint32_t now_s = static_cast<uint32_t>(now_ns / 1000000000ull);
   for (uint16_t i = 0; i < n; i++) {
@@ -230,7 +230,7 @@ void Worker::Flush(const Snapshot& snap, uint64_t now_ns) {
     FillBatch(batch, Direction::kIn, id_, now_ns, pkts, n);
     batch.emit = &emitter_;
     for (uint16_t i = 0; i < n; i++) batch.scratch[i] = &scratch_[staged_slot_[out][i]];
-    entry.chain->Run(batch);
+    entry.chain->Run(batch, captures_[out].load(std::memory_order_acquire));
     uint16_t keep = 0;
     for (uint16_t i = 0; i < n; i++) {
       if (batch.verdict[i] == Verdict::kPass) {

@@ -13,6 +13,7 @@
 #include <cstdint>
 
 #include "vswitch/bridge.h"
+#include "vswitch/capture.h"
 #include "vswitch/port.h"
 #include "vswitch/rcu.h"
 #include "vswitch/snapshot.h"
@@ -39,8 +40,9 @@ class Worker {
   static constexpr unsigned kSpinLoops = 256;
   static constexpr unsigned kMaxSleepUs = 128;
 
-  Worker(uint16_t id, const std::atomic<const Snapshot*>* snapshot, Bridge* bridge, Rcu* rcu,
-         rte_mempool* pool);
+  // captures: per port index, the port's active capture or null (Switch::StartCapture).
+  Worker(uint16_t id, const std::atomic<const Snapshot*>* snapshot,
+         const std::atomic<Capture*>* captures, Bridge* bridge, Rcu* rcu, rte_mempool* pool);
 
   // A frame the switch itself sends as if the port had received it (skipping the port's OUT
   // chain): a migrated VM's announcement, so bridges and uplinks learn where it is now.
@@ -81,6 +83,7 @@ class Worker {
 
   const uint16_t id_;
   const std::atomic<const Snapshot*>* snapshot_;
+  const std::atomic<Capture*>* captures_;
   Bridge* bridge_;
   Rcu* rcu_;
   rte_mempool* pool_;
