@@ -25,7 +25,7 @@ Status ReplaceFile(const std::string& path, const std::function<Status(int fd)>&
     unlink(tmp.c_str());
     return Status::Unavailable(path + ": " + error);
   }
-  FaultPoint("replace-file");  // written and synced, not yet in place
+  FaultPoint("replace-" + path.substr(path.rfind('/') + 1));  // written and synced, not yet in place
   if (std::rename(tmp.c_str(), path.c_str()) != 0) {
     const std::string error = std::strerror(errno);
     unlink(tmp.c_str());

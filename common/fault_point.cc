@@ -10,7 +10,7 @@
 
 namespace palisade {
 
-void FaultPoint(const char* name) {
+void FaultPoint(std::string_view name) {
   static const std::string fault = [] {
     const char* v = std::getenv("PALISADE_FAULT");
     return std::string(v ? v : "");

@@ -262,10 +262,10 @@ class CrashTest(unittest.TestCase):
             before = sw.ctl("rules show vm")["text"]
             self.assertEqual(sw.stop(), 0)
 
-            # Exactly between the save's write (synced) and its rename, by a fault point
-            # (common/fault_point.h; the start's own save is the first): the change was never
+            # Exactly between the configuration save's write (synced) and its rename, by a fault
+            # point (common/fault_point.h; the start's own save is the first): the change was never
             # answered, and the restart has the configuration before it, read whole.
-            sw.env = {"PALISADE_FAULT": "replace-file:2"}
+            sw.env = {"PALISADE_FAULT": "replace-config:2"}
             sw.start()
             try:
                 answered = sw.try_ctl("port del vm")["ok"]
