@@ -149,6 +149,19 @@ class Cluster {
       return kOk;
     }
     if (verb == "list") {
+      if (json_) {
+        JsonWriter w(/*indent=*/true);
+        w.BeginObject().Key("policies").BeginArray();
+        for (const auto& [name, p] : view_.policies()) {
+          w.BeginObject().Field("name", name).Key("priority").Int(p.priority);
+          w.Field("rules", uint64_t{p.file.rules.size() + p.file.l2_rules.size()});
+          Strings(w, "appliedTo", p.applied_to).EndObject();
+        }
+        w.EndArray();
+        Strings(w, "unreadable", unreadable_).EndObject();
+        std::printf("%s\n", w.str().c_str());
+        return kOk;
+      }
       std::printf("%-24s %8s %6s  %s\n", "POLICY", "PRIORITY", "RULES", "APPLIED TO");
       for (const auto& [name, p] : view_.policies()) {
         std::printf("%-24s %8d %6zu  %s\n", name.c_str(), p.priority, p.file.rules.size() + p.file.l2_rules.size(),
@@ -180,12 +193,32 @@ class Cluster {
       auto it = view_.groups().find(name);
       if (it == view_.groups().end()) throw Failed{"no group '" + name + "'"};
       std::string now;
-      for (const fw::IpPrefix& a : view_.GroupAddresses(name)) now += " " + a.ToString();
+      std::vector<std::string> addresses;
+      for (const fw::IpPrefix& a : view_.GroupAddresses(name)) {
+        now += " " + a.ToString();
+        addresses.push_back(a.ToString());
+      }
+      if (json_) {
+        JsonWriter w(/*indent=*/true);
+        w.BeginObject().Field("name", name);
+        Strings(w, "members", it->second.members);
+        Strings(w, "addresses", addresses).EndObject();
+        std::printf("%s\n", w.str().c_str());
+        return kOk;
+      }
       std::printf("group %s\n  members: %s\n  now:%s\n", name.c_str(), Join(it->second.members, " ").c_str(),
                   now.empty() ? " no addresses" : now.c_str());
       return kOk;
     }
     if (verb == "list") {
+      if (json_) {
+        JsonWriter w(/*indent=*/true);
+        w.BeginObject().Key("groups").BeginArray();
+        for (const auto& [name, g] : view_.groups()) Strings(w.BeginObject().Field("name", name), "members", g.members).EndObject();
+        w.EndArray().EndObject();
+        std::printf("%s\n", w.str().c_str());
+        return kOk;
+      }
       for (const auto& [name, g] : view_.groups()) std::printf("%-24s %s\n", name.c_str(), Join(g.members, " ").c_str());
       return kOk;
     }
@@ -217,7 +250,9 @@ class Cluster {
       return kOk;
     }
     if (verb == "list") {
-      std::printf("%-20s %-16s %-32s %-20s %s\n", "VM", "HOSTS", "ADDRESSES", "LABELS", "POLICIES");
+      JsonWriter w(/*indent=*/true);
+      if (json_) w.BeginObject().Key("vms").BeginArray();
+      else std::printf("%-20s %-16s %-32s %-20s %s\n", "VM", "HOSTS", "ADDRESSES", "LABELS", "POLICIES");
       for (const std::string& vm : view_.Vms()) {
         std::vector<std::string> hosts, addrs, labels, policies;
         for (const auto& [id, e] : view_.endpoints()) {
@@ -228,16 +263,31 @@ class Cluster {
           for (const auto& [k, v] : it->second) labels.push_back(k + "=" + v);
         }
         for (const cluster::PolicyIntent* p : view_.PoliciesFor(vm)) policies.push_back(p->name);
+        if (json_) {
+          w.BeginObject().Field("name", vm);
+          for (auto [key, list] : {std::pair{"hosts", &hosts}, std::pair{"addresses", &addrs},
+                                   std::pair{"labels", &labels}, std::pair{"policies", &policies}}) {
+            Strings(w, key, *list);
+          }
+          w.EndObject();
+          continue;
+        }
         auto col = [](const std::vector<std::string>& v) { return v.empty() ? std::string("-") : Join(v); };
         std::printf("%-20s %-16s %-32s %-20s %s\n", vm.c_str(), col(hosts).c_str(), col(addrs).c_str(),
                     col(labels).c_str(), col(policies).c_str());
       }
+      if (json_) std::printf("%s\n", w.EndArray().EndObject().str().c_str());
       return kOk;
     }
     throw Usage{"expected label or list, got '" + verb + "'"};
   }
 
  private:
+  static JsonWriter& Strings(JsonWriter& w, std::string_view key, const std::vector<std::string>& values) {
+    w.Key(key).BeginArray();
+    for (const std::string& v : values) w.String(v);
+    return w.EndArray();
+  }
   static std::string Arg(const std::vector<std::string>& args, size_t i, const std::string& what) {
     if (i >= args.size()) throw Usage{"expected " + what};
     return args[i];

@@ -201,8 +201,11 @@ const char* kJsonHelp =
     "rounded: a flow's flowId in 16 hex digits as getflows prints it, the cluster lease in\n"
     "decimal as cluster status prints it. For example, the ports that received packets:\n"
     "  palisadectl --json port stats | jq -r '.ports[] | select(.rxPackets > 0) | .spec.name'\n"
-    "exec prints the switch's own reply (snake_case keys; exec help lists its commands); the\n"
-    "cluster's lists (policy list, group get, group list, vm list) print text only.\n";
+    "exec prints the switch's own reply (snake_case keys; exec help lists its commands). The\n"
+    "cluster's lists: policy list {policies: [{name, priority, rules, appliedTo: [..]}],\n"
+    "unreadable: [..]}; group get {name, members: [..], addresses: [..]}; group list {groups:\n"
+    "[{name, members: [..]}]}; vm list {vms: [{name, hosts: [..], addresses: [..], labels:\n"
+    "[\"KEY=VALUE\"], policies: [..]}]} (a host not yet active shows as HOST(incoming)).\n";
 
 class Args {
  public:

@@ -160,6 +160,18 @@ class ClusterTest(unittest.TestCase):
         wait_for(lambda: WEB_IP2 in self.addrsets(self.h2), 15, what="the second address on host 2")
         out = self.intent("vm", "list")
         self.assertRegex(out, r"web-01\s+host1\s+\S*" + re.escape(WEB_IP2))
+        vms = {v["name"]: v for v in json.loads(self.intent("--json", "vm", "list"))["vms"]}
+        self.assertEqual(vms["web-01"]["hosts"], ["host1"])
+        self.assertIn(WEB_IP2, vms["web-01"]["addresses"])
+        policies = json.loads(self.intent("--json", "policy", "list"))
+        self.assertEqual(policies["unreadable"], [])
+        for p in policies["policies"]:
+            self.assertIsInstance(p["priority"], int)
+            self.assertIsInstance(p["rules"], int)
+            self.assertTrue(p["appliedTo"], p["name"])
+        groups = json.loads(self.intent("--json", "group", "list"))["groups"]
+        for g in groups:
+            self.assertEqual(json.loads(self.intent("--json", "group", "get", g["name"]))["members"], g["members"])
 
     def test_3_one_member_killed_everything_converges(self):
         self.etcd.stop("m0", kill=True)
