@@ -67,6 +67,21 @@ def flow_ids(sw, port):
     return {f["flow_id"]: f for f in sw.ctl(f"flows show {port} --dport 22")["flows"]}
 
 
+def tear_down(sessions, server, guests, h1, h2, link, work):
+    """Stops what a two-host test started; returns the switches' exit statuses."""
+    for s in sessions:
+        s.close()
+    if server:
+        stop_process(server)
+    for g in guests:
+        if g:
+            g.close()
+    rcs = h1.stop(), h2.stop()
+    del_link(link)
+    work.remove()
+    return rcs
+
+
 def two_hosts(h1, h2, work, up1, up2, net, b_client=False):
     """Uplinks (name, link) on each switch; A's and B's ports on h1 with their rules (B's with
     --client when its guest owns the socket)."""
@@ -197,16 +212,7 @@ class MigrationTest(unittest.TestCase):
             wait_for(lambda: h2.port("vm-a")["link"], 30, what="A attached again")
             self.assertEqual(second.do("send seven"), "echo seven")
         finally:
-            for s in sessions:
-                s.close()
-            if server:
-                stop_process(server)
-            for g in (a, b):
-                if g:
-                    g.close()
-            rc1, rc2 = h1.stop(), h2.stop()
-            del_link("pmig0")
-            work.remove()
+            rc1, rc2 = tear_down(sessions, server, (a, b), h1, h2, "pmig0", work)
         self.assertEqual((rc1, rc2), (0, 0))
 
     def test_a_table_past_the_rpc_reading_limit_streams_over(self):
@@ -313,16 +319,7 @@ class MigrationTest(unittest.TestCase):
             wait_for(lambda: h1.port("vm-b")["link"] and h2.port("vm-a")["link"], 30, what="both guests attached")
             self.assertEqual(session.do("send three"), "echo three", "the same connection, from the destination")
         finally:
-            if session:
-                session.close()
-            if server:
-                stop_process(server)
-            for g in (a, b):
-                if g:
-                    g.close()
-            rc1, rc2 = h1.stop(), h2.stop()
-            del_link("pcut0")
-            work.remove()
+            rc1, rc2 = tear_down([session] if session else [], server, (a, b), h1, h2, "pcut0", work)
         self.assertEqual((rc1, rc2), (0, 0))
 
 
