@@ -244,6 +244,10 @@ void StateStore::SaverLoop() {
 
 void StateStore::Tick(uint64_t now_ms) {
   if (now_ms < next_save_ms_) return;
+  // With a connection directory the file holds only what was learned: written when that (or
+  // the set of ports) changed, not every period.
+  const std::pair<uint64_t, uint64_t> version{sw_->config_changes(), sw_->learned_version()};
+  if (!conn_dir_.empty() && version == saved_learned_) return;
   uint64_t last;
   {
     std::lock_guard lock(mu_);
@@ -251,6 +255,7 @@ void StateStore::Tick(uint64_t now_ms) {
     last = last_save_ms_;
   }
   Snapshot snap = Take();
+  saved_learned_ = version;
   {
     std::lock_guard lock(mu_);
     pending_ = std::move(snap);

@@ -8,9 +8,9 @@
 //    table in a segment file there (fw::ConnSegment) that the datapath writes in place, so a
 //    crash loses none of them. Without that directory they go into the state file instead.
 //  - The state file (tmpfs by default: it outlives the process, not the host): what port
-//    security learned, saved every second (with a connection directory) or on a period that
-//    grows with the cost of a save (every 200 ms, or 20 times a save's duration) when it holds
-//    the connections too; and everything once more on a clean stop, which then removes the
+//    security learned, saved within a second of a change (with a connection directory) or on a
+//    period that grows with the cost of a save (every 200 ms, or 20 times a save's duration)
+//    when it holds the connections too; and everything once more on a clean stop, which then removes the
 //    segments: a start after a clean stop reads the portable file, one after a crash the
 //    segments. The control thread only takes each port's configuration and filter; a saver
 //    thread walks the tables (the filters are thread-safe) and writes the file.
@@ -36,6 +36,7 @@
 #include <set>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "common/status.h"
@@ -87,6 +88,8 @@ class StateStore {
   std::string config_path_, connections_path_, conn_dir_;
   uint64_t saved_changes_ = UINT64_MAX;  // Switch::config_changes() at the last save
   uint64_t next_save_ms_ = 0;
+  // (config_changes, learned_version) at the last periodic save.
+  std::pair<uint64_t, uint64_t> saved_learned_{UINT64_MAX, UINT64_MAX};
 
   std::thread saver_;
   std::mutex mu_;

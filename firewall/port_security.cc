@@ -56,7 +56,7 @@ void PortSecurity::Restore(uint64_t mac, const std::vector<IpAddr>& learned) {
   for (const IpAddr& a : learned) {
     if (Allowed(a) || !Learnable(a)) continue;
     learned_.push_back(Learned{a, 0});  // its idle time counts from the next Expire
-    changed_.store(true, std::memory_order_release);
+    MarkChanged();
   }
 }
 
@@ -67,7 +67,7 @@ void PortSecurity::SetReserved(std::vector<IpAddr> reserved) {
   const size_t n = std::erase_if(learned_, [&](const Learned& l) {
     return std::find(reserved_.begin(), reserved_.end(), l.addr) != reserved_.end();
   });
-  if (n > 0) changed_.store(true, std::memory_order_release);
+  if (n > 0) MarkChanged();
 }
 
 bool PortSecurity::Expire(uint64_t now_ns) {
@@ -79,7 +79,7 @@ bool PortSecurity::Expire(uint64_t now_ns) {
     return now_s - l.last_used_s > binding_.learn_timeout_s;
   });
   if (learned_.size() == before) return false;
-  changed_.store(true, std::memory_order_release);
+  MarkChanged();
   return true;
 }
 
@@ -126,7 +126,7 @@ bool PortSecurity::Claim(const IpAddr& a, uint32_t now_s) {
   if (Permit(a, now_s)) return true;
   if (!Learnable(a)) return false;
   learned_.push_back(Learned{a, now_s});
-  changed_.store(true, std::memory_order_release);
+  MarkChanged();
   return true;
 }
 
@@ -195,6 +195,7 @@ DropReason PortSecurity::Check(const FilterBatch& b, uint16_t i, const Packet& p
   if (binding_.mac == 0) {  // trust on first use
     binding_.mac = p.src_mac;
     mac_learned_ = true;
+    learned_version_.fetch_add(1, std::memory_order_relaxed);
   }
   if (p.src_mac != binding_.mac) return DropReason::kSpoofGuard;
   if (p.ethertype == kEthArp) {

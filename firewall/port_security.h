@@ -59,6 +59,8 @@ class PortSecurity : public Filter {
   void Restore(uint64_t mac, const std::vector<IpAddr>& learned);
   // True once after the learned addresses changed (the switch then re-resolves address sets).
   bool TakeChanged() { return changed_.exchange(false, std::memory_order_acq_rel); }
+  // Grows whenever what was learned (MAC or addresses) changed: a store saves only then.
+  uint64_t learned_version() const { return learned_version_.load(std::memory_order_relaxed); }
   // Addresses other ports hold (bound or learned): never learned here, and forgotten here if
   // learned already. Control thread.
   void SetReserved(std::vector<IpAddr> reserved);
@@ -90,7 +92,12 @@ class PortSecurity : public Filter {
   static constexpr size_t kMaxRouters = 8;
   std::vector<IpAddr> routers_;   // guarded by lock_; the last kMaxRouters seen
   LogBudget log_budget_;        // guarded by lock_
+  void MarkChanged() {
+    learned_version_.fetch_add(1, std::memory_order_relaxed);
+    changed_.store(true, std::memory_order_release);
+  }
   std::atomic<bool> changed_{false};
+  std::atomic<uint64_t> learned_version_{0};
 };
 
 }  // namespace palisade::fw

@@ -40,6 +40,18 @@ TEST(RuleTableTest, EqualContentCompilesOnce) {
   std::string other = kRules;
   other.replace(other.find("443"), 3, "444");
   EXPECT_FALSE(Compile(other, "10.0.0.7", 1)->SharesWith(*a));
+  // The same addresses written another way is another file: the table shows what was written.
+  std::string named = kRules;
+  named.replace(named.find("vm app-01"), 9, "vm app-02");
+  EXPECT_FALSE(Compile(named, "10.0.0.7", 1)->SharesWith(*a));
+  std::string written = kRules;
+  written.replace(written.find("vm app-01,"), 10, "ip 10.0.0.7,\nvm app-01,");
+  EXPECT_FALSE(Compile(written, "10.0.0.7", 1)->SharesWith(*a));
+  for (const char* change : {"log", "reject"}) {
+    std::string t = kRules;
+    t.replace(t.find("accept"), 6, change == std::string("log") ? "accept with log" : change);
+    EXPECT_FALSE(Compile(t, "10.0.0.7", 1)->SharesWith(*a)) << change;
+  }
   // Lookups agree: the shared one matches what it was compiled for.
   const ClassifyKey k{true, false, 6, *IpAddr::Parse("10.0.0.7"), *IpAddr::Parse("10.9.9.9"), 5555, 443};
   EXPECT_EQ(b->classifier().Lookup(k), 0);

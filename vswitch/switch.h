@@ -242,6 +242,9 @@ class Switch {
   // Counts calls that may have changed the configuration (ports, slots, rules, address sets,
   // options): a store compares it with what it saved last.
   uint64_t config_changes() const { return config_changes_; }
+  // The sum of the ports' PortSecurity::learned_version(): with config_changes(), whether
+  // what port security learned may differ from what a store saved last.
+  uint64_t learned_version() const;
 
  private:
   struct PortState {

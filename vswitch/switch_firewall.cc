@@ -158,6 +158,14 @@ void Switch::FirewallTick(uint64_t now_ns) {
   packet_log_->Drain(options_.packet_log, now_ns);
 }
 
+uint64_t Switch::learned_version() const {
+  uint64_t sum = 0;
+  for (const auto& [name, state] : ports_) {
+    if (state.swsec) sum += state.swsec->learned_version();
+  }
+  return sum;
+}
+
 void Switch::ReserveAddresses() {
   std::map<std::string, std::vector<fw::IpAddr>> held;
   for (const auto& [name, state] : ports_) {
