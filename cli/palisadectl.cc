@@ -150,8 +150,9 @@ const std::map<std::string, const char*> kHelp = {
      "       palisadectl filter detach PORT --slot N\n"},
     {"worker",
      "Usage: palisadectl worker stats\n"
-     "Per worker: packets received and sent, busy cycles (polls that moved packets), idle cycles,\n"
-     "cycles per packet (busy cycles / packets) and the busy share.\n"},
+     "Per worker: packets received and sent, packets other workers handed over for this worker's\n"
+     "ports (their IN chains run on the worker that polls the port), busy cycles (polls that moved\n"
+     "packets), idle cycles, cycles per packet (busy cycles / packets received) and the busy share.\n"},
     {"mac", "Usage: palisadectl mac show\n"},
     {"log",
      "Usage: palisadectl log tail [-n N]\n"

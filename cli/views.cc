@@ -180,7 +180,7 @@ std::string PortDetail(rpc::PortInfo::Reader p) {
 
 std::string WorkerTable(capnp::List<rpc::WorkerStats>::Reader workers) {
   std::vector<std::vector<std::string>> rows = {
-      {"WORKER", "RX-PKTS", "TX-PKTS", "BUSY-CYCLES", "IDLE-CYCLES", "CYCLES/PKT", "BUSY"}};
+      {"WORKER", "RX-PKTS", "TX-PKTS", "HANDOFF-PKTS", "BUSY-CYCLES", "IDLE-CYCLES", "CYCLES/PKT", "BUSY"}};
   for (auto w : workers) {
     char cpp[32], busy[16];
     const double pkts = static_cast<double>(w.getRxPackets());
@@ -188,7 +188,8 @@ std::string WorkerTable(capnp::List<rpc::WorkerStats>::Reader workers) {
     const double total = static_cast<double>(w.getBusyCycles() + w.getIdleCycles());
     std::snprintf(busy, sizeof busy, "%.1f%%", total > 0 ? 100.0 * static_cast<double>(w.getBusyCycles()) / total : 0.0);
     rows.push_back({std::to_string(w.getWorker()), std::to_string(w.getRxPackets()),
-                    std::to_string(w.getTxPackets()), std::to_string(w.getBusyCycles()),
+                    std::to_string(w.getTxPackets()), std::to_string(w.getHandoffPackets()),
+                    std::to_string(w.getBusyCycles()),
                     std::to_string(w.getIdleCycles()), cpp, busy});
   }
   return Table(rows);

@@ -14,8 +14,9 @@
 // ICMP 5) are dropped as RAGuard, DHCP and DHCPv6 server messages (UDP from port 67 or 547) as
 // DHCPGuard. Packets toward the VM pass.
 //
-// Thread-safety: Process() runs OUT on the port's worker and IN on any worker; the state is
-// behind a spin lock taken once per batch, shared with the control methods.
+// Thread-safety: Process() runs, OUT and IN, on the worker that polls the port (the switch
+// hands other workers' bursts over); the state is behind a spin lock taken once per batch,
+// shared only with the control methods.
 #pragma once
 
 #include <atomic>

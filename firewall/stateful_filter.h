@@ -20,10 +20,12 @@
 //
 // Export, import and migration deltas live in stateful_filter_export.cc.
 //
-// Thread-safety: Process() may run on several workers (OUT on the port's worker, IN on the
-// sender's); the filter's state is behind one spin lock taken once per batch. Control methods
-// take it too, for short slices (a page of flows), so workers are delayed by microseconds at
-// most and never stopped. Control methods are for the control thread.
+// Thread-safety: the switch runs Process() on one worker only, the one that polls the port (IN
+// included: other workers hand their bursts for the port over to it), so no two workers share
+// a table. The state is behind one spin lock, taken once per batch, that only the control
+// thread contends for: control methods take it for short slices (a page of flows), so the
+// worker is delayed by microseconds at most and never stopped. Process() stays correct if
+// called from several threads. Control methods are for the control thread.
 #pragma once
 
 #include <cstdint>

@@ -231,7 +231,10 @@ Status FormatMetrics(const SwitchSample& sw, const migration::MigrationTotals& m
                       "Packets the worker received from its ports.", &WorkerStats::rx_packets},
         WorkerCounter{"palisade_worker_tx_packets_total", "Packets the worker sent.",
                       &WorkerStats::tx_packets},
-        WorkerCounter{"palisade_worker_loops_total", "Poll loops.", &WorkerStats::loops}}) {
+        WorkerCounter{"palisade_worker_loops_total", "Poll loops.", &WorkerStats::loops},
+        WorkerCounter{"palisade_worker_handoff_packets_total",
+                      "Packets other workers handed over for this worker's ports (their IN chains run here).",
+                      &WorkerStats::handoff_packets}}) {
     m.Family(c.name, T::kCounter, c.help);
     for (size_t i = 0; i < sw.workers.size(); i++)
       m.Sample({{"worker", worker(i)}}, sw.workers[i].*c.field);

@@ -113,6 +113,7 @@ struct WorkerStats {
   rxPackets @3 :UInt64;
   txPackets @4 :UInt64;
   loops @5 :UInt64;
+  handoffPackets @6 :UInt64;   # packets other workers handed over for this worker's ports
 }
 
 struct MacEntry {

@@ -279,6 +279,7 @@ class PalisadeImpl final : public Palisade::Server {
             list[i].setRxPackets(ws[i].rx_packets);
             list[i].setTxPackets(ws[i].tx_packets);
             list[i].setLoops(ws[i].loops);
+            list[i].setHandoffPackets(ws[i].handoff_packets);
           }
         });
   }

@@ -96,7 +96,7 @@ std::string Execute(Switch& sw, const Command& cmd) {
         w.BeginObject().Field("worker", uint64_t{id++});
         w.Field("busy_cycles", s.busy_cycles).Field("idle_cycles", s.idle_cycles);
         w.Field("rx_packets", s.rx_packets).Field("tx_packets", s.tx_packets);
-        w.Field("loops", s.loops).Key("cycles_per_packet").Double(s.cycles_per_packet());
+        w.Field("loops", s.loops).Field("handoff_packets", s.handoff_packets).Key("cycles_per_packet").Double(s.cycles_per_packet());
         w.EndObject();
       }
       w.EndArray();

@@ -1,6 +1,16 @@
 #include "vswitch/port.h"
 
+#include <atomic>
+
 namespace palisade {
+namespace {
+
+uint64_t NextUid() {
+  static std::atomic<uint64_t> next{1};
+  return next.fetch_add(1, std::memory_order_relaxed);
+}
+
+}  // namespace
 
 uint64_t PortTotals::total_drops() const {
   uint64_t n = 0;
@@ -9,7 +19,7 @@ uint64_t PortTotals::total_drops() const {
 }
 
 Port::Port(std::string name, uint16_t index, unsigned workers)
-    : name_(std::move(name)), index_(index), counters_(workers ? workers : 1) {}
+    : name_(std::move(name)), index_(index), uid_(NextUid()), counters_(workers ? workers : 1) {}
 
 PortTotals Port::Totals() const {
   PortTotals t;

@@ -52,6 +52,8 @@ class Port {
 
   const std::string& name() const { return name_; }
   uint16_t index() const { return index_; }
+  // Unique in the process: tells this port from a later one at the same index.
+  uint64_t uid() const { return uid_; }
   virtual bool link_up() const = 0;
   virtual uint16_t queue_pairs() const = 0;  // queue pairs in use now
 
@@ -73,6 +75,7 @@ class Port {
  private:
   std::string name_;
   uint16_t index_;
+  uint64_t uid_;
   bool drop_tagged_ = false;
   std::vector<PortCounters> counters_;
 };

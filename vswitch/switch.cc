@@ -64,10 +64,11 @@ Status Switch::Create(Options options, std::unique_ptr<Switch>* out) {
   sw->bridge_ = std::make_unique<Bridge>(
       Bridge::Options{sw->options_.mac_table_size, sw->options_.mac_ageing_s, nworkers},
       [rcu](std::function<void()> fn) { rcu->Retire(std::move(fn)); });
+  sw->handoffs_ = std::make_unique<Handoffs>(nworkers);
   for (unsigned w = 0; w < nworkers; w++) {
     sw->workers_.push_back(
         std::make_unique<Worker>(w, &sw->snapshot_, sw->captures_.data(), sw->bridge_.get(),
-                                 sw->rcu_.get(), sw->pool_));
+                                 sw->rcu_.get(), sw->pool_, sw->handoffs_.get()));
   }
   sw->Publish();
   *out = std::move(sw);
@@ -113,6 +114,7 @@ void Switch::Publish() {
     snap->ports[idx] = Snapshot::Entry{state.port, state.chain};
     snap->in_use.push_back(idx);
     snap->polls[state.worker].push_back(idx);
+    snap->owner[idx] = state.worker;
   }
   const Snapshot* old = snapshot_.exchange(snap, std::memory_order_acq_rel);
   if (old != nullptr) rcu_->Retire([old] { delete old; });

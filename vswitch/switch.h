@@ -300,6 +300,7 @@ class Switch {
   rte_mempool* pool_ = nullptr;
   std::unique_ptr<Rcu> rcu_;
   std::unique_ptr<Bridge> bridge_;
+  std::unique_ptr<Handoffs> handoffs_;  // before workers_: they hold it
   std::vector<std::unique_ptr<Worker>> workers_;
   bool started_ = false;
 

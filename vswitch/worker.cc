@@ -50,8 +50,15 @@ void AddRefs(rte_mbuf* m, int16_t extra) {
 }  // namespace
 
 Worker::Worker(uint16_t id, const std::atomic<const Snapshot*>* snapshot,
-               const std::atomic<Capture*>* captures, Bridge* bridge, Rcu* rcu, rte_mempool* pool)
-    : id_(id), snapshot_(snapshot), captures_(captures), bridge_(bridge), rcu_(rcu), pool_(pool) {}
+               const std::atomic<Capture*>* captures, Bridge* bridge, Rcu* rcu, rte_mempool* pool,
+               Handoffs* handoffs)
+    : id_(id),
+      snapshot_(snapshot),
+      captures_(captures),
+      bridge_(bridge),
+      rcu_(rcu),
+      pool_(pool),
+      handoffs_(handoffs) {}
 
 bool Worker::BackToIngress::Emit(const uint8_t* frame, uint32_t len) {
   if (w_->nemitted_ == 2 * kBurstSize) return false;
@@ -89,7 +96,7 @@ void Worker::SendEmitted(const Snapshot& snap, uint16_t in) {
 
 WorkerStats Worker::Stats() const {
   return WorkerStats{busy_cycles_.Get(), idle_cycles_.Get(), rx_packets_.Get(), tx_packets_.Get(),
-                     loops_.Get()};
+                     loops_.Get(), handed_in_.Get()};
 }
 
 void Worker::Run() {
@@ -102,10 +109,11 @@ void Worker::Run() {
     uint32_t received = 0;
     for (uint16_t port : snap->polls[id_]) received += PollPort(*snap, port, now_ns);
     SendInjected(*snap, now_ns);
+    const uint32_t handed = TakeHandoffs(*snap, now_ns);
     const uint64_t spent = rte_rdtsc() - start;
     rcu_->Quiescent(id_);
     loops_.Add(1);
-    if (received > 0) {
+    if (received + handed > 0) {
       busy_cycles_.Add(spent);
       rx_packets_.Add(received);
       idle_loops_ = 0;
@@ -173,7 +181,7 @@ uint32_t Worker::PollPort(const Snapshot& snap, uint16_t in, uint64_t now_ns) {
     }
     Forward(snap, in, m, static_cast<uint8_t>(i), now_s);
   }
-  Flush(snap, now_ns);
+  Flush(snap, in, now_ns);
   if (nemitted_ > 0) SendEmitted(snap, in);
   return received;
 }
@@ -213,40 +221,104 @@ void Worker::SendInjected(const Snapshot& snap, uint64_t now_ns) {
     std::memcpy(data, f.data, f.len);
     scratch_[0].tag = 0;
     Forward(snap, f.port, m, 0, static_cast<uint32_t>(now_ns / 1000000000ull));
-    Flush(snap, now_ns);
+    Flush(snap, f.port, now_ns);
   }
 }
 
-void Worker::Flush(const Snapshot& snap, uint64_t now_ns) {
+void Worker::Flush(const Snapshot& snap, uint16_t in, uint64_t now_ns) {
   for (uint16_t t = 0; t < ntouched_; t++) {
     const uint16_t out = touched_[t];
     rte_mbuf** pkts = staged_[out];
     const uint16_t n = staged_count_[out];
     staged_count_[out] = 0;
-    const Snapshot::Entry& entry = snap.ports[out];
-    PortCounters& c = entry.port->counters(id_);
-
-    FilterBatch batch;
-    FillBatch(batch, Direction::kIn, id_, now_ns, pkts, n);
-    batch.emit = &emitter_;
-    for (uint16_t i = 0; i < n; i++) batch.scratch[i] = &scratch_[staged_slot_[out][i]];
-    entry.chain->Run(batch, captures_[out].load(std::memory_order_acquire));
-    uint16_t keep = 0;
-    for (uint16_t i = 0; i < n; i++) {
-      if (batch.verdict[i] == Verdict::kPass) {
-        pkts[keep++] = pkts[i];
-        continue;
-      }
-      if (batch.verdict[i] == Verdict::kConsumed) {
-        c.consumed.Add(1);
-      } else {
-        c.Drop(batch.reason[i]);
-      }
-      rte_pktmbuf_free(pkts[i]);
+    if (snap.owner[out] != id_) {
+      HandOff(snap, out, in, pkts, n);
+      continue;
     }
-    if (keep > 0) Transmit(*entry.port, pkts, keep);
+    PacketScratch* scratch[kBurstSize];
+    for (uint16_t i = 0; i < n; i++) scratch[i] = &scratch_[staged_slot_[out][i]];
+    Deliver(snap, out, pkts, scratch, n, now_ns);
   }
   ntouched_ = 0;
+}
+
+void Worker::Deliver(const Snapshot& snap, uint16_t out, rte_mbuf** pkts, PacketScratch* const* scratch,
+                     uint16_t n, uint64_t now_ns) {
+  const Snapshot::Entry& entry = snap.ports[out];
+  PortCounters& c = entry.port->counters(id_);
+  FilterBatch batch;
+  FillBatch(batch, Direction::kIn, id_, now_ns, pkts, n);
+  batch.emit = &emitter_;
+  for (uint16_t i = 0; i < n; i++) batch.scratch[i] = scratch[i];
+  entry.chain->Run(batch, captures_[out].load(std::memory_order_acquire));
+  uint16_t keep = 0;
+  for (uint16_t i = 0; i < n; i++) {
+    if (batch.verdict[i] == Verdict::kPass) {
+      pkts[keep++] = pkts[i];
+      continue;
+    }
+    if (batch.verdict[i] == Verdict::kConsumed) {
+      c.consumed.Add(1);
+    } else {
+      c.Drop(batch.reason[i]);
+    }
+    rte_pktmbuf_free(pkts[i]);
+  }
+  if (keep > 0) Transmit(*entry.port, pkts, keep);
+}
+
+void Worker::HandOff(const Snapshot& snap, uint16_t out, uint16_t in, rte_mbuf** pkts, uint16_t n) {
+  Handoffs::Ring& ring = handoffs_->ring(id_, snap.owner[out]);
+  HandoffBurst* burst = ring.Reserve();
+  if (burst == nullptr) {  // that worker is this far behind: its port's queue is full
+    snap.ports[out].port->counters(id_).Drop(DropReason::kTxFull, n);
+    rte_pktmbuf_free_bulk(pkts, n);
+    return;
+  }
+  burst->port = out;
+  burst->from = in;
+  burst->port_uid = snap.ports[out].port->uid();
+  burst->from_uid = snap.ports[in].port ? snap.ports[in].port->uid() : 0;
+  burst->count = n;
+  std::memcpy(burst->pkts, pkts, n * sizeof pkts[0]);
+  ring.Publish();
+}
+
+uint32_t Worker::TakeHandoffs(const Snapshot& snap, uint64_t now_ns) {
+  uint32_t taken = 0;
+  for (unsigned from = 0; from < handoffs_->workers(); from++) {
+    if (from == id_) continue;
+    Handoffs::Ring& ring = handoffs_->ring(from, id_);
+    while (const HandoffBurst* burst = ring.Front()) {
+      rte_mbuf* pkts[kBurstSize];
+      const uint16_t n = burst->count;
+      std::memcpy(pkts, burst->pkts, n * sizeof pkts[0]);
+      const uint16_t out = burst->port, in = burst->from;
+      const bool out_alive = snap.ports[out].port && snap.ports[out].port->uid() == burst->port_uid;
+      const bool in_alive = snap.ports[in].port && snap.ports[in].port->uid() == burst->from_uid;
+      ring.Release();
+      taken += n;
+      if (!out_alive || snap.owner[out] != id_) {  // removed since it was sent
+        rte_pktmbuf_free_bulk(pkts, n);
+        continue;
+      }
+      PacketScratch* scratch[kBurstSize];
+      for (uint16_t i = 0; i < n; i++) {
+        handoff_scratch_[i].tag = 0;  // the sender's parse stays there: parsed again here
+        scratch[i] = &handoff_scratch_[i];
+      }
+      Deliver(snap, out, pkts, scratch, n, now_ns);
+      if (nemitted_ == 0) continue;
+      if (in_alive) {
+        SendEmitted(snap, in);
+      } else {
+        rte_pktmbuf_free_bulk(emitted_, nemitted_);
+        nemitted_ = 0;
+      }
+    }
+  }
+  handed_in_.Add(taken);
+  return taken;
 }
 
 }  // namespace palisade

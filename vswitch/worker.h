@@ -1,6 +1,8 @@
 // Worker: one datapath thread. Each loop it polls its ports in bursts of kBurstSize and moves
 // every burst through the ingress port's IOChain (OUT), the bridge, and each egress port's
-// IOChain (IN) to the egress port. No locks, allocations or exceptions per packet; drops are
+// IOChain (IN) to the egress port. An egress port another worker polls gets the burst through
+// a hand-off ring instead (handoff.h): that worker runs the port's IN chain, so each port's
+// filters run on one worker. No locks, allocations or exceptions per packet; drops are
 // counted by reason on the port where they happen.
 //
 // Idle back-off: after a run of empty polls the worker sleeps, doubling up to kMaxSleepUs, and
@@ -14,6 +16,7 @@
 
 #include "vswitch/bridge.h"
 #include "vswitch/capture.h"
+#include "vswitch/handoff.h"
 #include "vswitch/port.h"
 #include "vswitch/rcu.h"
 #include "vswitch/snapshot.h"
@@ -30,6 +33,7 @@ struct WorkerStats {
   uint64_t rx_packets = 0;
   uint64_t tx_packets = 0;
   uint64_t loops = 0;
+  uint64_t handoff_packets = 0;  // sent to this worker's ports by other workers (handoff.h)
   double cycles_per_packet() const {
     return rx_packets ? static_cast<double>(busy_cycles) / static_cast<double>(rx_packets) : 0.0;
   }
@@ -42,7 +46,8 @@ class Worker {
 
   // captures: per port index, the port's active capture or null (Switch::StartCapture).
   Worker(uint16_t id, const std::atomic<const Snapshot*>* snapshot,
-         const std::atomic<Capture*>* captures, Bridge* bridge, Rcu* rcu, rte_mempool* pool);
+         const std::atomic<Capture*>* captures, Bridge* bridge, Rcu* rcu, rte_mempool* pool,
+         Handoffs* handoffs);
 
   // A frame the switch itself sends as if the port had received it (skipping the port's OUT
   // chain): a migrated VM's announcement, so bridges and uplinks learn where it is now.
@@ -65,7 +70,15 @@ class Worker {
   void Forward(const Snapshot& snap, uint16_t in, rte_mbuf* m, uint8_t slot, uint32_t now_s);
   void SendInjected(const Snapshot& snap, uint64_t now_ns);
   void Stage(uint16_t port, rte_mbuf* m, uint8_t slot);
-  void Flush(const Snapshot& snap, uint64_t now_ns);
+  // Sends the staged bursts on: through their IN chains here, or to the worker that polls
+  // their port. `in`: the ingress port.
+  void Flush(const Snapshot& snap, uint16_t in, uint64_t now_ns);
+  // Runs port out's IN chain on n packets (their scratch alongside) and transmits what passes.
+  void Deliver(const Snapshot& snap, uint16_t out, rte_mbuf** pkts, PacketScratch* const* scratch,
+               uint16_t n, uint64_t now_ns);
+  void HandOff(const Snapshot& snap, uint16_t out, uint16_t in, rte_mbuf** pkts, uint16_t n);
+  // The bursts other workers handed to this one; returns how many packets they held.
+  uint32_t TakeHandoffs(const Snapshot& snap, uint64_t now_ns);
   void Idle();
   void SendEmitted(const Snapshot& snap, uint16_t in);
   // Sends n packets out of port and counts what left and what was dropped, and why.
@@ -87,6 +100,7 @@ class Worker {
   Bridge* bridge_;
   Rcu* rcu_;
   rte_mempool* pool_;
+  Handoffs* handoffs_;
   std::atomic<bool> stop_{false};
   SpscRing<InjectedFrame, 16> injected_;
   BackToIngress emitter_{this};
@@ -95,6 +109,7 @@ class Worker {
 
   // Per-burst egress staging, owned by this worker's thread.
   PacketScratch scratch_[kBurstSize];        // of the burst being forwarded
+  PacketScratch handoff_scratch_[kBurstSize];  // of a burst handed over: parsed afresh here
   rte_mbuf* staged_[kMaxPorts][kBurstSize];
   uint8_t staged_slot_[kMaxPorts][kBurstSize];  // which scratch each staged packet owns
   uint16_t staged_count_[kMaxPorts] = {};
@@ -103,7 +118,7 @@ class Worker {
   unsigned idle_loops_ = 0;
   unsigned sleep_us_ = 1;
 
-  Counter busy_cycles_, idle_cycles_, rx_packets_, tx_packets_, loops_;
+  Counter busy_cycles_, idle_cycles_, rx_packets_, tx_packets_, loops_, handed_in_;
 };
 
 }  // namespace palisade
