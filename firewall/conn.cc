@@ -49,23 +49,27 @@ int CompareAddr(const IpAddr& a, const IpAddr& b) {
 
 }  // namespace
 
-ConnKey MakeKey(const Tuple& t, bool* src_is_lo) {
+void MakeKey(const Tuple& t, ConnKey* k, bool* src_is_lo) {
   const int c = CompareAddr(t.src, t.dst);
   const bool lo_first = c < 0 || (c == 0 && t.sport <= t.dport);
   *src_is_lo = lo_first;
-  ConnKey k;
-  k.proto = t.proto;
+  k->proto = t.proto;
   if (lo_first) {
-    k.lo = t.src;
-    k.hi = t.dst;
-    k.lo_port = t.sport;
-    k.hi_port = t.dport;
+    k->lo = t.src;
+    k->hi = t.dst;
+    k->lo_port = t.sport;
+    k->hi_port = t.dport;
   } else {
-    k.lo = t.dst;
-    k.hi = t.src;
-    k.lo_port = t.dport;
-    k.hi_port = t.sport;
+    k->lo = t.dst;
+    k->hi = t.src;
+    k->lo_port = t.dport;
+    k->hi_port = t.sport;
   }
+}
+
+ConnKey MakeKey(const Tuple& t, bool* src_is_lo) {
+  ConnKey k;
+  MakeKey(t, &k, src_is_lo);
   return k;
 }
 

@@ -49,6 +49,9 @@ struct ConnKey {
 
 // Key of a packet tuple; *src_is_lo says whether the packet's source is the lo end.
 ConnKey MakeKey(const Tuple& t, bool* src_is_lo);
+// The same, in place: the datapath builds the key where it keeps it (a returned key copied into
+// place is read back in wider words than it was written in, which stalls store forwarding).
+void MakeKey(const Tuple& t, ConnKey* k, bool* src_is_lo);
 uint64_t HashKey(const ConnKey& k, uint64_t seed);
 
 inline constexpr uint8_t kConnOrigIsLo = 0x01;  // the originator is the key's lo end

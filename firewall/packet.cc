@@ -1,5 +1,10 @@
 #include "firewall/packet.h"
 
+#include <immintrin.h>
+
+#include <cstring>
+#include <type_traits>
+
 namespace palisade::fw {
 namespace {
 
@@ -243,8 +248,27 @@ const char* ParseErrorName(ParseError e) {
   return "unknown";
 }
 
+namespace {
+
+// *p = Packet{} in 16-byte stores: the compiler's own clear of these 184 bytes is a `rep stos`,
+// whose start-up cost was a third of a parse. Copying bytes also begins the life of a Packet
+// in raw storage (an aggregate of trivially copyable members), as a packet's scratch is.
+void ClearPacket(Packet* p) {
+  static const Packet kEmpty{};
+  static_assert(std::is_trivially_copyable_v<Packet> && sizeof(Packet) % 8 == 0);
+  const auto* src = reinterpret_cast<const uint8_t*>(&kEmpty);
+  auto* dst = reinterpret_cast<uint8_t*>(p);
+  size_t i = 0;
+  for (; i + 16 <= sizeof(Packet); i += 16) {
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + i), _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i)));
+  }
+  if (i < sizeof(Packet)) std::memcpy(dst + i, src + i, 8);
+}
+
+}  // namespace
+
 ParseError ParsePacket(const uint8_t* data, uint32_t len, Packet* out) {
-  *out = Packet{};
+  ClearPacket(out);
   auto fail = [out](ParseError e) { return out->error = e; };
   if (len < 14) return fail(ParseError::kShort);
   out->dst_mac = Mac(data);

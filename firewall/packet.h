@@ -88,6 +88,7 @@ struct Packet {
   Tuple quoted;
 };
 
+// Sets all of *out (it may be raw storage: the parse begins a Packet's life there).
 ParseError ParsePacket(const uint8_t* data, uint32_t len, Packet* out);
 
 }  // namespace palisade::fw

@@ -35,14 +35,12 @@ static_assert(alignof(Packet) <= 8 && alignof(Keyed) <= 8);
 inline const Packet& Parsed(const FilterBatch& b, uint16_t i, Packet* local) {
   PacketScratch* s = b.scratch[i];
   if (s == nullptr) {
-    *local = Packet{};
     ParsePacket(b.pkts[i].data, b.pkts[i].len, local);
     return *local;
   }
   Packet* p = std::launder(reinterpret_cast<Packet*>(s->bytes));
   if (s->tag != kParsedTag) {
-    new (s->bytes) Packet;
-    ParsePacket(b.pkts[i].data, b.pkts[i].len, p);
+    ParsePacket(b.pkts[i].data, b.pkts[i].len, p);  // which makes the Packet there
     new (s->bytes + kKeyedOffset) Keyed{{}, false, false, 0, 0};
     s->tag = kParsedTag;
   }
@@ -59,7 +57,7 @@ inline const Keyed& KeyOf(const FilterBatch& b, uint16_t i, const Packet& p, uin
                  ? std::launder(reinterpret_cast<Keyed*>(s->bytes + kKeyedOffset))
                  : local;
   if (!k->valid) {
-    k->key = MakeKey(p.tuple, &k->src_is_lo);
+    MakeKey(p.tuple, &k->key, &k->src_is_lo);
     k->valid = true;
     k->seed = ~seed;  // hashed below
   }
