@@ -251,6 +251,7 @@ void ClusterAgent::Emit() {
     }
     std::map<std::string, Rendered> now;
     std::set<std::string> vms, groups;
+    ClusterView::RenderMemo memo;
     for (const std::string& vm : local) {
       auto it = rendered_.find(vm);
       Rendered r;
@@ -258,7 +259,7 @@ void ClusterAgent::Emit() {
         r = std::move(it->second);
       } else {
         fw::RuleFile file;
-        if (Status s = view_.Render(vm, &r.text, &file); !s.ok()) r.error = s.message();
+        if (Status s = view_.Render(vm, &r.text, &file, &memo); !s.ok()) r.error = s.message();
         for (const fw::AddrSet& set : file.addrsets) {
           r.vms.insert(set.vms.begin(), set.vms.end());
           r.groups.insert(set.groups.begin(), set.groups.end());

@@ -244,27 +244,44 @@ void ClusterView::IndexLabels(const std::string& vm, bool add) {
   }
 }
 
+namespace {
+
+// Whether `member` is KIND + name ("vm:web-01" for kind "vm:" and name "web-01").
+bool Names(std::string_view member, std::string_view kind, std::string_view name) {
+  return member.size() == kind.size() + name.size() && member.starts_with(kind) && member.substr(kind.size()) == name;
+}
+
+}  // namespace
+
 bool ClusterView::InGroup(const std::string& vm, const std::string& group) const {
-  std::set<std::string> seen;
+  std::vector<std::string_view> seen;
   return InGroup(vm, group, seen);
 }
 
-bool ClusterView::InGroup(const std::string& vm, const std::string& group,
-                          std::set<std::string>& seen) const {
-  if (!seen.insert(group).second) return false;  // a cycle of groups
-  auto g = groups_.find(group);
+bool ClusterView::InGroup(std::string_view vm, std::string_view group, std::vector<std::string_view>& seen) const {
+  if (std::find(seen.begin(), seen.end(), group) != seen.end()) return false;  // a cycle of groups
+  auto g = groups_.find(std::string(group));
   if (g == groups_.end()) return false;
+  const std::map<std::string, std::string>* labels = nullptr;
+  bool labels_looked_up = false;
   for (const std::string& m : g->second.members) {
-    if (m == "vm:" + vm) return true;
-    if (m.rfind("label:", 0) == 0) {
-      const size_t eq = m.find('=');
-      auto l = labels_.find(vm);
-      if (l != labels_.end()) {
-        auto v = l->second.find(m.substr(6, eq - 6));
-        if (v != l->second.end() && v->second == m.substr(eq + 1)) return true;
+    if (Names(m, "vm:", vm)) return true;
+    if (m.starts_with("label:")) {
+      if (!labels_looked_up) {
+        auto l = labels_.find(std::string(vm));
+        labels = l == labels_.end() ? nullptr : &l->second;
+        labels_looked_up = true;
       }
+      if (labels == nullptr) continue;
+      const std::string_view kv = std::string_view(m).substr(6);
+      const size_t eq = kv.find('=');
+      auto v = labels->find(std::string(kv.substr(0, eq)));
+      if (v != labels->end() && eq != std::string_view::npos && v->second == kv.substr(eq + 1)) return true;
     }
-    if (m.rfind("group:", 0) == 0 && InGroup(vm, m.substr(6), seen)) return true;
+    if (m.starts_with("group:")) {
+      if (seen.empty() || seen.back() != group) seen.push_back(group);
+      if (InGroup(vm, std::string_view(m).substr(6), seen)) return true;
+    }
   }
   return false;
 }
@@ -272,8 +289,12 @@ bool ClusterView::InGroup(const std::string& vm, const std::string& group,
 bool ClusterView::Applies(const std::string& name, const std::string& vm) const {
   auto p = policies_.find(name);
   if (p == policies_.end()) return false;
+  std::vector<std::string_view> seen;
   for (const std::string& t : p->second.applied_to) {
-    if (t == "vm:" + vm || (t.rfind("group:", 0) == 0 && InGroup(vm, t.substr(6)))) return true;
+    if (Names(t, "vm:", vm)) return true;
+    if (!t.starts_with("group:")) continue;
+    seen.clear();
+    if (InGroup(vm, std::string_view(t).substr(6), seen)) return true;
   }
   return false;
 }
@@ -325,21 +346,28 @@ Status Merge(const PolicyIntent& p, fw::RuleFile* merged, std::map<std::string, 
 
 }  // namespace
 
-Status ClusterView::Render(const std::string& vm, std::string* text, fw::RuleFile* file) const {
+Status ClusterView::Render(const std::string& vm, std::string* text, fw::RuleFile* file,
+                           RenderMemo* memo) const {
   text->clear();
-  const std::vector<const PolicyIntent*> policies = PoliciesFor(vm);
+  std::vector<const PolicyIntent*> policies = PoliciesFor(vm);
   if (policies.empty()) return Status::Ok();
-  fw::RuleFile merged;
-  merged.name = "cluster-" + vm;
-  std::map<std::string, std::string> set_owner;
-  std::map<uint32_t, std::string> id_owner;
-  for (const PolicyIntent* p : policies) {
-    if (Status s = Merge(*p, &merged, &set_owner, &id_owner); !s.ok()) {
-      return Status::Invalid("VM " + vm + ": " + s.message());
+  RenderMemo local;
+  if (memo == nullptr) memo = &local;
+  auto [it, fresh] = memo->try_emplace(std::move(policies));
+  auto& [status, merged_once] = it->second;
+  if (fresh) {
+    std::map<std::string, std::string> set_owner;
+    std::map<uint32_t, std::string> id_owner;
+    for (const PolicyIntent* p : it->first) {
+      status = Merge(*p, &merged_once, &set_owner, &id_owner);
+      if (!status.ok()) break;
     }
+    for (size_t i = 0; i < merged_once.rules.size(); i++) merged_once.rules[i].pos = static_cast<uint32_t>(i + 1);
+    for (size_t i = 0; i < merged_once.l2_rules.size(); i++) merged_once.l2_rules[i].pos = static_cast<uint32_t>(i + 1);
   }
-  for (size_t i = 0; i < merged.rules.size(); i++) merged.rules[i].pos = static_cast<uint32_t>(i + 1);
-  for (size_t i = 0; i < merged.l2_rules.size(); i++) merged.l2_rules[i].pos = static_cast<uint32_t>(i + 1);
+  if (!status.ok()) return Status::Invalid("VM " + vm + ": " + status.message());
+  fw::RuleFile merged = merged_once;
+  merged.name = "cluster-" + vm;
   *text = fw::PrintRuleFile(merged);
   if (file) *file = std::move(merged);
   return Status::Ok();

@@ -86,10 +86,15 @@ class ClusterView {
   bool Applies(const std::string& name, const std::string& vm) const;
   // The policies that apply to a VM, in merge order.
   std::vector<const PolicyIntent*> PoliciesFor(const std::string& vm) const;
+  // Merges of one list of policies, for several Render calls against an unchanged view: VMs
+  // under the same policies differ only in their file's name (a group's hundred VMs on a host
+  // merge their policies once).
+  using RenderMemo = std::map<std::vector<const PolicyIntent*>, std::pair<Status, fw::RuleFile>>;
   // The VM's rule file as text (empty: no policy applies), and parsed when `file` is given.
   // Fails when the policies cannot merge (an address set defined differently by two of them,
   // a rule id used twice).
-  Status Render(const std::string& vm, std::string* text, fw::RuleFile* file = nullptr) const;
+  Status Render(const std::string& vm, std::string* text, fw::RuleFile* file = nullptr,
+                RenderMemo* memo = nullptr) const;
   // A policy as `apply` would write it, checked against the others: its text parses, its
   // targets are well-formed, its rule ids are unique across the cluster and its address sets
   // agree with theirs.
@@ -101,7 +106,9 @@ class ClusterView {
   std::set<std::string> Vms() const;
 
  private:
-  bool InGroup(const std::string& vm, const std::string& group, std::set<std::string>& seen) const;
+  // seen: the groups on the way (a cycle ends there); no allocation for a group without
+  // nested groups, as PoliciesFor asks this for every policy and VM.
+  bool InGroup(std::string_view vm, std::string_view group, std::vector<std::string_view>& seen) const;
   void GroupAddresses(const std::string& group, std::set<std::string>& seen,
                       std::vector<fw::IpPrefix>* out) const;
 

@@ -66,6 +66,32 @@ TEST_F(ViewTest, PoliciesMergeByPriorityThenName) {
   EXPECT_EQ(text, "") << "no policy applies";
 }
 
+TEST_F(ViewTest, VmsUnderTheSamePoliciesMergeOnceAndKeepTheirNames) {
+  Group("web", {"label:tier=web", "group:more"});
+  Group("more", {"vm:web-09"});
+  for (const char* vm : {"web-01", "web-02"}) {
+    ASSERT_TRUE(view_.Put(std::string(kLabels) + vm, EncodeLabels({{"tier", "web"}})).ok());
+  }
+  Policy("web-in", {"group:web"}, "ruleset w {\n  rule 20 at 1 in protocol tcp from any to any port 443 accept;\n}\n");
+  ClusterView::RenderMemo memo;
+  std::string one, two, nine, alone;
+  ASSERT_TRUE(view_.Render("web-01", &one, nullptr, &memo).ok());
+  ASSERT_TRUE(view_.Render("web-02", &two, nullptr, &memo).ok());
+  ASSERT_TRUE(view_.Render("web-09", &nine, nullptr, &memo).ok()) << "through the nested group";
+  EXPECT_EQ(memo.size(), 1u);
+  ASSERT_TRUE(view_.Render("web-02", &alone).ok());
+  EXPECT_EQ(two, alone) << "the memo changes nothing in the result";
+  EXPECT_NE(one.find("ruleset cluster-web-01 {"), std::string::npos) << one;
+  EXPECT_NE(two.find("ruleset cluster-web-02 {"), std::string::npos) << two;
+  EXPECT_NE(nine.find("rule 20 at 1 in protocol tcp"), std::string::npos) << nine;
+  // A failed merge is kept too, and named for each VM.
+  Policy("clash", {"group:web"}, "ruleset c {\n  rule 20 at 1 in protocol udp from any to any accept;\n}\n");
+  ClusterView::RenderMemo memo2;
+  Status a = view_.Render("web-01", &one, nullptr, &memo2), b = view_.Render("web-02", &two, nullptr, &memo2);
+  EXPECT_NE(a.message().find("VM web-01: "), std::string::npos) << a.message();
+  EXPECT_NE(b.message().find("VM web-02: "), std::string::npos) << b.message();
+}
+
 TEST_F(ViewTest, ApplyRefusesDuplicateRuleIdsAndConflictingSets) {
   Policy("one", {"vm:a"}, "ruleset x {\n  rule 7 at 1 inout protocol any from any to any accept;\n}\n"
                           "addrset s {\nip 10.0.0.1,\n}\n");

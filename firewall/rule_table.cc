@@ -42,8 +42,7 @@ class KeyWriter {
 uint64_t Signed(int v) { return static_cast<uint64_t>(static_cast<int64_t>(v)); }
 
 std::string ContentKey(const RuleFile& file, const ResolvedSets& sets) {
-  KeyWriter w;
-  w.Str(file.name);
+  KeyWriter w;  // not the ruleset's name: tables that differ only in it share (RuleTable::name)
   w.Num(file.rules.size());
   for (const Rule& r : file.rules) {
     w.Num(uint64_t{r.id} << 32 | r.pos);
@@ -140,6 +139,7 @@ Status RuleTable::Compile(RuleFile file, const MemberAddresses& members, uint32_
     }
   }
   std::string key = ContentKey(file, sets);
+  std::string name = file.name;
   std::shared_ptr<const Compiled> compiled = Cache().Find<Compiled>(key);
   if (!compiled) {
     std::shared_ptr<Compiled> built;
@@ -150,6 +150,7 @@ Status RuleTable::Compile(RuleFile file, const MemberAddresses& members, uint32_
   auto table = std::shared_ptr<RuleTable>(new RuleTable());
   table->compiled_ = std::move(compiled);
   table->generation_ = generation;
+  table->name_ = std::move(name);
   *out = std::move(table);
   return Status::Ok();
 }

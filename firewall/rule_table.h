@@ -6,7 +6,8 @@
 // with the next generation and swaps it into the filter whole; a bad input changes nothing.
 // What is compiled is content-addressed: a table with the same rules and the same resolved
 // sets as one alive anywhere in the process shares its classifier, rules and L2 matches (a
-// thousand ports with one policy hold it once); only the generation is per table.
+// thousand ports with one policy hold it once); only the generation and the ruleset's name
+// (the cluster names each VM's table after the VM) are per table.
 // Compile is thread-safe (the cache has a mutex); a table is thread-safe to share once built.
 #pragma once
 
@@ -31,8 +32,15 @@ class RuleTable {
   static Status Compile(RuleFile file, const MemberAddresses& members, uint32_t generation,
                         std::shared_ptr<const RuleTable>* out);
 
-  const RuleFile& file() const { return compiled_->file; }
+  // The rule file it came from (a copy: control paths only).
+  RuleFile file() const {
+    RuleFile f = compiled_->file;
+    f.name = name_;
+    return f;
+  }
+  const std::string& name() const { return name_; }  // the ruleset's
   const std::vector<Rule>& rules() const { return compiled_->file.rules; }
+  const std::vector<L2Rule>& l2_rules() const { return compiled_->file.l2_rules; }
   uint32_t generation() const { return generation_; }
   const Classifier& classifier() const { return *compiled_->classifier; }
   bool has_dynamic_members() const { return compiled_->has_dynamic_members; }
@@ -64,8 +72,9 @@ class RuleTable {
   };
   static Status Build(RuleFile file, const ResolvedSets& sets, bool dynamic, std::shared_ptr<Compiled>* out);
 
-  std::shared_ptr<const Compiled> compiled_;
+  std::shared_ptr<const Compiled> compiled_;  // its file's name is the first such table's
   uint32_t generation_ = 0;
+  std::string name_;
 };
 
 }  // namespace palisade::fw

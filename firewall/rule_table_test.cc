@@ -40,6 +40,14 @@ TEST(RuleTableTest, EqualContentCompilesOnce) {
   std::string other = kRules;
   other.replace(other.find("443"), 3, "444");
   EXPECT_FALSE(Compile(other, "10.0.0.7", 1)->SharesWith(*a));
+  // Another ruleset name alone shares the compiled part; each table keeps its own name.
+  std::string renamed = kRules;
+  renamed.replace(renamed.find("web"), 3, "db");
+  auto db = Compile(renamed, "10.0.0.7", 1);
+  EXPECT_TRUE(db->SharesWith(*a));
+  EXPECT_EQ(db->name(), "db");
+  EXPECT_EQ(a->name(), "web");
+  EXPECT_EQ(db->file().name, "db");
   // The same addresses written another way is another file: the table shows what was written.
   std::string named = kRules;
   named.replace(named.find("vm app-01"), 9, "vm app-02");

@@ -123,7 +123,7 @@ void StatefulFilter::Process(FilterBatch& b) {
     }
     const int l2 = t->MatchL2(in, p.ethertype, p.src_mac, p.dst_mac);
     if (l2 >= 0) {
-      const L2Rule& r = t->file().l2_rules[static_cast<size_t>(l2)];
+      const L2Rule& r = t->l2_rules()[static_cast<size_t>(l2)];
       if (r.action != Action::kAccept) {
         b.verdict[i] = Verdict::kDrop;
         b.reason[i] = DropReason::kRule;
@@ -407,7 +407,7 @@ void StatefulFilter::Close(uint32_t idx, CloseReason why, uint64_t now_ns, unsig
     e.dport = t.dport;
     std::memcpy(e.pkts, c.pkts, sizeof e.pkts);
     std::memcpy(e.bytes, c.bytes, sizeof e.bytes);
-    if (table_) std::snprintf(e.ruleset, sizeof e.ruleset, "%s", table_->file().name.c_str());
+    if (table_) std::snprintf(e.ruleset, sizeof e.ruleset, "%s", table_->name().c_str());
     log_->Push(worker, e, &log_budget_);
   }
   conns_.Remove(idx);
@@ -431,7 +431,7 @@ void StatefulFilter::LogPacket(const FilterBatch& b, const Packet& p, uint32_t l
   e.dst = p.tuple.dst;
   e.sport = p.tuple.sport;
   e.dport = p.tuple.dport;
-  if (table_) std::snprintf(e.ruleset, sizeof e.ruleset, "%s", table_->file().name.c_str());
+  if (table_) std::snprintf(e.ruleset, sizeof e.ruleset, "%s", table_->name().c_str());
   log_->Push(b.worker, e, &log_budget_);
 }
 

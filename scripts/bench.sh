@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The benchmarks, each beside its baseline in the same run, with ratios:
 #  1. the switches side by side (bench/switch_bench.py): testpmd's limit, Open vSwitch with DPDK
-#     (plain and conntrack), Palisade (L2 and firewall), interleaved over ROUNDS rounds;
+#     (plain and conntrack), Palisade (L2, firewall, firewall during 30,000-rule recompiles),
+#     interleaved over ROUNDS rounds, with ratios paired within each round;
 #  2. real TCP through strict rules under a hostile network (loss, reordering, duplication),
 #     goodput against the firewall off (bench/hostile_tcp_bench.py);
 #  3. the firewall microbenchmarks: classifier, connection table, new connections;
