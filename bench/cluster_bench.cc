@@ -237,6 +237,7 @@ void Run(const Setup& s, int hosts) {
   std::printf("%5d hosts, %d VMs, %d groups, %d policies: every host's view and tables built in %.1f s\n",
               hosts, s.vms, s.groups, s.groups,
               std::chrono::duration<double>(Clock::now() - t_start).count());
+  std::fflush(stdout);  // progress, while the rounds run
   for (bool policy : {true, false}) {
     const Result ours = measure(tables, policy, s.rounds);
     const Result& raw = raw_result[policy ? 0 : 1];

@@ -141,6 +141,7 @@ void ClusterAgent::WatchLoop() {
           fresh.set_revision(revision);
           view_ = std::move(fresh);
           intent_changed_ = true;
+          ForgetResolved();
         }
         {
           std::lock_guard lock(mu_);
@@ -203,8 +204,19 @@ Status ClusterAgent::Watch(int64_t from, bool* compacted) {
         auto mark = [&] {
           for (auto& [vm, r] : rendered_) r.stale |= view_.Applies(name, vm);
         };
-        if (policy) mark();
-        else intent_changed_ |= e.kv.key.rfind(kIntent, 0) == 0;
+        if (policy) {
+          mark();
+        } else if (e.kv.key.starts_with(kEndpoints)) {
+          // A VM's addresses changed: only the names that stand for it are resolved again
+          // (which groups hold a VM is intent, not endpoints).
+          const std::string_view vm_host = std::string_view(e.kv.key).substr(kEndpoints.size());
+          const std::string vm(vm_host.substr(0, vm_host.find('/')));
+          vm_addresses_.erase(vm);
+          std::erase_if(group_addresses_, [&](const auto& g) { return view_.InGroup(vm, g.first); });
+        } else {
+          intent_changed_ |= e.kv.key.starts_with(kIntent);
+          ForgetResolved();
+        }
         if (e.deleted) {
           view_.Delete(e.kv.key);
           kvs_.erase(e.kv.key);
@@ -276,8 +288,16 @@ void ClusterAgent::Emit() {
     }
     rendered_ = std::move(now);  // VMs no longer here are forgotten
     // Only what the local tables name is resolved: a host needs no other VM's addresses.
-    for (const std::string& vm : vms) u->vm_addresses[vm] = view_.VmAddresses(vm);
-    for (const std::string& g : groups) u->group_addresses[g] = view_.GroupAddresses(g);
+    for (const std::string& vm : vms) {
+      auto [it, fresh] = vm_addresses_.try_emplace(vm);
+      if (fresh) it->second = view_.VmAddresses(vm);
+      u->vm_addresses[vm] = it->second;
+    }
+    for (const std::string& g : groups) {
+      auto [it, fresh] = group_addresses_.try_emplace(g);
+      if (fresh) it->second = view_.GroupAddresses(g);
+      u->group_addresses[g] = it->second;
+    }
   }
   {
     std::lock_guard lock(mu_);
@@ -417,6 +437,7 @@ Status ClusterAgent::LoadSnapshot() {
   if (Status s = ReadSnapshot(options_.snapshot_path, &revision, &kvs); !s.ok()) return s;
   std::lock_guard lock(view_mu_);
   for (const auto& [k, v] : kvs) (void)view_.Put(k, v);  // an unreadable value counts as absent
+  ForgetResolved();
   view_.set_revision(revision);
   kvs_ = std::move(kvs);
   std::lock_guard status_lock(mu_);

@@ -118,6 +118,15 @@ class ClusterAgent {
   };
   std::map<std::string, Rendered> rendered_;  // guarded by view_mu_: local VM -> its rule file
   bool intent_changed_ = true;                // guarded by view_mu_: renders are stale
+  // Guarded by view_mu_: names the local tables use, resolved; kept while only policies
+  // change (a policy's change moves no address), a VM's endpoint change forgets what names
+  // that VM, any other change all of them.
+  std::map<std::string, std::vector<fw::IpAddr>> vm_addresses_;
+  std::map<std::string, std::vector<fw::IpPrefix>> group_addresses_;
+  void ForgetResolved() {
+    vm_addresses_.clear();
+    group_addresses_.clear();
+  }
 
   mutable std::mutex mu_;
   std::condition_variable cv_;
