@@ -15,7 +15,13 @@ counters give its core's cycles per packet (testpmd --record-core-cycles, OVS pm
 palisadectl's worker stats); the guests' counters give Mpps.
 
 Prints medians and ranges, the ratios Palisade/limit and Palisade/OVS, flags rounds disturbed
-by other load, and writes every round to a JSON-lines file."""
+by other load, and writes every round to a JSON-lines file.
+
+With --flows N[,N...], a second series: OVS conntrack against the Palisade firewall at N
+concurrent flows each (the guests' testpmd in flowgen mode, UDP to N destinations round-robin
+from both ports, so every flow stays live and each port's table holds N entries), with cycles
+per packet, and memory per connection (Palisade: the table's committed bytes over its entries;
+OVS: ovs-vswitchd's resident growth over its conntrack entries)."""
 
 import argparse
 import json
@@ -134,12 +140,21 @@ class Ovs:
             self._run("ovs-ofctl", "add-flow", "br0", f)
         return [os.path.join(self.dir, "vhu0"), os.path.join(self.dir, "vhu1")]
 
-    def connected(self):
-        pass
-
     def _appctl(self, *args):
         pid = open(os.path.join(self.dir, "ovs-vswitchd.pid")).read().strip()
         return self._run("ovs-appctl", "-t", os.path.join(self.dir, f"ovs-vswitchd-dpdk.{pid}.ctl"), *args)
+
+    def rss_kib(self):
+        pid = open(os.path.join(self.dir, "ovs-vswitchd.pid")).read().strip()
+        with open(f"/proc/{pid}/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("VmRSS"))
+
+    def connected(self):
+        self.rss0 = self.rss_kib()
+
+    def bytes_per_conn(self):
+        n = int(self._appctl("dpctl/ct-get-nconns").strip() or 0)
+        return ((self.rss_kib() - self.rss0) * 1024 / n if n else float("nan")), n
 
     def begin(self):
         self._appctl("dpif-netdev/pmd-stats-clear")
@@ -193,6 +208,8 @@ class Palisade:
         if recompile:
             self.name = "Palisade fw, 30k-rule recompiles"
 
+    flows = 0  # the flowgen series: the table's limit must hold them
+
     def start(self, work):
         self.sw = Daemon("bench-" + ("fw" if self.firewall else "l2"), work.path, cores="1").start()
         if self.recompile:
@@ -213,7 +230,14 @@ class Palisade:
             for i in (0, 1):
                 self.sw.ctl(f"filter attach p{i} --slot 2 --agent sfw")
                 self.sw.ctl(f"rules load p{i} {rules}")
+                if self.flows:
+                    self.sw.ctl(f"firewall set p{i} --limit {max(100000, self.flows + self.flows // 4)}")
         return socks
+
+    def bytes_per_conn(self):
+        fws = [self.sw.ctl(f"firewall show p{i}") for i in (0, 1)]
+        n = sum(f["flows"] for f in fws)
+        return (sum(f["table_bytes"] for f in fws) / n if n else float("nan")), n
 
     def connected(self):
         pass
@@ -259,17 +283,23 @@ def wait_idle(limit_cpus=0.2, timeout=20):
     return False
 
 
-def run_one(cfg, seconds, warmup):
+def run_one(cfg, seconds, warmup, flows=0):
     work = Workdir("bench")
     guests = None
     try:
         socks = cfg.start(work)
-        guests = Testpmd("bench-guests", [f"net_virtio_user{i},path={s},queue_size=1024" for i, s in enumerate(socks)],
-                         ["--forward-mode=5tswap", "--port-topology=loop", "--txonly-multi-flow"],
-                         lcores="0@0,1@0", mbufs=16384)
+        macs = ["02:00:00:00:00:01", "02:00:00:00:00:02"]
+        vdevs = [f"net_virtio_user{i},path={s},queue_size=1024,mac={macs[i]}" for i, s in enumerate(socks)]
+        if flows:
+            mode = ["--forward-mode=flowgen", f"--flowgen-flows={flows}", "--port-topology=paired",
+                    f"--eth-peer=0,{macs[1]}", f"--eth-peer=1,{macs[0]}"]
+        else:
+            mode = ["--forward-mode=5tswap", "--port-topology=loop", "--txonly-multi-flow"]
+        guests = Testpmd("bench-guests", vdevs, mode, lcores="0@0,1@0", mbufs=16384)
         cfg.connected()
-        guests.cmd("start tx_first 8")
-        time.sleep(warmup)
+        guests.cmd("start" if flows else "start tx_first 8")
+        # Every flow seen at least a few times before the window (about 1 Mpps at the least).
+        time.sleep(max(warmup, 3 * flows / 1e6))
         pids = cfg.pids() + [guests.pid, os.getpid()]
         cfg.begin()
         s0, t0 = guests.port_stats(), time.monotonic()
@@ -281,10 +311,14 @@ def run_one(cfg, seconds, warmup):
         rx = sum(s1[p]["rx"] - s0[p]["rx"] for p in s1)
         other = ((b1 - b0) - (j1 - j0)) / CLK_TCK / (t1 - t0)  # CPUs' worth used by others
         steal = (st1 - st0) / CLK_TCK / (t1 - t0)  # CPUs' worth the hypervisor took away
+        res = {"config": cfg.name, "mpps": rx / (t1 - t0) / 1e6, "cycles_per_packet": cpp,
+               "other_load_cpus": round(other, 3), "steal_cpus": round(steal, 3),
+               "disturbed": other > 0.05 or steal > 0.05}
+        if flows:
+            res["flows"] = flows
+            res["bytes_per_conn"], res["entries"] = cfg.bytes_per_conn()
         guests.cmd("stop")
-        return {"config": cfg.name, "mpps": rx / (t1 - t0) / 1e6, "cycles_per_packet": cpp,
-                "other_load_cpus": round(other, 3), "steal_cpus": round(steal, 3),
-                "disturbed": other > 0.05 or steal > 0.05}
+        return res
     finally:
         if guests:
             guests.close()
@@ -300,15 +334,61 @@ def main():
     ap.add_argument("--raw", default="bench-switch-rounds.jsonl", help="file for every round's numbers")
     ap.add_argument("--only", default="limit,ovs,ovs-ct,l2,fw,fw-recompile",
                     help="configurations to run, comma-separated (ratios need all of them)")
+    ap.add_argument("--flows", default="",
+                    help="also OVS conntrack against the Palisade firewall at these counts of concurrent "
+                         "flows, e.g. 10000,100000,1000000 (--only '' runs this series alone)")
     args = ap.parse_args()
+    if args.only and any(w not in KNOWN for w in args.only.split(",")):
+        ap.error(f"--only takes {', '.join(KNOWN)}")
+    if args.only:
+        main_series(args)
+    if args.flows:
+        flows_series(args, [int(n) for n in args.flows.split(",")])
 
-    known = {"limit": Limit, "ovs": lambda: Ovs(False), "ovs-ct": lambda: Ovs(True),
-             "l2": lambda: Palisade(False), "fw": lambda: Palisade(True),
-             "fw-recompile": lambda: Palisade(True, recompile=True)}
-    wanted = args.only.split(",")
-    if any(w not in known for w in wanted):
-        ap.error(f"--only takes {', '.join(known)}")
-    configs = [known[w]() for w in wanted]
+
+def flows_series(args, counts):
+    """OVS conntrack and the Palisade firewall at each count of concurrent flows, paired by round."""
+    rows = []
+    with open(args.raw, "a" if args.only else "w") as raw:
+        for n in counts:
+            for r in range(args.rounds):
+                for cfg in (Ovs(True), Palisade(True)):
+                    cfg.flows = n
+                    wait_idle()
+                    res = run_one(cfg, args.seconds, args.warmup, flows=n)
+                    res["round"] = r + 1
+                    rows.append(res)
+                    raw.write(json.dumps(res) + "\n")
+                    raw.flush()
+                    flag = "  DISTURBED" if res["disturbed"] else ""
+                    print(f"{n:>8} flows round {r + 1} {cfg.name:<32} {res['mpps']:6.2f} Mpps "
+                          f"{res['cycles_per_packet']:8.1f} cycles/pkt {res['bytes_per_conn']:7.0f} B/conn "
+                          f"({res['entries']} entries){flag}", flush=True)
+    print()
+    print(f"{'flows':>8} {'OVS ct cycles/pkt':>18} {'Palisade fw':>12} {'OVS/Palisade paired':>20} {'range':>12} "
+          f"{'B/conn OVS':>11} {'Palisade':>9}")
+    for n in counts:
+        ovs = {x["round"]: x for x in rows if x["flows"] == n and x["config"].startswith("OVS")}
+        pal = {x["round"]: x for x in rows if x["flows"] == n and x["config"].startswith("Palisade")}
+        paired = [ovs[r]["cycles_per_packet"] / pal[r]["cycles_per_packet"] for r in ovs if r in pal]
+        med = lambda xs: statistics.median(xs) if xs else float("nan")
+        print(f"{n:>8} {med([x['cycles_per_packet'] for x in ovs.values()]):18.1f} "
+              f"{med([x['cycles_per_packet'] for x in pal.values()]):12.1f} {med(paired):19.2f}x "
+              f"{min(paired, default=0):5.2f}-{max(paired, default=0):<5.2f}x "
+              f"{med([x['bytes_per_conn'] for x in ovs.values()]):11.0f} {med([x['bytes_per_conn'] for x in pal.values()]):9.0f}")
+    print("(OVS/Palisade: packets per cycle, Palisade's over OVS's; target at least 2.5x at 100,000 flows.")
+    print(" Bytes per connection, target at most 128: Palisade's table bytes over its entries, both ports;")
+    print(" OVS's resident growth since its start over its conntrack entries.)")
+
+
+KNOWN = {"limit": Limit, "ovs": lambda: Ovs(False), "ovs-ct": lambda: Ovs(True),
+         "l2": lambda: Palisade(False), "fw": lambda: Palisade(True),
+         "fw-recompile": lambda: Palisade(True, recompile=True)}
+
+
+def main_series(args):
+
+    configs = [KNOWN[w]() for w in args.only.split(",")]
     results = []
     with open(args.raw, "w") as raw:
         for r in range(args.rounds):

@@ -33,40 +33,6 @@ const char* CloseReasonName(CloseReason r) {
   return "?";
 }
 
-namespace {
-
-// Address order as two big-endian 64-bit halves: the same order as the bytes, without memcmp.
-int CompareAddr(const IpAddr& a, const IpAddr& b) {
-  uint64_t x[2], y[2];
-  std::memcpy(x, a.b.data(), 16);
-  std::memcpy(y, b.b.data(), 16);
-  for (int i = 0; i < 2; i++) {
-    const uint64_t xa = __builtin_bswap64(x[i]), ya = __builtin_bswap64(y[i]);
-    if (xa != ya) return xa < ya ? -1 : 1;
-  }
-  return 0;
-}
-
-}  // namespace
-
-void MakeKey(const Tuple& t, ConnKey* k, bool* src_is_lo) {
-  const int c = CompareAddr(t.src, t.dst);
-  const bool lo_first = c < 0 || (c == 0 && t.sport <= t.dport);
-  *src_is_lo = lo_first;
-  k->proto = t.proto;
-  if (lo_first) {
-    k->lo = t.src;
-    k->hi = t.dst;
-    k->lo_port = t.sport;
-    k->hi_port = t.dport;
-  } else {
-    k->lo = t.dst;
-    k->hi = t.src;
-    k->lo_port = t.dport;
-    k->hi_port = t.sport;
-  }
-}
-
 ConnKey MakeKey(const Tuple& t, bool* src_is_lo) {
   ConnKey k;
   MakeKey(t, &k, src_is_lo);

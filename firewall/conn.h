@@ -6,7 +6,9 @@
 // Value types; the table that holds them (conntrack.h) says who may touch them.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
+#include <cstring>
 
 #include "firewall/ip_addr.h"
 #include "firewall/packet.h"
@@ -51,7 +53,26 @@ struct ConnKey {
 ConnKey MakeKey(const Tuple& t, bool* src_is_lo);
 // The same, in place: the datapath builds the key where it keeps it (a returned key copied into
 // place is read back in wider words than it was written in, which stalls store forwarding).
-void MakeKey(const Tuple& t, ConnKey* k, bool* src_is_lo);
+// Inline: once per packet.
+inline void MakeKey(const Tuple& t, ConnKey* k, bool* src_is_lo) {
+  // Address order as two big-endian 64-bit halves: the same order as the bytes, without memcmp.
+  int c = 0;
+  for (size_t i = 0; i < 16 && c == 0; i += 8) {
+    uint64_t x, y;
+    std::memcpy(&x, t.src.b.data() + i, 8);
+    std::memcpy(&y, t.dst.b.data() + i, 8);
+    x = __builtin_bswap64(x);
+    y = __builtin_bswap64(y);
+    if (x != y) c = x < y ? -1 : 1;
+  }
+  const bool lo_first = c < 0 || (c == 0 && t.sport <= t.dport);
+  *src_is_lo = lo_first;
+  k->proto = t.proto;
+  k->lo = lo_first ? t.src : t.dst;
+  k->hi = lo_first ? t.dst : t.src;
+  k->lo_port = lo_first ? t.sport : t.dport;
+  k->hi_port = lo_first ? t.dport : t.sport;
+}
 uint64_t HashKey(const ConnKey& k, uint64_t seed);
 
 inline constexpr uint8_t kConnOrigIsLo = 0x01;  // the originator is the key's lo end

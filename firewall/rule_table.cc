@@ -186,7 +186,7 @@ Status RuleTable::Build(RuleFile file, const ResolvedSets& sets, bool dynamic, s
   return Status::Ok();
 }
 
-int RuleTable::MatchL2(bool in, uint16_t ethertype, uint64_t src_mac, uint64_t dst_mac) const {
+int RuleTable::MatchL2Rules(bool in, uint16_t ethertype, uint64_t src_mac, uint64_t dst_mac) const {
   const std::vector<L2>& l2 = compiled_->l2;
   for (size_t i = 0; i < l2.size(); i++) {
     const L2& r = l2[i];

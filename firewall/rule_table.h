@@ -48,7 +48,9 @@ class RuleTable {
   bool SharesWith(const RuleTable& other) const { return compiled_ == other.compiled_; }
 
   // First matching L2 rule (index), or -1.
-  int MatchL2(bool in, uint16_t ethertype, uint64_t src_mac, uint64_t dst_mac) const;
+  int MatchL2(bool in, uint16_t ethertype, uint64_t src_mac, uint64_t dst_mac) const {
+    return compiled_->l2.empty() ? -1 : MatchL2Rules(in, ethertype, src_mac, dst_mac);  // per packet
+  }
 
  private:
   struct MacMatch {
@@ -71,6 +73,7 @@ class RuleTable {
     std::vector<L2> l2;
   };
   static Status Build(RuleFile file, const ResolvedSets& sets, bool dynamic, std::shared_ptr<Compiled>* out);
+  int MatchL2Rules(bool in, uint16_t ethertype, uint64_t src_mac, uint64_t dst_mac) const;
 
   std::shared_ptr<const Compiled> compiled_;  // its file's name is the first such table's
   uint32_t generation_ = 0;
