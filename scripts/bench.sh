@@ -30,7 +30,7 @@ if [ "$micro_only" -eq 0 ]; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends openvswitch-switch-dpdk
   fi
   /usr/bin/python3 bench/switch_bench.py --rounds "$rounds" --seconds "$seconds" \
-    --raw build/bench-switch-rounds.jsonl
+    --flows 10000,100000 --raw build/bench-switch-rounds.jsonl
   echo
   /usr/bin/python3 bench/hostile_tcp_bench.py --rounds "$rounds"
   echo

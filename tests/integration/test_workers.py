@@ -1,9 +1,9 @@
 """Two datapath workers (`--cores 0-1`) and four ports under traffic in every direction at once.
 
-A port's stateful filter judges its VM's packets on the worker that polls the port (direction
-OUT) and the packets toward the VM (direction IN), which for a cross-worker pair were received
-by the other worker: that worker runs the IN filter itself (one lock per port's filter) or
-hands the packets to the port's own worker; the test holds for either. With two workers and
+A port's filters run on the worker that polls the port, for its VM's packets (direction OUT)
+and for the packets toward the VM (direction IN): for a cross-worker pair the other worker
+received those and hands them over (vswitch/handoff.h), so no two workers share a connection
+table; `worker stats` counts what each worker was handed. With two workers and
 four ports given to them alternately, a<->b, c<->d, a<->d and b<->c cross workers and a<->c,
 b<->d stay on one. Namespace guests (real Linux TCP) behind port security and the
 stateful firewall, all at once: TCP streams to port 5001 in all twelve directions arrive whole
@@ -218,7 +218,8 @@ class WorkersTest(unittest.TestCase):
         while nothing moves: the switch's counters equal before and after the others are read."""
         def read():
             workers = self.sw.ctl("worker stats")["workers"]  # cycles and loops always move
-            return self.ports(), [{k: w[k] for k in ("worker", "rx_packets", "tx_packets")} for w in workers]
+            return self.ports(), [{k: w[k] for k in ("worker", "rx_packets", "tx_packets", "handoff_packets")}
+                                  for w in workers]
         for _ in range(50):
             before = read()
             tp = self.guests.tp.port_stats()
@@ -496,6 +497,9 @@ class WorkersTest(unittest.TestCase):
             self.assertEqual(workers1[w]["rx_packets"], sum(ports1[name]["rx_packets"] for name in polled),
                              f"worker {w}, polling {polled}")
             self.assertGreater(workers1[w]["rx_packets"] - workers0[w]["rx_packets"], 6 * STREAM_BYTES // 1500)
+            # The four cross-worker streams into this worker's two ports came through the hand-off.
+            self.assertGreater(workers1[w]["handoff_packets"] - workers0[w]["handoff_packets"],
+                               4 * STREAM_BYTES // 1500, f"worker {w}")
         self.assertEqual(sum(w["tx_packets"] for w in workers1), sum(p["tx_packets"] for p in ports1.values()))
         print(f"\n{took:.1f}s of traffic, {sum(streamed.values()) >> 20} MiB in the streams "
               f"({min(streamed.values()) >> 20}-{max(streamed.values()) >> 20} MiB each); frames lost before the "
