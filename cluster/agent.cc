@@ -206,11 +206,9 @@ Status ClusterAgent::Watch(int64_t from, bool* compacted) {
         };
         if (policy) {
           mark();
-        } else if (e.kv.key.starts_with(kEndpoints)) {
+        } else if (std::string vm, host; ParseEndpointKey(e.kv.key, &vm, &host)) {
           // A VM's addresses changed: only the names that stand for it are resolved again
           // (which groups hold a VM is intent, not endpoints).
-          const std::string_view vm_host = std::string_view(e.kv.key).substr(kEndpoints.size());
-          const std::string vm(vm_host.substr(0, vm_host.find('/')));
           vm_addresses_.erase(vm);
           std::erase_if(group_addresses_, [&](const auto& g) { return view_.InGroup(vm, g.first); });
         } else {

@@ -28,4 +28,14 @@ std::string EndpointKey(std::string_view vm, std::string_view host) {
   return std::string(kEndpoints) + std::string(vm) + "/" + std::string(host);
 }
 
+bool ParseEndpointKey(std::string_view key, std::string* vm, std::string* host) {
+  if (!key.starts_with(kEndpoints)) return false;
+  const std::string_view vm_host = key.substr(kEndpoints.size());
+  const size_t slash = vm_host.find('/');
+  if (slash == std::string_view::npos) return false;
+  *vm = vm_host.substr(0, slash);
+  *host = vm_host.substr(slash + 1);
+  return true;
+}
+
 }  // namespace palisade::cluster

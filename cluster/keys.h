@@ -26,5 +26,7 @@ std::string PrefixEnd(std::string_view prefix);
 // Names in keys: letters, digits and . _ - (no slashes), 1-128 characters.
 bool ValidName(std::string_view name);
 std::string EndpointKey(std::string_view vm, std::string_view host);
+// The VM and host an endpoint key names; false when `key` is not one (no host after the VM).
+bool ParseEndpointKey(std::string_view key, std::string* vm, std::string* host);
 
 }  // namespace palisade::cluster

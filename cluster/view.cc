@@ -202,11 +202,10 @@ Status ClusterView::Put(std::string_view key, std::string_view value) {
     labels_[vm] = std::move(labels);
     IndexLabels(vm, true);
   } else if (under(kEndpoints)) {
-    const std::string_view vm_host = rest(kEndpoints);
-    const size_t slash = vm_host.find('/');
-    if (slash == std::string_view::npos) return Status::Invalid("endpoint key '" + std::string(key) + "' names no host");
-    const std::pair<std::string, std::string> id{std::string(vm_host.substr(0, slash)),
-                                                 std::string(vm_host.substr(slash + 1))};
+    std::pair<std::string, std::string> id;
+    if (!ParseEndpointKey(key, &id.first, &id.second)) {
+      return Status::Invalid("endpoint key '" + std::string(key) + "' names no host");
+    }
     EndpointInfo e;
     Status s = DecodeEndpoint(id.first, id.second, value, &e);
     return Store(endpoints_, id, s, std::move(e));
@@ -223,11 +222,8 @@ void ClusterView::Delete(std::string_view key) {
     IndexLabels(rest(kLabels), false);
     labels_.erase(rest(kLabels));
   }
-  if (under(kEndpoints)) {
-    const std::string vm_host = rest(kEndpoints);
-    const size_t slash = vm_host.find('/');
-    if (slash != std::string::npos) endpoints_.erase({vm_host.substr(0, slash), vm_host.substr(slash + 1)});
-  }
+  std::pair<std::string, std::string> id;
+  if (ParseEndpointKey(key, &id.first, &id.second)) endpoints_.erase(id);
 }
 
 void ClusterView::IndexLabels(const std::string& vm, bool add) {
@@ -263,7 +259,7 @@ bool ClusterView::InGroup(std::string_view vm, std::string_view group, std::vect
   auto g = groups_.find(std::string(group));
   if (g == groups_.end()) return false;
   const std::map<std::string, std::string>* labels = nullptr;
-  bool labels_looked_up = false;
+  bool labels_looked_up = false, on_path = false;
   for (const std::string& m : g->second.members) {
     if (Names(m, "vm:", vm)) return true;
     if (m.starts_with("label:")) {
@@ -279,7 +275,8 @@ bool ClusterView::InGroup(std::string_view vm, std::string_view group, std::vect
       if (v != labels->end() && eq != std::string_view::npos && v->second == kv.substr(eq + 1)) return true;
     }
     if (m.starts_with("group:")) {
-      if (seen.empty() || seen.back() != group) seen.push_back(group);
+      if (!on_path) seen.push_back(group);  // only now: most groups nest none
+      on_path = true;
       if (InGroup(vm, std::string_view(m).substr(6), seen)) return true;
     }
   }

@@ -4,7 +4,6 @@
 #include <mutex>
 #include <unordered_map>
 
-
 namespace palisade::fw {
 namespace {
 

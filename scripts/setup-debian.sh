@@ -9,6 +9,7 @@ packages=(
   libdpdk-dev dpdk dpdk-dev            # DPDK 22.11; dpdk-dev carries dpdk-testpmd
   libcapnp-dev capnproto libev-dev libtbb-dev libgtest-dev libbenchmark-dev
   iproute2 ethtool iputils-ping procps # namespace guests and their traffic
+  iptables                             # counts the guests' own SYNs (tests/integration/test_workers.py)
   clang libclang-rt-14-dev             # libFuzzer targets (scripts/fuzz.sh)
   qemu-system-x86 busybox-static       # QEMU test guests (tests/lib/guest_image.py)
   openssl                              # test certificates for the TLS control plane

@@ -63,10 +63,7 @@ class AdversarialTest(unittest.TestCase):
         cls.work = Workdir("adv")
         cls.sw = Daemon("adv", cls.work.path).start()
         for n in "abc":
-            cls.sw.ctl(f"port add vm-{n} --vhost-user {cls.work.join(n + '.sock')} --vm {n} "
-                       f"--mac {MAC[n]} --ip {IP4[n]}")
-            cls.sw.ctl(f"filter attach vm-{n} --slot 1 --agent swsec")
-            cls.sw.ctl(f"filter attach vm-{n} --slot 2 --agent sfw")
+            cls.sw.add_protected_port(f"vm-{n}", cls.work.join(n + ".sock"), n, MAC[n], IP4[n])
             path = cls.work.join(f"{n}.rules")
             with open(path, "w") as f:
                 f.write(RULES[n])

@@ -58,11 +58,8 @@ class CaptureTest(unittest.TestCase):
     def setUpClass(cls):
         cls.work = Workdir("cap")
         cls.sw = Daemon("cap", cls.work.path).start()
-        cls.sw.ctl(f"port add vm-a --vhost-user {cls.work.join('a.sock')} --vm cap-a --mac {MAC_A} --ip {IP_A}")
-        cls.sw.ctl(f"port add vm-b --vhost-user {cls.work.join('b.sock')} --vm cap-b --mac {MAC_B} --ip {IP_B}")
-        for port in ("vm-a", "vm-b"):
-            cls.sw.ctl(f"filter attach {port} --slot 1 --agent swsec")
-            cls.sw.ctl(f"filter attach {port} --slot 2 --agent sfw")
+        cls.sw.add_protected_port("vm-a", cls.work.join("a.sock"), "cap-a", MAC_A, IP_A)
+        cls.sw.add_protected_port("vm-b", cls.work.join("b.sock"), "cap-b", MAC_B, IP_B)
         for port, text in (("vm-a", A_RULES), ("vm-b", B_RULES)):
             path = cls.work.join(f"{port}.rules")
             with open(path, "w") as f:

@@ -39,11 +39,8 @@ class FirewallTest(unittest.TestCase):
     def setUpClass(cls):
         cls.work = Workdir("fw")
         cls.sw = Daemon("fw", cls.work.path).start()
-        cls.sw.ctl(f"port add vm-a --vhost-user {cls.work.join('a.sock')} --vm web-01 --mac {MAC_A} --ip {IP_A}")
-        cls.sw.ctl(f"port add vm-b --vhost-user {cls.work.join('b.sock')} --vm db-01 --mac {MAC_B} --ip {IP_B}")
-        for port in ("vm-a", "vm-b"):
-            cls.sw.ctl(f"filter attach {port} --slot 1 --agent swsec")
-            cls.sw.ctl(f"filter attach {port} --slot 2 --agent sfw")
+        cls.sw.add_protected_port("vm-a", cls.work.join("a.sock"), "web-01", MAC_A, IP_A)
+        cls.sw.add_protected_port("vm-b", cls.work.join("b.sock"), "db-01", MAC_B, IP_B)
         cls.guests = NamespaceGuests("pfw", [("a", cls.work.join("a.sock"), IP_A + "/24"),
                                              ("b", cls.work.join("b.sock"), IP_B + "/24")])
         wait_for(lambda: all(p["link"] for p in cls.sw.ctl("port list")["ports"]))

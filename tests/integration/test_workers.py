@@ -168,10 +168,7 @@ class WorkersTest(unittest.TestCase):
             with open(rules, "w") as f:
                 f.write(RULES)
             for n in NAMES:
-                cls.sw.ctl(f"port add {PORT[n]} --vhost-user {cls.work.join(n + '.sock')} --vm wk-vm-{n} "
-                           f"--mac {MAC[n]} --ip {IP[n]}")
-                cls.sw.ctl(f"filter attach {PORT[n]} --slot 1 --agent swsec")
-                cls.sw.ctl(f"filter attach {PORT[n]} --slot 2 --agent sfw")
+                cls.sw.add_protected_port(PORT[n], cls.work.join(n + ".sock"), f"wk-vm-{n}", MAC[n], IP[n])
                 cls.sw.ctl(f"rules load {PORT[n]} {rules}")
                 # Closed streams stay listed long enough to compare their counters afterwards.
                 cls.sw.ctl(f"firewall set {PORT[n]} --timeout tcp_closed=300 --timeout tcp_time_wait=300")

@@ -111,6 +111,13 @@ class Daemon:
     def try_ctl(self, line):
         return control(self.socket, line)
 
+    def add_protected_port(self, name, sock, vm, mac, ip):
+        """A VM's vhost-user port bound to its MAC and address, behind port security (slot 1)
+        and the stateful firewall (slot 2), which stays closed until rules load."""
+        self.ctl(f"port add {name} --vhost-user {sock} --vm {vm} --mac {mac} --ip {ip}")
+        self.ctl(f"filter attach {name} --slot 1 --agent swsec")
+        self.ctl(f"filter attach {name} --slot 2 --agent sfw")
+
     def cli(self, *args, json_out=False, stdin=None):
         """Runs palisadectl against this instance; returns (exit status, stdout, stderr)."""
         argv = [PALISADECTL, "-s", self.socket] + (["--json"] if json_out else []) + list(args)
