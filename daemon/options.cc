@@ -71,6 +71,9 @@ const char* Usage() {
          "  --hugepages MODE      auto (use them when mounted and free; default), on (require\n"
          "                        them), off (shareable anonymous memory)\n"
          "  --memory MB           packet memory without hugepages (default: 512)\n"
+         "  --acl-min-rules N     rule tables of N rules or more classify with DPDK's rte_acl (small\n"
+         "                        and fast at any size), smaller ones with bit vectors (quicker to\n"
+         "                        build); 0: bit vectors for all (default: 1000)\n"
          "  --config FILE         control commands to run at start, one per line\n"
          "  --state-dir DIR       the configuration accepted at run time, saved (synced) before each\n"
          "                        change is answered, restored at start (default: /var/lib/palisade/NAME)\n"
@@ -125,7 +128,7 @@ Status ParseCpuList(const std::string& text, unsigned cpu_limit, std::vector<uns
 Status ParseOptions(int argc, char** argv, Options* out) {
   enum { kInstance = 1, kSocket, kStateFile, kStateDir, kConnDir, kTlsListen, kMetricsListen, kTlsCert, kTlsKey, kTlsCa, kTlsOperators, kTlsPeers, kCores,
          kHugepages, kMemory, kConfig, kLogDir, kEtcd, kHost, kEtcdCert, kEtcdKey, kEtcdCa,
-         kClusterSnapshot, kClusterLease, kHelp };
+         kClusterSnapshot, kClusterLease, kAclMinRules, kHelp };
   static const option kLong[] = {
       {"instance", required_argument, nullptr, kInstance},
       {"socket", required_argument, nullptr, kSocket},
@@ -151,6 +154,7 @@ Status ParseOptions(int argc, char** argv, Options* out) {
       {"etcd-ca", required_argument, nullptr, kEtcdCa},
       {"cluster-snapshot", required_argument, nullptr, kClusterSnapshot},
       {"cluster-lease", required_argument, nullptr, kClusterLease},
+      {"acl-min-rules", required_argument, nullptr, kAclMinRules},
       {"help", no_argument, nullptr, kHelp},
       {nullptr, 0, nullptr, 0},
   };
@@ -222,6 +226,14 @@ Status ParseOptions(int argc, char** argv, Options* out) {
           return Status::Invalid("--cluster-lease: '" + arg + "' is not a number of seconds from 2 to 3600");
         }
         o.cluster_lease_s = static_cast<unsigned>(s);
+        break;
+      }
+      case kAclMinRules: {
+        unsigned long n;
+        if (!ParseUnsigned(arg, 65535, &n)) {
+          return Status::Invalid("--acl-min-rules: '" + arg + "' is not a number of rules from 0 to 65535");
+        }
+        o.acl_min_rules = static_cast<unsigned>(n);
         break;
       }
       case kHelp:

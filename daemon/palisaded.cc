@@ -17,6 +17,7 @@
 #include <memory>
 
 #include "daemon/cluster_glue.h"
+#include "vswitch/acl_classifier.h"
 #include "vswitch/control_queue.h"
 #include "rpc/server.h"
 #include "vswitch/control.h"
@@ -98,6 +99,9 @@ Status ApplyConfig(Switch& sw, const std::string& file, const std::vector<Comman
 // Everything after the EAL is up; returns the exit code.
 int Serve(const Options& options, const EalInfo& eal, const std::vector<Command>& config,
           std::FILE* packet_log, const rpc::TlsConfig* tls) {
+  // Large rule tables classify with rte_acl, whose contexts live in DPDK's heap (EAL is up).
+  static const AclClassifierEngine acl;
+  fw::SetLargeTableEngine(options.acl_min_rules > 0 ? &acl : nullptr, options.acl_min_rules);
   std::unique_ptr<Switch> sw;
   Switch::Options sw_options;
   sw_options.worker_lcores = eal.worker_lcores;

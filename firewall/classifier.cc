@@ -1,6 +1,7 @@
 #include "firewall/classifier.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <unordered_map>
 
@@ -9,27 +10,21 @@ namespace palisade::fw {
 // Builds the per-field interval vectors and de-duplicates identical vectors across fields.
 class ClassifierBuilder {
  public:
-  explicit ClassifierBuilder(Classifier* c, size_t nrules) : c_(c) {
+  explicit ClassifierBuilder(BitVectorClassifier* c, size_t nrules) : c_(c) {
     c->nrules_ = nrules;
     c->nwords_ = (nrules + 63) / 64;
     if (c->nwords_ == 0) c->nwords_ = 1;
     c->nsummary_ = (c->nwords_ + 63) / 64;
   }
 
-  // One rule's constraint on one field: wildcard, or ranges (negated: everything but them).
-  struct Constraint {
-    bool wild = true;
-    bool negate = false;
-    std::vector<std::pair<u128, u128>> ranges;  // inclusive
-  };
-
   // Cuts the field at every boundary and gives each interval its vector, sweeping the
   // intervals in order with one vector that changes where a rule's range begins or ends (no
   // vector per interval is ever held but the interned, distinct ones).
-  void BuildField(const std::vector<Constraint>& per_rule, u128 max, Classifier::Field* f) {
+  void BuildField(const std::vector<RuleFields>& rules, FieldRanges RuleFields::*which, u128 max,
+                  BitVectorClassifier::Field* f) {
     std::vector<u128> points = {0};
-    for (const Constraint& c : per_rule) {
-      for (auto [lo, hi] : c.ranges) {
+    for (const RuleFields& rule : rules) {
+      for (auto [lo, hi] : (rule.*which).ranges) {
         points.push_back(lo);
         if (hi < max) points.push_back(hi + 1);
       }
@@ -41,8 +36,9 @@ class ClassifierBuilder {
     // Every interval starts from the wildcard rules (negated ones included); inside a range a
     // rule's bit is set (negated: cleared). A rule's ranges may overlap: count them.
     std::vector<uint64_t> cur(c_->nwords_, 0);
-    for (size_t r = 0; r < per_rule.size(); r++) {
-      if (per_rule[r].wild || per_rule[r].negate) cur[r / 64] |= uint64_t{1} << (r % 64);
+    for (size_t r = 0; r < rules.size(); r++) {
+      const FieldRanges& c = rules[r].*which;
+      if (c.wild || c.negate) cur[r / 64] |= uint64_t{1} << (r % 64);
     }
     struct Event {
       uint32_t at;    // interval index
@@ -50,8 +46,8 @@ class ClassifierBuilder {
       int32_t delta;  // a range begins (+1) or ends (-1)
     };
     std::vector<Event> events;
-    for (size_t r = 0; r < per_rule.size(); r++) {
-      const Constraint& c = per_rule[r];
+    for (size_t r = 0; r < rules.size(); r++) {
+      const FieldRanges& c = rules[r].*which;
       if (c.wild) continue;
       for (auto [lo, hi] : c.ranges) {
         const auto a = static_cast<uint32_t>(std::lower_bound(points.begin(), points.end(), lo) - points.begin());
@@ -61,7 +57,7 @@ class ClassifierBuilder {
       }
     }
     std::sort(events.begin(), events.end(), [](const Event& x, const Event& y) { return x.at < y.at; });
-    std::vector<int32_t> inside(per_rule.size(), 0);
+    std::vector<int32_t> inside(rules.size(), 0);
     f->starts = std::move(points);
     f->vec_of.resize(n);
     size_t e = 0;
@@ -70,7 +66,7 @@ class ClassifierBuilder {
         const uint32_t r = events[e].rule;
         inside[r] += events[e].delta;
         const uint64_t bit = uint64_t{1} << (r % 64);
-        if ((inside[r] > 0) != per_rule[r].negate) {
+        if ((inside[r] > 0) != (rules[r].*which).negate) {
           cur[r / 64] |= bit;
         } else {
           cur[r / 64] &= ~bit;
@@ -80,7 +76,7 @@ class ClassifierBuilder {
     }
   }
 
-  void Direct(Classifier::Field* f, size_t size) {
+  void Direct(BitVectorClassifier::Field* f, size_t size) {
     f->direct.resize(size);
     size_t i = 0;
     for (size_t v = 0; v < size; v++) {
@@ -110,16 +106,17 @@ class ClassifierBuilder {
   }
 
  private:
-  Classifier* c_;
+  BitVectorClassifier* c_;
   std::unordered_multimap<uint64_t, uint32_t> ids_;  // hash of a vector -> its id
 };
 
 namespace {
 
-using Constraint = ClassifierBuilder::Constraint;
+std::atomic<const ClassifierEngine*> large_engine{nullptr};
+std::atomic<size_t> large_min_rules{0};
 
 Status AddressConstraint(const Rule& r, const Endpoint& e, const ResolvedSets& sets,
-                         Constraint* c) {
+                         FieldRanges* c) {
   if (e.kind == Endpoint::Kind::kAny) return Status::Ok();
   c->wild = false;
   c->negate = e.negate;
@@ -137,8 +134,8 @@ Status AddressConstraint(const Rule& r, const Endpoint& e, const ResolvedSets& s
   return Status::Ok();
 }
 
-Constraint PortConstraint(const Rule& r, const Endpoint& e, bool is_source) {
-  Constraint c;
+FieldRanges PortConstraint(const Rule& r, const Endpoint& e, bool is_source) {
+  FieldRanges c;
   if (r.proto == 1 || r.proto == 58) {
     const int v = is_source ? r.icmp_type : r.icmp_code;
     if (v != kAny) {
@@ -156,23 +153,44 @@ Constraint PortConstraint(const Rule& r, const Endpoint& e, bool is_source) {
 
 }  // namespace
 
+bool RuleAppliesTo(const Rule& r, bool in, bool v6, int proto) {
+  const bool dir_ok = in ? r.dir != RuleDir::kOut : r.dir != RuleDir::kIn;
+  const bool fam_ok = r.family == Family::kAny || (r.family == Family::kInet6) == v6;
+  return dir_ok && fam_ok && (r.proto == kAny || r.proto == proto);
+}
+
+void SetLargeTableEngine(const ClassifierEngine* engine, size_t min_rules) {
+  large_min_rules = min_rules;
+  large_engine = engine;
+}
+
 Status Classifier::Build(const std::vector<Rule>& rules, const ResolvedSets& sets,
                          std::unique_ptr<const Classifier>* out) {
-  std::unique_ptr<Classifier> c(new Classifier());
-  ClassifierBuilder b(c.get(), rules.size());
-  std::vector<Constraint> src(rules.size()), dst(rules.size()), sp(rules.size()), dp(rules.size());
+  std::vector<RuleFields> fields(rules.size());
   for (size_t i = 0; i < rules.size(); i++) {
     const Rule& r = rules[i];
-    if (Status s = AddressConstraint(r, r.src, sets, &src[i]); !s.ok()) return s;
-    if (Status s = AddressConstraint(r, r.dst, sets, &dst[i]); !s.ok()) return s;
-    sp[i] = PortConstraint(r, r.src, true);
-    dp[i] = PortConstraint(r, r.dst, false);
+    if (Status s = AddressConstraint(r, r.src, sets, &fields[i].src); !s.ok()) return s;
+    if (Status s = AddressConstraint(r, r.dst, sets, &fields[i].dst); !s.ok()) return s;
+    fields[i].sport = PortConstraint(r, r.src, true);
+    fields[i].dport = PortConstraint(r, r.dst, false);
   }
+  const ClassifierEngine* engine = large_engine;
+  if (engine != nullptr && !rules.empty() && rules.size() >= large_min_rules) {
+    if (engine->Build(rules, fields, out).ok()) return Status::Ok();
+  }
+  *out = BitVectorClassifier::Build(fields, rules);
+  return Status::Ok();
+}
+
+std::unique_ptr<const Classifier> BitVectorClassifier::Build(const std::vector<RuleFields>& fields,
+                                                             const std::vector<Rule>& rules) {
+  std::unique_ptr<BitVectorClassifier> c(new BitVectorClassifier());
+  ClassifierBuilder b(c.get(), rules.size());
   const u128 kMaxAddr = ~u128{0};
-  b.BuildField(src, kMaxAddr, &c->src_);
-  b.BuildField(dst, kMaxAddr, &c->dst_);
-  b.BuildField(sp, 0xffff, &c->sport_);
-  b.BuildField(dp, 0xffff, &c->dport_);
+  b.BuildField(fields, &RuleFields::src, kMaxAddr, &c->src_);
+  b.BuildField(fields, &RuleFields::dst, kMaxAddr, &c->dst_);
+  b.BuildField(fields, &RuleFields::sport, 0xffff, &c->sport_);
+  b.BuildField(fields, &RuleFields::dport, 0xffff, &c->dport_);
   b.Direct(&c->sport_, 65536);
   b.Direct(&c->dport_, 65536);
 
@@ -184,22 +202,16 @@ Status Classifier::Build(const std::vector<Rule>& rules, const ResolvedSets& set
       for (int proto = 0; proto < 256; proto++) {
         std::fill(vec.begin(), vec.end(), 0);
         for (size_t i = 0; i < rules.size(); i++) {
-          const Rule& r = rules[i];
-          const bool dir_ok = in ? r.dir != RuleDir::kOut : r.dir != RuleDir::kIn;
-          const bool fam_ok = r.family == Family::kAny || (r.family == Family::kInet6) == (v6 == 1);
-          const bool proto_ok = r.proto == kAny || r.proto == proto;
-          if (dir_ok && fam_ok && proto_ok) vec[i / 64] |= uint64_t{1} << (i % 64);
+          if (RuleAppliesTo(rules[i], in, v6, proto)) vec[i / 64] |= uint64_t{1} << (i % 64);
         }
         c->misc_[(in << 9) | (v6 << 8) | proto] = b.Intern(vec.data());
       }
     }
   }
-  // Address fields are searched; keep their interval starts, drop nothing else.
-  *out = std::move(c);
-  return Status::Ok();
+  return c;
 }
 
-uint32_t Classifier::Field::Find(u128 v) const {
+uint32_t BitVectorClassifier::Field::Find(u128 v) const {
   // The last interval whose start is <= v (starts[0] == 0).
   size_t lo = 0, hi = starts.size();
   while (hi - lo > 1) {
@@ -213,7 +225,7 @@ uint32_t Classifier::Field::Find(u128 v) const {
   return vec_of[lo];
 }
 
-int Classifier::Lookup(const ClassifyKey& k) const {
+int BitVectorClassifier::Lookup(const ClassifyKey& k) const {
   if (nrules_ == 0) return -1;
   const uint32_t ids[5] = {
       misc_[(uint32_t{k.in} << 9) | (uint32_t{k.v6} << 8) | k.proto],
@@ -240,7 +252,7 @@ int Classifier::Lookup(const ClassifyKey& k) const {
   return -1;
 }
 
-size_t Classifier::memory_bytes() const {
+size_t BitVectorClassifier::memory_bytes() const {
   return words_.size() * 8 + summary_.size() * 8 +
          (src_.starts.size() + dst_.starts.size()) * (sizeof(u128) + 4) +
          (sport_.direct.size() + dport_.direct.size() + misc_.size()) * 4;

@@ -1,7 +1,9 @@
 // Classifier: the compiled L3/L4 rule table. First match by position, found without scanning
-// the rules: a bit-vector scheme (one bit per rule).
+// the rules. Two engines sit behind it: the bit-vector scheme here (one bit per rule), and for
+// large tables one that a higher layer hands in (the switch gives DPDK's rte_acl, whose tries
+// stay small and fast where bit vectors grow with rules x intervals).
 //
-// Each field (source address, destination address, source port, destination port, and a
+// Bit vectors: each field (source address, destination address, source port, destination port, and a
 // combined direction/family/protocol key) is cut into intervals at every rule boundary; each
 // interval holds the bit vector of the rules it satisfies. A lookup finds the interval of each
 // field (binary search on addresses, direct tables on ports and protocol), ANDs the five
@@ -9,7 +11,8 @@
 // the matching rule with the lowest position. ICMP type and code take the place of the ports.
 //
 // Built on the control thread from a rule list with its address sets resolved; immutable and
-// shared by every worker afterwards. Lookup() is thread-safe.
+// shared by every worker afterwards. Lookup() is thread-safe. SetLargeTableEngine() is called
+// once at start-up, before any table is built.
 #pragma once
 
 #include <cstdint>
@@ -36,16 +39,55 @@ struct ClassifyKey {
 // Address sets resolved to prefixes (static members plus the current addresses of VMs).
 using ResolvedSets = std::unordered_map<std::string, std::vector<IpPrefix>>;
 
+// One rule's constraint on one field, as every engine reads it: wildcard, or inclusive ranges
+// (negated: everything but them). Addresses are IpAddr::value()s; ICMP type and code stand in
+// for the ports.
+struct FieldRanges {
+  bool wild = true;
+  bool negate = false;
+  std::vector<std::pair<u128, u128>> ranges;
+};
+struct RuleFields {
+  FieldRanges src, dst, sport, dport;
+};
+// Whether a rule applies to packets of this direction, family and protocol.
+bool RuleAppliesTo(const Rule& r, bool in, bool v6, int proto);
+
 class Classifier {
  public:
-  // Fails when a rule names an address set that `sets` lacks.
+  virtual ~Classifier() = default;
+
+  // Builds with the large-table engine when one is set and the table has at least its number
+  // of rules, else (or when that engine refuses the table) with bit vectors. Fails when a rule
+  // names an address set that `sets` lacks.
   static Status Build(const std::vector<Rule>& rules, const ResolvedSets& sets,
                       std::unique_ptr<const Classifier>* out);
 
   // Index into the rule list of the first matching rule, or -1.
-  int Lookup(const ClassifyKey& key) const;
+  virtual int Lookup(const ClassifyKey& key) const = 0;
+  virtual size_t memory_bytes() const = 0;
+  virtual const char* engine() const = 0;  // "bitvector", "rte_acl"
+};
 
-  size_t memory_bytes() const;
+// An engine for large tables, handed in by a higher layer.
+class ClassifierEngine {
+ public:
+  virtual ~ClassifierEngine() = default;
+  // `fields[i]` is rules[i]'s constraints. May refuse (a table it cannot hold): the caller
+  // then uses bit vectors.
+  virtual Status Build(const std::vector<Rule>& rules, const std::vector<RuleFields>& fields,
+                       std::unique_ptr<const Classifier>* out) const = 0;
+};
+// Tables of at least `min_rules` rules go to `engine` (null: none; bit vectors for all).
+void SetLargeTableEngine(const ClassifierEngine* engine, size_t min_rules);
+
+class BitVectorClassifier final : public Classifier {
+ public:
+  static std::unique_ptr<const Classifier> Build(const std::vector<RuleFields>& fields,
+                                                 const std::vector<Rule>& rules);
+  int Lookup(const ClassifyKey& key) const override;
+  size_t memory_bytes() const override;
+  const char* engine() const override { return "bitvector"; }
 
  private:
   struct Field {
@@ -55,7 +97,7 @@ class Classifier {
     uint32_t Find(u128 v) const;
   };
 
-  Classifier() = default;
+  BitVectorClassifier() = default;
 
   size_t nrules_ = 0;
   size_t nwords_ = 0;         // words per bit vector

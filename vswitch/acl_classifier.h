@@ -1,0 +1,30 @@
+// AclClassifierEngine: the firewall's large-table classifier on DPDK's rte_acl, handed to the
+// firewall library with fw::SetLargeTableEngine() once EAL has started.
+//
+// A table becomes four rte_acl contexts, one per (family, direction), each holding the rules
+// that apply there. A rule is expanded into the cross product of its fields' ranges (address
+// sets give several, a negated endpoint its complement; IPv4 addresses are 32-bit ranges,
+// IPv6 ones prefixes over four 32-bit words); rte_acl's priority keeps the first rule by
+// position. A table whose expansion would exceed kMaxExpanded rules, or that rte_acl cannot
+// build within kMaxBytes, is refused, and the firewall uses bit vectors for it.
+//
+// Build() runs on any control thread (rte_acl_create and its heap are thread-safe); a built
+// classifier is immutable and Lookup() is thread-safe (rte_acl_classify only reads).
+#pragma once
+
+#include <cstddef>
+
+#include "firewall/classifier.h"
+
+namespace palisade {
+
+class AclClassifierEngine final : public fw::ClassifierEngine {
+ public:
+  static constexpr size_t kMaxExpanded = 1'000'000;
+  static constexpr size_t kMaxBytes = size_t{64} << 20;
+
+  Status Build(const std::vector<fw::Rule>& rules, const std::vector<fw::RuleFields>& fields,
+               std::unique_ptr<const fw::Classifier>* out) const override;
+};
+
+}  // namespace palisade
