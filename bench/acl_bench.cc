@@ -1,173 +1,158 @@
-// The firewall's bit-vector classifier (firewall/classifier.h) against DPDK's rte_acl on the
-// same rule tables, at 1,000, 10,000, 30,000 and 100,000 rules: build time, memory, and time
-// per lookup (ours one packet at a time, as the filter calls it; rte_acl in bursts of 32, its
-// best case). Each rule lets one TCP port of one host through (the address fields' worst case
-// for the bit vectors); lookups are random, half of them to a rule's host and port.
-#include <rte_acl.h>
+// The firewall's two classifier engines on the same rule tables, as the filter calls them (one
+// packet at a time): bit vectors (firewall/classifier.h) against the switch's rte_acl engine
+// (vswitch/acl_classifier.h), at 1,000, 10,000, 30,000 and 100,000 rules: build time, memory,
+// time per lookup, and whether every lookup found the same rule. Two shapes of table:
+//  - hosts: each rule lets one TCP port of one host through (the address fields' worst case
+//    for bit vectors);
+//  - groups: security-group style, each rule a service from one of 50 address sets (five
+//    prefixes each, some negated) to a port range, in or out, IPv4 and IPv6.
+// Lookups are random, half of them aimed at a rule. Ratios are bit vectors / rte_acl.
 #include <rte_eal.h>
-#include <rte_malloc.h>
 #include <unistd.h>
 
-#include <arpa/inet.h>
-
 #include <chrono>
-#include <cstddef>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <random>
 #include <string>
 #include <vector>
 
 #include "firewall/classifier.h"
+#include "vswitch/acl_classifier.h"
 
-namespace palisade::fw {
+namespace palisade {
 namespace {
 
+using namespace fw;
 using Clock = std::chrono::steady_clock;
 double Ms(Clock::time_point t0) { return std::chrono::duration<double, std::milli>(Clock::now() - t0).count(); }
 
-uint32_t HostOf(int i) { return 0x0a000000u + static_cast<uint32_t>(i); }
-uint16_t PortOf(int i) { return static_cast<uint16_t>(1000 + i % 50000); }
+struct Table {
+  std::vector<Rule> rules;
+  ResolvedSets sets;
+  std::vector<ClassifyKey> keys;
+};
 
-std::vector<Rule> Rules(int n) {
-  std::vector<Rule> rules(static_cast<size_t>(n));
+Table Hosts(int n, std::mt19937& rng) {
+  Table t;
+  auto host = [](int i) { return 0x0a000000u + static_cast<uint32_t>(i); };
+  auto port = [](int i) { return static_cast<uint16_t>(1000 + i % 50000); };
+  t.rules.resize(static_cast<size_t>(n));
   for (int i = 0; i < n; i++) {
-    Rule& r = rules[static_cast<size_t>(i)];
-    r.id = static_cast<uint32_t>(i + 1);
-    r.pos = static_cast<uint32_t>(i + 1);
+    Rule& r = t.rules[static_cast<size_t>(i)];
+    r.id = r.pos = static_cast<uint32_t>(i + 1);
     r.dir = RuleDir::kIn;
     r.proto = 6;
     r.dst.kind = Endpoint::Kind::kIp;
-    r.dst.prefix = IpPrefix::Host(IpAddr::V4(HostOf(i)));
-    r.dst.ports.push_back({PortOf(i), PortOf(i)});
-    r.action = Action::kAccept;
+    r.dst.prefix = IpPrefix::Host(IpAddr::V4(host(i)));
+    r.dst.ports.push_back({port(i), port(i)});
   }
-  return rules;
-}
-
-// rte_acl's view of an IPv4 packet (network byte order), as DPDK's examples lay it out.
-struct Ipv4Key {
-  uint8_t proto;
-  uint32_t src;
-  uint32_t dst;
-  uint16_t sport;
-  uint16_t dport;
-} __attribute__((packed));
-
-const rte_acl_field_def kFields[5] = {
-    {RTE_ACL_FIELD_TYPE_BITMASK, sizeof(uint8_t), 0, 0, offsetof(Ipv4Key, proto)},
-    {RTE_ACL_FIELD_TYPE_MASK, sizeof(uint32_t), 1, 1, offsetof(Ipv4Key, src)},
-    {RTE_ACL_FIELD_TYPE_MASK, sizeof(uint32_t), 2, 2, offsetof(Ipv4Key, dst)},
-    {RTE_ACL_FIELD_TYPE_RANGE, sizeof(uint16_t), 3, 3, offsetof(Ipv4Key, sport)},
-    {RTE_ACL_FIELD_TYPE_RANGE, sizeof(uint16_t), 4, 3, offsetof(Ipv4Key, dport)},
-};
-RTE_ACL_RULE_DEF(AclRule, 5);
-
-size_t HeapBytes() {
-  rte_malloc_socket_stats s{};
-  rte_malloc_get_socket_stats(0, &s);
-  return s.heap_allocsz_bytes;
-}
-
-void Run(int n) {
-  const std::vector<Rule> rules = Rules(n);
-  std::mt19937 rng(n);
-  std::vector<ClassifyKey> keys(4096);
-  std::vector<Ipv4Key> raw(keys.size());
-  for (size_t k = 0; k < keys.size(); k++) {
+  for (int k = 0; k < 4096; k++) {
     const int i = static_cast<int>(rng() % static_cast<unsigned>(n));
-    const bool hit = rng() % 2;
-    const uint32_t dst = hit ? HostOf(i) : HostOf(i) + (1u << 20);
-    const uint16_t dport = PortOf(i);
-    const uint32_t src = 0xc0a80000u + rng() % 65536;
-    const auto sport = static_cast<uint16_t>(1024 + rng() % 60000);
-    keys[k] = ClassifyKey{true, false, 6, IpAddr::V4(src), IpAddr::V4(dst), sport, dport};
-    raw[k] = Ipv4Key{6, htonl(src), htonl(dst), htons(sport), htons(dport)};
+    const uint32_t dst = rng() % 2 ? host(i) : host(i) + (1u << 20);
+    t.keys.push_back({true, false, 6, IpAddr::V4(0xc0a80000u + rng() % 65536), IpAddr::V4(dst),
+                      static_cast<uint16_t>(1024 + rng() % 60000), port(i)});
   }
+  return t;
+}
 
-  // Ours.
-  auto t0 = Clock::now();
-  std::unique_ptr<const Classifier> ours;
-  if (!Classifier::Build(rules, {}, &ours).ok()) std::abort();
-  const double ours_build = Ms(t0);
-  int ours_hits = 0;
-  t0 = Clock::now();
-  constexpr int kPasses = 50;
-  for (int p = 0; p < kPasses; p++) {
-    for (const ClassifyKey& k : keys) ours_hits += ours->Lookup(k) >= 0;
+Table Groups(int n, std::mt19937& rng) {
+  Table t;
+  auto addr = [&](bool v6, uint32_t net) {
+    return v6 ? IpAddr::FromValue((u128{0x20010db8} << 96) | (u128{net} << 64) | (rng() % 4096))
+              : IpAddr::V4(0x0a000000u | (net << 12) | (rng() % 4096));
+  };
+  for (int s = 0; s < 50; s++) {
+    std::vector<IpPrefix>& p = t.sets["g" + std::to_string(s)];
+    for (int m = 0; m < 5; m++) {
+      const bool v6 = m >= 3;
+      const IpAddr a = addr(v6, static_cast<uint32_t>(s * 5 + m));
+      const uint8_t len = static_cast<uint8_t>(v6 ? 120 : 124 + rng() % 5);
+      const u128 mask = ~((~u128{0}) >> len);
+      p.push_back(IpPrefix{IpAddr::FromValue(a.value() & mask), len});
+    }
   }
-  const double ours_ns = Ms(t0) * 1e6 / (kPasses * static_cast<double>(keys.size()));
-
-  // rte_acl.
-  const std::string name = "bench" + std::to_string(n);
-  rte_acl_param param{name.c_str(), SOCKET_ID_ANY, RTE_ACL_RULE_SZ(5), static_cast<uint32_t>(n)};
-  const size_t heap0 = HeapBytes();
-  rte_acl_ctx* ctx = rte_acl_create(&param);
-  if (ctx == nullptr) std::abort();
-  std::vector<AclRule> acl(static_cast<size_t>(n));
+  t.rules.resize(static_cast<size_t>(n));
   for (int i = 0; i < n; i++) {
-    AclRule& r = acl[static_cast<size_t>(i)];
-    r = AclRule{};
-    r.data.category_mask = 1;
-    r.data.priority = n - i;  // the first rule by position wins
-    r.data.userdata = static_cast<uint32_t>(i + 1);
-    r.field[0].value.u8 = 6;
-    r.field[0].mask_range.u8 = 0xff;
-    r.field[1].mask_range.u32 = 0;  // any source
-    r.field[2].value.u32 = HostOf(i);
-    r.field[2].mask_range.u32 = 32;
-    r.field[3].value.u16 = 0;
-    r.field[3].mask_range.u16 = 0xffff;
-    r.field[4].value.u16 = PortOf(i);
-    r.field[4].mask_range.u16 = PortOf(i);
+    Rule& r = t.rules[static_cast<size_t>(i)];
+    r.id = r.pos = static_cast<uint32_t>(i + 1);
+    r.dir = rng() % 2 ? RuleDir::kIn : RuleDir::kOut;
+    r.proto = rng() % 4 ? 6 : 17;
+    r.src.kind = Endpoint::Kind::kAddrSet;
+    r.src.set = "g" + std::to_string(rng() % 50);
+    r.src.negate = getenv("NONEG") ? false : rng() % 10 == 0;
+    const auto lo = static_cast<uint16_t>(1 + rng() % 60000);
+    r.dst.ports.push_back({lo, static_cast<uint16_t>(lo + rng() % 16)});
+    r.action = rng() % 8 ? Action::kAccept : Action::kDrop;
   }
-  t0 = Clock::now();
-  if (rte_acl_add_rules(ctx, reinterpret_cast<const rte_acl_rule*>(acl.data()), static_cast<uint32_t>(n)) != 0) {
-    std::abort();
+  for (int k = 0; k < 4096; k++) {
+    const Rule& r = t.rules[rng() % static_cast<unsigned>(n)];
+    const bool v6 = rng() % 2;
+    const auto set_net = static_cast<uint32_t>(std::stoi(r.src.set.substr(1)) * 5 + (v6 ? 3 : 0));
+    const bool aim = rng() % 2;
+    t.keys.push_back({r.dir == RuleDir::kIn, v6, static_cast<uint8_t>(r.proto), addr(v6, aim ? set_net : 300),
+                      addr(v6, 301), static_cast<uint16_t>(1024 + rng() % 60000),
+                      static_cast<uint16_t>(aim ? r.dst.ports[0].lo : rng() % 65536)});
   }
-  rte_acl_config cfg{};
-  cfg.num_categories = 1;
-  cfg.num_fields = 5;
-  std::copy(std::begin(kFields), std::end(kFields), cfg.defs);
-  if (int rc = rte_acl_build(ctx, &cfg); rc != 0) {
-    std::printf("%7d rules: rte_acl_build failed (%d)\n", n, rc);
-    rte_acl_free(ctx);
-    return;
-  }
-  const double acl_build = Ms(t0);
-  const size_t acl_bytes = HeapBytes() - heap0;
-  std::vector<const uint8_t*> data(keys.size());
-  for (size_t k = 0; k < keys.size(); k++) data[k] = reinterpret_cast<const uint8_t*>(&raw[k]);
-  std::vector<uint32_t> results(keys.size());
-  int acl_hits = 0;
+  return t;
+}
+
+struct Result {
+  double build_ms, mb, ns;
+  std::vector<int> found;
+  std::string engine;
+};
+
+Result Measure(const Table& t, const ClassifierEngine* engine) {
+  SetLargeTableEngine(engine, 0);  // every table to the engine, when there is one
+  Result r;
+  auto t0 = Clock::now();
+  std::unique_ptr<const Classifier> c;
+  if (!Classifier::Build(t.rules, t.sets, &c).ok()) std::abort();
+  r.build_ms = Ms(t0);
+  r.mb = static_cast<double>(c->memory_bytes()) / 1e6;
+  r.engine = c->engine();
+  constexpr int kPasses = 50;
+  int sink = 0;
   t0 = Clock::now();
   for (int p = 0; p < kPasses; p++) {
-    for (size_t k = 0; k < keys.size(); k += 32) rte_acl_classify(ctx, &data[k], &results[k], 32, 1);
+    for (const ClassifyKey& k : t.keys) sink += c->Lookup(k);
   }
-  const double acl_ns = Ms(t0) * 1e6 / (kPasses * static_cast<double>(keys.size()));
-  for (size_t k = 0; k < keys.size(); k++) acl_hits += results[k] != 0;
-  rte_acl_free(ctx);
-  std::printf("%7d rules: bit vectors build %8.1f ms, %8.1f MB, %6.1f ns/lookup | rte_acl build %8.1f ms, %8.1f MB, "
-              "%6.1f ns/lookup | lookup %.2fx, build %.2fx, memory %.2fx (ours / rte_acl)%s\n",
-              n, ours_build, static_cast<double>(ours->memory_bytes()) / 1e6, ours_ns, acl_build,
-              static_cast<double>(acl_bytes) / 1e6, acl_ns, ours_ns / acl_ns, ours_build / acl_build,
-              static_cast<double>(ours->memory_bytes()) / static_cast<double>(acl_bytes),
-              ours_hits == acl_hits * kPasses ? "" : "  RESULTS DIFFER");
+  r.ns = Ms(t0) * 1e6 / (kPasses * static_cast<double>(t.keys.size()));
+  for (const ClassifyKey& k : t.keys) r.found.push_back(c->Lookup(k));
+  if (sink == 42) std::puts("");
+  return r;
+}
+
+void Run(const char* shape, int n) {
+  std::mt19937 rng(static_cast<unsigned>(n));
+  const Table t = shape[0] == 'h' ? Hosts(n, rng) : Groups(n, rng);
+  static const AclClassifierEngine acl;
+  const Result bits = Measure(t, nullptr);
+  const Result a = Measure(t, &acl);
+  std::printf("%-6s %7d rules: bit vectors %8.1f ms %8.1f MB %6.1f ns | %-9s %8.1f ms %8.1f MB %6.1f ns | "
+              "lookup %5.2fx, build %5.2fx, memory %6.2fx%s\n",
+              shape, n, bits.build_ms, bits.mb, bits.ns, a.engine.c_str(), a.build_ms, a.mb, a.ns, bits.ns / a.ns,
+              bits.build_ms / a.build_ms, bits.mb / a.mb, bits.found == a.found ? "" : "  RESULTS DIFFER");
+  SetLargeTableEngine(nullptr, 0);
 }
 
 }  // namespace
-}  // namespace palisade::fw
+}  // namespace palisade
 
 int main(int argc, char** argv) {
   std::string prefix = "--file-prefix=palisade-acl-" + std::to_string(getpid());
-  std::vector<std::string> args = {"acl_bench", "--no-huge", "-m", "3072", "--no-pci", prefix,
+  std::vector<std::string> args = {"acl_bench", "--no-huge", "-m", "2048", "--no-pci", prefix,
                                    "--log-level=lib.*:error", "--no-telemetry"};
   std::vector<char*> eal;
   for (auto& a : args) eal.push_back(a.data());
   if (rte_eal_init(static_cast<int>(eal.size()), eal.data()) < 0) return 1;
   std::vector<int> sizes = {1000, 10000, 30000, 100000};
   if (argc > 1) sizes = {std::atoi(argv[1])};
-  for (int n : sizes) palisade::fw::Run(n);
+  for (const char* shape : {"hosts", "groups"}) {
+    for (int n : sizes) palisade::Run(shape, n);
+  }
   std::string runtime = rte_eal_get_runtime_dir();
   rte_eal_cleanup();
   std::filesystem::remove_all(runtime);

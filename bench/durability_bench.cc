@@ -127,11 +127,9 @@ void Run(const std::filesystem::path& dir) {
     e.options.conn_limit = n + 1000;
     e.conns = fw::UdpConns(n, 50);
     auto flows = [&] {
-      fw::FirewallOptions opts;
-      uint32_t count = 0;
-      size_t memory = 0;
-      Check(sw->GetFirewallOptions("vm-db", &opts, &count, &memory), "restored flows");
-      return count;
+      Switch::FirewallStatus f;
+      Check(sw->GetFirewall("vm-db", &f), "restored flows");
+      return f.flows;
     };
     // The floor: the port and its connections imported from memory, into private memory; the
     // entries are judged in parallel (TBB), so once more on one thread for the speed-up.

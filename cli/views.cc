@@ -205,6 +205,10 @@ std::string FirewallView(const std::string& filter, rpc::FirewallOptions::Reader
   std::string out = "filter: " + filter + "\n";
   out += "connection limit: " + std::to_string(o.getConnectionLimit()) + "\n";
   out += "connections: " + std::to_string(o.getFlows()) + " (" + std::to_string(o.getTableBytes()) + " bytes)\n";
+  if (o.getClassifier().size()) {
+    out += "rules: " + std::to_string(o.getRules()) + ", classified by " + S(o.getClassifier()) + " (" +
+           std::to_string(o.getClassifierBytes()) + " bytes)\n";
+  }
   out += std::string("re-check on rule change: ") + (o.getRecheck() ? "on" : "off") + "\n";
   out += "timeouts (s):\n";
   for (auto t : o.getTimeouts()) out += "  " + S(t.getName()) + " " + std::to_string(t.getSeconds()) + "\n";

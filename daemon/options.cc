@@ -71,9 +71,8 @@ const char* Usage() {
          "  --hugepages MODE      auto (use them when mounted and free; default), on (require\n"
          "                        them), off (shareable anonymous memory)\n"
          "  --memory MB           packet memory without hugepages (default: 512)\n"
-         "  --acl-min-rules N     rule tables of N rules or more classify with DPDK's rte_acl (small\n"
-         "                        and fast at any size), smaller ones with bit vectors (quicker to\n"
-         "                        build); 0: bit vectors for all (default: 1000)\n"
+         "  --acl-above-mb MB|off  a rule table whose bit-vector classifier would take more than\n"
+         "                        MB classifies with DPDK's rte_acl instead (default: 64)\n"
          "  --config FILE         control commands to run at start, one per line\n"
          "  --state-dir DIR       the configuration accepted at run time, saved (synced) before each\n"
          "                        change is answered, restored at start (default: /var/lib/palisade/NAME)\n"
@@ -128,7 +127,7 @@ Status ParseCpuList(const std::string& text, unsigned cpu_limit, std::vector<uns
 Status ParseOptions(int argc, char** argv, Options* out) {
   enum { kInstance = 1, kSocket, kStateFile, kStateDir, kConnDir, kTlsListen, kMetricsListen, kTlsCert, kTlsKey, kTlsCa, kTlsOperators, kTlsPeers, kCores,
          kHugepages, kMemory, kConfig, kLogDir, kEtcd, kHost, kEtcdCert, kEtcdKey, kEtcdCa,
-         kClusterSnapshot, kClusterLease, kAclMinRules, kHelp };
+         kClusterSnapshot, kClusterLease, kAclAboveMb, kHelp };
   static const option kLong[] = {
       {"instance", required_argument, nullptr, kInstance},
       {"socket", required_argument, nullptr, kSocket},
@@ -154,7 +153,7 @@ Status ParseOptions(int argc, char** argv, Options* out) {
       {"etcd-ca", required_argument, nullptr, kEtcdCa},
       {"cluster-snapshot", required_argument, nullptr, kClusterSnapshot},
       {"cluster-lease", required_argument, nullptr, kClusterLease},
-      {"acl-min-rules", required_argument, nullptr, kAclMinRules},
+      {"acl-above-mb", required_argument, nullptr, kAclAboveMb},
       {"help", no_argument, nullptr, kHelp},
       {nullptr, 0, nullptr, 0},
   };
@@ -228,12 +227,12 @@ Status ParseOptions(int argc, char** argv, Options* out) {
         o.cluster_lease_s = static_cast<unsigned>(s);
         break;
       }
-      case kAclMinRules: {
-        unsigned long n;
-        if (!ParseUnsigned(arg, 65535, &n)) {
-          return Status::Invalid("--acl-min-rules: '" + arg + "' is not a number of rules from 0 to 65535");
+      case kAclAboveMb: {
+        unsigned long mb = 0;
+        if (arg != "off" && (!ParseUnsigned(arg, 65536, &mb) || mb == 0)) {
+          return Status::Invalid("--acl-above-mb: '" + arg + "' is not a size in MB from 1 to 65536, or off");
         }
-        o.acl_min_rules = static_cast<unsigned>(n);
+        o.acl_above_mb = static_cast<unsigned>(mb);
         break;
       }
       case kHelp:

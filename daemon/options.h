@@ -34,7 +34,7 @@ struct Options {
   std::string etcd_cert, etcd_key, etcd_ca;    // PEM files for TLS to etcd
   std::string cluster_snapshot;                // default /var/lib/palisade/<instance>.cluster
   unsigned cluster_lease_s = 10;
-  unsigned acl_min_rules = 1000;    // tables this large classify with rte_acl; 0: never
+  unsigned acl_above_mb = 64;       // tables whose bit vectors would outgrow this use rte_acl; 0: never
   bool help = false;
 };
 

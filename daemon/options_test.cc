@@ -55,6 +55,18 @@ TEST(OptionsTest, BadArgumentsSayWhatIsWrong) {
             "--memory: '12' is not a size in MB from 64 to 65536");
 }
 
+TEST(OptionsTest, AclAboveMbTakesASizeOrOff) {
+  Options o;
+  ASSERT_TRUE(Parse({}, &o).ok());
+  EXPECT_EQ(o.acl_above_mb, 64u);
+  ASSERT_TRUE(Parse({"--acl-above-mb", "8"}, &o).ok());
+  EXPECT_EQ(o.acl_above_mb, 8u);
+  ASSERT_TRUE(Parse({"--acl-above-mb", "off"}, &o).ok());
+  EXPECT_EQ(o.acl_above_mb, 0u);
+  EXPECT_EQ(Parse({"--acl-above-mb", "0"}, &o).message(),
+            "--acl-above-mb: '0' is not a size in MB from 1 to 65536, or off");
+}
+
 TEST(OptionsTest, MetricsListenIsOffByDefaultAndTakesAddrPort) {
   Options o;
   ASSERT_TRUE(Parse({}, &o).ok());

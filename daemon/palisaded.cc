@@ -99,9 +99,10 @@ Status ApplyConfig(Switch& sw, const std::string& file, const std::vector<Comman
 // Everything after the EAL is up; returns the exit code.
 int Serve(const Options& options, const EalInfo& eal, const std::vector<Command>& config,
           std::FILE* packet_log, const rpc::TlsConfig* tls) {
-  // Large rule tables classify with rte_acl, whose contexts live in DPDK's heap (EAL is up).
+  // Rule tables too large for bit vectors classify with rte_acl, whose contexts live in DPDK's
+  // heap (EAL is up).
   static const AclClassifierEngine acl;
-  fw::SetLargeTableEngine(options.acl_min_rules > 0 ? &acl : nullptr, options.acl_min_rules);
+  fw::SetLargeTableEngine(options.acl_above_mb > 0 ? &acl : nullptr, size_t{options.acl_above_mb} << 20);
   std::unique_ptr<Switch> sw;
   Switch::Options sw_options;
   sw_options.worker_lcores = eal.worker_lcores;

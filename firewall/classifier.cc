@@ -10,7 +10,7 @@ namespace palisade::fw {
 // Builds the per-field interval vectors and de-duplicates identical vectors across fields.
 class ClassifierBuilder {
  public:
-  explicit ClassifierBuilder(BitVectorClassifier* c, size_t nrules) : c_(c) {
+  ClassifierBuilder(BitVectorClassifier* c, size_t nrules, size_t max_bytes) : c_(c), max_bytes_(max_bytes) {
     c->nrules_ = nrules;
     c->nwords_ = (nrules + 63) / 64;
     if (c->nwords_ == 0) c->nwords_ = 1;
@@ -22,6 +22,7 @@ class ClassifierBuilder {
   // vector per interval is ever held but the interned, distinct ones).
   void BuildField(const std::vector<RuleFields>& rules, FieldRanges RuleFields::*which, u128 max,
                   BitVectorClassifier::Field* f) {
+    if (over()) return;
     std::vector<u128> points = {0};
     for (const RuleFields& rule : rules) {
       for (auto [lo, hi] : (rule.*which).ranges) {
@@ -73,6 +74,7 @@ class ClassifierBuilder {
         }
       }
       f->vec_of[i] = Intern(cur.data());
+      if (over()) return;
     }
   }
 
@@ -86,6 +88,9 @@ class ClassifierBuilder {
   }
 
   // The id of a vector equal to `words`, stored once: by hash, compared in place.
+  // Whether the vectors outgrew max_bytes (the build is then abandoned).
+  bool over() const { return (c_->words_.size() + c_->summary_.size()) * sizeof(uint64_t) > max_bytes_; }
+
   uint32_t Intern(const uint64_t* words) {
     const size_t W = c_->nwords_;
     uint64_t h = W;
@@ -107,13 +112,14 @@ class ClassifierBuilder {
 
  private:
   BitVectorClassifier* c_;
+  size_t max_bytes_;
   std::unordered_multimap<uint64_t, uint32_t> ids_;  // hash of a vector -> its id
 };
 
 namespace {
 
 std::atomic<const ClassifierEngine*> large_engine{nullptr};
-std::atomic<size_t> large_min_rules{0};
+std::atomic<size_t> bitvector_max_bytes{0};
 
 Status AddressConstraint(const Rule& r, const Endpoint& e, const ResolvedSets& sets,
                          FieldRanges* c) {
@@ -159,8 +165,8 @@ bool RuleAppliesTo(const Rule& r, bool in, bool v6, int proto) {
   return dir_ok && fam_ok && (r.proto == kAny || r.proto == proto);
 }
 
-void SetLargeTableEngine(const ClassifierEngine* engine, size_t min_rules) {
-  large_min_rules = min_rules;
+void SetLargeTableEngine(const ClassifierEngine* engine, size_t max_bytes) {
+  bitvector_max_bytes = max_bytes;
   large_engine = engine;
 }
 
@@ -174,23 +180,24 @@ Status Classifier::Build(const std::vector<Rule>& rules, const ResolvedSets& set
     fields[i].sport = PortConstraint(r, r.src, true);
     fields[i].dport = PortConstraint(r, r.dst, false);
   }
-  const ClassifierEngine* engine = large_engine;
-  if (engine != nullptr && !rules.empty() && rules.size() >= large_min_rules) {
+  if (const ClassifierEngine* engine = large_engine; engine != nullptr) {
+    if ((*out = BitVectorClassifier::Build(fields, rules, bitvector_max_bytes))) return Status::Ok();
     if (engine->Build(rules, fields, out).ok()) return Status::Ok();
   }
-  *out = BitVectorClassifier::Build(fields, rules);
+  *out = BitVectorClassifier::Build(fields, rules, SIZE_MAX);
   return Status::Ok();
 }
 
 std::unique_ptr<const Classifier> BitVectorClassifier::Build(const std::vector<RuleFields>& fields,
-                                                             const std::vector<Rule>& rules) {
+                                                             const std::vector<Rule>& rules, size_t max_bytes) {
   std::unique_ptr<BitVectorClassifier> c(new BitVectorClassifier());
-  ClassifierBuilder b(c.get(), rules.size());
+  ClassifierBuilder b(c.get(), rules.size(), max_bytes);
   const u128 kMaxAddr = ~u128{0};
   b.BuildField(fields, &RuleFields::src, kMaxAddr, &c->src_);
   b.BuildField(fields, &RuleFields::dst, kMaxAddr, &c->dst_);
   b.BuildField(fields, &RuleFields::sport, 0xffff, &c->sport_);
   b.BuildField(fields, &RuleFields::dport, 0xffff, &c->dport_);
+  if (b.over()) return nullptr;
   b.Direct(&c->sport_, 65536);
   b.Direct(&c->dport_, 65536);
 
@@ -208,6 +215,7 @@ std::unique_ptr<const Classifier> BitVectorClassifier::Build(const std::vector<R
       }
     }
   }
+  if (b.over()) return nullptr;
   return c;
 }
 

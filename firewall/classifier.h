@@ -1,7 +1,9 @@
 // Classifier: the compiled L3/L4 rule table. First match by position, found without scanning
-// the rules. Two engines sit behind it: the bit-vector scheme here (one bit per rule), and for
-// large tables one that a higher layer hands in (the switch gives DPDK's rte_acl, whose tries
-// stay small and fast where bit vectors grow with rules x intervals).
+// the rules. Two engines sit behind it: the bit-vector scheme here (one bit per rule), and one
+// that a higher layer hands in for tables whose bit vectors would grow too large (the switch
+// gives DPDK's rte_acl). Bit vectors build fast and stay robust on any mix of rules but grow
+// with rules x intervals (a 100,000-host table would take 1.9 GB); rte_acl's tries stay small
+// on tables of specific rules and blow up on overlapping wide ranges (bench/acl_bench.cc).
 //
 // Bit vectors: each field (source address, destination address, source port, destination port, and a
 // combined direction/family/protocol key) is cut into intervals at every rule boundary; each
@@ -57,9 +59,9 @@ class Classifier {
  public:
   virtual ~Classifier() = default;
 
-  // Builds with the large-table engine when one is set and the table has at least its number
-  // of rules, else (or when that engine refuses the table) with bit vectors. Fails when a rule
-  // names an address set that `sets` lacks.
+  // Builds with bit vectors, or with the large-table engine when one is set and the vectors
+  // would outgrow its budget (and with bit vectors after all when that engine refuses the
+  // table). Fails when a rule names an address set that `sets` lacks.
   static Status Build(const std::vector<Rule>& rules, const ResolvedSets& sets,
                       std::unique_ptr<const Classifier>* out);
 
@@ -78,13 +80,14 @@ class ClassifierEngine {
   virtual Status Build(const std::vector<Rule>& rules, const std::vector<RuleFields>& fields,
                        std::unique_ptr<const Classifier>* out) const = 0;
 };
-// Tables of at least `min_rules` rules go to `engine` (null: none; bit vectors for all).
-void SetLargeTableEngine(const ClassifierEngine* engine, size_t min_rules);
+// Tables whose bit vectors would take more than `max_bytes` go to `engine` (null: none).
+void SetLargeTableEngine(const ClassifierEngine* engine, size_t max_bytes);
 
 class BitVectorClassifier final : public Classifier {
  public:
+  // Null when the vectors would take more than max_bytes (the build stops there).
   static std::unique_ptr<const Classifier> Build(const std::vector<RuleFields>& fields,
-                                                 const std::vector<Rule>& rules);
+                                                 const std::vector<Rule>& rules, size_t max_bytes);
   int Lookup(const ClassifyKey& key) const override;
   size_t memory_bytes() const override;
   const char* engine() const override { return "bitvector"; }

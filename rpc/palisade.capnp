@@ -104,6 +104,9 @@ struct FirewallOptions {
   timeouts @2 :List(Timeout);
   flows @3 :UInt32;            # entries in the table now
   tableBytes @4 :UInt64;
+  rules @5 :UInt32;            # L3/L4 rules in its table
+  classifier @6 :Text;         # the table's engine: bitvector or rte_acl (empty: no rules yet)
+  classifierBytes @7 :UInt64;
 }
 
 struct WorkerStats {

@@ -229,22 +229,20 @@ class PalisadeImpl final : public Palisade::Server {
 
   kj::Promise<void> getFirewall(GetFirewallContext context) override {
     std::string filter = Str(context.getParams().getFilter());
-    struct Out {
-      fw::FirewallOptions o;
-      uint32_t flows;
-      size_t bytes;
-    };
-    return q_->Run<Out>([this, filter]() {
-      Out o;
-      Check(sw_->GetFirewallOptions(filter, &o.o, &o.flows, &o.bytes));
-      return o;
-    }).then([context](Out o) mutable {
+    return q_->Run<Switch::FirewallStatus>([this, filter]() {
+      Switch::FirewallStatus f;
+      Check(sw_->GetFirewall(filter, &f));
+      return f;
+    }).then([context](Switch::FirewallStatus f) mutable {
       auto b = context.getResults().initOptions();
-      b.setConnectionLimit(o.o.conn_limit);
-      b.setRecheck(o.o.recheck);
-      b.setFlows(o.flows);
-      b.setTableBytes(o.bytes);
-      std::vector<std::pair<std::string, uint32_t>> t = o.o.timeouts.List();
+      b.setConnectionLimit(f.options.conn_limit);
+      b.setRecheck(f.options.recheck);
+      b.setFlows(f.flows);
+      b.setTableBytes(f.table_bytes);
+      b.setRules(f.rules);
+      b.setClassifier(f.classifier);
+      b.setClassifierBytes(f.classifier_bytes);
+      std::vector<std::pair<std::string, uint32_t>> t = f.options.timeouts.List();
       auto list = b.initTimeouts(static_cast<unsigned>(t.size()));
       for (unsigned i = 0; i < t.size(); i++) {
         list[i].setName(t[i].first);

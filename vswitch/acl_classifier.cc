@@ -324,6 +324,11 @@ class Expander {
 
 Status AclClassifierEngine::Build(const std::vector<Rule>& rules, const std::vector<RuleFields>& fields,
                                   std::unique_ptr<const fw::Classifier>* out) const {
+  size_t negated = 0;
+  for (const RuleFields& f : fields) negated += (!f.src.wild && f.src.negate) || (!f.dst.wild && f.dst.negate);
+  if (negated > kMaxNegated) {
+    return Status::Unavailable(std::to_string(negated) + " rules with negated addresses, more than rte_acl handles well");
+  }
   auto c = std::make_unique<AclClassifier>();
   size_t budget = kMaxExpanded;
   for (int slot = 0; slot < 4; slot++) {

@@ -20,7 +20,7 @@ struct Built {
 Built BuildBoth(const std::vector<Rule>& rules, const ResolvedSets& sets) {
   static const AclClassifierEngine engine;
   Built b;
-  SetLargeTableEngine(&engine, 1);
+  SetLargeTableEngine(&engine, 0);  // every table is too large for bit vectors
   Status s = Classifier::Build(rules, sets, &b.acl);
   EXPECT_TRUE(s.ok()) << s.message();
   SetLargeTableEngine(nullptr, 0);
@@ -57,7 +57,7 @@ TEST_F(AclClassifierTest, AgreesWithBitVectorsOnRandomTables) {
       for (int m = Pick(5); m > 0; m--) members.push_back(Prefix(Pick(2)));
       sets["s" + std::to_string(s)] = members;
     }
-    std::vector<Rule> rules(static_cast<size_t>(1 + Pick(200)));
+    std::vector<Rule> rules(static_cast<size_t>(1 + Pick(150)));
     for (size_t i = 0; i < rules.size(); i++) {
       Rule& r = rules[i];
       r.pos = static_cast<uint32_t>(i + 1);
@@ -128,28 +128,51 @@ TEST_F(AclClassifierTest, ATableThatExpandsTooFarFallsBackToBitVectors) {
   r.src.kind = r.dst.kind = Endpoint::Kind::kAddrSet;
   r.src.set = r.dst.set = "many";
   static const AclClassifierEngine engine;
-  SetLargeTableEngine(&engine, 1);
+  SetLargeTableEngine(&engine, 0);
   std::unique_ptr<const Classifier> c;
   ASSERT_TRUE(Classifier::Build({r}, {{"many", many}}, &c).ok());
   SetLargeTableEngine(nullptr, 0);
   EXPECT_STREQ(c->engine(), "bitvector");
   const ClassifyKey hit{true, false, 6, IpAddr::V4(0x0a000002u), IpAddr::V4(0x0a000004u), 1, 2};
   EXPECT_EQ(c->Lookup(hit), 0);
-}
 
-TEST_F(AclClassifierTest, SmallTablesKeepBitVectors) {
-  static const AclClassifierEngine engine;
-  SetLargeTableEngine(&engine, 3);
-  std::vector<Rule> rules(2);
-  rules[0].pos = 1;
-  rules[1].pos = 2;
-  std::unique_ptr<const Classifier> c;
+  // More negated addresses than rte_acl handles well: bit vectors from the start.
+  std::vector<Rule> rules(AclClassifierEngine::kMaxNegated + 1);
+  for (size_t i = 0; i < rules.size(); i++) {
+    rules[i].pos = static_cast<uint32_t>(i + 1);
+    rules[i].src.kind = Endpoint::Kind::kIp;
+    rules[i].src.negate = true;
+    rules[i].src.prefix = IpPrefix::Host(IpAddr::V4(0x0a000000u + static_cast<uint32_t>(i)));
+  }
+  SetLargeTableEngine(&engine, 0);
   ASSERT_TRUE(Classifier::Build(rules, {}, &c).ok());
   EXPECT_STREQ(c->engine(), "bitvector");
-  rules.push_back(rules[1]);
-  rules[2].pos = 3;
+  rules.pop_back();
   ASSERT_TRUE(Classifier::Build(rules, {}, &c).ok());
   EXPECT_STREQ(c->engine(), "rte_acl");
+  SetLargeTableEngine(nullptr, 0);
+}
+
+TEST_F(AclClassifierTest, TablesGoToRteAclWhenTheirBitVectorsOutgrowTheBudget) {
+  static const AclClassifierEngine engine;
+  constexpr size_t kBudget = 4 << 20;  // the 1,000-host table's bit vectors take 0.7 MB, 10,000's 13.5
+  SetLargeTableEngine(&engine, kBudget);
+  for (auto [n, expected] : {std::pair{1000, "bitvector"}, std::pair{10000, "rte_acl"}}) {
+    std::vector<Rule> rules(static_cast<size_t>(n));
+    for (size_t i = 0; i < rules.size(); i++) {
+      rules[i].pos = static_cast<uint32_t>(i + 1);
+      rules[i].dir = RuleDir::kIn;
+      rules[i].proto = 6;
+      rules[i].dst.kind = Endpoint::Kind::kIp;
+      rules[i].dst.prefix = IpPrefix::Host(IpAddr::V4(0x0a000000u + static_cast<uint32_t>(i)));
+    }
+    std::unique_ptr<const Classifier> c;
+    ASSERT_TRUE(Classifier::Build(rules, {}, &c).ok());
+    EXPECT_STREQ(c->engine(), expected) << n << " rules";
+    EXPECT_LT(c->memory_bytes(), kBudget);
+    const ClassifyKey k{true, false, 6, IpAddr::V4(1), IpAddr::V4(0x0a000000u + 777), 1, 2};
+    EXPECT_EQ(c->Lookup(k), 777);
+  }
   SetLargeTableEngine(nullptr, 0);
 }
 

@@ -180,13 +180,13 @@ std::string Execute(Switch& sw, const Command& cmd) {
       break;
     }
     case Verb::kFirewallShow: {
-      fw::FirewallOptions o;
-      uint32_t flows = 0;
-      size_t memory = 0;
-      status = sw.GetFirewallOptions(cmd.target, &o, &flows, &memory);
-      w.Field("limit", uint64_t{o.conn_limit}).Field("recheck", o.recheck);
-      w.Field("flows", uint64_t{flows}).Field("table_bytes", uint64_t{memory});
-      w.Field("timeouts", o.timeouts.ToString());
+      Switch::FirewallStatus f;
+      status = sw.GetFirewall(cmd.target, &f);
+      w.Field("limit", uint64_t{f.options.conn_limit}).Field("recheck", f.options.recheck);
+      w.Field("flows", uint64_t{f.flows}).Field("table_bytes", uint64_t{f.table_bytes});
+      w.Field("rules", uint64_t{f.rules}).Field("classifier", f.classifier);
+      w.Field("classifier_bytes", uint64_t{f.classifier_bytes});
+      w.Field("timeouts", f.options.timeouts.ToString());
       const fw::PacketLog& log = sw.packet_log();
       w.Key("packet_log").BeginObject().Field("written", log.written());
       w.Field("suppressed", log.suppressed()).Field("lost", log.lost()).EndObject();

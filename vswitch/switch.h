@@ -154,8 +154,16 @@ class Switch {
   Status GetFlowsPage(const std::string& filter, const fw::FlowSelector& sel, uint32_t cursor,
                       uint32_t max, std::vector<fw::FlowInfo>* out, uint32_t* next) const;
   Status FlushFlows(const std::string& filter, const fw::FlowSelector& sel, size_t* flushed);
-  Status GetFirewallOptions(const std::string& filter, fw::FirewallOptions* out,
-                            uint32_t* flows, size_t* memory_bytes) const;
+  // A stateful filter's options and what it holds now.
+  struct FirewallStatus {
+    fw::FirewallOptions options;
+    uint32_t flows = 0;
+    size_t table_bytes = 0;         // the connection table's
+    uint32_t rules = 0;             // in the L3/L4 table
+    std::string classifier;         // its engine: bitvector or rte_acl; empty without rules
+    size_t classifier_bytes = 0;
+  };
+  Status GetFirewall(const std::string& filter, FirewallStatus* out) const;
   Status SetFirewallOptions(const std::string& filter, const fw::FirewallOptions& options);
   // Changes only what is given: the limit, the re-check option, named timeouts. All or nothing.
   Status UpdateFirewallOptions(const std::string& filter, std::optional<uint32_t> limit,

@@ -280,13 +280,17 @@ Status Switch::FlushFlows(const std::string& filter, const fw::FlowSelector& sel
   return Status::Ok();
 }
 
-Status Switch::GetFirewallOptions(const std::string& filter, fw::FirewallOptions* out,
-                                  uint32_t* flows, size_t* memory_bytes) const {
+Status Switch::GetFirewall(const std::string& filter, FirewallStatus* out) const {
   const PortState* state = FindFirewall(filter);
   if (state == nullptr) return NoFirewall(filter);
-  *out = state->sfw->options();
-  *flows = state->sfw->flow_count();
-  *memory_bytes = state->sfw->memory_bytes();
+  out->options = state->sfw->options();
+  out->flows = state->sfw->flow_count();
+  out->table_bytes = state->sfw->memory_bytes();
+  if (auto table = state->sfw->table()) {
+    out->rules = static_cast<uint32_t>(table->rules().size());
+    out->classifier = table->classifier().engine();
+    out->classifier_bytes = table->classifier().memory_bytes();
+  }
   return Status::Ok();
 }
 

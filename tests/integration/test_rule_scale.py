@@ -1,0 +1,110 @@
+"""100,000 rules on one host through the real daemon: two VM ports with 60,000- and 40,000-rule
+tables (each rule one host and port, as a hypervisor's per-VM tables grow), classified by
+rte_acl because their bit vectors would outgrow --acl-above-mb; namespace guests running real
+Linux TCP see the verdicts the last rules give, before and after a restart of the switch."""
+
+import os
+import sys
+import time
+import unittest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+from palisade_testlib import (Daemon, Session, Workdir, echo_server, ping_until_answered,  # noqa: E402
+                              server_mode_guests, stop_process, wait_for)
+
+MAC_A, MAC_B = "02:00:00:00:10:01", "02:00:00:00:11:01"  # server_mode_guests' first two
+IP_A, IP_B = "10.14.0.1", "10.14.0.2"
+RULES_B, RULES_A = 60000, 40000
+
+
+def host_rules(name, n, first_octet, tail):
+    """n rules: n - len(tail) that let one port of one host (never a guest here) in, then tail."""
+    lines = [f"ruleset {name} {{"]
+    for i in range(n - len(tail)):
+        lines.append(f"  rule {i + 1} at {i + 1} in protocol tcp from ip {first_octet}.{i >> 16}.{(i >> 8) & 255}."
+                     f"{i & 255} to any port {1000 + i % 50000} accept;")
+    for k, rule in enumerate(tail):
+        pos = n - len(tail) + k + 1
+        lines.append(f"  rule {900000 + k} at {pos} {rule};")
+    return "\n".join(lines) + "\n}\n"
+
+
+DB_TAIL = ["inout protocol tcp from addrset web to any port 5001 accept",
+           "inout protocol icmp icmptype 8 from any to any accept",
+           "inout protocol any from any to any reject"]
+WEB_TAIL = ["out protocol any from any to any accept",
+            "in protocol any from any to any reject"]
+
+
+class RuleScaleTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.work = Workdir("rscale")
+        cls.sw = Daemon("rscale", cls.work.path).start()
+        # Client-mode ports: the guests keep their sockets while the switch restarts.
+        for name, vm, mac, ip in (("vm-a", "web-01", MAC_A, IP_A), ("vm-b", "db-01", MAC_B, IP_B)):
+            cls.sw.ctl(f"port add {name} --vhost-user {cls.work.join(name + '.sock')} --client --vm {vm} "
+                       f"--mac {mac} --ip {ip}")
+            cls.sw.ctl(f"filter attach {name} --slot 1 --agent swsec")
+            cls.sw.ctl(f"filter attach {name} --slot 2 --agent sfw")
+        cls.guests = server_mode_guests("prs", [("a", cls.work.join("vm-a.sock"), IP_A + "/24"),
+                                                ("b", cls.work.join("vm-b.sock"), IP_B + "/24")])
+        wait_for(lambda: all(p["link"] for p in cls.sw.ctl("port list")["ports"]), 30)
+        cls.server = echo_server(cls.guests["b"], 5001)
+        cls.files = {"vm-b": cls.work.join("db.rules"), "vm-a": cls.work.join("web.rules")}
+        with open(cls.files["vm-b"], "w") as f:
+            f.write(host_rules("db-tier", RULES_B, 100, DB_TAIL) + "addrset web {\nvm web-01,\n}\n")
+        with open(cls.files["vm-a"], "w") as f:
+            f.write(host_rules("web-tier", RULES_A, 101, WEB_TAIL))
+
+    @classmethod
+    def tearDownClass(cls):
+        stop_process(cls.server)
+        cls.guests.close()
+        rc = cls.sw.stop()
+        cls.work.remove()
+        assert rc == 0
+
+    def check_verdicts(self):
+        a, b = self.guests["a"], self.guests["b"]
+        self.assertTrue(ping_until_answered(a, b.ip), "ICMP echo is allowed by the 59,999th rule")
+        s = Session(a)
+        try:
+            self.assertEqual(s.do(f"connect {b.ip} 5001 5"), "connected")
+            self.assertEqual(s.do("send hello"), "echo hello")
+            reply = s.do(f"connect {b.ip} 5002 5")
+            self.assertTrue(reply.startswith("refused"), reply)
+        finally:
+            s.close()
+        rule = self.sw.ctl("flows show vm-b --proto tcp --dport 5001")["flows"][0]["rule"]
+        self.assertEqual(rule, 900000, "admitted by the web rule, after 59,997 that do not match")
+
+    def check_tables(self):
+        for port, n in (("vm-b", RULES_B), ("vm-a", RULES_A)):
+            shown = self.sw.ctl(f"firewall show {port}")
+            self.assertEqual((shown["rules"], shown["classifier"]), (n, "rte_acl"), port)
+            # Bit vectors for 60,000 host rules would take about 1 GB.
+            self.assertLess(shown["classifier_bytes"], 64 << 20, port)
+
+    def test_1_hundred_thousand_rules_on_one_host(self):
+        for port, path in self.files.items():
+            t0 = time.monotonic()
+            self.sw.ctl(f"rules load {port} {path}")
+            print(f"{port}: loaded in {time.monotonic() - t0:.2f} s", file=sys.stderr)
+        self.check_tables()
+        self.check_verdicts()
+        with open(f"/proc/{self.sw.proc.pid}/status") as f:
+            rss = [line for line in f if line.startswith("VmRSS")][0].split()[1]
+        print(f"palisaded resident: {int(rss) // 1024} MB", file=sys.stderr)
+
+    def test_2_the_tables_come_back_after_a_restart(self):
+        self.assertEqual(self.sw.stop(), 0)
+        self.sw.start()
+        wait_for(lambda: all(p["link"] for p in self.sw.ctl("port list")["ports"]), 30, what="guests reconnected")
+        self.check_tables()
+        self.guests["a"].run("ip", "neigh", "flush", "all")
+        self.check_verdicts()
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
