@@ -57,7 +57,7 @@ Table Hosts(int n, std::mt19937& rng) {
   return t;
 }
 
-Table Groups(int n, std::mt19937& rng) {
+Table Groups(int n, unsigned negated_per_mille, std::mt19937& rng) {
   Table t;
   auto addr = [&](bool v6, uint32_t net) {
     return v6 ? IpAddr::FromValue((u128{0x20010db8} << 96) | (u128{net} << 64) | (rng() % 4096))
@@ -69,7 +69,7 @@ Table Groups(int n, std::mt19937& rng) {
       const bool v6 = m >= 3;
       const IpAddr a = addr(v6, static_cast<uint32_t>(s * 5 + m));
       const uint8_t len = static_cast<uint8_t>(v6 ? 120 : 124 + rng() % 5);
-      const u128 mask = ~((~u128{0}) >> len);
+      const u128 mask = len >= 128 ? ~u128{0} : ~((~u128{0}) >> len);
       p.push_back(IpPrefix{IpAddr::FromValue(a.value() & mask), len});
     }
   }
@@ -81,7 +81,7 @@ Table Groups(int n, std::mt19937& rng) {
     r.proto = rng() % 4 ? 6 : 17;
     r.src.kind = Endpoint::Kind::kAddrSet;
     r.src.set = "g" + std::to_string(rng() % 50);
-    r.src.negate = getenv("NONEG") ? false : rng() % 10 == 0;
+    r.src.negate = rng() % 1000 < negated_per_mille;
     const auto lo = static_cast<uint16_t>(1 + rng() % 60000);
     r.dst.ports.push_back({lo, static_cast<uint16_t>(lo + rng() % 16)});
     r.action = rng() % 8 ? Action::kAccept : Action::kDrop;
@@ -127,11 +127,13 @@ Result Measure(const Table& t, const ClassifierEngine* engine) {
 
 void Run(const char* shape, int n) {
   std::mt19937 rng(static_cast<unsigned>(n));
-  const Table t = shape[0] == 'h' ? Hosts(n, rng) : Groups(n, rng);
+  const std::string s = shape;
+  const unsigned neg = getenv("NEG") ? static_cast<unsigned>(atoi(getenv("NEG"))) : 100;
+  const Table t = s == "hosts" ? Hosts(n, rng) : Groups(n, s == "groups" ? 0 : neg, rng);
   static const AclClassifierEngine acl;
   const Result bits = Measure(t, nullptr);
   const Result a = Measure(t, &acl);
-  std::printf("%-6s %7d rules: bit vectors %8.1f ms %8.1f MB %6.1f ns | %-9s %8.1f ms %8.1f MB %6.1f ns | "
+  std::printf("%-10s %7d rules: bit vectors %8.1f ms %8.1f MB %6.1f ns | %-9s %8.1f ms %8.1f MB %6.1f ns | "
               "lookup %5.2fx, build %5.2fx, memory %6.2fx%s\n",
               shape, n, bits.build_ms, bits.mb, bits.ns, a.engine.c_str(), a.build_ms, a.mb, a.ns, bits.ns / a.ns,
               bits.build_ms / a.build_ms, bits.mb / a.mb, bits.found == a.found ? "" : "  RESULTS DIFFER");
@@ -150,7 +152,9 @@ int main(int argc, char** argv) {
   if (rte_eal_init(static_cast<int>(eal.size()), eal.data()) < 0) return 1;
   std::vector<int> sizes = {1000, 10000, 30000, 100000};
   if (argc > 1) sizes = {std::atoi(argv[1])};
-  for (const char* shape : {"hosts", "groups"}) {
+  std::vector<const char*> shapes = {"hosts", "groups", "groups-neg"};
+  if (argc > 2) shapes = {argv[2]};
+  for (const char* shape : shapes) {
     for (int n : sizes) palisade::Run(shape, n);
   }
   std::string runtime = rte_eal_get_runtime_dir();

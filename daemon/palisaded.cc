@@ -102,7 +102,8 @@ int Serve(const Options& options, const EalInfo& eal, const std::vector<Command>
   // Rule tables too large for bit vectors classify with rte_acl, whose contexts live in DPDK's
   // heap (EAL is up).
   static const AclClassifierEngine acl;
-  fw::SetLargeTableEngine(options.acl_above_mb > 0 ? &acl : nullptr, size_t{options.acl_above_mb} << 20);
+  fw::SetLargeTableEngine(options.acl_above_mb > 0 ? &acl : nullptr, size_t{options.acl_above_mb} << 20,
+                          [](const std::string& what) { Log(LogLevel::kWarning, "%s", what.c_str()); });
   std::unique_ptr<Switch> sw;
   Switch::Options sw_options;
   sw_options.worker_lcores = eal.worker_lcores;

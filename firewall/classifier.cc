@@ -120,6 +120,7 @@ namespace {
 
 std::atomic<const ClassifierEngine*> large_engine{nullptr};
 std::atomic<size_t> bitvector_max_bytes{0};
+std::function<void(const std::string&)> engine_warn;  // set before any table is built
 
 Status AddressConstraint(const Rule& r, const Endpoint& e, const ResolvedSets& sets,
                          FieldRanges* c) {
@@ -165,8 +166,10 @@ bool RuleAppliesTo(const Rule& r, bool in, bool v6, int proto) {
   return dir_ok && fam_ok && (r.proto == kAny || r.proto == proto);
 }
 
-void SetLargeTableEngine(const ClassifierEngine* engine, size_t max_bytes) {
+void SetLargeTableEngine(const ClassifierEngine* engine, size_t max_bytes,
+                         std::function<void(const std::string&)> warn) {
   bitvector_max_bytes = max_bytes;
+  engine_warn = std::move(warn);
   large_engine = engine;
 }
 
@@ -182,7 +185,12 @@ Status Classifier::Build(const std::vector<Rule>& rules, const ResolvedSets& set
   }
   if (const ClassifierEngine* engine = large_engine; engine != nullptr) {
     if ((*out = BitVectorClassifier::Build(fields, rules, bitvector_max_bytes))) return Status::Ok();
-    if (engine->Build(rules, fields, out).ok()) return Status::Ok();
+    const Status s = engine->Build(rules, fields, out);
+    if (s.ok()) return Status::Ok();
+    if (engine_warn) {
+      engine_warn("a rule table of " + std::to_string(rules.size()) + " rules is classified by bit vectors over " +
+                  std::to_string(bitvector_max_bytes >> 20) + " MB: " + s.message());
+    }
   }
   *out = BitVectorClassifier::Build(fields, rules, SIZE_MAX);
   return Status::Ok();

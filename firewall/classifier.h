@@ -18,6 +18,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <unordered_map>
@@ -80,8 +81,10 @@ class ClassifierEngine {
   virtual Status Build(const std::vector<Rule>& rules, const std::vector<RuleFields>& fields,
                        std::unique_ptr<const Classifier>* out) const = 0;
 };
-// Tables whose bit vectors would take more than `max_bytes` go to `engine` (null: none).
-void SetLargeTableEngine(const ClassifierEngine* engine, size_t max_bytes);
+// Tables whose bit vectors would take more than `max_bytes` go to `engine` (null: none);
+// `warn` hears of each table the engine refused (then classified by bit vectors after all).
+void SetLargeTableEngine(const ClassifierEngine* engine, size_t max_bytes,
+                         std::function<void(const std::string&)> warn = nullptr);
 
 class BitVectorClassifier final : public Classifier {
  public:

@@ -88,5 +88,5 @@ echo
 echo "Rule tables at scale (firewall/rule_table.h): compile time and memory, 500 ports sharing one table"
 build/bench/rule_scale_bench
 echo
-echo "The bit-vector classifier against DPDK's rte_acl, same tables (1,000-100,000 rules)"
+echo "The two classifier engines (bit vectors, rte_acl) on host and security-group tables, 1,000-100,000 rules"
 build/bench/acl_bench
