@@ -21,7 +21,15 @@ With --flows N[,N...], a second series: OVS conntrack against the Palisade firew
 concurrent flows each (the guests' testpmd in flowgen mode, UDP to N destinations round-robin
 from both ports, so every flow stays live and each port's table holds N entries), with cycles
 per packet, and memory per connection (Palisade: the table's committed bytes over its entries;
-OVS: ovs-vswitchd's resident growth over its conntrack entries)."""
+OVS: ovs-vswitchd's resident growth over its conntrack entries).
+
+With --setups, a third series: TCP connection setups through the whole switch. The guests are
+bench/conngen (both virtio-user ports on CPU 0): the client opens connections (SYN), the server
+answers (SYN/ACK), the client completes each (ACK) and closes it at once (RST), so every
+connection is four packets that create, establish and close an entry in each port's table. It
+prints connections per second, the switch core's cycles per connection (its cycles per packet
+times packets per connection), the connections per second one core would set up at that cost,
+and the paired ratios against the limit and OVS conntrack."""
 
 import argparse
 import json
@@ -35,7 +43,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "lib"))
-from palisade_testlib import Daemon, Testpmd, Workdir  # noqa: E402
+from palisade_testlib import BUILD, Daemon, Testpmd, Workdir  # noqa: E402
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -209,6 +217,7 @@ class Palisade:
             self.name = "Palisade fw, 30k-rule recompiles"
 
     flows = 0  # the flowgen series: the table's limit must hold them
+    setups = False  # the setups series: closed entries leave within a second
 
     def start(self, work):
         self.sw = Daemon("bench-" + ("fw" if self.firewall else "l2"), work.path, cores="1").start()
@@ -232,6 +241,8 @@ class Palisade:
                 self.sw.ctl(f"rules load p{i} {rules}")
                 if self.flows:
                     self.sw.ctl(f"firewall set p{i} --limit {max(100000, self.flows + self.flows // 4)}")
+                if self.setups:
+                    self.sw.ctl(f"firewall set p{i} --limit 1000000 --timeout tcp_closed=1")
         return socks
 
     def bytes_per_conn(self):
@@ -334,6 +345,8 @@ def main():
     ap.add_argument("--raw", default="bench-switch-rounds.jsonl", help="file for every round's numbers")
     ap.add_argument("--only", default="limit,ovs,ovs-ct,l2,fw,fw-recompile",
                     help="configurations to run, comma-separated (ratios need all of them)")
+    ap.add_argument("--setups", action="store_true",
+                    help="also TCP connection setups through the limit, OVS conntrack and Palisade (L2, firewall)")
     ap.add_argument("--flows", default="",
                     help="also OVS conntrack against the Palisade firewall at these counts of concurrent "
                          "flows, e.g. 10000,100000,1000000 (--only '' runs this series alone)")
@@ -344,6 +357,90 @@ def main():
         main_series(args)
     if args.flows:
         flows_series(args, [int(n) for n in args.flows.split(",")])
+    if args.setups:
+        setups_series(args)
+
+
+def run_setups(cfg, seconds, warmup):
+    """One switch with bench/conngen as its guests; connections per second and the switch
+    core's cycles per connection over the window."""
+    work = Workdir("bench")
+    gen = None
+    try:
+        socks = cfg.start(work)
+        argv = [os.path.join(BUILD, "bench", "conngen"), "--no-huge", "-m", "512", "--no-pci",
+                "--file-prefix", "bench-conngen", "--lcores=0@0", "--log-level=lib.*:error"]
+        for i, s in enumerate(socks):
+            argv += ["--vdev", f"net_virtio_user{i},path={s},queue_size=1024"]
+        argv += ["--", "--seconds", str(seconds), "--warmup", str(warmup)]
+        gen = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
+        cfg.connected()
+        while (line := gen.stdout.readline()) and line.strip() != "window":
+            pass
+        pids = cfg.pids() + [gen.pid, os.getpid()]
+        cfg.begin()
+        j0, (b0, st0), t0 = sum(proc_jiffies(p) for p in pids), cpu_jiffies(), time.monotonic()
+        out = json.loads(gen.stdout.readline())
+        j1, (b1, st1), t1 = sum(proc_jiffies(p) for p in pids), cpu_jiffies(), time.monotonic()
+        cpp = cfg.end()
+        gen.wait(10)
+        other = ((b1 - b0) - (j1 - j0)) / CLK_TCK / (t1 - t0)
+        steal = (st1 - st0) / CLK_TCK / (t1 - t0)
+        conns = max(1, out["connections"])
+        cpc = cpp * out["tx"] / conns  # every packet the guests sent crossed the switch's core
+        return {"config": cfg.name, "setups_per_s": out["connections"] / out["seconds"], "cycles_per_conn": cpc,
+                "per_core": out["tsc_hz"] / cpc, "packets_per_conn": out["tx"] / conns,
+                "other_load_cpus": round(other, 3), "steal_cpus": round(steal, 3),
+                "disturbed": other > 0.05 or steal > 0.05}
+    finally:
+        if gen and gen.poll() is None:
+            gen.kill()
+            gen.wait()
+        cfg.stop()
+        shutil.rmtree("/var/run/dpdk/bench-conngen", ignore_errors=True)
+        work.remove()
+
+
+def setups_series(args):
+    """TCP setups through the limit, OVS conntrack and Palisade (L2, firewall), paired by round."""
+    rows = []
+    with open(args.raw, "a" if (args.only or args.flows) else "w") as raw:
+        for r in range(args.rounds):
+            for cfg in (Limit(), Ovs(True), Palisade(False), Palisade(True)):
+                cfg.setups = True
+                wait_idle()
+                res = run_setups(cfg, args.seconds, args.warmup)
+                res["round"] = r + 1
+                rows.append(res)
+                raw.write(json.dumps(res) + "\n")
+                raw.flush()
+                flag = "  DISTURBED" if res["disturbed"] else ""
+                print(f"setups round {r + 1} {cfg.name:<32} {res['setups_per_s'] / 1e3:8.1f} k/s "
+                      f"{res['cycles_per_conn']:8.0f} cycles/conn ({res['packets_per_conn']:.2f} pkts){flag}", flush=True)
+    med = lambda xs: statistics.median(xs) if xs else float("nan")
+    print()
+    print(f"{'configuration':<32} {'setups/s':>10} {'cycles/conn':>12} {'per core at that cost':>22}")
+    names = []
+    for x in rows:
+        if x["config"] not in names:
+            names.append(x["config"])
+    for n in names:
+        rs = [x for x in rows if x["config"] == n]
+        print(f"{n:<32} {med([x['setups_per_s'] for x in rs]) / 1e3:9.1f}k {med([x['cycles_per_conn'] for x in rs]):12.0f} "
+              f"{med([x['per_core'] for x in rs]) / 1e6:20.2f}M/s")
+    by_round = {}
+    for x in rows:
+        by_round.setdefault(x["round"], {})[x["config"]] = x["cycles_per_conn"]
+    fw, l2, lim, ct = "Palisade firewall, 1,000 rules", "Palisade L2, no rules", "testpmd io (limit)", "OVS-DPDK conntrack"
+    print(f"{'ratio (cycles per connection)':<48} {'paired median':>13} {'range':>13}")
+    for a, b, label in ((fw, lim, "Palisade firewall / limit"), (fw, l2, "Palisade firewall / Palisade L2"),
+                        (ct, fw, "OVS conntrack / Palisade firewall (setups per cycle)")):
+        paired = [r[a] / r[b] for r in by_round.values() if r.get(a) and r.get(b)]
+        if paired:
+            print(f"{label:<48} {med(paired):12.2f}x {min(paired):6.2f}-{max(paired):<5.2f}x")
+    print("(A connection is four packets: SYN, SYN/ACK, ACK, RST. Per core: the TSC rate over the cycles")
+    print(" per connection; target for the firewall at least 2 M/s. The guests, on the other CPU, bound")
+    print(" the setups per second; the switch's cycles per connection do not depend on them.)")
 
 
 def flows_series(args, counts):

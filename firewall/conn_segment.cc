@@ -122,6 +122,13 @@ bool ConnSegment::Commit(uint32_t n) {
   if (n <= have) return true;
   const off_t from = static_cast<off_t>(Bytes(have));
   if (posix_fallocate(fd_, from, static_cast<off_t>(Bytes(n)) - from) != 0) return false;
+  // Map the new pages here, on the control thread: a worker's first write to a page would
+  // otherwise fault, and the kernel would zero the page on the worker (4% of its cycles when
+  // it sets up 200,000 connections a second). Without MADV_POPULATE_WRITE (Linux < 5.14) the
+  // worker takes those faults, as before.
+  const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  const size_t start = static_cast<size_t>(from) & ~(page - 1);
+  (void)madvise(reinterpret_cast<char*>(header_) + start, Bytes(n) - start, MADV_POPULATE_WRITE);
   committed_.store(n, std::memory_order_release);
   return true;
 }

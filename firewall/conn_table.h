@@ -69,6 +69,7 @@ class ConnTable {
   uint32_t CommitTarget(size_t n = 0) const;
   ConnSegment* segment() const { return segment_.get(); }
   uint32_t size() const { return size_; }
+  uint32_t used() const { return used_; }  // slots ever used (live or free)
   uint32_t limit() const { return limit_; }
   // A lower limit refuses new entries until the table has shrunk below it; a higher one than
   // the segment has room for grows it (the entries may move: the caller holds its lock), and

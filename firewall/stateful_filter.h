@@ -125,7 +125,9 @@ class StatefulFilter : public Filter {
   void StopTracking();
   size_t RemoveConns(const std::vector<ConnKey>& keys);
 
-  // Removes expired entries, examining at most `budget` slots; returns how many it removed.
+  // Removes expired entries, examining at most `budget` live entries, a slice of kSweepSlice at
+  // a time under the lock (so a worker waits for one slice at most); returns how many it removed.
+  static constexpr uint32_t kSweepSlice = 4096;
   size_t Expire(uint64_t now_ns, uint32_t budget);
   // Each control tick: backs the connection slots the datapath may fill before the next tick
   // with memory (a failure, such as a full tmpfs, is returned; new connections beyond what is
@@ -179,6 +181,9 @@ class StatefulFilter : public Filter {
   void Account(uint32_t idx, int dir, uint32_t len, uint32_t now_s);
   void CountRule(uint32_t pos, bool in, uint32_t len, bool eval);
   void Close(uint32_t idx, CloseReason why, uint64_t now_ns, unsigned worker);
+  // Closes what expired among the next kSweepSlots slots of the sweep (see the .cc).
+  static constexpr uint32_t kSweepSlots = 4;
+  void SweepStep(uint32_t now_s, uint64_t now_ns, unsigned worker);
   void LogPacket(const FilterBatch& b, const Packet& p, uint32_t len, LogEvent::Kind kind,
                  LogEvent::Action action, uint32_t rule_id);
   void RememberFragment(const Packet& p, uint32_t now_s);

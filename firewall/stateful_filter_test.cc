@@ -381,6 +381,19 @@ TEST_F(StatefulFilterTest, TableLimitDropsNewConnectionsOnly) {
   EXPECT_NE(lines[0].find("state-limit DROP web/102 OUT"), std::string::npos) << lines[0];
 }
 
+TEST_F(StatefulFilterTest, NewConnectionsSweepTheExpiredWithoutTheControlThread) {
+  FirewallOptions o = filter_.options();
+  o.conn_limit = 2;
+  ASSERT_TRUE(filter_.SetOptions(o).ok());
+  ASSERT_TRUE(Passes(Direction::kOut, Udp(true, 1, 53)));
+  ASSERT_TRUE(Passes(Direction::kOut, Udp(true, 2, 53)));
+  now_ += 61 * kSecond;  // both expired; no Expire() runs
+  EXPECT_TRUE(Passes(Direction::kOut, Udp(true, 3, 53))) << "the new entry's sweep step freed room";
+  EXPECT_TRUE(Passes(Direction::kOut, Udp(true, 4, 53)));
+  EXPECT_EQ(filter_.flow_count(), 2u);
+  EXPECT_EQ(Send(Direction::kIn, Udp(false, 53, 1)).second, DropReason::kReject) << "the old ones are gone";
+}
+
 TEST_F(StatefulFilterTest, RuleChangeRechecksConnections) {
   Handshake();
   ASSERT_TRUE(Passes(Direction::kOut, Udp(true, 40001, 53)));

@@ -139,7 +139,7 @@ void Switch::FirewallTick(uint64_t now_ns) {
   bool vm_addresses_changed = false;
   for (auto& [name, state] : ports_) {
     if (state.sfw) {
-      state.sfw->Expire(now_ns, 4096);
+      state.sfw->Expire(now_ns, fw::StatefulFilter::kSweepSlice);  // new entries sweep too (SweepStep)
       const Status s = state.sfw->CommitAhead(now_ns, boot_ns);
       if (!s.ok() && !state.conns_unbacked && options_.warn) {
         options_.warn("port '" + name + "': " + s.message() + ": new connections may be refused");
