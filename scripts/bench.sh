@@ -2,7 +2,8 @@
 # The benchmarks, each beside its baseline in the same run, with ratios:
 #  1. the switches side by side (bench/switch_bench.py): testpmd's limit, Open vSwitch with DPDK
 #     (plain and conntrack), Palisade (L2, firewall, firewall during 30,000-rule recompiles),
-#     interleaved over ROUNDS rounds, with ratios paired within each round;
+#     interleaved over ROUNDS rounds, with ratios paired within each round; then OVS conntrack
+#     against the firewall at 10,000 and 100,000 flows, and TCP connection setups through each;
 #  2. real TCP through strict rules under a hostile network (loss, reordering, duplication),
 #     goodput against the firewall off (bench/hostile_tcp_bench.py);
 #  3. the firewall microbenchmarks: classifier, connection table, new connections;
@@ -11,7 +12,7 @@
 #  5. durability: a change saved before its answer against the same change without it, and a
 #     restart's restore of 100,000 and 1,000,000 connections against importing them from memory;
 #  6. rule tables at scale: compile time and memory at 1,000-30,000 rules, and 500 ports sharing
-#     one 10,000-rule table against as many distinct tables; the classifier against rte_acl.
+#     one 10,000-rule table against as many distinct tables; the two classifier engines.
 # Usage: scripts/bench.sh [--rounds N] [--seconds S] [--micro-only]   (needs root)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,7 +31,7 @@ if [ "$micro_only" -eq 0 ]; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends openvswitch-switch-dpdk
   fi
   /usr/bin/python3 bench/switch_bench.py --rounds "$rounds" --seconds "$seconds" \
-    --flows 10000,100000 --raw build/bench-switch-rounds.jsonl
+    --flows 10000,100000 --setups --raw build/bench-switch-rounds.jsonl
   echo
   /usr/bin/python3 bench/hostile_tcp_bench.py --rounds "$rounds"
   echo
