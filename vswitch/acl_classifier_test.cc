@@ -8,6 +8,12 @@
 #include <random>
 #include <string>
 
+// GCC 12 at -O3 reports a false -Wrestrict inside std::string's operator+ with a short literal
+// (GCC bug 105329), which would stop the release build.
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ == 12
+#pragma GCC diagnostic ignored "-Wrestrict"
+#endif
+
 namespace palisade {
 namespace {
 
