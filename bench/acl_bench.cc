@@ -21,6 +21,12 @@
 #include "firewall/classifier.h"
 #include "vswitch/acl_classifier.h"
 
+// GCC 12 at -O3 reports a false -Wrestrict inside std::string's operator+ with a short literal
+// (GCC bug 105329), which would stop the release build.
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ == 12
+#pragma GCC diagnostic ignored "-Wrestrict"
+#endif
+
 namespace palisade {
 namespace {
 
