@@ -87,10 +87,10 @@ class ClassifierBuilder {
     }
   }
 
-  // The id of a vector equal to `words`, stored once: by hash, compared in place.
   // Whether the vectors outgrew max_bytes (the build is then abandoned).
   bool over() const { return (c_->words_.size() + c_->summary_.size()) * sizeof(uint64_t) > max_bytes_; }
 
+  // The id of a vector equal to `words`, stored once: by hash, compared in place.
   uint32_t Intern(const uint64_t* words) {
     const size_t W = c_->nwords_;
     uint64_t h = W;

@@ -330,6 +330,7 @@ Status AclClassifierEngine::Build(const std::vector<Rule>& rules, const std::vec
                                std::to_string(kMaxNegated) + ")");
   }
   std::vector<Expander> slots;
+  slots.reserve(4);
   size_t budget = kMaxExpanded;
   for (int slot = 0; slot < 4; slot++) {
     Expander& e = slots.emplace_back(slot & 2, slot & 1);
@@ -344,7 +345,8 @@ Status AclClassifierEngine::Build(const std::vector<Rule>& rules, const std::vec
   Status status[4];
   const size_t heap0 = HeapBytes();
   tbb::parallel_for(0, 4, [&](int slot) { status[slot] = slots[static_cast<size_t>(slot)].Build(&c->ctx_[slot]); });
-  c->bytes_ = HeapBytes() - heap0;  // what else the heap gave meanwhile counts too
+  const size_t heap1 = HeapBytes();
+  c->bytes_ = heap1 > heap0 ? heap1 - heap0 : 0;  // what else the heap gave or took meanwhile counts too
   for (const Status& s : status) {
     if (!s.ok()) return s;
   }
