@@ -77,6 +77,8 @@ SwitchSample SampleSwitch(const Switch& sw) {
     f.connection_limit = filter->options().conn_limit;
     f.table_bytes = filter->memory_bytes();
     if (auto table = filter->table()) {
+      f.classifier = table->classifier().engine();
+      f.classifier_bytes = table->classifier().memory_bytes();
       const std::vector<fw::RuleStats> stats = filter->rule_stats();
       const std::vector<fw::Rule>& rules = table->rules();
       std::map<uint32_t, fw::RuleStats> by_id;  // ids are not checked unique: one series each
@@ -191,6 +193,12 @@ Status FormatMetrics(const SwitchSample& sw, const migration::MigrationTotals& m
   for (const auto& f : sw.filters) m.Sample({{"port", f.port}}, f.connection_limit);
   m.Family("palisade_filter_table_bytes", T::kGauge, "Memory of the port's connection table.");
   for (const auto& f : sw.filters) m.Sample({{"port", f.port}}, f.table_bytes);
+  m.Family("palisade_filter_classifier_bytes", T::kGauge,
+           "Memory of the port's compiled rule table, by its engine (bitvector or rte_acl); a table "
+           "shared by ports counts for each.");
+  for (const auto& f : sw.filters) {
+    if (!f.classifier.empty()) m.Sample({{"port", f.port}, {"engine", f.classifier}}, f.classifier_bytes);
+  }
   m.Family("palisade_rule_evaluations_total", T::kCounter,
            "First packets the classifier gave the rule (new connections, and stateless matches).");
   for (const auto& f : sw.filters) {

@@ -39,6 +39,8 @@ struct SwitchSample {
     std::string port;
     uint32_t connections = 0, connection_limit = 0;
     uint64_t table_bytes = 0;
+    std::string classifier;  // the rule table's engine (empty: no rules yet)
+    uint64_t classifier_bytes = 0;
     std::vector<RuleCounters> rules;  // by rule id
   };
   std::vector<PortInfo> ports;

@@ -40,6 +40,8 @@ SwitchSample TwoPorts() {
   f.connections = 2;
   f.connection_limit = 100000;
   f.table_bytes = 4096;
+  f.classifier = "rte_acl";
+  f.classifier_bytes = 3000000;
   fw::RuleStats r;
   r.evals = 2;
   r.pkts[0] = 5;
@@ -84,6 +86,7 @@ TEST(Metrics, PortsFiltersWorkersAndProcess) {
       << "only ports whose rules come from the cluster";
   EXPECT_TRUE(Has(text, "palisade_filter_connections{port=\"vm-web\"} 2"));
   EXPECT_TRUE(Has(text, "palisade_filter_connection_limit{port=\"vm-web\"} 100000"));
+  EXPECT_TRUE(Has(text, "palisade_filter_classifier_bytes{port=\"vm-web\",engine=\"rte_acl\"} 3000000"));
   EXPECT_TRUE(Has(text, "palisade_rule_evaluations_total{port=\"vm-web\",rule=\"1006\"} 2"));
   EXPECT_TRUE(
       Has(text, "palisade_rule_packets_total{port=\"vm-web\",rule=\"1006\",direction=\"in\"} 5"));

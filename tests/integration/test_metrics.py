@@ -162,6 +162,8 @@ class MetricsTest(unittest.TestCase):
         fw = self.cli_json("firewall", "show", "-f", "vm-b")["options"]
         view[("palisade_filter_connections", frozenset({"port": "vm-b"}.items()))] = float(fw.get("flows", 0))
         view[("palisade_filter_connection_limit", frozenset({"port": "vm-b"}.items()))] = float(fw["connectionLimit"])
+        engine = frozenset({"port": "vm-b", "engine": fw["classifier"]}.items())
+        view[("palisade_filter_classifier_bytes", engine)] = float(fw["classifierBytes"])
         log = self.cli_json("log", "tail", "-n", "1")
         view[("palisade_log_lines_total", frozenset())] = float(log.get("written", 0))
         view[("palisade_log_lines_suppressed_total", frozenset())] = float(log.get("suppressed", 0))
