@@ -83,6 +83,9 @@ SwitchSample SampleSwitch(const Switch& sw) {
       const std::vector<fw::Rule>& rules = table->rules();
       std::map<uint32_t, fw::RuleStats> by_id;  // ids are not checked unique: one series each
       for (size_t i = 0; i < rules.size() && i < stats.size(); i++) {
+        // Rules that have matched nothing have no series yet: a 100,000-rule table would
+        // otherwise give every scrape 500,000 of them.
+        if (stats[i].evals == 0 && stats[i].pkts[0] == 0 && stats[i].pkts[1] == 0) continue;
         fw::RuleStats& sum = by_id[rules[i].id];
         sum.evals += stats[i].evals;
         for (int d = 0; d < 2; d++) {

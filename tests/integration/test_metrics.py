@@ -153,6 +153,8 @@ class MetricsTest(unittest.TestCase):
                                 ("txPackets", "tx_packets")):
                 view[(f"palisade_worker_{name}_total", labels)] = float(w.get(field, 0))
         for r in self.cli_json("getrules", "-f", "vm-b", "-s")["stats"]:
+            if not (r.get("evals") or r.get("inPackets") or r.get("outPackets")):
+                continue  # a rule that has matched nothing has no series yet
             rule = {"port": "vm-b", "rule": str(r["ruleId"])}
             view[("palisade_rule_evaluations_total", frozenset(rule.items()))] = float(r.get("evals", 0))
             for d in ("in", "out"):
