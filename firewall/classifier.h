@@ -88,6 +88,8 @@ void SetLargeTableEngine(const ClassifierEngine* engine, size_t max_bytes,
 
 class BitVectorClassifier final : public Classifier {
  public:
+  // The most its vectors could take for these rules: one per interval of each field.
+  static size_t MaxBytes(const std::vector<RuleFields>& fields);
   // Null when the vectors would take more than max_bytes (the build stops there).
   static std::unique_ptr<const Classifier> Build(const std::vector<RuleFields>& fields,
                                                  const std::vector<Rule>& rules, size_t max_bytes);
