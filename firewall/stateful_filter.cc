@@ -529,22 +529,14 @@ size_t StatefulFilter::Flush(const FlowSelector& sel, uint64_t now_ns) {
 
 size_t StatefulFilter::Expire(uint64_t now_ns, uint32_t budget) {
   const uint32_t now_s = static_cast<uint32_t>(now_ns / 1000000000ull);
+  std::lock_guard lock(lock_);
   std::vector<uint32_t> victims;
-  size_t removed = 0;
-  while (budget > 0) {
-    const uint32_t slice = std::min(budget, kSweepSlice);
-    budget -= slice;
-    std::lock_guard lock(lock_);
-    victims.clear();
-    const uint32_t next = conns_.Walk(sweep_cursor_, slice, [&](uint32_t idx, const Conn& c) {
-      if (c.expires_s <= now_s) victims.push_back(idx);
-    });
-    sweep_cursor_ = next == ConnTable::kNil ? 0 : next;
-    for (uint32_t idx : victims) Close(idx, CloseReason::kTimeout, now_ns, PacketLog::kControl);
-    removed += victims.size();
-    if (next == ConnTable::kNil) break;  // a whole pass: the next tick begins another
-  }
-  return removed;
+  const uint32_t next = conns_.Walk(sweep_cursor_, budget, [&](uint32_t idx, const Conn& c) {
+    if (c.expires_s <= now_s) victims.push_back(idx);
+  });
+  sweep_cursor_ = next == ConnTable::kNil ? 0 : next;
+  for (uint32_t idx : victims) Close(idx, CloseReason::kTimeout, now_ns, PacketLog::kControl);
+  return victims.size();
 }
 
 Status StatefulFilter::CommitAhead(uint64_t now_ns, uint64_t boot_ns) {

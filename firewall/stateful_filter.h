@@ -125,8 +125,9 @@ class StatefulFilter : public Filter {
   void StopTracking();
   size_t RemoveConns(const std::vector<ConnKey>& keys);
 
-  // Removes expired entries, examining at most `budget` live entries, a slice of kSweepSlice at
-  // a time under the lock (so a worker waits for one slice at most); returns how many it removed.
+  // Removes expired entries, examining at most `budget` live entries under the lock (a worker
+  // waits for them); returns how many it removed. New entries sweep too (SweepStep), so a
+  // control tick's kSweepSlice is enough however fast connections come.
   static constexpr uint32_t kSweepSlice = 4096;
   size_t Expire(uint64_t now_ns, uint32_t budget);
   // Each control tick: backs the connection slots the datapath may fill before the next tick
