@@ -209,15 +209,15 @@ def big_rules(variant):
 
 
 class Palisade:
-    def __init__(self, firewall, recompile=False):
+    def __init__(self, firewall, recompile=False, setups=False):
         self.firewall = firewall
         self.recompile = recompile
+        self.setups = setups  # the setups series: closed entries leave within a second
         self.name = "Palisade " + ("firewall, 1,000 rules" if firewall else "L2, no rules")
         if recompile:
             self.name = "Palisade fw, 30k-rule recompiles"
 
     flows = 0  # the flowgen series: the table's limit must hold them
-    setups = False  # the setups series: closed entries leave within a second
 
     def start(self, work):
         self.sw = Daemon("bench-" + ("fw" if self.firewall else "l2"), work.path, cores="1").start()
@@ -403,20 +403,12 @@ def run_setups(cfg, seconds, warmup):
 
 def setups_series(args):
     """TCP setups through the limit, OVS conntrack and Palisade (L2, firewall), paired by round."""
-    rows = []
     with open(args.raw, "a" if (args.only or args.flows) else "w") as raw:
-        for r in range(args.rounds):
-            for cfg in (Limit(), Ovs(True), Palisade(False), Palisade(True)):
-                cfg.setups = True
-                wait_idle()
-                res = run_setups(cfg, args.seconds, args.warmup)
-                res["round"] = r + 1
-                rows.append(res)
-                raw.write(json.dumps(res) + "\n")
-                raw.flush()
-                flag = "  DISTURBED" if res["disturbed"] else ""
-                print(f"setups round {r + 1} {cfg.name:<32} {res['setups_per_s'] / 1e3:8.1f} k/s "
-                      f"{res['cycles_per_conn']:8.0f} cycles/conn ({res['packets_per_conn']:.2f} pkts){flag}", flush=True)
+        rows = run_rounds(args, raw, lambda: (Limit(), Ovs(True), Palisade(False, setups=True), Palisade(True, setups=True)),
+                          lambda cfg: run_setups(cfg, args.seconds, args.warmup),
+                          lambda res: f"{res['setups_per_s'] / 1e3:8.1f} k/s {res['cycles_per_conn']:8.0f} cycles/conn "
+                                      f"({res['packets_per_conn']:.2f} pkts)",
+                          tag="setups ")
     med = lambda xs: statistics.median(xs) if xs else float("nan")
     print()
     print(f"{'configuration':<32} {'setups/s':>10} {'cycles/conn':>12} {'per core at that cost':>22}")
@@ -443,24 +435,36 @@ def setups_series(args):
     print(" the setups per second; the switch's cycles per connection do not depend on them.)")
 
 
+def run_rounds(args, raw, configs, run, describe, tag=""):
+    """Every configuration configs() gives, once a round, each on an idle machine; every result
+    goes to the raw file and is printed (tag, round, name, describe(result)). Returns them."""
+    rows = []
+    for r in range(args.rounds):
+        for cfg in configs():
+            wait_idle()
+            res = run(cfg)
+            res["round"] = r + 1
+            rows.append(res)
+            raw.write(json.dumps(res) + "\n")
+            raw.flush()
+            flag = "  DISTURBED" if res["disturbed"] else ""
+            print(f"{tag}round {r + 1} {cfg.name:<32} {describe(res)}{flag}", flush=True)
+    return rows
+
+
 def flows_series(args, counts):
     """OVS conntrack and the Palisade firewall at each count of concurrent flows, paired by round."""
     rows = []
     with open(args.raw, "a" if args.only else "w") as raw:
         for n in counts:
-            for r in range(args.rounds):
-                for cfg in (Ovs(True), Palisade(True)):
-                    cfg.flows = n
-                    wait_idle()
-                    res = run_one(cfg, args.seconds, args.warmup, flows=n)
-                    res["round"] = r + 1
-                    rows.append(res)
-                    raw.write(json.dumps(res) + "\n")
-                    raw.flush()
-                    flag = "  DISTURBED" if res["disturbed"] else ""
-                    print(f"{n:>8} flows round {r + 1} {cfg.name:<32} {res['mpps']:6.2f} Mpps "
-                          f"{res['cycles_per_packet']:8.1f} cycles/pkt {res['bytes_per_conn']:7.0f} B/conn "
-                          f"({res['entries']} entries){flag}", flush=True)
+            def configs(n=n):
+                ovs, pal = Ovs(True), Palisade(True)
+                ovs.flows = pal.flows = n
+                return (ovs, pal)
+            rows += run_rounds(args, raw, configs, lambda cfg, n=n: run_one(cfg, args.seconds, args.warmup, flows=n),
+                               lambda res: f"{res['mpps']:6.2f} Mpps {res['cycles_per_packet']:8.1f} cycles/pkt "
+                                           f"{res['bytes_per_conn']:7.0f} B/conn ({res['entries']} entries)",
+                               tag=f"{n:>8} flows ")
     print()
     print(f"{'flows':>8} {'OVS ct cycles/pkt':>18} {'Palisade fw':>12} {'OVS/Palisade paired':>20} {'range':>12} "
           f"{'B/conn OVS':>11} {'Palisade':>9}")
@@ -486,19 +490,9 @@ KNOWN = {"limit": Limit, "ovs": lambda: Ovs(False), "ovs-ct": lambda: Ovs(True),
 def main_series(args):
 
     configs = [KNOWN[w]() for w in args.only.split(",")]
-    results = []
     with open(args.raw, "w") as raw:
-        for r in range(args.rounds):
-            for cfg in configs:
-                wait_idle()
-                res = run_one(cfg, args.seconds, args.warmup)
-                res["round"] = r + 1
-                results.append(res)
-                raw.write(json.dumps(res) + "\n")
-                raw.flush()
-                flag = "  DISTURBED" if res["disturbed"] else ""
-                print(f"round {r + 1} {cfg.name:<28} {res['mpps']:6.2f} Mpps {res['cycles_per_packet']:8.1f} cycles/pkt{flag}",
-                      flush=True)
+        results = run_rounds(args, raw, lambda: configs, lambda cfg: run_one(cfg, args.seconds, args.warmup),
+                             lambda res: f"{res['mpps']:6.2f} Mpps {res['cycles_per_packet']:8.1f} cycles/pkt")
 
     print()
     print(f"{'configuration':<28} {'Mpps median':>11} {'min-max':>13} {'cycles/pkt':>11} {'disturbed':>9}")
