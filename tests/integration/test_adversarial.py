@@ -14,7 +14,7 @@ import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 from palisade_testlib import (Daemon, NamespaceGuests, Session, Workdir,  # noqa: E402
-                              echo_server, ping_until_answered, stop_process, wait_for)
+                              echo_server, ping_until_answered, stop_all, wait_for)
 from rawlink import Sniffer, send  # noqa: E402
 from scapy.all import (ARP, BOOTP, DHCP, ICMP, IP, TCP, UDP, Dot1AD, Dot1Q, Ether, ICMPv6ND_NA,  # noqa: E402
                        ICMPv6ND_RA, ICMPv6ND_Redirect, ICMPv6NDOptDstLLAddr, IPv6, IPv6ExtHdrFragment,
@@ -77,10 +77,7 @@ class AdversarialTest(unittest.TestCase):
 
     @classmethod
     def tearDownClass(cls):
-        stop_process(cls.server)
-        cls.guests.close()
-        cls.sw.stop()
-        cls.work.remove()
+        stop_all(cls.sw, cls.work, cls.guests, cls.server)
 
     def drops(self):
         return {p["name"]: p["drops"] for p in self.sw.ctl("port stats")["ports"]}

@@ -12,7 +12,7 @@ import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 from palisade_testlib import (Daemon, NamespaceGuests, PALISADECTL, Session, Workdir, make_certs,  # noqa: E402
-                              echo_server, stop_process, wait_for)
+                              echo_server, stop_all, wait_for)
 
 # The getrules example of FORMATS.md (shared with the rule text's unit test) and its
 # getaddrsets example with this test's guests' addresses.
@@ -90,11 +90,7 @@ class CliTest(unittest.TestCase):
 
     @classmethod
     def tearDownClass(cls):
-        stop_process(cls.server)
-        cls.guests.close()
-        rc = cls.sw.stop()
-        cls.work.remove()
-        assert rc == 0
+        assert stop_all(cls.sw, cls.work, cls.guests, cls.server) == 0
 
     def ok(self, *args, stdin=None, json_out=False):
         rc, out, err = self.sw.cli(*args, stdin=stdin, json_out=json_out)

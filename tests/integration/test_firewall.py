@@ -7,7 +7,7 @@ import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 from palisade_testlib import (Daemon, NamespaceGuests, Session, Workdir,  # noqa: E402
-                              echo_server, ping_until_answered, stop_process, wait_for)
+                              echo_server, ping_until_answered, stop_all, wait_for)
 
 MAC_A, MAC_B = "02:00:00:00:10:01", "02:00:00:00:11:01"
 IP_A, IP_B = "10.13.0.1", "10.13.0.2"
@@ -53,11 +53,7 @@ class FirewallTest(unittest.TestCase):
 
     @classmethod
     def tearDownClass(cls):
-        stop_process(cls.server)
-        cls.guests.close()
-        rc = cls.sw.stop()
-        cls.work.remove()
-        assert rc == 0
+        assert stop_all(cls.sw, cls.work, cls.guests, cls.server) == 0
 
     def load(self):
         self.sw.ctl(f"rules load nic-1-vm-b-palisade-sfw.2 {self.rules['db']}")

@@ -24,7 +24,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 from palisade_testlib import (ROOT, Daemon, NamespaceGuests, Session, Workdir,  # noqa: E402
-                              echo_server, ping_until_answered, stop_process, wait_for)
+                              echo_server, ping_until_answered, stop_all, wait_for)
 
 MAC_A, MAC_B = "02:00:00:00:10:01", "02:00:00:00:11:01"
 IP_A, IP_B = "10.17.0.1", "10.17.0.2"
@@ -118,11 +118,7 @@ class MetricsTest(unittest.TestCase):
 
     @classmethod
     def tearDownClass(cls):
-        stop_process(cls.server)
-        cls.guests.close()
-        rc = cls.sw.stop()
-        cls.work.remove()
-        assert rc == 0
+        assert stop_all(cls.sw, cls.work, cls.guests, cls.server) == 0
 
     def cli_json(self, *args):
         rc, out, err = self.sw.cli(*args, json_out=True)

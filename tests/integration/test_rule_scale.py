@@ -10,7 +10,7 @@ import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 from palisade_testlib import (Daemon, Session, Workdir, echo_server, ping_until_answered,  # noqa: E402
-                              server_mode_guests, stop_process, wait_for)
+                              server_mode_guests, stop_all, wait_for)
 
 MAC_A, MAC_B = "02:00:00:00:10:01", "02:00:00:00:11:01"  # server_mode_guests' first two
 IP_A, IP_B = "10.14.0.1", "10.14.0.2"
@@ -43,10 +43,7 @@ class RuleScaleTest(unittest.TestCase):
         cls.sw = Daemon("rscale", cls.work.path).start()
         # Client-mode ports: the guests keep their sockets while the switch restarts.
         for name, vm, mac, ip in (("vm-a", "web-01", MAC_A, IP_A), ("vm-b", "db-01", MAC_B, IP_B)):
-            cls.sw.ctl(f"port add {name} --vhost-user {cls.work.join(name + '.sock')} --client --vm {vm} "
-                       f"--mac {mac} --ip {ip}")
-            cls.sw.ctl(f"filter attach {name} --slot 1 --agent swsec")
-            cls.sw.ctl(f"filter attach {name} --slot 2 --agent sfw")
+            cls.sw.add_protected_port(name, cls.work.join(name + ".sock"), vm, mac, ip, client=True)
         cls.guests = server_mode_guests("prs", [("a", cls.work.join("vm-a.sock"), IP_A + "/24"),
                                                 ("b", cls.work.join("vm-b.sock"), IP_B + "/24")])
         wait_for(lambda: all(p["link"] for p in cls.sw.ctl("port list")["ports"]), 30)
@@ -59,11 +56,7 @@ class RuleScaleTest(unittest.TestCase):
 
     @classmethod
     def tearDownClass(cls):
-        stop_process(cls.server)
-        cls.guests.close()
-        rc = cls.sw.stop()
-        cls.work.remove()
-        assert rc == 0
+        assert stop_all(cls.sw, cls.work, cls.guests, cls.server) == 0
 
     def check_verdicts(self):
         a, b = self.guests["a"], self.guests["b"]

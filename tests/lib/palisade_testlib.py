@@ -111,10 +111,11 @@ class Daemon:
     def try_ctl(self, line):
         return control(self.socket, line)
 
-    def add_protected_port(self, name, sock, vm, mac, ip):
+    def add_protected_port(self, name, sock, vm, mac, ip, client=False):
         """A VM's vhost-user port bound to its MAC and address, behind port security (slot 1)
-        and the stateful firewall (slot 2), which stays closed until rules load."""
-        self.ctl(f"port add {name} --vhost-user {sock} --vm {vm} --mac {mac} --ip {ip}")
+        and the stateful firewall (slot 2), which stays closed until rules load. client: the
+        switch connects to the guest's socket (which then outlives a restart of the switch)."""
+        self.ctl(f"port add {name} --vhost-user {sock}{' --client' if client else ''} --vm {vm} --mac {mac} --ip {ip}")
         self.ctl(f"filter attach {name} --slot 1 --agent swsec")
         self.ctl(f"filter attach {name} --slot 2 --agent sfw")
 
@@ -570,6 +571,16 @@ def stop_process(proc):
     proc.wait()
     if proc.stdout:
         proc.stdout.close()
+
+
+def stop_all(sw, work, guests, server):
+    """Takes down a test class's setup, last built first: the guest's server, the guests, the
+    switch, the work directory. Returns the switch's exit code."""
+    stop_process(server)
+    guests.close()
+    rc = sw.stop()
+    work.remove()
+    return rc
 
 
 def echo_server(ns, port):
