@@ -37,17 +37,6 @@ void ConnTable::Rehash(uint32_t nbuckets) {
   }
 }
 
-uint32_t ConnTable::Find(const ConnKey& k, uint64_t hash) const {
-  for (uint32_t i = buckets_[hash & mask_]; i != kNil; i = entries_[i].next) {
-    const Conn& c = entries_[i];
-    if (c.lo_port == k.lo_port && c.hi_port == k.hi_port && c.proto == k.proto && c.lo == k.lo &&
-        c.hi == k.hi) {
-      return i;
-    }
-  }
-  return kNil;
-}
-
 uint32_t ConnTable::Insert(const ConnKey& k) {
   if (size_ >= limit_) return kNil;
   uint32_t idx;

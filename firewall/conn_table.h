@@ -30,8 +30,18 @@ class ConnTable {
 
   uint32_t Find(const ConnKey& k) const { return Find(k, Hash(k)); }
   // With the key's hash already known (Hash(k) under this table's seed): the datapath hashes a
-  // packet's key once and both ports' tables use it when they share the seed.
-  uint32_t Find(const ConnKey& k, uint64_t hash) const;
+  // packet's key once and both ports' tables use it when they share the seed. Inline: once per
+  // packet.
+  uint32_t Find(const ConnKey& k, uint64_t hash) const {
+    for (uint32_t i = buckets_[hash & mask_]; i != kNil; i = entries_[i].next) {
+      const Conn& c = entries_[i];
+      if (c.lo_port == k.lo_port && c.hi_port == k.hi_port && c.proto == k.proto && c.lo == k.lo &&
+          c.hi == k.hi) {
+        return i;
+      }
+    }
+    return kNil;
+  }
   uint64_t Hash(const ConnKey& k) const { return HashKey(k, seed_); }
   uint64_t seed() const { return seed_; }
 
@@ -39,9 +49,13 @@ class ConnTable {
   // then, once the bucket is in cache, the chain's first entry, so that a large table's cache
   // and TLB misses overlap instead of queueing.
   void PrefetchBucket(uint64_t hash) const { __builtin_prefetch(&buckets_[hash & mask_]); }
+  // Both of the entry's cache lines: a lookup reads the key in the first and the chain link in
+  // the second, and the packet's accounting writes the second.
   void PrefetchEntry(uint64_t hash) const {
     const uint32_t i = buckets_[hash & mask_];
-    if (i != kNil) __builtin_prefetch(&entries_[i]);
+    if (i == kNil) return;
+    __builtin_prefetch(&entries_[i]);
+    __builtin_prefetch(reinterpret_cast<const char*>(&entries_[i]) + 64);
   }
   void PrefetchBucket(const ConnKey& k) const { PrefetchBucket(Hash(k)); }
   void PrefetchEntry(const ConnKey& k) const { PrefetchEntry(Hash(k)); }

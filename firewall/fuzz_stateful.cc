@@ -8,7 +8,8 @@
 // the policy opened earlier (either direction), or it is an ICMP error sent back to the sender of
 // such a connection's packet, or a later fragment of a first fragment that passed, not
 // overlapping its header. The reference never forgets (it over-approximates what may pass), so
-// any packet it cannot explain is a way through the firewall: the target traps.
+// any packet it cannot explain is a way through the firewall: the target traps. Packets come with
+// a scratch or without, so both the established path and the general one are fuzzed.
 #include <fuzzer/FuzzedDataProvider.h>
 
 #include <cstddef>
@@ -200,6 +201,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     b.now_ns = now;
     b.pkts[0] = PacketRef{frame.data(), static_cast<uint32_t>(frame.size())};
     b.verdict[0] = Verdict::kPass;
+    // With a scratch, as the switch's workers give one, established packets take the filter's
+    // established path; without, its general path.
+    PacketScratch scratch;
+    scratch.tag = 0;
+    if (in.ConsumeBool()) b.scratch[0] = &scratch;
     filter.Process(b);
     if (b.verdict[0] == Verdict::kPass) {
       Packet p;

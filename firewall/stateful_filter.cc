@@ -114,6 +114,7 @@ void StatefulFilter::Process(FilterBatch& b) {
     if (keyed[i] != nullptr) conns_.PrefetchEntry(keyed[i]->hash);
   }
   Packet local;
+  RuleCount rc;
   for (uint16_t i = 0; i < b.count; i++) {
     const Packet& p = Parsed(b, i, &local);
     if (p.error != ParseError::kNone) {
@@ -131,8 +132,53 @@ void StatefulFilter::Process(FilterBatch& b) {
         continue;
       }
     }
-    if (p.ip) ProcessIp(b, i, p, keyed[i], *t, now_s);
+    if (!p.ip || (keyed[i] != nullptr && Established(b, i, p, *keyed[i], *t, now_s, &rc))) continue;
+    ProcessIp(b, i, p, keyed[i], *t, now_s);
   }
+  Flush(rc);
+}
+
+void StatefulFilter::StartCount(RuleCount* rc, uint32_t pos, bool in) {
+  Flush(*rc);
+  *rc = RuleCount{pos, in, 0, 0};
+}
+
+void StatefulFilter::Flush(const RuleCount& rc) {
+  if (rc.pos == 0 || rc.pos > stats_.size()) return;
+  RuleStats& s = stats_[rc.pos - 1];
+  s.pkts[rc.in ? 0 : 1] += rc.pkts;
+  s.bytes[rc.in ? 0 : 1] += rc.bytes;
+}
+
+// What ProcessIp and Account do for the same packet, without their cases for the rest.
+inline bool StatefulFilter::Established(FilterBatch& b, uint16_t i, const Packet& p, const Keyed& k,
+                                        const RuleTable& t, uint32_t now_s, RuleCount* rc) {
+  const uint8_t proto = p.tuple.proto;
+  if (p.fragment || p.icmp_error || proto == kProtoIcmp || proto == kProtoIcmp6 ||
+      (proto == kProtoTcp && (p.tcp_flags & tcp::kSyn))) {
+    return false;
+  }
+  const uint32_t idx = conns_.Find(k.key, k.hash);
+  if (idx == ConnTable::kNil) return false;
+  Conn& c = conns_.at(idx);
+  if (c.generation != static_cast<uint16_t>(t.generation())) return false;  // a re-check first
+  const int dir = (k.src_is_lo == ((c.flags & kConnOrigIsLo) != 0)) ? 0 : 1;
+  if (proto == kProtoTcp) {
+    if (TcpUpdate(c, dir, p) != TcpTrack::kValid) {  // without a SYN: out of window
+      b.verdict[i] = Verdict::kDrop;
+      b.reason[i] = DropReason::kTcpInvalid;
+      return true;
+    }
+  } else if (dir == 1 && c.state == ConnState::kNew) {
+    c.state = ConnState::kMultiple;
+  }
+  const uint32_t len = b.pkts[i].len;
+  conns_.Touch(idx);
+  c.pkts[dir]++;
+  c.bytes[dir] += len;
+  c.expires_s = now_s + options_.timeouts.For(c.proto, c.state);
+  Count(rc, c.rule_pos, (dir == 0) == ((c.flags & kConnOrigIn) != 0), len);
+  return true;
 }
 
 void StatefulFilter::ProcessIp(FilterBatch& b, uint16_t i, const Packet& p, const Keyed* keyed,

@@ -159,6 +159,25 @@ class StatefulFilter : public Filter {
     uint8_t dir;
   };
 
+  // The rule counters of a burst's established packets, added to stats_ once per run of
+  // packets on one rule and direction (a burst's packets mostly share a few rules).
+  struct RuleCount {
+    uint32_t pos = 0;  // 0: none pending
+    bool in = false;
+    uint32_t pkts = 0;
+    uint64_t bytes = 0;
+  };
+  void Count(RuleCount* rc, uint32_t pos, bool in, uint32_t len) {
+    if (pos != rc->pos || in != rc->in) StartCount(rc, pos, in);
+    rc->pkts++;
+    rc->bytes += len;
+  }
+  void StartCount(RuleCount* rc, uint32_t pos, bool in);  // flushes the pending run first
+  void Flush(const RuleCount& rc);
+  // The established path whole (a live entry of the current generation, no SYN, fragment,
+  // ICMP or ICMP error): true when it decided the packet, false for ProcessIp to take it.
+  bool Established(FilterBatch& b, uint16_t i, const Packet& p, const Keyed& k,
+                   const RuleTable& t, uint32_t now_s, RuleCount* rc);
   void ProcessIp(FilterBatch& b, uint16_t i, const Packet& p, const Keyed* keyed,
                  const RuleTable& t, uint32_t now_s);
   // track: false for what makes no connection (ICMP other than echo).

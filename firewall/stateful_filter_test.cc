@@ -180,6 +180,63 @@ TEST_F(StatefulFilterTest, S2_DataInBothDirectionsWithinTheWindow) {
   EXPECT_EQ(stats[0].pkts[0], 2u) << "in";
 }
 
+// Established packets in a worker's burst (with scratch: the datapath's established path) are
+// counted per rule and direction once per run of packets on one rule; runs interleave, and a
+// packet dropped in the middle of one counts nowhere.
+TEST_F(StatefulFilterTest, EstablishedBurstsCountEveryRuleAndDirection) {
+  Handshake();
+  ASSERT_TRUE(Passes(Direction::kOut, Udp(true, 40001, 53)));
+  const std::vector<RuleStats> before = filter_.rule_stats();
+  auto burst = [&](Direction dir, const std::vector<std::vector<uint8_t>>& frames) {
+    std::vector<PacketScratch> scratch(frames.size());
+    FilterBatch b{};
+    b.dir = dir;
+    b.count = static_cast<uint16_t>(frames.size());
+    b.now_ns = now_;
+    for (size_t i = 0; i < frames.size(); i++) {
+      b.pkts[i] = PacketRef{frames[i].data(), static_cast<uint32_t>(frames[i].size())};
+      b.verdict[i] = Verdict::kPass;
+      b.scratch[i] = &scratch[i];
+    }
+    filter_.Process(b);
+    std::vector<Verdict> verdicts(b.verdict, b.verdict + frames.size());
+    return verdicts;
+  };
+  const std::vector<uint8_t> payload(10);
+  const std::vector<std::vector<uint8_t>> out = {
+      Out(tcp::kAck | tcp::kPsh, 1001, 5001, 80, payload), Udp(true, 40001, 53),
+      Udp(true, 40001, 53), Out(tcp::kAck | tcp::kPsh, 1011, 5001, 80, payload),
+      Out(tcp::kAck, 900000, 5001), Udp(true, 40001, 53)};
+  EXPECT_EQ(burst(Direction::kOut, out), (std::vector<Verdict>{Verdict::kPass, Verdict::kPass, Verdict::kPass,
+                                                               Verdict::kPass, Verdict::kDrop, Verdict::kPass}));
+  const std::vector<std::vector<uint8_t>> in = {Udp(false, 53, 40001), In(tcp::kAck, 5001, 1021),
+                                                Udp(false, 53, 40001)};
+  EXPECT_EQ(burst(Direction::kIn, in), std::vector<Verdict>(3, Verdict::kPass));
+  const std::vector<RuleStats> after = filter_.rule_stats();
+  // Rule 100 (position 1): TCP; rule 102 (position 3): UDP. pkts/bytes [0] in, [1] out.
+  EXPECT_EQ(after[0].pkts[1] - before[0].pkts[1], 2u);
+  EXPECT_EQ(after[0].bytes[1] - before[0].bytes[1], out[0].size() + out[3].size());
+  EXPECT_EQ(after[0].pkts[0] - before[0].pkts[0], 1u);
+  EXPECT_EQ(after[0].bytes[0] - before[0].bytes[0], in[1].size());
+  EXPECT_EQ(after[2].pkts[1] - before[2].pkts[1], 3u);
+  EXPECT_EQ(after[2].bytes[1] - before[2].bytes[1], 3 * out[1].size());
+  EXPECT_EQ(after[2].pkts[0] - before[2].pkts[0], 2u);
+  EXPECT_EQ(after[2].evals, before[2].evals) << "established packets meet no rule";
+  std::vector<FlowInfo> flows;
+  filter_.Flows(0, 100, FlowSelector{}, now_, &flows);
+  ASSERT_EQ(flows.size(), 2u);
+  for (const FlowInfo& f : flows) {
+    if (f.orig.proto == kProtoTcp) {
+      EXPECT_EQ(f.pkts[0], 4u) << "SYN, ACK and two segments; the out-of-window one not";
+      EXPECT_EQ(f.pkts[1], 2u);
+    } else {
+      EXPECT_EQ(f.pkts[0], 4u);
+      EXPECT_EQ(f.pkts[1], 2u);
+      EXPECT_EQ(f.state, ConnState::kMultiple);
+    }
+  }
+}
+
 TEST_F(StatefulFilterTest, S3_FinCloseGoesThroughTheClosingStates) {
   Handshake();
   ASSERT_TRUE(Passes(Direction::kOut, Out(tcp::kFin | tcp::kAck, 1001, 5001)));

@@ -24,26 +24,6 @@ void ForEach(T& t, F&& f) {
 
 }  // namespace
 
-uint32_t Timeouts::For(uint8_t proto, ConnState state) const {
-  const bool multiple = state == ConnState::kMultiple;
-  switch (proto) {
-    case kProtoTcp:
-      switch (state) {
-        case ConnState::kSynSent: return tcp_syn_sent;
-        case ConnState::kSynRecv: return tcp_syn_recv;
-        case ConnState::kEstablished: return tcp_established;
-        case ConnState::kFinWait: return tcp_fin_wait;
-        case ConnState::kCloseWait: return tcp_close_wait;
-        case ConnState::kTimeWait: return tcp_time_wait;
-        default: return tcp_closed;
-      }
-    case kProtoUdp: return multiple ? udp_multiple : udp_first;
-    case kProtoIcmp:
-    case kProtoIcmp6: return multiple ? icmp_multiple : icmp_first;
-    default: return multiple ? other_multiple : other_first;
-  }
-}
-
 Status Timeouts::Set(std::string_view name, uint32_t seconds) {
   if (seconds < 1 || seconds > 1000000) {
     return Status::Invalid("timeout " + std::string(name) + " must be 1-1000000 seconds");
