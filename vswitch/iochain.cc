@@ -71,7 +71,8 @@ void IOChain::RunSlots(FilterBatch& batch, uint8_t mark_after, uint32_t* mark) c
   }
   if (slots_.empty() || batch.count == 0) return;  // *mark: all passed
 
-  // Each slot sees only the packets every earlier slot passed, compacted into `sub`.
+  // Each slot sees only the packets every earlier slot passed, compacted into `sub`; while all
+  // pass (the usual case) the slot runs on the batch itself, without the copy.
   FilterBatch sub;
   sub.dir = batch.dir;
   sub.worker = batch.worker;
@@ -90,19 +91,25 @@ void IOChain::RunSlots(FilterBatch& batch, uint8_t mark_after, uint32_t* mark) c
       *mark = Live(live, nlive);
       mark = nullptr;
     }
-    sub.count = nlive;
-    for (uint16_t j = 0; j < nlive; j++) {
-      sub.pkts[j] = batch.pkts[live[j]];
-      sub.scratch[j] = batch.scratch[live[j]];
-      sub.verdict[j] = slot.filter ? Verdict::kPass : Verdict::kUndecided;
-      sub.reason[j] = DropReason::kNone;
+    const bool all = nlive == batch.count;  // live[j] == j
+    FilterBatch& run = all ? batch : sub;
+    if (all) {
+      if (!slot.filter) std::fill_n(batch.verdict, nlive, Verdict::kUndecided);
+    } else {
+      sub.count = nlive;
+      for (uint16_t j = 0; j < nlive; j++) {
+        sub.pkts[j] = batch.pkts[live[j]];
+        sub.scratch[j] = batch.scratch[live[j]];
+        sub.verdict[j] = slot.filter ? Verdict::kPass : Verdict::kUndecided;
+        sub.reason[j] = DropReason::kNone;
+      }
     }
-    if (slot.filter) slot.filter->Process(sub);
+    if (slot.filter) slot.filter->Process(run);
 
     uint16_t kept = 0;
     for (uint16_t j = 0; j < nlive; j++) {
-      Verdict v = sub.verdict[j];
-      DropReason reason = sub.reason[j] == DropReason::kNone ? DropReason::kFilter : sub.reason[j];
+      Verdict v = run.verdict[j];
+      DropReason reason = run.reason[j] == DropReason::kNone ? DropReason::kFilter : run.reason[j];
       if (v == Verdict::kUndecided) {
         if (slot.policy == FailurePolicy::kFailOpen) {
           v = Verdict::kPass;
@@ -112,6 +119,7 @@ void IOChain::RunSlots(FilterBatch& batch, uint8_t mark_after, uint32_t* mark) c
         }
       }
       if (v == Verdict::kPass) {
+        batch.verdict[live[j]] = Verdict::kPass;  // an undecided one, failing open
         live[kept++] = live[j];
       } else {
         batch.verdict[live[j]] = v;
