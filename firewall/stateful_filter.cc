@@ -135,22 +135,36 @@ void StatefulFilter::Process(FilterBatch& b) {
     if (!p.ip || (keyed[i] != nullptr && Established(b, i, p, *keyed[i], *t, now_s, &rc))) continue;
     ProcessIp(b, i, p, keyed[i], *t, now_s);
   }
-  Flush(rc);
+  AddCounts(rc);
 }
 
 void StatefulFilter::StartCount(RuleCount* rc, uint32_t pos, bool in) {
-  Flush(*rc);
+  AddCounts(*rc);
   *rc = RuleCount{pos, in, 0, 0};
 }
 
-void StatefulFilter::Flush(const RuleCount& rc) {
+void StatefulFilter::AddCounts(const RuleCount& rc) {
   if (rc.pos == 0 || rc.pos > stats_.size()) return;
   RuleStats& s = stats_[rc.pos - 1];
   s.pkts[rc.in ? 0 : 1] += rc.pkts;
   s.bytes[rc.in ? 0 : 1] += rc.bytes;
 }
 
-// What ProcessIp and Account do for the same packet, without their cases for the rest.
+inline void StatefulFilter::Account(uint32_t idx, int dir, uint32_t len, uint32_t now_s, RuleCount* rc) {
+  Conn& c = conns_.at(idx);
+  conns_.Touch(idx);
+  c.pkts[dir]++;
+  c.bytes[dir] += len;
+  c.expires_s = now_s + options_.timeouts.For(c.proto, c.state);
+  const bool pkt_in = (dir == 0) == ((c.flags & kConnOrigIn) != 0);
+  if (rc != nullptr) {
+    Count(rc, c.rule_pos, pkt_in, len);
+  } else {
+    CountRule(c.rule_pos, pkt_in, len, /*eval=*/false);
+  }
+}
+
+// What ProcessIp does for the same packet, without its cases for the rest.
 inline bool StatefulFilter::Established(FilterBatch& b, uint16_t i, const Packet& p, const Keyed& k,
                                         const RuleTable& t, uint32_t now_s, RuleCount* rc) {
   const uint8_t proto = p.tuple.proto;
@@ -172,12 +186,7 @@ inline bool StatefulFilter::Established(FilterBatch& b, uint16_t i, const Packet
   } else if (dir == 1 && c.state == ConnState::kNew) {
     c.state = ConnState::kMultiple;
   }
-  const uint32_t len = b.pkts[i].len;
-  conns_.Touch(idx);
-  c.pkts[dir]++;
-  c.bytes[dir] += len;
-  c.expires_s = now_s + options_.timeouts.For(c.proto, c.state);
-  Count(rc, c.rule_pos, (dir == 0) == ((c.flags & kConnOrigIn) != 0), len);
+  Account(idx, dir, b.pkts[i].len, now_s, rc);
   return true;
 }
 
@@ -414,16 +423,6 @@ bool StatefulFilter::Admitted(Conn& c, const RuleTable& t) {
   c.rule_pos = static_cast<uint16_t>(pos + 1);
   c.generation = static_cast<uint16_t>(t.generation());
   return true;
-}
-
-void StatefulFilter::Account(uint32_t idx, int dir, uint32_t len, uint32_t now_s) {
-  Conn& c = conns_.at(idx);
-  conns_.Touch(idx);
-  c.pkts[dir]++;
-  c.bytes[dir] += len;
-  c.expires_s = now_s + options_.timeouts.For(c.proto, c.state);
-  const bool pkt_in = (dir == 0) == ((c.flags & kConnOrigIn) != 0);
-  CountRule(c.rule_pos, pkt_in, len, /*eval=*/false);
 }
 
 void StatefulFilter::CountRule(uint32_t pos, bool in, uint32_t len, bool eval) {

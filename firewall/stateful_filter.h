@@ -172,8 +172,8 @@ class StatefulFilter : public Filter {
     rc->pkts++;
     rc->bytes += len;
   }
-  void StartCount(RuleCount* rc, uint32_t pos, bool in);  // flushes the pending run first
-  void Flush(const RuleCount& rc);
+  void StartCount(RuleCount* rc, uint32_t pos, bool in);  // adds the pending run first
+  void AddCounts(const RuleCount& rc);
   // The established path whole (a live entry of the current generation, no SYN, fragment,
   // ICMP or ICMP error): true when it decided the packet, false for ProcessIp to take it.
   bool Established(FilterBatch& b, uint16_t i, const Packet& p, const Keyed& k,
@@ -198,7 +198,9 @@ class StatefulFilter : public Filter {
   static bool Admitted(Conn& c, const RuleTable& t);
   // Admitted, unless the re-check option is off: then c only takes t's generation.
   bool Recheck(Conn& c, const RuleTable& t);
-  void Account(uint32_t idx, int dir, uint32_t len, uint32_t now_s);
+  // A packet of entry idx in direction dir: its counters, deadline and rule's counters (into rc
+  // when given, else at once).
+  void Account(uint32_t idx, int dir, uint32_t len, uint32_t now_s, RuleCount* rc = nullptr);
   void CountRule(uint32_t pos, bool in, uint32_t len, bool eval);
   void Close(uint32_t idx, CloseReason why, uint64_t now_ns, unsigned worker);
   // Closes what expired among the next kSweepSlots slots of the sweep (see the .cc).
