@@ -88,11 +88,12 @@ void RpcServer::Main(Endpoints endpoints, Switch* sw, ControlQueue* queue,
   migration::MigrationService migrations(
       sw, queue, io.provider->getTimer(),
       [&peers](const std::string& to) { return peers.Dial(to); });
+  Background background;  // after the connections go: it waits for their compiles
   Connections connections;
   IgnoreErrors errors;
   kj::TaskSet tasks(errors);
   Bootstrap bootstrap = [&](std::shared_ptr<ConnectionRecord> record) -> capnp::Capability::Client {
-    return NewPalisadeService(sw, queue, &connections, &migrations, cluster, kj::mv(record));
+    return NewPalisadeService(sw, queue, &connections, &migrations, cluster, &background, kj::mv(record));
   };
   auto serving = AcceptLoop(*listener, bootstrap, tasks, connections, "unix");
   if (tls_listener.get() != nullptr) {

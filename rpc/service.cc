@@ -22,9 +22,9 @@ class PalisadeImpl final : public Palisade::Server {
   // One per client connection: `self` is that connection's entry in the connection list.
   PalisadeImpl(Switch* sw, ControlQueue* queue, Connections* connections,
                migration::MigrationService* migrations, const cluster::ClusterAgent* cluster,
-               std::shared_ptr<ConnectionRecord> self)
+               Background* background, std::shared_ptr<ConnectionRecord> self)
       : sw_(sw), q_(queue), connections_(connections), migrations_(migrations), cluster_(cluster),
-        self_(kj::mv(self)) {}
+        background_(background), self_(kj::mv(self)) {}
 
   // A client that goes away without stopping its captures (killed, disconnected): they stop.
   // Jobs run in order, so this comes after any capture this connection started, even one whose
@@ -148,10 +148,19 @@ class PalisadeImpl final : public Palisade::Server {
     });
   }
 
+  // Prepared on the control thread, compiled in the background, installed on the control thread
+  // (Switch::PrepareRules): a large table does not stop the switch's loop while it compiles.
   kj::Promise<void> setRules(SetRulesContext context) override {
     std::string filter = Str(context.getParams().getFilter());
     std::string text = Str(context.getParams().getText());
-    return q_->Run<bool>([this, filter, text]() { Check(sw_->LoadRules(filter, text)); return true; })
+    // The steps hold the switch, queue and pool (they outlive every connection), not this one.
+    auto p = std::make_shared<Switch::PreparedRules>();
+    Switch* sw = sw_;
+    ControlQueue* q = q_;
+    Background* background = background_;
+    return q->Run<bool>([sw, filter, text, p]() { Check(sw->PrepareRules(filter, text, p.get())); return true; })
+        .then([background, p](bool) { return background->Run<bool>([p]() { Switch::CompileRules(p.get()); return true; }); })
+        .then([sw, q, p](bool) { return q->Run<bool>([sw, p]() { Check(sw->CommitRules(std::move(*p))); return true; }); })
         .ignoreResult();
   }
 
@@ -496,6 +505,7 @@ class PalisadeImpl final : public Palisade::Server {
   Connections* connections_;
   migration::MigrationService* migrations_;
   const cluster::ClusterAgent* cluster_;
+  Background* background_;
   std::shared_ptr<ConnectionRecord> self_;
   std::set<uint64_t> captures_;  // started on this connection and not stopped
   // Tells this connection's captures apart from others' (Switch::StopCaptures): its record's
@@ -531,8 +541,9 @@ kj::Own<Palisade::Server> NewPalisadeService(Switch* sw, ControlQueue* queue,
                                             Connections* connections,
                                             migration::MigrationService* migrations,
                                             const cluster::ClusterAgent* cluster,
+                                            Background* background,
                                             std::shared_ptr<ConnectionRecord> self) {
-  return kj::heap<PalisadeImpl>(sw, queue, connections, migrations, cluster, kj::mv(self));
+  return kj::heap<PalisadeImpl>(sw, queue, connections, migrations, cluster, background, kj::mv(self));
 }
 
 }  // namespace palisade::rpc

@@ -9,6 +9,7 @@
 
 #include "cluster/agent.h"
 #include "migration/migration_service.h"
+#include "rpc/background.h"
 #include "rpc/palisade.capnp.h"
 #include "rpc/transport.h"
 #include "vswitch/control_queue.h"
@@ -17,11 +18,13 @@
 namespace palisade::rpc {
 
 // `self` is the connection's entry in `connections`, which hello() fills in.
-// cluster: the cluster agent (thread-safe status; null without --etcd).
+// cluster: the cluster agent (thread-safe status; null without --etcd). background: where rule
+// tables compile (shared by the connections).
 kj::Own<Palisade::Server> NewPalisadeService(Switch* sw, ControlQueue* queue,
                                             Connections* connections,
                                             migration::MigrationService* migrations,
                                             const cluster::ClusterAgent* cluster,
+                                            Background* background,
                                             std::shared_ptr<ConnectionRecord> self);
 
 }  // namespace palisade::rpc

@@ -144,6 +144,25 @@ class Switch {
 
   // Firewall (switch_firewall.cc). `filter` is a filter name (nic-...-palisade-sfw.2) or a port.
   Status LoadRules(const std::string& filter, std::string_view text);
+  // LoadRules in three steps, so that the compile (seconds for tens of thousands of rules)
+  // runs off the control thread while it goes on ticking (MAC learning, expiry, connection
+  // slots backed ahead of the workers, cluster updates) and answering: PrepareRules (control
+  // thread) parses, merges and resolves the file's VMs and groups; CompileRules (any thread)
+  // compiles; CommitRules (control thread) installs the table, unless anything it depends on
+  // changed since PrepareRules (another change, a VM's addresses): then it loads the text
+  // again, as LoadRules does.
+  struct PreparedRules {
+    std::string filter, text;
+    fw::RuleFile file;
+    std::map<std::pair<fw::Member, std::string>, std::vector<fw::IpPrefix>> members;
+    uint32_t generation = 0;
+    uint64_t inputs = 0;  // inputs_version() at PrepareRules
+    Status compiled;
+    std::shared_ptr<const fw::RuleTable> table;
+  };
+  Status PrepareRules(const std::string& filter, std::string_view text, PreparedRules* out) const;
+  static void CompileRules(PreparedRules* p);
+  Status CommitRules(PreparedRules p);
   Status SetAddrSet(const std::string& filter, fw::AddrSet set);
   Status GetRules(const std::string& filter, std::string* text,
                   std::vector<fw::RuleStats>* stats, std::vector<fw::Rule>* rules) const;
@@ -253,6 +272,9 @@ class Switch {
   // The sum of the ports' PortSecurity::learned_version(): with config_changes(), whether
   // what port security learned may differ from what a store saved last.
   uint64_t learned_version() const;
+  // Changes whenever a rule table's inputs may have: configuration, learned or cluster
+  // addresses, any table compiled.
+  uint64_t inputs_version() const { return config_changes_ + learned_version() + compiles_; }
 
  private:
   struct PortState {
@@ -277,6 +299,8 @@ class Switch {
   PortState* FindFirewall(const std::string& filter);
   const PortState* FindFirewall(const std::string& filter) const;
   Status Compile(PortState& state, fw::RuleFile file);
+  // state's rules with a rule file's text on top (its tables and the sets it defines).
+  Status MergeRules(const PortState& state, std::string_view text, fw::RuleFile* out) const;
   Status Managed(const PortState& state) const;  // refuses local rule changes to cluster ports
   std::vector<fw::IpPrefix> MemberAddresses(fw::Member kind, const std::string& name) const;
   fw::MemberAddresses Members() const;
@@ -323,6 +347,7 @@ class Switch {
   std::atomic<const Snapshot*> snapshot_{nullptr};
   uint64_t generation_ = 0;
   uint64_t config_changes_ = 0;
+  uint64_t compiles_ = 0;  // tables compiled, and cluster addresses received
 };
 
 }  // namespace palisade

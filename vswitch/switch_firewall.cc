@@ -115,6 +115,7 @@ fw::MemberAddresses Switch::Members() const {
 }
 
 Status Switch::Compile(PortState& state, fw::RuleFile file) {
+  compiles_++;
   std::shared_ptr<const fw::RuleTable> table;
   Status s = fw::RuleTable::Compile(file, Members(), state.generation + 1, &table);
   if (!s.ok()) return s;
@@ -186,11 +187,56 @@ Status Switch::LoadRules(const std::string& filter, std::string_view text) {
   PortState* state = FindFirewall(filter);
   if (state == nullptr) return NoFirewall(filter);
   if (Status s = Managed(*state); !s.ok()) return s;
+  fw::RuleFile merged;
+  if (Status s = MergeRules(*state, text, &merged); !s.ok()) return s;
+  return Compile(*state, std::move(merged));
+}
+
+Status Switch::PrepareRules(const std::string& filter, std::string_view text, PreparedRules* out) const {
+  const PortState* state = FindFirewall(filter);
+  if (state == nullptr) return NoFirewall(filter);
+  if (Status s = Managed(*state); !s.ok()) return s;
+  out->filter = filter;
+  out->text = text;
+  if (Status s = MergeRules(*state, text, &out->file); !s.ok()) return s;
+  for (const fw::AddrSet& set : out->file.addrsets) {
+    for (const std::string& vm : set.vms) out->members[{fw::Member::kVm, vm}] = MemberAddresses(fw::Member::kVm, vm);
+    for (const std::string& g : set.groups) {
+      out->members[{fw::Member::kGroup, g}] = MemberAddresses(fw::Member::kGroup, g);
+    }
+  }
+  out->generation = state->generation + 1;
+  out->inputs = inputs_version();
+  return Status::Ok();
+}
+
+void Switch::CompileRules(PreparedRules* p) {
+  const auto& members = p->members;
+  const fw::MemberAddresses resolve = [&members](fw::Member kind, const std::string& name) {
+    auto it = members.find({kind, name});
+    return it != members.end() ? it->second : std::vector<fw::IpPrefix>{};
+  };
+  p->compiled = fw::RuleTable::Compile(p->file, resolve, p->generation, &p->table);
+}
+
+Status Switch::CommitRules(PreparedRules p) {
+  PortState* state = FindFirewall(p.filter);
+  if (p.inputs != inputs_version() || state == nullptr) return LoadRules(p.filter, p.text);
+  if (!p.compiled.ok()) return p.compiled;
+  config_changes_++;
+  compiles_++;
+  state->generation = p.generation;
+  state->rules = std::move(p.file);
+  state->sfw->SetTable(std::move(p.table));
+  return Status::Ok();
+}
+
+Status Switch::MergeRules(const PortState& state, std::string_view text, fw::RuleFile* out) const {
   fw::RuleFile file;
   if (Status s = fw::ParseRuleFile(text, &file); !s.ok()) return s;
   // A file replaces the rule tables it holds and the address sets it defines; sets it does
   // not mention stay.
-  fw::RuleFile merged = state->rules;
+  fw::RuleFile merged = state.rules;
   if (!file.name.empty() || file.has_l2) {
     merged.name = file.name;
     merged.rules = file.rules;
@@ -206,7 +252,8 @@ Status Switch::LoadRules(const std::string& filter, std::string_view text) {
       merged.addrsets.push_back(std::move(set));
     }
   }
-  return Compile(*state, std::move(merged));
+  *out = std::move(merged);
+  return Status::Ok();
 }
 
 Status Switch::SetAddrSet(const std::string& filter, fw::AddrSet set) {
