@@ -6,14 +6,17 @@
 // pinned to one CPU, where TBB would start no worker thread of its own accord and a spawned
 // job would wait for a thread to join it; an enqueued one is run by a worker TBB starts for it
 // (on the control CPUs: it inherits their affinity, so the switch's workers are not disturbed).
-// Two slots: a job's own parallel loops (the rte_acl contexts) have a second thread there.
+// As many slots as the control CPUs, and at least two: a job's own parallel loops (the rte_acl
+// contexts) have a second thread even where the control threads have one CPU.
 //
 // Thread-safety: Run() on the RPC thread; jobs run on TBB's threads and must not touch the
 // Switch. The destructor waits for the jobs still running.
 #pragma once
 
+#include <tbb/info.h>
 #include <tbb/task_arena.h>
 
+#include <algorithm>
 #include <condition_variable>
 #include <memory>
 #include <mutex>
@@ -64,7 +67,7 @@ class Background {
   }
 
  private:
-  tbb::task_arena arena_{2, 0};
+  tbb::task_arena arena_{std::max(2, tbb::info::default_concurrency()), 0};
   std::mutex mu_;
   std::condition_variable idle_;
   int running_ = 0;  // guarded by mu_

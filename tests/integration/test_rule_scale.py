@@ -90,11 +90,17 @@ class RuleScaleTest(unittest.TestCase):
             # text is parsed and the compile under way.
             time.sleep(1)
             answered = 0
+            if port == "vm-b":
+                # A change to the same port meanwhile comes first; the load, prepared before it,
+                # is then loaded again on top of it (nothing of either is lost).
+                self.sw.ctl("addrset set vm-b extra 192.0.2.7")
             while load.poll() is None:
                 self.assertIn("rules", self.sw.ctl("firewall show vm-a"))
                 answered += load.poll() is None
             out = load.communicate()[0]
             self.assertEqual(load.returncode, 0, out)
+            if port == "vm-b":
+                self.assertIn("192.0.2.7", self.sw.ctl("addrsets show vm-b")["text"])
             print(f"{port}: loaded in {time.monotonic() - t0:.2f} s; {answered} calls answered meanwhile",
                   file=sys.stderr)
             self.assertGreater(answered, 0, "the switch answered nothing while the table compiled")
