@@ -256,7 +256,7 @@ bool ClusterView::InGroup(const std::string& vm, const std::string& group) const
 
 bool ClusterView::InGroup(std::string_view vm, std::string_view group, std::vector<std::string_view>& seen) const {
   if (std::find(seen.begin(), seen.end(), group) != seen.end()) return false;  // a cycle of groups
-  auto g = groups_.find(std::string(group));
+  auto g = groups_.find(group);
   if (g == groups_.end()) return false;
   const std::map<std::string, std::string>* labels = nullptr;
   bool labels_looked_up = false, on_path = false;
@@ -264,7 +264,7 @@ bool ClusterView::InGroup(std::string_view vm, std::string_view group, std::vect
     if (Names(m, "vm:", vm)) return true;
     if (m.starts_with("label:")) {
       if (!labels_looked_up) {
-        auto l = labels_.find(std::string(vm));
+        auto l = labels_.find(vm);
         labels = l == labels_.end() ? nullptr : &l->second;
         labels_looked_up = true;
       }

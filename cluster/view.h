@@ -75,8 +75,8 @@ class ClusterView {
   void set_revision(int64_t r) { revision_ = r; }
 
   const std::map<std::string, PolicyIntent>& policies() const { return policies_; }
-  const std::map<std::string, GroupIntent>& groups() const { return groups_; }
-  const std::map<std::string, std::map<std::string, std::string>>& labels() const { return labels_; }
+  const std::map<std::string, GroupIntent, std::less<>>& groups() const { return groups_; }
+  const std::map<std::string, std::map<std::string, std::string>, std::less<>>& labels() const { return labels_; }
   const std::map<std::pair<std::string, std::string>, EndpointInfo>& endpoints() const {
     return endpoints_;
   }
@@ -114,8 +114,9 @@ class ClusterView {
 
   int64_t revision_ = 0;
   std::map<std::string, PolicyIntent> policies_;
-  std::map<std::string, GroupIntent> groups_;
-  std::map<std::string, std::map<std::string, std::string>> labels_;
+  // Looked up by string_view (std::less<>): membership checks run per VM per change.
+  std::map<std::string, GroupIntent, std::less<>> groups_;
+  std::map<std::string, std::map<std::string, std::string>, std::less<>> labels_;
   // "KEY=VALUE" -> the VMs labelled so: label members resolve without a scan of every VM.
   std::map<std::string, std::set<std::string>> by_label_;
   void IndexLabels(const std::string& vm, bool add);
