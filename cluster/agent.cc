@@ -37,6 +37,9 @@ Status ClusterAgent::Start(AgentOptions options, OnUpdate on_update, std::unique
     agent->Emit();
   }
   agent->watch_thread_ = std::thread([a = agent.get()] { a->WatchLoop(); });
+  if (!agent->options_.snapshot_path.empty()) {
+    agent->snapshot_thread_ = std::thread([a = agent.get()] { a->SnapshotLoop(); });
+  }
   if (agent->options_.publish) agent->publish_thread_ = std::thread([a = agent.get()] { a->PublishLoop(); });
   *out = std::move(agent);
   return Status::Ok();
@@ -52,7 +55,8 @@ ClusterAgent::~ClusterAgent() {
   cv_.notify_all();
   if (watch_thread_.joinable()) watch_thread_.join();
   if (publish_thread_.joinable()) publish_thread_.join();
-  SaveSnapshot(/*force=*/true);
+  if (snapshot_thread_.joinable()) snapshot_thread_.join();
+  if (!options_.snapshot_path.empty()) SaveSnapshot();  // the last state, whatever was pending
 }
 
 void ClusterAgent::Publish(std::vector<EndpointInfo> local) {
@@ -149,7 +153,7 @@ void ClusterAgent::WatchLoop() {
           status_.revision = revision;
         }
         Emit();
-        SaveSnapshot(true);
+        SnapshotChanged();
         s = Watch(revision + 1, &compacted);
       }
     }
@@ -235,7 +239,7 @@ Status ClusterAgent::Watch(int64_t from, bool* compacted) {
     }
     if (!b.events.empty()) {
       Emit();
-      SaveSnapshot(false);
+      SnapshotChanged();
     }
   }
   std::lock_guard lock(mu_);
@@ -420,13 +424,36 @@ Status ClusterAgent::PublishOnce(int64_t* lease, bool* expired) {
   return done(Status::Unavailable("stopping"));
 }
 
-void ClusterAgent::SaveSnapshot(bool force) {
-  if (options_.snapshot_path.empty()) return;
-  const auto now = std::chrono::steady_clock::now();
-  std::lock_guard lock(view_mu_);
-  if (!force && now - last_save_ < std::chrono::seconds(1)) return;
-  last_save_ = now;
-  (void)WriteSnapshot(options_.snapshot_path, view_.revision(), kvs_);  // kept best effort
+void ClusterAgent::SnapshotChanged() {
+  {
+    std::lock_guard lock(mu_);
+    snapshot_stale_ = true;
+  }
+  cv_.notify_all();
+}
+
+void ClusterAgent::SnapshotLoop() {
+  for (;;) {
+    {
+      std::unique_lock lock(mu_);
+      cv_.wait(lock, [this] { return stop_ || snapshot_stale_; });
+      if (stop_) return;  // the destructor writes the last state
+      snapshot_stale_ = false;
+    }
+    SaveSnapshot();
+    if (!Wait(std::chrono::seconds(1))) return;  // at most one write a second
+  }
+}
+
+void ClusterAgent::SaveSnapshot() {
+  int64_t revision;
+  std::map<std::string, std::string> kvs;
+  {
+    std::lock_guard lock(view_mu_);  // a copy: the watch thread goes on while the disk writes
+    revision = view_.revision();
+    kvs = kvs_;
+  }
+  (void)WriteSnapshot(options_.snapshot_path, revision, kvs);  // kept best effort
 }
 
 Status ClusterAgent::LoadSnapshot() {

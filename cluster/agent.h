@@ -13,9 +13,11 @@
 // status and one endpoint key per local VM under it. A lease found expired (etcd forgot the
 // host, or an outage outlasted it) is granted anew and every key written again at once.
 //
-// Snapshot: the last view is saved (atomically) to `snapshot_path` at most once a second; a
-// start reads it back before anything else, so a switch restarted during an outage enforces
-// the last policy it had before it forwards a packet.
+// Snapshot: the view is saved (atomically) to `snapshot_path` by a thread of its own, within
+// about a second of every change (at most one write a second, the last change always written),
+// so the watch thread never waits for the disk; a start reads it back before anything else, so
+// a switch restarted during an outage enforces the last policy it had before it forwards a
+// packet.
 //
 // Thread-safety: Publish() and status() from any thread; the update callback runs on the
 // agent's watch thread (hand its work to the switch's own loop).
@@ -92,7 +94,9 @@ class ClusterAgent {
   // One lease's life; *expired: it ended because etcd had let the lease expire.
   Status PublishOnce(int64_t* lease, bool* expired);
   void Emit();
-  void SaveSnapshot(bool force);
+  void SnapshotLoop();
+  void SnapshotChanged();  // the view changed: the snapshot thread writes it
+  void SaveSnapshot();
   Status LoadSnapshot();
   bool Wait(std::chrono::milliseconds d);  // false once stopping
   std::chrono::milliseconds Backoff(int attempt);
@@ -110,7 +114,6 @@ class ClusterAgent {
   std::mutex view_mu_;
   ClusterView view_;                        // guarded by view_mu_
   std::map<std::string, std::string> kvs_;  // guarded by view_mu_: the watched range, for the snapshot
-  std::chrono::steady_clock::time_point last_save_{};  // guarded by view_mu_
   struct Rendered {
     std::string text, error;
     std::set<std::string> vms, groups;  // the dynamic members its address sets name
@@ -137,8 +140,9 @@ class ClusterAgent {
   bool local_changed_ = false;                        // guarded by mu_
   AgentStatus status_;                                // guarded by mu_
   std::chrono::steady_clock::time_point last_contact_{};  // guarded by mu_
+  bool snapshot_stale_ = false;                           // guarded by mu_
 
-  std::thread watch_thread_, publish_thread_;
+  std::thread watch_thread_, publish_thread_, snapshot_thread_;
 };
 
 }  // namespace palisade::cluster
