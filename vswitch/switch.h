@@ -156,7 +156,7 @@ class Switch {
     fw::RuleFile file;
     std::map<std::pair<fw::Member, std::string>, std::vector<fw::IpPrefix>> members;
     uint32_t generation = 0;
-    uint64_t inputs = 0;  // inputs_version() at PrepareRules
+    uint64_t inputs = 0;  // RuleInputs() at PrepareRules
     Status compiled;
     std::shared_ptr<const fw::RuleTable> table;
   };
@@ -272,9 +272,6 @@ class Switch {
   // The sum of the ports' PortSecurity::learned_version(): with config_changes(), whether
   // what port security learned may differ from what a store saved last.
   uint64_t learned_version() const;
-  // Changes whenever a rule table's inputs may have: configuration, learned or cluster
-  // addresses, any table compiled.
-  uint64_t inputs_version() const { return config_changes_ + learned_version() + compiles_; }
 
  private:
   struct PortState {
@@ -301,6 +298,11 @@ class Switch {
   Status Compile(PortState& state, fw::RuleFile file);
   // state's rules with a rule file's text on top (its tables and the sets it defines).
   Status MergeRules(const PortState& state, std::string_view text, fw::RuleFile* out) const;
+  // Changes whenever what a table for `state` compiles from may have: the configuration, the
+  // port's table and, for tables with VM or group members (dynamic), the addresses they stand for.
+  uint64_t RuleInputs(const PortState& state, bool dynamic) const {
+    return config_changes_ + state.generation + (dynamic ? learned_version() + cluster_changes_ : 0);
+  }
   Status Managed(const PortState& state) const;  // refuses local rule changes to cluster ports
   std::vector<fw::IpPrefix> MemberAddresses(fw::Member kind, const std::string& name) const;
   fw::MemberAddresses Members() const;
@@ -347,7 +349,7 @@ class Switch {
   std::atomic<const Snapshot*> snapshot_{nullptr};
   uint64_t generation_ = 0;
   uint64_t config_changes_ = 0;
-  uint64_t compiles_ = 0;  // tables compiled, and cluster addresses received
+  uint64_t cluster_changes_ = 0;  // cluster addresses received that changed something
 };
 
 }  // namespace palisade

@@ -38,7 +38,7 @@ void Switch::SetClusterAddresses(std::map<std::string, std::vector<fw::IpAddr>> 
   cluster_vms_ = std::move(vms);
   cluster_groups_ = std::move(groups);
   if (changed.empty()) return;
-  compiles_++;  // a rule load prepared before resolved the old addresses
+  cluster_changes_++;  // a rule load prepared before resolved the old addresses
   for (auto& [name, state] : ports_) {
     if (!state.sfw || state.generation == 0) continue;
     bool touched = false;

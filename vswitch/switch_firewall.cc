@@ -115,7 +115,6 @@ fw::MemberAddresses Switch::Members() const {
 }
 
 Status Switch::Compile(PortState& state, fw::RuleFile file) {
-  compiles_++;
   std::shared_ptr<const fw::RuleTable> table;
   Status s = fw::RuleTable::Compile(file, Members(), state.generation + 1, &table);
   if (!s.ok()) return s;
@@ -206,7 +205,7 @@ Status Switch::PrepareRules(const std::string& filter, std::string_view text, Pr
     }
   }
   out->generation = state->generation + 1;
-  out->inputs = inputs_version();
+  out->inputs = RuleInputs(*state, !out->members.empty());
   return Status::Ok();
 }
 
@@ -221,10 +220,9 @@ void Switch::CompileRules(PreparedRules* p) {
 
 Status Switch::CommitRules(PreparedRules p) {
   PortState* state = FindFirewall(p.filter);
-  if (p.inputs != inputs_version() || state == nullptr) return LoadRules(p.filter, p.text);
+  if (state == nullptr || p.inputs != RuleInputs(*state, !p.members.empty())) return LoadRules(p.filter, p.text);
   if (!p.compiled.ok()) return p.compiled;
   config_changes_++;
-  compiles_++;
   state->generation = p.generation;
   state->rules = std::move(p.file);
   state->sfw->SetTable(std::move(p.table));
