@@ -135,19 +135,12 @@ void StatefulFilter::Process(FilterBatch& b) {
     if (!p.ip || (keyed[i] != nullptr && Established(b, i, p, *keyed[i], *t, now_s, &rc))) continue;
     ProcessIp(b, i, p, keyed[i], *t, now_s);
   }
-  AddCounts(rc);
+  CountRule(rc.pos, rc.in, rc.pkts, rc.bytes, /*eval=*/false);
 }
 
 void StatefulFilter::StartCount(RuleCount* rc, uint32_t pos, bool in) {
-  AddCounts(*rc);
+  CountRule(rc->pos, rc->in, rc->pkts, rc->bytes, /*eval=*/false);
   *rc = RuleCount{pos, in, 0, 0};
-}
-
-void StatefulFilter::AddCounts(const RuleCount& rc) {
-  if (rc.pos == 0 || rc.pos > stats_.size()) return;
-  RuleStats& s = stats_[rc.pos - 1];
-  s.pkts[rc.in ? 0 : 1] += rc.pkts;
-  s.bytes[rc.in ? 0 : 1] += rc.bytes;
 }
 
 inline void StatefulFilter::Account(uint32_t idx, int dir, uint32_t len, uint32_t now_s, RuleCount* rc) {
@@ -160,7 +153,7 @@ inline void StatefulFilter::Account(uint32_t idx, int dir, uint32_t len, uint32_
   if (rc != nullptr) {
     Count(rc, c.rule_pos, pkt_in, len);
   } else {
-    CountRule(c.rule_pos, pkt_in, len, /*eval=*/false);
+    CountRule(c.rule_pos, pkt_in, 1, len, /*eval=*/false);
   }
 }
 
@@ -350,7 +343,7 @@ void StatefulFilter::NewConnection(FilterBatch& b, uint16_t i, const Packet& p, 
     return;
   }
   const Rule& r = t.rules()[static_cast<size_t>(pos)];
-  CountRule(static_cast<uint32_t>(pos + 1), in, len, /*eval=*/true);
+  CountRule(static_cast<uint32_t>(pos + 1), in, 1, len, /*eval=*/true);
   if (r.action == Action::kDrop) {
     b.verdict[i] = Verdict::kDrop;
     b.reason[i] = DropReason::kRule;
@@ -425,12 +418,12 @@ bool StatefulFilter::Admitted(Conn& c, const RuleTable& t) {
   return true;
 }
 
-void StatefulFilter::CountRule(uint32_t pos, bool in, uint32_t len, bool eval) {
+void StatefulFilter::CountRule(uint32_t pos, bool in, uint64_t pkts, uint64_t bytes, bool eval) {
   if (pos == 0 || pos > stats_.size()) return;
   RuleStats& s = stats_[pos - 1];
   if (eval) s.evals++;
-  s.pkts[in ? 0 : 1]++;
-  s.bytes[in ? 0 : 1] += len;
+  s.pkts[in ? 0 : 1] += pkts;
+  s.bytes[in ? 0 : 1] += bytes;
 }
 
 // Each new entry pays for a few steps of the expiry sweep, on the worker that owns the table.

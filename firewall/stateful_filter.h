@@ -173,7 +173,6 @@ class StatefulFilter : public Filter {
     rc->bytes += len;
   }
   void StartCount(RuleCount* rc, uint32_t pos, bool in);  // adds the pending run first
-  void AddCounts(const RuleCount& rc);
   // The established path whole (a live entry of the current generation, no SYN, fragment,
   // ICMP or ICMP error): true when it decided the packet, false for ProcessIp to take it.
   bool Established(FilterBatch& b, uint16_t i, const Packet& p, const Keyed& k,
@@ -201,7 +200,8 @@ class StatefulFilter : public Filter {
   // A packet of entry idx in direction dir: its counters, deadline and rule's counters (into rc
   // when given, else at once).
   void Account(uint32_t idx, int dir, uint32_t len, uint32_t now_s, RuleCount* rc = nullptr);
-  void CountRule(uint32_t pos, bool in, uint32_t len, bool eval);
+  // pkts packets of `bytes` on the rule at position pos (1-based; 0: none), evaluated or not.
+  void CountRule(uint32_t pos, bool in, uint64_t pkts, uint64_t bytes, bool eval);
   void Close(uint32_t idx, CloseReason why, uint64_t now_ns, unsigned worker);
   // Closes what expired among the next kSweepSlots slots of the sweep (see the .cc).
   static constexpr uint32_t kSweepSlots = 4;

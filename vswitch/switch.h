@@ -296,6 +296,8 @@ class Switch {
   PortState* FindFirewall(const std::string& filter);
   const PortState* FindFirewall(const std::string& filter) const;
   Status Compile(PortState& state, fw::RuleFile file);
+  // A compiled table in place: the port's rules, its generation (the table's), the filter's table.
+  void Install(PortState& state, fw::RuleFile file, std::shared_ptr<const fw::RuleTable> table);
   // state's rules with a rule file's text on top (its tables and the sets it defines).
   Status MergeRules(const PortState& state, std::string_view text, fw::RuleFile* out) const;
   // Changes whenever what a table for `state` compiles from may have: the configuration, the

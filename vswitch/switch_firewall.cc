@@ -118,10 +118,14 @@ Status Switch::Compile(PortState& state, fw::RuleFile file) {
   std::shared_ptr<const fw::RuleTable> table;
   Status s = fw::RuleTable::Compile(file, Members(), state.generation + 1, &table);
   if (!s.ok()) return s;
-  state.generation++;
+  Install(state, std::move(file), std::move(table));
+  return Status::Ok();
+}
+
+void Switch::Install(PortState& state, fw::RuleFile file, std::shared_ptr<const fw::RuleTable> table) {
+  state.generation = table->generation();
   state.rules = std::move(file);
   state.sfw->SetTable(std::move(table));
-  return Status::Ok();
 }
 
 void Switch::RecompileVmSets() {
@@ -223,9 +227,7 @@ Status Switch::CommitRules(PreparedRules p) {
   if (state == nullptr || p.inputs != RuleInputs(*state, !p.members.empty())) return LoadRules(p.filter, p.text);
   if (!p.compiled.ok()) return p.compiled;
   config_changes_++;
-  state->generation = p.generation;
-  state->rules = std::move(p.file);
-  state->sfw->SetTable(std::move(p.table));
+  Install(*state, std::move(p.file), std::move(p.table));
   return Status::Ok();
 }
 
