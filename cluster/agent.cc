@@ -206,15 +206,17 @@ Status ClusterAgent::Watch(int64_t from, bool* compacted) {
         const bool policy = e.kv.key.rfind(kPolicies, 0) == 0;
         const std::string name = policy ? e.kv.key.substr(kPolicies.size()) : "";
         auto mark = [&] {
-          for (auto& [vm, r] : rendered_) r.stale |= view_.Applies(name, vm);
+          for (auto& [vm, r] : rendered_) {
+            if (!r.stale && view_.Applies(name, vm)) r.stale = stale_ = true;
+          }
         };
         if (policy) {
           mark();
         } else if (std::string vm, host; ParseEndpointKey(e.kv.key, &vm, &host)) {
           // A VM's addresses changed: only the names that stand for it are resolved again
           // (which groups hold a VM is intent, not endpoints).
-          vm_addresses_.erase(vm);
-          std::erase_if(group_addresses_, [&](const auto& g) { return view_.InGroup(vm, g.first); });
+          forgot_ |= vm_addresses_.erase(vm) > 0;
+          forgot_ |= std::erase_if(group_addresses_, [&](const auto& g) { return view_.InGroup(vm, g.first); }) > 0;
         } else {
           intent_changed_ |= e.kv.key.starts_with(kIntent);
           ForgetResolved();
@@ -259,47 +261,59 @@ void ClusterAgent::Emit() {
     u->revision = view_.revision();
     // Rule files depend on the intent alone: a change of endpoints (addresses) renders nothing
     // again, it only resolves the names the local tables use.
-    if (intent_changed_) {
-      rendered_.clear();
-      intent_changed_ = false;
-    }
-    std::map<std::string, Rendered> now;
-    std::set<std::string> vms, groups;
-    ClusterView::RenderMemo memo;
-    for (const std::string& vm : local) {
-      auto it = rendered_.find(vm);
-      Rendered r;
-      if (it != rendered_.end() && !it->second.stale) {
-        r = std::move(it->second);
-      } else {
-        fw::RuleFile file;
-        if (Status s = view_.Render(vm, &r.text, &file, &memo); !s.ok()) r.error = s.message();
-        for (const fw::AddrSet& set : file.addrsets) {
-          r.vms.insert(set.vms.begin(), set.vms.end());
-          r.groups.insert(set.groups.begin(), set.groups.end());
+    if (intent_changed_ || stale_ || local != local_vms_ || !local_out_) {
+      if (intent_changed_) rendered_.clear();
+      intent_changed_ = stale_ = false;
+      auto out = std::make_shared<LocalRules>();
+      std::map<std::string, Rendered> now;
+      used_vms_.clear();
+      used_groups_.clear();
+      ClusterView::RenderMemo memo;
+      for (const std::string& vm : local) {
+        auto it = rendered_.find(vm);
+        Rendered r;
+        if (it != rendered_.end() && !it->second.stale) {
+          r = std::move(it->second);
+        } else {
+          fw::RuleFile file;
+          if (Status s = view_.Render(vm, &r.text, &file, &memo); !s.ok()) r.error = s.message();
+          for (const fw::AddrSet& set : file.addrsets) {
+            r.vms.insert(set.vms.begin(), set.vms.end());
+            r.groups.insert(set.groups.begin(), set.groups.end());
+          }
         }
+        if (!r.error.empty()) {
+          out->errors[vm] = r.error;
+        } else {
+          out->rules[vm] = r.text;
+        }
+        used_vms_.insert(r.vms.begin(), r.vms.end());
+        used_groups_.insert(r.groups.begin(), r.groups.end());
+        now[vm] = std::move(r);
       }
-      if (!r.error.empty()) {
-        u->errors[vm] = r.error;
-      } else {
-        u->rules[vm] = r.text;
-      }
-      vms.insert(r.vms.begin(), r.vms.end());
-      groups.insert(r.groups.begin(), r.groups.end());
-      now[vm] = std::move(r);
+      rendered_ = std::move(now);  // VMs no longer here are forgotten
+      local_vms_ = std::move(local);
+      local_out_ = std::move(out);
+      forgot_ = true;  // the names used may have changed
     }
-    rendered_ = std::move(now);  // VMs no longer here are forgotten
     // Only what the local tables name is resolved: a host needs no other VM's addresses.
-    for (const std::string& vm : vms) {
-      auto [it, fresh] = vm_addresses_.try_emplace(vm);
-      if (fresh) it->second = view_.VmAddresses(vm);
-      u->vm_addresses[vm] = it->second;
+    if (forgot_ || !resolved_out_) {
+      forgot_ = false;
+      auto out = std::make_shared<ResolvedNames>();
+      for (const std::string& vm : used_vms_) {
+        auto [it, fresh] = vm_addresses_.try_emplace(vm);
+        if (fresh) it->second = view_.VmAddresses(vm);
+        out->vms[vm] = it->second;
+      }
+      for (const std::string& g : used_groups_) {
+        auto [it, fresh] = group_addresses_.try_emplace(g);
+        if (fresh) it->second = view_.GroupAddresses(g);
+        out->groups[g] = it->second;
+      }
+      resolved_out_ = std::move(out);
     }
-    for (const std::string& g : groups) {
-      auto [it, fresh] = group_addresses_.try_emplace(g);
-      if (fresh) it->second = view_.GroupAddresses(g);
-      u->group_addresses[g] = it->second;
-    }
+    u->local = local_out_;
+    u->resolved = resolved_out_;
   }
   {
     std::lock_guard lock(mu_);

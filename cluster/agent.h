@@ -49,14 +49,22 @@ struct AgentOptions {
   bool publish = true;        // false: the host's keys are written elsewhere (simulated hosts)
 };
 
-// What the switch applies: the rules of its VMs and everyone's addresses at one revision.
+// What the switch applies, at one revision: the rule files of its VMs, and the addresses of
+// the names their tables use. Each half is shared with the previous update while it is
+// unchanged (an address change renders no rule file; a policy of other hosts' VMs changes
+// neither half), so that a host of many VMs copies nothing for a change that is not its own.
+struct LocalRules {
+  std::map<std::string, std::string> rules;   // local VM -> rule file text ("" : no policy)
+  std::map<std::string, std::string> errors;  // local VM -> why its policies do not merge
+};
+struct ResolvedNames {  // the `vm NAME` and `group NAME` members of the local tables
+  std::map<std::string, std::vector<fw::IpAddr>> vms;
+  std::map<std::string, std::vector<fw::IpPrefix>> groups;
+};
 struct ClusterUpdate {
   int64_t revision = 0;
-  std::map<std::string, std::string> rules;     // local VM -> rule file text ("" : no policy)
-  std::map<std::string, std::string> errors;    // local VM -> why its policies do not merge
-  // What the local VMs' tables name (`vm NAME`, `group NAME`), resolved.
-  std::map<std::string, std::vector<fw::IpAddr>> vm_addresses;
-  std::map<std::string, std::vector<fw::IpPrefix>> group_addresses;
+  std::shared_ptr<const LocalRules> local;
+  std::shared_ptr<const ResolvedNames> resolved;
 };
 
 struct AgentStatus {
@@ -121,15 +129,24 @@ class ClusterAgent {
   };
   std::map<std::string, Rendered> rendered_;  // guarded by view_mu_: local VM -> its rule file
   bool intent_changed_ = true;                // guarded by view_mu_: renders are stale
+  bool stale_ = false;                        // guarded by view_mu_: some render is
   // Guarded by view_mu_: names the local tables use, resolved; kept while only policies
   // change (a policy's change moves no address), a VM's endpoint change forgets what names
   // that VM, any other change all of them.
   std::map<std::string, std::vector<fw::IpAddr>> vm_addresses_;
   std::map<std::string, std::vector<fw::IpPrefix>> group_addresses_;
+  bool forgot_ = true;  // guarded by view_mu_: some of them were forgotten since the last Emit
   void ForgetResolved() {
     vm_addresses_.clear();
     group_addresses_.clear();
+    forgot_ = true;
   }
+  // Guarded by view_mu_: the last update's halves, handed on while unchanged, the local VMs
+  // they were rendered for, and the names their tables use.
+  std::shared_ptr<const LocalRules> local_out_;
+  std::shared_ptr<const ResolvedNames> resolved_out_;
+  std::vector<std::string> local_vms_;
+  std::set<std::string> used_vms_, used_groups_;
 
   mutable std::mutex mu_;
   std::condition_variable cv_;

@@ -258,7 +258,7 @@ bool ClusterView::InGroup(std::string_view vm, std::string_view group, std::vect
   if (std::find(seen.begin(), seen.end(), group) != seen.end()) return false;  // a cycle of groups
   auto g = groups_.find(group);
   if (g == groups_.end()) return false;
-  const std::map<std::string, std::string>* labels = nullptr;
+  const Labels* labels = nullptr;
   bool labels_looked_up = false, on_path = false;
   for (const std::string& m : g->second.members) {
     if (Names(m, "vm:", vm)) return true;

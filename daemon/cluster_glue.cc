@@ -35,11 +35,11 @@ Status ClusterGlue::Start(cluster::AgentOptions options) {
 }
 
 void ClusterGlue::Apply(const cluster::ClusterUpdate& u) {
-  sw_->SetClusterAddresses(u.vm_addresses, u.group_addresses);
+  sw_->SetClusterAddresses(u.resolved->vms, u.resolved->groups);
   for (const PortInfo& port : sw_->Ports()) {
     const std::string& vm = port.spec.vm;
     if (vm.empty()) continue;
-    if (auto e = u.errors.find(vm); e != u.errors.end()) {
+    if (auto e = u.local->errors.find(vm); e != u.local->errors.end()) {
       if (reported_[vm] != e->second) {
         Log(LogLevel::kError, "cluster revision %lld: %s; port %s keeps the rules it had",
             static_cast<long long>(u.revision), e->second.c_str(), port.name.c_str());
@@ -48,8 +48,8 @@ void ClusterGlue::Apply(const cluster::ClusterUpdate& u) {
       continue;
     }
     reported_.erase(vm);
-    auto r = u.rules.find(vm);
-    if (r == u.rules.end()) continue;  // not published yet: the next update brings it
+    auto r = u.local->rules.find(vm);
+    if (r == u.local->rules.end()) continue;  // not published yet: the next update brings it
     if (r->second.empty() && port.cluster_revision == 0) continue;  // no policy: configured here
     auto applied = applied_.find(port.name);
     if (applied != applied_.end() && applied->second == r->second) continue;
