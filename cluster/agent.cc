@@ -138,9 +138,10 @@ void ClusterAgent::WatchLoop() {
           // Replace the cache: what etcd no longer has (deletes missed while away) goes too.
           ClusterView fresh;
           kvs_.clear();
+          const bool keep = !options_.snapshot_path.empty();
           for (const KeyValue& kv : kvs) {
             (void)fresh.Put(kv.key, kv.value);  // an unreadable value counts as absent
-            kvs_[kv.key] = kv.value;
+            if (keep) kvs_[kv.key] = kv.value;
           }
           fresh.set_revision(revision);
           view_ = std::move(fresh);
@@ -198,6 +199,7 @@ Status ClusterAgent::Watch(int64_t from, bool* compacted) {
       break;
     }
     int64_t revision = 0;
+    const bool keep = !options_.snapshot_path.empty();
     {
       std::lock_guard lock(view_mu_);
       for (const WatchEvent& e : b.events) {
@@ -205,13 +207,9 @@ Status ClusterAgent::Watch(int64_t from, bool* compacted) {
         // a change of groups or labels may move any VM, so every one is rendered again.
         const bool policy = e.kv.key.rfind(kPolicies, 0) == 0;
         const std::string name = policy ? e.kv.key.substr(kPolicies.size()) : "";
-        auto mark = [&] {
-          for (auto& [vm, r] : rendered_) {
-            if (!r.stale && view_.Applies(name, vm)) r.stale = stale_ = true;
-          }
-        };
+        ClusterView::Targets targets;  // before the change, then after
         if (policy) {
-          mark();
+          view_.AddTargets(name, &targets);
         } else if (std::string vm, host; ParseEndpointKey(e.kv.key, &vm, &host)) {
           // A VM's addresses changed: only the names that stand for it are resolved again
           // (which groups hold a VM is intent, not endpoints).
@@ -223,12 +221,17 @@ Status ClusterAgent::Watch(int64_t from, bool* compacted) {
         }
         if (e.deleted) {
           view_.Delete(e.kv.key);
-          kvs_.erase(e.kv.key);
+          if (keep) kvs_.erase(e.kv.key);
         } else {
           (void)view_.Put(e.kv.key, e.kv.value);
-          kvs_[e.kv.key] = e.kv.value;
+          if (keep) kvs_[e.kv.key] = e.kv.value;
         }
-        if (policy) mark();
+        if (policy) {
+          view_.AddTargets(name, &targets);
+          for (auto& [vm, r] : rendered_) {
+            if (!r.stale && view_.Matches(targets, vm)) r.stale = stale_ = true;
+          }
+        }
         revision = std::max(revision, e.kv.mod_revision);
       }
       if (b.events.empty()) revision = b.revision;  // progress: nothing changed up to here

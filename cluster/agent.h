@@ -121,7 +121,8 @@ class ClusterAgent {
   // Changed on the watch thread, read by Emit on whichever thread publishes:
   std::mutex view_mu_;
   ClusterView view_;                        // guarded by view_mu_
-  std::map<std::string, std::string> kvs_;  // guarded by view_mu_: the watched range, for the snapshot
+  // Guarded by view_mu_: the watched range as etcd has it, kept only for a snapshot.
+  std::map<std::string, std::string> kvs_;
   struct Rendered {
     std::string text, error;
     std::set<std::string> vms, groups;  // the dynamic members its address sets name

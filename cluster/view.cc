@@ -296,6 +296,44 @@ bool ClusterView::Applies(const std::string& name, const std::string& vm) const 
   return false;
 }
 
+void ClusterView::AddTargets(std::string_view group, std::vector<std::string_view>& seen, Targets* t) const {
+  if (std::find(seen.begin(), seen.end(), group) != seen.end()) return;  // a cycle of groups
+  seen.push_back(group);
+  auto g = groups_.find(group);
+  if (g == groups_.end()) return;
+  for (const std::string& m : g->second.members) {
+    const std::string_view rest = std::string_view(m).substr(m.find(':') + 1);
+    if (m.starts_with("vm:")) t->vms.emplace(rest);
+    if (m.starts_with("group:")) AddTargets(rest, seen, t);
+    if (m.starts_with("label:")) {
+      const size_t eq = rest.find('=');
+      if (eq != std::string_view::npos) t->labels[std::string(rest.substr(0, eq))].emplace(rest.substr(eq + 1));
+    }
+  }
+}
+
+void ClusterView::AddTargets(const std::string& policy, Targets* t) const {
+  auto p = policies_.find(policy);
+  if (p == policies_.end()) return;
+  std::vector<std::string_view> seen;
+  for (const std::string& target : p->second.applied_to) {
+    if (target.starts_with("vm:")) t->vms.insert(target.substr(3));
+    if (target.starts_with("group:")) AddTargets(std::string_view(target).substr(6), seen, t);
+  }
+}
+
+bool ClusterView::Matches(const Targets& t, const std::string& vm) const {
+  if (t.vms.count(vm)) return true;
+  if (t.labels.empty()) return false;
+  auto l = labels_.find(vm);
+  if (l == labels_.end()) return false;
+  for (const auto& [key, value] : l->second) {
+    auto values = t.labels.find(key);
+    if (values != t.labels.end() && values->second.count(value)) return true;
+  }
+  return false;
+}
+
 std::vector<const PolicyIntent*> ClusterView::PoliciesFor(const std::string& vm) const {
   std::vector<const PolicyIntent*> out;
   for (const auto& [name, p] : policies_) {

@@ -94,6 +94,15 @@ class ClusterView {
   bool InGroup(const std::string& vm, const std::string& group) const;
   // Whether the policy named `name` (as the view has it now) applies to `vm`.
   bool Applies(const std::string& name, const std::string& vm) const;
+  // Whom policies apply to, flattened once so that many VMs are checked against them without
+  // looking the policies and their groups up again for each: the VMs named, directly or
+  // through groups, and the labels (key -> values) that bring a VM in through a group.
+  struct Targets {
+    std::set<std::string, std::less<>> vms;
+    std::map<std::string, std::set<std::string>, std::less<>> labels;
+  };
+  void AddTargets(const std::string& policy, Targets* t) const;  // adds the policy's, if any
+  bool Matches(const Targets& t, const std::string& vm) const;   // as Applies would say
   // The policies that apply to a VM, in merge order.
   std::vector<const PolicyIntent*> PoliciesFor(const std::string& vm) const;
   // Merges of one list of policies, for several Render calls against an unchanged view: VMs
@@ -119,6 +128,7 @@ class ClusterView {
   // seen: the groups on the way (a cycle ends there); no allocation for a group without
   // nested groups, as PoliciesFor asks this for every policy and VM.
   bool InGroup(std::string_view vm, std::string_view group, std::vector<std::string_view>& seen) const;
+  void AddTargets(std::string_view group, std::vector<std::string_view>& seen, Targets* t) const;
   void GroupAddresses(const std::string& group, std::set<std::string>& seen,
                       std::vector<fw::IpPrefix>* out) const;
 

@@ -125,5 +125,28 @@ TEST_F(ViewTest, GroupCyclesEndQuietly) {
   EXPECT_TRUE(view_.GroupAddresses("b").empty());
 }
 
+TEST_F(ViewTest, FlattenedTargetsMatchAsAppliesSays) {
+  Group("web", {"label:tier=web", "vm:web-09", "group:edge", "ip:192.0.2.0/24"});
+  Group("edge", {"label:zone=dmz", "group:web"});  // a cycle back
+  Policy("p", {"group:web", "vm:db-01"}, "ruleset p {\n  rule 1 at 1 in protocol any from any to any accept;\n}\n");
+  Policy("q", {"group:none"}, "ruleset q {\n  rule 2 at 1 in protocol any from any to any accept;\n}\n");
+  ASSERT_TRUE(view_.Put(std::string(kLabels) + "web-01", EncodeLabels({{"tier", "web"}})).ok());
+  ASSERT_TRUE(view_.Put(std::string(kLabels) + "lb-01", EncodeLabels({{"tier", "lb"}, {"zone", "dmz"}})).ok());
+  ASSERT_TRUE(view_.Put(std::string(kLabels) + "app-01", EncodeLabels({{"tier", "app"}, {"zone", "dmz2"}})).ok());
+  ClusterView::Targets p, q, both;
+  view_.AddTargets("p", &p);
+  view_.AddTargets("q", &q);
+  view_.AddTargets("p", &both);
+  view_.AddTargets("q", &both);
+  view_.AddTargets("gone", &both);
+  for (const std::string vm : {"web-01", "web-09", "lb-01", "db-01", "app-01", "x"}) {
+    EXPECT_EQ(view_.Matches(p, vm), view_.Applies("p", vm)) << vm;
+    EXPECT_FALSE(view_.Matches(q, vm)) << vm;
+    EXPECT_EQ(view_.Matches(both, vm), view_.Applies("p", vm)) << vm;
+  }
+  EXPECT_TRUE(view_.Matches(p, "lb-01")) << "through the nested group's label";
+  EXPECT_FALSE(view_.Matches(p, "app-01"));
+}
+
 }  // namespace
 }  // namespace palisade::cluster
