@@ -35,7 +35,12 @@ Status ClusterGlue::Start(cluster::AgentOptions options) {
 }
 
 void ClusterGlue::Apply(const cluster::ClusterUpdate& u) {
-  sw_->SetClusterAddresses(u.resolved->vms, u.resolved->groups);
+  if (u.resolved != applied_resolved_) sw_->SetClusterAddresses(u.resolved->vms, u.resolved->groups);
+  applied_resolved_ = u.resolved;
+  // The same rule files as the last pass, which every port took: nothing to do.
+  if (u.local == applied_local_ && !retry_) return;
+  applied_local_ = u.local;
+  retry_ = false;
   for (const PortInfo& port : sw_->Ports()) {
     const std::string& vm = port.spec.vm;
     if (vm.empty()) continue;
@@ -58,12 +63,14 @@ void ClusterGlue::Apply(const cluster::ClusterUpdate& u) {
     if (!has_sfw) {
       if (Status s = sw_->AttachFilter(port.name, FilterSpec{2, "sfw", FailurePolicy::kFailClosed}); !s.ok()) {
         Log(LogLevel::kError, "cluster: port %s: %s", port.name.c_str(), s.message().c_str());
+        retry_ = true;
         continue;
       }
     }
     if (Status s = sw_->SetClusterRules(port.name, r->second, static_cast<uint64_t>(u.revision)); !s.ok()) {
       Log(LogLevel::kError, "cluster revision %lld: port %s: %s", static_cast<long long>(u.revision),
           port.name.c_str(), s.message().c_str());
+      retry_ = true;
       continue;
     }
     applied_[port.name] = r->second;

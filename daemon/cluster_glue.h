@@ -42,6 +42,11 @@ class ClusterGlue {
   std::atomic<bool> starting_{false};
   std::shared_ptr<const cluster::ClusterUpdate> snapshot_;
   std::map<std::string, std::string> applied_;  // port -> the rule text it has from the cluster
+  // The halves of the last update applied (an update hands on what did not change), and
+  // whether a port failed to take its rules then, so that the same rule files are tried again.
+  std::shared_ptr<const cluster::LocalRules> applied_local_;
+  std::shared_ptr<const cluster::ResolvedNames> applied_resolved_;
+  bool retry_ = false;
   std::map<std::string, std::string> reported_;  // VM -> the merge error last logged
   uint64_t ticks_ = 0;
 };
