@@ -322,26 +322,41 @@ void ClusterView::AddTargets(const std::string& policy, Targets* t) const {
   }
 }
 
-bool ClusterView::Matches(const Targets& t, const std::string& vm) const {
-  if (t.vms.count(vm)) return true;
-  if (t.labels.empty()) return false;
+const ClusterView::Labels* ClusterView::LabelsOf(const std::string& vm) const {
   auto l = labels_.find(vm);
-  if (l == labels_.end()) return false;
-  for (const auto& [key, value] : l->second) {
+  return l == labels_.end() ? nullptr : &l->second;
+}
+
+bool ClusterView::Matches(const Targets& t, const std::string& vm, const Labels* labels) {
+  if (t.vms.count(vm)) return true;
+  if (t.labels.empty() || labels == nullptr) return false;
+  for (const auto& [key, value] : *labels) {
     auto values = t.labels.find(key);
     if (values != t.labels.end() && values->second.count(value)) return true;
   }
   return false;
 }
 
+bool ClusterView::Matches(const Targets& t, const std::string& vm) const {
+  return Matches(t, vm, t.labels.empty() ? nullptr : LabelsOf(vm));
+}
+
+namespace {
+
+void MergeOrder(std::vector<const PolicyIntent*>* policies) {
+  std::stable_sort(policies->begin(), policies->end(), [](const PolicyIntent* a, const PolicyIntent* b) {
+    return a->priority < b->priority;  // then by name: they come in name order
+  });
+}
+
+}  // namespace
+
 std::vector<const PolicyIntent*> ClusterView::PoliciesFor(const std::string& vm) const {
   std::vector<const PolicyIntent*> out;
   for (const auto& [name, p] : policies_) {
     if (Applies(name, vm)) out.push_back(&p);
   }
-  std::stable_sort(out.begin(), out.end(), [](const PolicyIntent* a, const PolicyIntent* b) {
-    return a->priority < b->priority;  // then by name: policies_ is ordered by name
-  });
+  MergeOrder(&out);
   return out;
 }
 
@@ -384,11 +399,24 @@ Status Merge(const PolicyIntent& p, fw::RuleFile* merged, std::map<std::string, 
 Status ClusterView::Render(const std::string& vm, std::string* text, fw::RuleFile* file,
                            RenderMemo* memo) const {
   text->clear();
-  std::vector<const PolicyIntent*> policies = PoliciesFor(vm);
+  std::vector<const PolicyIntent*> policies;
+  if (memo == nullptr) {
+    policies = PoliciesFor(vm);
+  } else {
+    if (!memo->flattened) {
+      for (const auto& [name, p] : policies_) AddTargets(name, &memo->targets.emplace_back(&p, Targets{}).second);
+      memo->flattened = true;
+    }
+    const Labels* labels = LabelsOf(vm);
+    for (const auto& [p, targets] : memo->targets) {
+      if (Matches(targets, vm, labels)) policies.push_back(p);
+    }
+    MergeOrder(&policies);
+  }
   if (policies.empty()) return Status::Ok();
   RenderMemo local;
   if (memo == nullptr) memo = &local;
-  auto [it, fresh] = memo->try_emplace(std::move(policies));
+  auto [it, fresh] = memo->merged.try_emplace(std::move(policies));
   auto& [status, merged_once] = it->second;
   if (fresh) {
     std::map<std::string, std::string> set_owner;

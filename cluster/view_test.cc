@@ -78,7 +78,7 @@ TEST_F(ViewTest, VmsUnderTheSamePoliciesMergeOnceAndKeepTheirNames) {
   ASSERT_TRUE(view_.Render("web-01", &one, nullptr, &memo).ok());
   ASSERT_TRUE(view_.Render("web-02", &two, nullptr, &memo).ok());
   ASSERT_TRUE(view_.Render("web-09", &nine, nullptr, &memo).ok()) << "through the nested group";
-  EXPECT_EQ(memo.size(), 1u);
+  EXPECT_EQ(memo.merged.size(), 1u);
   ASSERT_TRUE(view_.Render("web-02", &alone).ok());
   EXPECT_EQ(two, alone) << "the memo changes nothing in the result";
   EXPECT_NE(one.find("ruleset cluster-web-01 {"), std::string::npos) << one;
@@ -146,6 +146,20 @@ TEST_F(ViewTest, FlattenedTargetsMatchAsAppliesSays) {
   }
   EXPECT_TRUE(view_.Matches(p, "lb-01")) << "through the nested group's label";
   EXPECT_FALSE(view_.Matches(p, "app-01"));
+  // Render with a memo (flattened targets) picks and orders the same policies as without.
+  Policy("a-first", {"vm:web-01", "group:edge"}, "ruleset a {\n  rule 3 at 1 in protocol udp from any to any accept;\n}\n", 50);
+  Policy("late", {"group:web"}, "ruleset l {\n  rule 4 at 1 in protocol icmp from any to any accept;\n}\n", 300);
+  ClusterView::RenderMemo memo;
+  for (const std::string vm : {"web-01", "web-09", "lb-01", "db-01", "app-01", "x"}) {
+    std::string with, without;
+    ASSERT_TRUE(view_.Render(vm, &with, nullptr, &memo).ok());
+    ASSERT_TRUE(view_.Render(vm, &without).ok());
+    EXPECT_EQ(with, without) << vm;
+  }
+  std::string web;
+  ASSERT_TRUE(view_.Render("web-01", &web, nullptr, &memo).ok());
+  EXPECT_LT(web.find("rule 3 "), web.find("rule 1 ")) << web;
+  EXPECT_LT(web.find("rule 1 "), web.find("rule 4 ")) << web;
 }
 
 }  // namespace
