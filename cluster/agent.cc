@@ -203,13 +203,15 @@ Status ClusterAgent::Watch(int64_t from, bool* compacted) {
     {
       std::lock_guard lock(view_mu_);
       for (const WatchEvent& e : b.events) {
-        // A policy's change renders again only the local VMs it applied to, or applies to now;
-        // a change of groups or labels may move any VM, so every one is rendered again.
+        // A policy's change renders again only the local VMs it applied to, or applies to now
+        // (unless every one renders again anyway); a change of groups or labels may move any
+        // VM, so every one is rendered again.
         const bool policy = e.kv.key.rfind(kPolicies, 0) == 0;
+        const bool mark = policy && !intent_changed_;  // local_by_label_ holds
         const std::string name = policy ? e.kv.key.substr(kPolicies.size()) : "";
         ClusterView::Targets targets;  // before the change, then after
         if (policy) {
-          view_.AddTargets(name, &targets);
+          if (mark) view_.AddTargets(name, &targets);
         } else if (std::string vm, host; ParseEndpointKey(e.kv.key, &vm, &host)) {
           // A VM's addresses changed: only the names that stand for it are resolved again
           // (which groups hold a VM is intent, not endpoints).
@@ -226,10 +228,17 @@ Status ClusterAgent::Watch(int64_t from, bool* compacted) {
           (void)view_.Put(e.kv.key, e.kv.value);
           if (keep) kvs_[e.kv.key] = e.kv.value;
         }
-        if (policy) {
+        if (mark) {
           view_.AddTargets(name, &targets);
-          for (auto& [vm, r] : rendered_) {
-            if (!r.stale && view_.Matches(targets, vm)) r.stale = stale_ = true;
+          for (const std::string& vm : targets.vms) {
+            if (auto it = rendered_.find(vm); it != rendered_.end()) it->second.stale = stale_ = true;
+          }
+          for (const auto& [key, values] : targets.labels) {
+            for (const std::string& value : values) {
+              auto it = local_by_label_.find(key + "=" + value);
+              if (it == local_by_label_.end()) continue;
+              for (Rendered* r : it->second) r->stale = stale_ = true;
+            }
           }
         }
         revision = std::max(revision, e.kv.mod_revision);
@@ -295,6 +304,12 @@ void ClusterAgent::Emit() {
         now[vm] = std::move(r);
       }
       rendered_ = std::move(now);  // VMs no longer here are forgotten
+      local_by_label_.clear();
+      for (auto& [vm, r] : rendered_) {
+        if (const ClusterView::Labels* labels = view_.LabelsOf(vm)) {
+          for (const auto& [key, value] : *labels) local_by_label_[key + "=" + value].push_back(&r);
+        }
+      }
       local_vms_ = std::move(local);
       local_out_ = std::move(out);
       forgot_ = true;  // the names used may have changed

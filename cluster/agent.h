@@ -129,6 +129,10 @@ class ClusterAgent {
     bool stale = false;                 // a policy that applied, or applies now, changed
   };
   std::map<std::string, Rendered> rendered_;  // guarded by view_mu_: local VM -> its rule file
+  // Guarded by view_mu_: "KEY=VALUE" -> the local VMs so labelled when they were rendered (a
+  // change of labels renders every VM again), so that a policy's change finds the VMs it
+  // concerns without looking at the others.
+  std::map<std::string, std::vector<Rendered*>> local_by_label_;
   bool intent_changed_ = true;                // guarded by view_mu_: renders are stale
   bool stale_ = false;                        // guarded by view_mu_: some render is
   // Guarded by view_mu_: names the local tables use, resolved; kept while only policies

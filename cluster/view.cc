@@ -337,10 +337,6 @@ bool ClusterView::Matches(const Targets& t, const std::string& vm, const Labels*
   return false;
 }
 
-bool ClusterView::Matches(const Targets& t, const std::string& vm) const {
-  return Matches(t, vm, t.labels.empty() ? nullptr : LabelsOf(vm));
-}
-
 namespace {
 
 void MergeOrder(std::vector<const PolicyIntent*>* policies) {

@@ -102,7 +102,7 @@ class ClusterView {
     std::map<std::string, std::set<std::string>, std::less<>> labels;
   };
   void AddTargets(const std::string& policy, Targets* t) const;  // adds the policy's, if any
-  bool Matches(const Targets& t, const std::string& vm) const;   // as Applies would say
+  const Labels* LabelsOf(const std::string& vm) const;           // null: none
   // The policies that apply to a VM, in merge order.
   std::vector<const PolicyIntent*> PoliciesFor(const std::string& vm) const;
   // What several Render calls against an unchanged view work out once: every policy's targets
@@ -133,9 +133,8 @@ class ClusterView {
   // seen: the groups on the way (a cycle ends there); no allocation for a group without
   // nested groups, as PoliciesFor asks this for every policy and VM.
   bool InGroup(std::string_view vm, std::string_view group, std::vector<std::string_view>& seen) const;
-  // With the VM's labels looked up (null: it has none).
+  // Whether t holds the VM, as Applies would say; with its labels looked up (null: none).
   static bool Matches(const Targets& t, const std::string& vm, const Labels* labels);
-  const Labels* LabelsOf(const std::string& vm) const;
   void AddTargets(std::string_view group, std::vector<std::string_view>& seen, Targets* t) const;
   void GroupAddresses(const std::string& group, std::set<std::string>& seen,
                       std::vector<fw::IpPrefix>* out) const;
