@@ -276,6 +276,7 @@ void Run(const Setup& s, int hosts) {
                 "tables by about raw p99 + that = %.1f ms, %.1fx raw\n",
                 "", ours.cpu_per_host, raw.cpu_per_host, raw.p99 + ours.cpu_per_host,
                 (raw.p99 + ours.cpu_per_host) / std::max(raw.p99, 0.001));
+    std::fflush(stdout);
   }
   // A watch that broke (keepalives unanswered on a saturated machine, say) relists: that work
   // lands in the rounds, so the run says how often it happened.
