@@ -126,25 +126,29 @@ void ClusterAgent::WatchLoop() {
     bool compacted = false;
     Status s = Status::Ok();
     {
-      std::vector<KeyValue> kvs;
+      // A fresh view, built page by page outside the lock; it replaces the cache whole, so
+      // what etcd no longer has (deletes missed while away) goes too.
+      ClusterView fresh;
+      std::map<std::string, std::string> fresh_kvs;
+      const bool keep = !options_.snapshot_path.empty();
       int64_t revision = 0;
       s = Fresh(&watch_etcd_);
-      if (s.ok()) s = watch_etcd_->RangeAll(kWatchBegin, kWatchEnd, &kvs, &revision);
+      if (s.ok()) {
+        s = watch_etcd_->RangeAll(kWatchBegin, kWatchEnd, [&](std::vector<KeyValue>& page) {
+          for (KeyValue& kv : page) {
+            (void)fresh.Put(kv.key, kv.value);  // an unreadable value counts as absent
+            if (keep) fresh_kvs[std::move(kv.key)] = std::move(kv.value);
+          }
+        }, &revision);
+      }
       if (s.ok()) {
         listed = true;
         Contact();
         {
           std::lock_guard lock(view_mu_);
-          // Replace the cache: what etcd no longer has (deletes missed while away) goes too.
-          ClusterView fresh;
-          kvs_.clear();
-          const bool keep = !options_.snapshot_path.empty();
-          for (const KeyValue& kv : kvs) {
-            (void)fresh.Put(kv.key, kv.value);  // an unreadable value counts as absent
-            if (keep) kvs_[kv.key] = kv.value;
-          }
           fresh.set_revision(revision);
           view_ = std::move(fresh);
+          kvs_ = std::move(fresh_kvs);
           intent_changed_ = true;
           ForgetResolved();
         }

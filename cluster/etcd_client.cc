@@ -125,9 +125,8 @@ Status EtcdClient::Range(std::string_view key, std::string_view range_end,
 }
 
 Status EtcdClient::RangeAll(std::string_view key, std::string_view range_end,
-                            std::vector<KeyValue>* out, int64_t* revision) {
+                            const std::function<void(std::vector<KeyValue>& page)>& each, int64_t* revision) {
   constexpr int64_t kPage = 2000;
-  out->clear();
   std::string from(key);
   int64_t at = 0;
   for (bool more = true; more;) {
@@ -136,10 +135,18 @@ Status EtcdClient::RangeAll(std::string_view key, std::string_view range_end,
     if (Status s = Range(from, range_end, &page, &rev, at, kPage, &more); !s.ok()) return s;
     if (at == 0) at = rev;  // every page at the first page's revision
     if (!page.empty()) from = page.back().key + std::string(1, '\0');
-    for (KeyValue& kv : page) out->push_back(std::move(kv));
+    each(page);
   }
   *revision = at;
   return Status::Ok();
+}
+
+Status EtcdClient::RangeAll(std::string_view key, std::string_view range_end,
+                            std::vector<KeyValue>* out, int64_t* revision) {
+  out->clear();
+  return RangeAll(key, range_end, [out](std::vector<KeyValue>& page) {
+    for (KeyValue& kv : page) out->push_back(std::move(kv));
+  }, revision);
 }
 
 Status EtcdClient::Put(std::string_view key, std::string_view value, int64_t lease) {

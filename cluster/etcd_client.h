@@ -11,6 +11,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -60,7 +61,11 @@ class EtcdClient {
   // most `limit` keys (0: all); *more says whether keys remain past the last one returned.
   Status Range(std::string_view key, std::string_view range_end, std::vector<KeyValue>* out,
                int64_t* revision, int64_t at_revision = 0, int64_t limit = 0, bool* more = nullptr);
-  // All of [key, range_end) at one revision, in pages (a relist of a large range).
+  // All of [key, range_end) at one revision, in pages (a relist of a large range), each handed
+  // to `page` as it arrives, so that only one page is held at a time (after a failure, the
+  // pages seen are not the whole range); or collected into `out`.
+  Status RangeAll(std::string_view key, std::string_view range_end,
+                  const std::function<void(std::vector<KeyValue>& page)>& page, int64_t* revision);
   Status RangeAll(std::string_view key, std::string_view range_end, std::vector<KeyValue>* out,
                   int64_t* revision);
   Status Put(std::string_view key, std::string_view value, int64_t lease = 0);
