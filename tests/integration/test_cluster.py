@@ -290,6 +290,19 @@ class ClusterTest(unittest.TestCase):
         # Its lease (4 s) expires: web-01's endpoint goes, and with it the group's addresses.
         wait_for(lambda: "now: no addresses" in self.addrsets(self.h2), 20, what="web-01 gone from host 2")
 
+    def test_8_a_policy_on_a_label_group_follows_its_own_changes(self):
+        # db-01 is in the group by its label only: a change of the policy alone (no group or
+        # label moves) reaches its table, as does the policy's delete.
+        self.intent("vm", "label", "db-01", "tier=db")
+        self.intent("group", "set", "dbs", "label:tier=db")
+        tiered = "ruleset tiered {{\n  rule {} at 1 in protocol tcp from any to any port 5004 accept;\n}}\n"
+        self.apply("tiered", "group:dbs", tiered.format(40))
+        wait_for(lambda: "rule 40 " in self.rules(), 20, what="the policy of the label group")
+        self.apply("tiered", "group:dbs", tiered.format(41))
+        wait_for(lambda: "rule 41 " in self.rules() and "rule 40 " not in self.rules(), 20, what="its change")
+        self.intent("policy", "delete", "tiered")
+        wait_for(lambda: "rule 41 " not in self.rules(), 20, what="its delete")
+
 
 if __name__ == "__main__":
     unittest.main()
