@@ -19,7 +19,7 @@ Status ClusterGlue::Start(cluster::AgentOptions options) {
       return;
     }
     queue_->Post([this, alive, u = std::move(u)]() {
-      if (*alive) Apply(*u);
+      if (*alive) Apply(*u, /*now=*/false);
     });
   };
   Status s = cluster::ClusterAgent::Start(std::move(options), on_update, &agent_);
@@ -28,13 +28,13 @@ Status ClusterGlue::Start(cluster::AgentOptions options) {
   if (snapshot_) {
     Log(LogLevel::kInfo, "cluster: starting from the snapshot of revision %lld",
         static_cast<long long>(snapshot_->revision));
-    Apply(*snapshot_);
+    Apply(*snapshot_, /*now=*/true);
     snapshot_.reset();
   }
   return Status::Ok();
 }
 
-void ClusterGlue::Apply(const cluster::ClusterUpdate& u) {
+void ClusterGlue::Apply(const cluster::ClusterUpdate& u, bool now) {
   if (u.resolved != applied_resolved_) sw_->SetClusterAddresses(u.resolved->vms, u.resolved->groups);
   applied_resolved_ = u.resolved;
   // The same rule files as the last pass, which every port took: nothing to do.
@@ -55,7 +55,7 @@ void ClusterGlue::Apply(const cluster::ClusterUpdate& u) {
     reported_.erase(vm);
     auto r = u.local->rules.find(vm);
     if (r == u.local->rules.end()) continue;  // not published yet: the next update brings it
-    if (r->second.empty() && port.cluster_revision == 0) continue;  // no policy: configured here
+    if (r->second.empty() && port.cluster_revision == 0 && !loading_.count(port.name)) continue;  // configured here
     auto applied = applied_.find(port.name);
     if (applied != applied_.end() && applied->second == r->second) continue;
     bool has_sfw = false;
@@ -67,16 +67,47 @@ void ClusterGlue::Apply(const cluster::ClusterUpdate& u) {
         continue;
       }
     }
-    if (Status s = sw_->SetClusterRules(port.name, r->second, static_cast<uint64_t>(u.revision)); !s.ok()) {
-      Log(LogLevel::kError, "cluster revision %lld: port %s: %s", static_cast<long long>(u.revision),
-          port.name.c_str(), s.message().c_str());
-      retry_ = true;
-      continue;
+    applied_[port.name] = r->second;  // asked for: not again while it compiles
+    if (now) {
+      loading_.erase(port.name);
+      Loaded(port.name, vm, u.revision, sw_->SetClusterRules(port.name, r->second, static_cast<uint64_t>(u.revision)));
+    } else {
+      Load(port.name, vm, r->second, u.revision);
     }
-    applied_[port.name] = r->second;
-    Log(LogLevel::kInfo, "cluster revision %lld: port %s (VM %s) takes its rules from the cluster",
-        static_cast<long long>(u.revision), port.name.c_str(), vm.c_str());
   }
+}
+
+void ClusterGlue::Load(const std::string& port, const std::string& vm, const std::string& text, int64_t revision) {
+  auto p = std::make_shared<Switch::PreparedRules>();
+  if (Status s = sw_->PrepareClusterRules(port, text, static_cast<uint64_t>(revision), p.get()); !s.ok()) {
+    loading_.erase(port);
+    Loaded(port, vm, revision, s);
+    return;
+  }
+  const uint64_t seq = ++loads_;
+  loading_[port] = seq;
+  pool_.Run([this, alive = alive_, queue = queue_, p, port, vm, revision, seq]() {
+    Switch::CompileRules(p.get());
+    queue->Post([this, alive, p, port, vm, revision, seq]() {
+      if (!*alive) return;
+      auto it = loading_.find(port);
+      if (it == loading_.end() || it->second != seq) return;  // a later file for the port is on its way
+      loading_.erase(it);
+      Loaded(port, vm, revision, sw_->CommitRules(std::move(*p)));
+    });
+  });
+}
+
+void ClusterGlue::Loaded(const std::string& port, const std::string& vm, int64_t revision, const Status& s) {
+  if (!s.ok()) {
+    applied_.erase(port);
+    retry_ = true;  // the next update tries again
+    Log(LogLevel::kError, "cluster revision %lld: port %s: %s", static_cast<long long>(revision), port.c_str(),
+        s.message().c_str());
+    return;
+  }
+  Log(LogLevel::kInfo, "cluster revision %lld: port %s (VM %s) takes its rules from the cluster",
+      static_cast<long long>(revision), port.c_str(), vm.c_str());
 }
 
 void ClusterGlue::Tick() {

@@ -15,6 +15,7 @@
 #include <string>
 
 #include "cluster/agent.h"
+#include "vswitch/background_pool.h"
 #include "vswitch/control_queue.h"
 #include "vswitch/switch.h"
 
@@ -32,7 +33,12 @@ class ClusterGlue {
   const cluster::ClusterAgent* agent() const { return agent_.get(); }
 
  private:
-  void Apply(const cluster::ClusterUpdate& u);
+  // now: each port's file compiled and in place before this returns (the snapshot, before the
+  // switch forwards); otherwise compiled in the pool and installed by a later post, so that a
+  // large table does not stop the control loop.
+  void Apply(const cluster::ClusterUpdate& u, bool now);
+  void Load(const std::string& port, const std::string& vm, const std::string& text, int64_t revision);
+  void Loaded(const std::string& port, const std::string& vm, int64_t revision, const Status& s);
 
   Switch* sw_;
   ControlQueue* queue_;
@@ -47,8 +53,13 @@ class ClusterGlue {
   std::shared_ptr<const cluster::LocalRules> applied_local_;
   std::shared_ptr<const cluster::ResolvedNames> applied_resolved_;
   bool retry_ = false;
-  std::map<std::string, std::string> reported_;  // VM -> the merge error last logged
+  // Port -> the number of its file compiling in the pool: a file's compile that finds a later
+  // one asked for is dropped, never installed over it.
+  std::map<std::string, uint64_t> loading_;
+  uint64_t loads_ = 0;
   uint64_t ticks_ = 0;
+  BackgroundPool pool_;  // last: its destructor waits for compiles, whose posts find alive_ false
+  std::map<std::string, std::string> reported_;  // VM -> the merge error last logged
 };
 
 }  // namespace palisade

@@ -157,6 +157,7 @@ class Switch {
     std::map<std::pair<fw::Member, std::string>, std::vector<fw::IpPrefix>> members;
     uint32_t generation = 0;
     uint64_t inputs = 0;  // RuleInputs() at PrepareRules
+    uint64_t cluster_revision = 0;  // PrepareClusterRules' file: the port's whole file
     Status compiled;
     std::shared_ptr<const fw::RuleTable> table;
   };
@@ -238,6 +239,10 @@ class Switch {
   // VMs without a port here) and `group NAME` members; a change recompiles only the tables
   // whose sets name what changed.
   Status SetClusterRules(const std::string& port, std::string_view text, uint64_t revision);
+  // The same in the three steps of PrepareRules, CompileRules and CommitRules (which falls back
+  // to SetClusterRules when an input changed meanwhile).
+  Status PrepareClusterRules(const std::string& port, std::string_view text, uint64_t revision,
+                             PreparedRules* out) const;
   void SetClusterAddresses(std::map<std::string, std::vector<fw::IpAddr>> vms,
                            std::map<std::string, std::vector<fw::IpPrefix>> groups);
   const fw::PacketLog& packet_log() const { return *packet_log_; }
@@ -302,10 +307,15 @@ class Switch {
   Status MergeRules(const PortState& state, std::string_view text, fw::RuleFile* out) const;
   // Changes whenever what a table for `state` compiles from may have: the configuration, the
   // port's table and, for tables with VM or group members (dynamic), the addresses they stand for.
+  // A cluster file that replaced another port's whole file is not among them, so the cluster's
+  // loads of many ports at once do not send each other back to a load in order.
   uint64_t RuleInputs(const PortState& state, bool dynamic) const {
-    return config_changes_ + state.generation + (dynamic ? learned_version() + cluster_changes_ : 0);
+    return config_changes_ - cluster_loads_ + state.generation +
+           (dynamic ? learned_version() + cluster_changes_ : 0);
   }
   Status Managed(const PortState& state) const;  // refuses local rule changes to cluster ports
+  // A prepared file's members resolved, its generation and inputs.
+  void Resolve(const PortState& state, PreparedRules* out) const;
   std::vector<fw::IpPrefix> MemberAddresses(fw::Member kind, const std::string& name) const;
   fw::MemberAddresses Members() const;
   void RecompileVmSets();
@@ -352,6 +362,7 @@ class Switch {
   uint64_t generation_ = 0;
   uint64_t config_changes_ = 0;
   uint64_t cluster_changes_ = 0;  // cluster addresses received that changed something
+  uint64_t cluster_loads_ = 0;    // of config_changes_: cluster files replacing a port's file
 };
 
 }  // namespace palisade

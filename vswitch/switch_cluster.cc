@@ -9,6 +9,7 @@ namespace palisade {
 
 Status Switch::SetClusterRules(const std::string& port, std::string_view text, uint64_t revision) {
   config_changes_++;
+  cluster_loads_++;  // its port's generation moves: that is what depends on it
   auto it = ports_.find(port);
   if (it == ports_.end()) return Status::NotFound("no port '" + port + "'");
   PortState& state = it->second;

@@ -202,15 +202,31 @@ Status Switch::PrepareRules(const std::string& filter, std::string_view text, Pr
   out->filter = filter;
   out->text = text;
   if (Status s = MergeRules(*state, text, &out->file); !s.ok()) return s;
+  Resolve(*state, out);
+  return Status::Ok();
+}
+
+Status Switch::PrepareClusterRules(const std::string& port, std::string_view text, uint64_t revision,
+                                   PreparedRules* out) const {
+  const PortState* state = FindFirewall(port);
+  if (state == nullptr) return NoFirewall(port);
+  out->filter = port;
+  out->text = text;
+  out->cluster_revision = revision;
+  if (Status s = fw::ParseRuleFile(text, &out->file); !s.ok()) return s;
+  Resolve(*state, out);
+  return Status::Ok();
+}
+
+void Switch::Resolve(const PortState& state, PreparedRules* out) const {
   for (const fw::AddrSet& set : out->file.addrsets) {
     for (const std::string& vm : set.vms) out->members[{fw::Member::kVm, vm}] = MemberAddresses(fw::Member::kVm, vm);
     for (const std::string& g : set.groups) {
       out->members[{fw::Member::kGroup, g}] = MemberAddresses(fw::Member::kGroup, g);
     }
   }
-  out->generation = state->generation + 1;
-  out->inputs = RuleInputs(*state, !out->members.empty());
-  return Status::Ok();
+  out->generation = state.generation + 1;
+  out->inputs = RuleInputs(state, !out->members.empty());
 }
 
 void Switch::CompileRules(PreparedRules* p) {
@@ -224,10 +240,16 @@ void Switch::CompileRules(PreparedRules* p) {
 
 Status Switch::CommitRules(PreparedRules p) {
   PortState* state = FindFirewall(p.filter);
-  if (state == nullptr || p.inputs != RuleInputs(*state, !p.members.empty())) return LoadRules(p.filter, p.text);
+  if (state == nullptr || p.inputs != RuleInputs(*state, !p.members.empty())) {
+    return p.cluster_revision != 0 ? SetClusterRules(p.filter, p.text, p.cluster_revision) : LoadRules(p.filter, p.text);
+  }
   if (!p.compiled.ok()) return p.compiled;
   config_changes_++;
   Install(*state, std::move(p.file), std::move(p.table));
+  if (p.cluster_revision != 0) {
+    cluster_loads_++;
+    state->cluster_revision = p.cluster_revision;
+  }
   return Status::Ok();
 }
 

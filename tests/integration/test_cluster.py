@@ -18,6 +18,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
@@ -302,6 +303,34 @@ class ClusterTest(unittest.TestCase):
         wait_for(lambda: "rule 41 " in self.rules() and "rule 40 " not in self.rules(), 20, what="its change")
         self.intent("policy", "delete", "tiered")
         wait_for(lambda: "rule 41 " not in self.rules(), 20, what="its delete")
+
+    def test_9_a_large_policy_compiles_while_the_switch_answers(self):
+        # 12,000 rules for db-01 take host 2 about a second to compile: off its control loop,
+        # which answers calls meanwhile (the port still on its last table), then installs it.
+        n = 12000
+        lines = ["ruleset big {"] + [
+            f"  rule {100000 + i} at {i + 1} in protocol tcp from ip 10.{200 + (i >> 16)}.{(i >> 8) & 255}.{i & 255} "
+            f"to any port {1000 + i % 50000} accept;" for i in range(n)] + ["}"]
+        self.apply("big", "vm:db-01", "\n".join(lines) + "\n")
+        kv = json.loads(self.etcd.ctl("get", "/palisade/v1/intent/policies/big", "-w", "json"))["kvs"][0]
+        committed = kv["mod_revision"]
+        def table_revision():  # vm-db's, from the control loop
+            rc, out, err = self.h2.cli("summarize-dvfilter")
+            self.assertEqual(rc, 0, err)
+            return int(re.search(r"etcd revision (\d+)", out).group(1))
+
+        answered = 0
+        deadline = time.monotonic() + 120
+        while table_revision() < committed:
+            self.assertLess(time.monotonic(), deadline, "the large table never came")
+            seen = int(re.search(r"revision: (\d+)", self.status(self.h2)).group(1))  # the agent's, not the loop's
+            if seen >= committed and table_revision() < committed:
+                answered += 1  # a call the control loop answered while the table compiled
+        print(f"host 2 answered {answered} calls while the {n}-rule table compiled", file=sys.stderr)
+        self.assertGreater(answered, 0, "the control loop answered nothing while the table compiled")
+        self.assertIn(f"rule {100000 + n - 1} ", self.rules())
+        self.intent("policy", "delete", "big")
+        wait_for(lambda: "rule 100000 " not in self.rules(), 60, what="the large policy gone")
 
 
 if __name__ == "__main__":
