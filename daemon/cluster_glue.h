@@ -1,7 +1,8 @@
 // ClusterGlue: palisaded's side of the cluster (cluster/agent.h). Each update from the agent
 // (on the agent's thread) is posted to the control thread, where it sets the cluster's VM and
 // group addresses on the switch and gives every local port whose VM the cluster's policies
-// apply to its rendered rule file (attaching the stateful firewall to slot 2 where none is).
+// apply to its rendered rule file (attaching the stateful firewall to slot 2 where none is),
+// compiled on a pool of its own and installed by a post back to the control thread.
 // A VM whose policies do not merge keeps the rules it had, and the log says why. The control
 // tick publishes this host's VMs (addresses bound and learned; `incoming` while a port is still
 // arriving by live migration), at most five times a second.
@@ -58,8 +59,8 @@ class ClusterGlue {
   std::map<std::string, uint64_t> loading_;
   uint64_t loads_ = 0;
   uint64_t ticks_ = 0;
-  BackgroundPool pool_;  // last: its destructor waits for compiles, whose posts find alive_ false
   std::map<std::string, std::string> reported_;  // VM -> the merge error last logged
+  BackgroundPool pool_;  // last: its destructor waits for compiles, whose posts find alive_ false
 };
 
 }  // namespace palisade
