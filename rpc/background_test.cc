@@ -1,9 +1,7 @@
-// Background: jobs run off the calling thread and come back as promises, even in a process
-// pinned to one CPU (as palisaded's control threads are), where TBB starts no worker thread by
-// itself; failures come back as rejections; the destructor waits for running jobs.
+// Background: jobs run off the calling thread and their results come back as promises;
+// failures come back as rejections; the destructor waits for running jobs whose promises nobody
+// waits for. (That jobs run on a process pinned to one CPU is BackgroundPool's, tested there.)
 #include "rpc/background.h"
-
-#include <sched.h>
 
 #include <gtest/gtest.h>
 
@@ -18,17 +16,7 @@
 namespace palisade::rpc {
 namespace {
 
-class BackgroundTest : public ::testing::Test {
- protected:
-  static void SetUpTestSuite() {
-    cpu_set_t one;
-    CPU_ZERO(&one);
-    CPU_SET(sched_getcpu(), &one);
-    ASSERT_EQ(sched_setaffinity(0, sizeof(one), &one), 0);  // before TBB starts
-  }
-};
-
-TEST_F(BackgroundTest, RunsJobsOffTheCallingThreadOnOneCpu) {
+TEST(BackgroundTest, ResultsComeBackFromOffTheCallingThread) {
   kj::EventLoop loop;
   kj::WaitScope ws(loop);
   Background background;
@@ -39,7 +27,7 @@ TEST_F(BackgroundTest, RunsJobsOffTheCallingThreadOnOneCpu) {
   EXPECT_EQ(b.wait(ws), 42);
 }
 
-TEST_F(BackgroundTest, AFailureComesBackAsARejection) {
+TEST(BackgroundTest, AFailureComesBackAsARejection) {
   kj::EventLoop loop;
   kj::WaitScope ws(loop);
   Background background;
@@ -51,7 +39,7 @@ TEST_F(BackgroundTest, AFailureComesBackAsARejection) {
   }
 }
 
-TEST_F(BackgroundTest, TheDestructorWaitsForRunningJobs) {
+TEST(BackgroundTest, TheDestructorWaitsForRunningJobs) {
   std::atomic<bool> done{false};
   {
     kj::EventLoop loop;

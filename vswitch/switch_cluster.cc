@@ -7,17 +7,48 @@
 
 namespace palisade {
 
+namespace {
+
+// The port, if it has the stateful firewall a cluster file goes into.
+template <typename Ports>
+auto ClusterPort(Ports& ports, const std::string& port, Status* why) -> decltype(&ports.begin()->second) {
+  auto it = ports.find(port);
+  if (it == ports.end()) {
+    *why = Status::NotFound("no port '" + port + "'");
+    return nullptr;
+  }
+  if (!it->second.sfw) {
+    *why = Status::Invalid("port '" + port + "' has no stateful firewall (slot 2)");
+    return nullptr;
+  }
+  return &it->second;
+}
+
+}  // namespace
+
 Status Switch::SetClusterRules(const std::string& port, std::string_view text, uint64_t revision) {
   config_changes_++;
   cluster_loads_++;  // its port's generation moves: that is what depends on it
-  auto it = ports_.find(port);
-  if (it == ports_.end()) return Status::NotFound("no port '" + port + "'");
-  PortState& state = it->second;
-  if (!state.sfw) return Status::Invalid("port '" + port + "' has no stateful firewall (slot 2)");
+  Status why;
+  PortState* state = ClusterPort(ports_, port, &why);
+  if (state == nullptr) return why;
   fw::RuleFile file;
   if (Status s = fw::ParseRuleFile(text, &file); !s.ok()) return s;
-  if (Status s = Compile(state, std::move(file)); !s.ok()) return s;
-  state.cluster_revision = revision;
+  if (Status s = Compile(*state, std::move(file)); !s.ok()) return s;
+  state->cluster_revision = revision;
+  return Status::Ok();
+}
+
+Status Switch::PrepareClusterRules(const std::string& port, std::string_view text, uint64_t revision,
+                                   PreparedRules* out) const {
+  Status why;
+  const PortState* state = ClusterPort(ports_, port, &why);
+  if (state == nullptr) return why;
+  out->filter = port;
+  out->text = text;
+  out->cluster_revision = revision;
+  if (Status s = fw::ParseRuleFile(text, &out->file); !s.ok()) return s;
+  Resolve(*state, out);
   return Status::Ok();
 }
 

@@ -206,18 +206,6 @@ Status Switch::PrepareRules(const std::string& filter, std::string_view text, Pr
   return Status::Ok();
 }
 
-Status Switch::PrepareClusterRules(const std::string& port, std::string_view text, uint64_t revision,
-                                   PreparedRules* out) const {
-  const PortState* state = FindFirewall(port);
-  if (state == nullptr) return NoFirewall(port);
-  out->filter = port;
-  out->text = text;
-  out->cluster_revision = revision;
-  if (Status s = fw::ParseRuleFile(text, &out->file); !s.ok()) return s;
-  Resolve(*state, out);
-  return Status::Ok();
-}
-
 void Switch::Resolve(const PortState& state, PreparedRules* out) const {
   for (const fw::AddrSet& set : out->file.addrsets) {
     for (const std::string& vm : set.vms) out->members[{fw::Member::kVm, vm}] = MemberAddresses(fw::Member::kVm, vm);
