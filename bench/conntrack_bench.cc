@@ -47,7 +47,7 @@ void BM_ConnTableLookup(benchmark::State& state) {
   }
   state.counters["entries"] = static_cast<double>(table.size());
   state.counters["bytes_per_entry"] = static_cast<double>(table.memory_bytes()) / static_cast<double>(table.size());
-  state.counters["sizeof_Conn"] = sizeof(Conn);
+  state.counters["entry_bytes"] = sizeof(ConnEntry);
 }
 
 void BM_UnorderedMapBaseline(benchmark::State& state) {

@@ -16,6 +16,7 @@ const char* ConnStateName(ConnState s) {
     case ConnState::kClosed: return "CLOSED";
     case ConnState::kNew: return "NEW";
     case ConnState::kMultiple: return "MULTIPLE";
+    case ConnState::kWideEnds: return "WIDE_ENDS";
   }
   return "?";
 }

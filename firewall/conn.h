@@ -1,4 +1,6 @@
-// Conn: one connection-tracking entry, 128 bytes (two cache lines), its key and its states.
+// Conn: one connection-tracking entry as it leaves a table (export, import, migration, a
+// segment read back), with its full key and its states. A table stores it more tightly
+// (ConnEntry, conn_entry.h).
 //
 // A connection is stored once under a normalized key (the lower address/port pair first), so
 // both directions find it with one lookup; `orig_is_lo` says which end opened it. Direction 0
@@ -21,6 +23,7 @@ enum class ConnState : uint8_t {
   kSynSent, kSynRecv, kEstablished, kFinWait, kCloseWait, kTimeWait, kClosed,
   // UDP, ICMP echo and other protocols: one direction seen, or both
   kNew, kMultiple,
+  kWideEnds,  // stored only: the slot after an IPv6 entry's, holding its addresses
 };
 
 const char* ConnStateName(ConnState s);  // SYN_SENT, EST, FIN_WAIT, ... as getflows prints
@@ -122,6 +125,6 @@ struct Conn {
   // The original direction's tuple (source = originator).
   Tuple OrigTuple() const;
 };
-static_assert(sizeof(Conn) == 128, "a connection entry is two cache lines");
+static_assert(sizeof(Conn) == 128, "the layout of version 1 segments, read back after an upgrade");
 
 }  // namespace palisade::fw

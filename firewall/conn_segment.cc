@@ -30,7 +30,9 @@ namespace {
 constexpr char kMagic[8] = {'P', 'A', 'L', 'C', 'O', 'N', 'N', '\n'};
 constexpr size_t kHeaderBytes = 4096;  // entries start page-aligned
 
-size_t Bytes(uint32_t capacity) { return kHeaderBytes + size_t{capacity} * sizeof(Conn); }
+size_t Bytes(uint32_t capacity, size_t entry_size = sizeof(ConnEntry)) {
+  return kHeaderBytes + size_t{capacity} * entry_size;
+}
 
 std::string Errno(const std::string& what) { return what + ": " + std::strerror(errno); }
 
@@ -64,7 +66,7 @@ Status ConnSegment::Create(const std::string& path, uint32_t capacity, const std
   SegmentHeader& h = *s->header_;
   std::memcpy(h.magic, kMagic, sizeof(kMagic));
   h.version = kSegmentVersion;
-  h.entry_size = sizeof(Conn);
+  h.entry_size = sizeof(ConnEntry);
   h.capacity = capacity;
   std::strncpy(h.boot_id, boot_id.c_str(), sizeof(h.boot_id) - 1);
   if (rename(tmp.c_str(), path.c_str()) != 0) {
@@ -87,7 +89,7 @@ Status ConnSegment::Map(uint32_t capacity) {
   }
   if (p == MAP_FAILED) return Status::Unavailable(Errno("cannot map the connection table"));
   header_ = static_cast<SegmentHeader*>(p);
-  entries_ = reinterpret_cast<Conn*>(static_cast<char*>(p) + kHeaderBytes);
+  entries_ = reinterpret_cast<ConnEntry*>(static_cast<char*>(p) + kHeaderBytes);
   mapped_ = bytes;
   capacity_ = capacity;
   if (fd_ < 0) committed_ = capacity;  // private pages come on first touch, as heap memory does
@@ -108,7 +110,7 @@ Status ConnSegment::Grow(uint32_t capacity) {
   void* p = mremap(header_, mapped_, bytes, MREMAP_MAYMOVE);
   if (p == MAP_FAILED) return Status::Unavailable(Errno("cannot grow the connection table"));
   header_ = static_cast<SegmentHeader*>(p);
-  entries_ = reinterpret_cast<Conn*>(static_cast<char*>(p) + kHeaderBytes);
+  entries_ = reinterpret_cast<ConnEntry*>(static_cast<char*>(p) + kHeaderBytes);
   mapped_ = bytes;
   capacity_ = capacity;
   header_->capacity = capacity;
@@ -164,25 +166,36 @@ Status ReadSegment(const std::string& path, const std::string& boot_id, uint64_t
   SegmentHeader h;
   std::memcpy(&h, p, sizeof(h));
   Status result = Status::Ok();
+  // Version 1 stored exported Conns as they are; version 2 stores ConnEntry slots.
+  const bool v1 = h.version == 1 && h.entry_size == sizeof(Conn);
+  const bool v2 = h.version == kSegmentVersion && h.entry_size == sizeof(ConnEntry);
   if (std::memcmp(h.magic, kMagic, sizeof(kMagic)) != 0) {
     result = Status::Invalid("not a connection segment");
-  } else if (h.version != kSegmentVersion || h.entry_size != sizeof(Conn)) {
+  } else if (!v1 && !v2) {
     result = Status::Invalid("layout version " + std::to_string(h.version) + " with " +
                              std::to_string(h.entry_size) + "-byte entries; this build reads version " +
-                             std::to_string(kSegmentVersion) + " with " + std::to_string(sizeof(Conn)));
+                             std::to_string(kSegmentVersion) + " with " + std::to_string(sizeof(ConnEntry)) +
+                             " and version 1 with " + std::to_string(sizeof(Conn)));
   } else if (boot_id.empty() || std::strncmp(h.boot_id, boot_id.c_str(), sizeof(h.boot_id)) != 0) {
     result = Status::Invalid("written before the host last booted");
-  } else if (h.used > h.capacity || size < Bytes(h.used)) {
+  } else if (h.used > h.capacity || size < Bytes(h.used, h.entry_size)) {
     result = Status::Invalid("truncated: " + std::to_string(h.used) + " entries in use, room for " +
-                             std::to_string((size - kHeaderBytes) / sizeof(Conn)));
+                             std::to_string((size - kHeaderBytes) / h.entry_size));
   } else {
     // Deadlines count on the writer's clock; its stamp says where that clock stood at a moment
     // of the boot clock, so the time left is the deadline minus the writer's "now" today.
     const uint64_t since_stamp_s = boot_ns_now > h.boot_ns ? (boot_ns_now - h.boot_ns) / 1000000000ull : 0;
     const uint64_t then_now_s = uint64_t{h.clock_s} + since_stamp_s;
-    const Conn* entries = reinterpret_cast<const Conn*>(static_cast<const char*>(p) + kHeaderBytes);
+    const char* base = static_cast<const char*>(p) + kHeaderBytes;
     for (uint32_t i = 0; i < h.used; i++) {
-      Conn c = entries[i];
+      Conn c;
+      if (v1) {
+        std::memcpy(&c, base + size_t{i} * sizeof(Conn), sizeof(Conn));
+        if (c.state == ConnState::kWideEnds) continue;  // not a state version 1 wrote
+      } else {
+        const auto* slots = reinterpret_cast<const ConnEntry*>(base);
+        if (!IsConn(slots[i].state) || !ReadConn(slots, h.used, i, &c)) continue;
+      }
       if (c.state == ConnState::kFree || c.expires_s <= then_now_s) continue;
       c.expires_s = static_cast<uint32_t>(c.expires_s - then_now_s);
       c.next = 0;

@@ -9,6 +9,7 @@
 
 #include <cstring>
 #include <filesystem>
+#include <map>
 
 #include <gtest/gtest.h>
 
@@ -88,7 +89,8 @@ TEST_F(ConnSegmentTest, RefusesWhatItCannotTrust) {
 
   Patch(8, kSegmentVersion + 1);  // the version field follows the magic
   s = ReadSegment(path_, "boot-a", 500 * kSec, &back);
-  EXPECT_NE(s.message().find("layout version 2"), std::string::npos) << s.message();
+  EXPECT_NE(s.message().find("layout version " + std::to_string(kSegmentVersion + 1)), std::string::npos)
+      << s.message();
   Patch(8, kSegmentVersion);
 
   ASSERT_EQ(truncate(path_.c_str(), kHeaderBytes + 5 * sizeof(Conn)), 0);
@@ -101,6 +103,60 @@ TEST_F(ConnSegmentTest, RefusesWhatItCannotTrust) {
   ASSERT_EQ(truncate(path_.c_str(), 100), 0);
   EXPECT_FALSE(ReadSegment(path_, "boot-a", 500 * kSec, &back).ok());
   EXPECT_TRUE(back.empty()) << "never a half-read table";
+}
+
+// IPv6 entries (two slots each) read back whole; so does a file of the previous layout
+// (version 1, 128-byte Conns), as a daemon upgraded in place finds it.
+TEST_F(ConnSegmentTest, ReadsBackIPv6EntriesAndVersion1Files) {
+  std::vector<Conn> conns = UdpConns(1000, 50);
+  for (size_t i = 0; i < conns.size(); i += 2) {
+    conns[i].lo = IpAddr::FromValue((u128{0x20010db8} << 96) + conns[i].lo.v4());
+    conns[i].hi = IpAddr::FromValue((u128{0x20010db8} << 96) + 0xc0a80001u);
+    conns[i].flags |= kConnV6;
+  }
+  std::unique_ptr<ConnSegment> seg;
+  ASSERT_TRUE(ConnSegment::Create(path_, ConnTable::SlotsFor(2000), "boot-a", &seg).ok());
+  FirewallOptions o;
+  o.conn_limit = 2000;
+  StatefulFilter f(1, &log_, o, 7, std::nullopt, std::move(seg));
+  f.SetTable(table_);
+  ASSERT_TRUE(f.CommitAhead(1000 * kSec, 500 * kSec).ok());
+  ASSERT_EQ(f.ImportConns(conns, 1000 * kSec), 1000u);
+  auto check = [&](const std::vector<Conn>& back) {
+    ASSERT_EQ(back.size(), conns.size());
+    std::map<uint64_t, const Conn*> by_id;
+    for (const Conn& c : back) by_id[c.flow_id] = &c;
+    for (const Conn& c : conns) {
+      const Conn* b = by_id.at(c.flow_id);
+      EXPECT_EQ(b->key(), c.key());
+      EXPECT_EQ(b->flags, c.flags);
+      EXPECT_EQ(b->expires_s, 50u);
+      EXPECT_EQ(b->pkts[1], 3u);
+    }
+  };
+  std::vector<Conn> back;
+  ASSERT_TRUE(ReadSegment(path_, "boot-a", 500 * kSec, &back).ok());
+  check(back);
+
+  // The same connections in a version 1 file, deadlines on the stamped clock (1000 s).
+  char header[kHeaderBytes];
+  const int fd = open(path_.c_str(), O_RDONLY);
+  ASSERT_EQ(pread(fd, header, sizeof header, 0), static_cast<ssize_t>(sizeof header));
+  close(fd);
+  const uint32_t v1[4] = {1, sizeof(Conn), 1000, 1000};  // version, entry size, capacity, used
+  std::memcpy(header + 8, v1, sizeof v1);
+  const std::string old = dir_ + "/port-old.conns";
+  FILE* out = fopen(old.c_str(), "wb");
+  ASSERT_NE(out, nullptr);
+  fwrite(header, 1, sizeof header, out);
+  for (Conn c : conns) {
+    c.expires_s = 1050;
+    fwrite(&c, sizeof c, 1, out);
+  }
+  fclose(out);
+  back.clear();
+  ASSERT_TRUE(ReadSegment(old, "boot-a", 500 * kSec, &back).ok());
+  check(back);
 }
 
 TEST_F(ConnSegmentTest, EntriesBeyondWhatIsBackedAreRefusedNotFaulted) {

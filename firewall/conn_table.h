@@ -1,7 +1,8 @@
-// ConnTable: a filter's connection entries in a pool of 128-byte Conns with index-linked hash
-// chains, bounded by an entry limit. The pool is a ConnSegment (a file that outlives the
-// process, or private memory) with room for the limit, backed ahead of use by CommitAhead on
-// the control thread: inserting never allocates. Walkable with a cursor (getflows, the migration exporter)
+// ConnTable: a filter's connection entries in a pool of 96-byte slots (ConnEntry: one per
+// IPv4 connection, two per IPv6 one) with index-linked hash chains, bounded by a limit on
+// connections. The pool is a ConnSegment (a file that outlives the process, or private
+// memory) with room for the limit (SlotsFor), backed ahead of use by CommitAhead on the
+// control thread: inserting never allocates. Walkable with a cursor (getflows, the migration exporter)
 // in pages, and swept for expired entries a slice at a time. During a live migration it tracks
 // changes (a bit per slot plus a list), so that the final delta costs what changed, not what
 // the table holds.
@@ -16,7 +17,7 @@
 #include <vector>
 
 #include "common/status.h"
-#include "firewall/conn.h"
+#include "firewall/conn_entry.h"
 #include "firewall/conn_segment.h"
 
 namespace palisade::fw {
@@ -24,8 +25,12 @@ namespace palisade::fw {
 class ConnTable {
  public:
   static constexpr uint32_t kNil = ~0u;
+  // Slots for `limit` connections, IPv6 ones included (address space: pages back what is used).
+  static uint32_t SlotsFor(uint32_t limit) {
+    return static_cast<uint32_t>(std::min<uint64_t>(uint64_t{limit} * 2, kNil - 1));
+  }
 
-  // segment: where the entries live (null: private memory), with room for at least `limit`.
+  // segment: where the entries live (null: private memory), grown to SlotsFor(limit) if smaller.
   ConnTable(uint32_t limit, uint64_t seed, std::unique_ptr<ConnSegment> segment = nullptr);
 
   uint32_t Find(const ConnKey& k) const { return Find(k, Hash(k)); }
@@ -33,10 +38,11 @@ class ConnTable {
   // packet's key once and both ports' tables use it when they share the seed. Inline: once per
   // packet.
   uint32_t Find(const ConnKey& k, uint64_t hash) const {
+    const uint32_t lo4 = Last4(k.lo), hi4 = Last4(k.hi);
     for (uint32_t i = buckets_[hash & mask_]; i != kNil; i = entries_[i].next) {
-      const Conn& c = entries_[i];
-      if (c.lo_port == k.lo_port && c.hi_port == k.hi_port && c.proto == k.proto && c.lo == k.lo &&
-          c.hi == k.hi) {
+      const ConnEntry& c = entries_[i];
+      if (c.lo4 == lo4 && c.hi4 == hi4 && c.lo_port == k.lo_port && c.hi_port == k.hi_port &&
+          c.proto == k.proto && SameEnds(i, k)) {
         return i;
       }
     }
@@ -61,7 +67,7 @@ class ConnTable {
   void PrefetchEntry(const ConnKey& k) const { PrefetchEntry(Hash(k)); }
   void PrefetchSlot(uint32_t idx) const { __builtin_prefetch(&entries_[idx]); }
 
-  // A zeroed entry holding k, or kNil when the limit is reached.
+  // A zeroed entry holding k (flags: kConnWide or none), or kNil when the limit is reached.
   uint32_t Insert(const ConnKey& k);
   void Remove(uint32_t idx);
   // The entry at idx changed (counters, state, timeout): remembered once per round while
@@ -74,17 +80,22 @@ class ConnTable {
     word |= bit;
     dirty_.push_back(idx);
   }
-  Conn& at(uint32_t idx) { return entries_[idx]; }
-  const Conn& at(uint32_t idx) const { return entries_[idx]; }
+  ConnEntry& at(uint32_t idx) { return entries_[idx]; }
+  const ConnEntry& at(uint32_t idx) const { return entries_[idx]; }
+  ConnKey Key(uint32_t idx) const;
+  // The original direction's tuple (source = originator).
+  Tuple OrigTuple(uint32_t idx) const;
+  // The entry as exported (expires_s and next as stored).
+  Conn Get(uint32_t idx) const;
 
-  // How many slots should be backed by memory for n more entries to arrive (a bulk import)
+  // How many slots should be backed by memory for n more slots to be filled (a bulk import)
   // or, with n = 0, for the datapath to go on inserting until the next call: the caller backs
   // them with segment()->Commit outside its lock (control thread), as the pages may take time.
   uint32_t CommitTarget(size_t n = 0) const;
   ConnSegment* segment() const { return segment_.get(); }
   uint32_t size() const { return size_; }
   uint32_t used() const { return used_; }  // slots ever used (live or free)
-  uint32_t limit() const { return limit_; }
+  uint32_t limit() const { return limit_; }  // connections
   // A lower limit refuses new entries until the table has shrunk below it; a higher one than
   // the segment has room for grows it (the entries may move: the caller holds its lock), and
   // one that needs more buckets rebuilds the index (the lock is held for a walk of the table:
@@ -100,14 +111,14 @@ class ConnTable {
   bool tracking() const { return tracking_; }
   void TakeChanges(std::vector<uint32_t>* changed, std::vector<ConnKey>* removed);
 
-  // Calls f(idx, conn) for up to `max` live entries from `cursor` on; returns the cursor to
+  // Calls f(idx, entry) for up to `max` live entries from `cursor` on; returns the cursor to
   // continue from, or kNil when the walk is complete. Entries added or removed meanwhile are
   // seen or not, but never twice.
   template <typename F>
   uint32_t Walk(uint32_t cursor, uint32_t max, F&& f) {
     uint32_t i = cursor;
     for (uint32_t seen = 0; i < used_ && seen < max; i++) {
-      if (entries_[i].state == ConnState::kFree) continue;
+      if (!IsConn(entries_[i].state)) continue;
       f(i, entries_[i]);
       seen++;
     }
@@ -118,17 +129,27 @@ class ConnTable {
   uint32_t Bucket(const ConnKey& k) const {
     return static_cast<uint32_t>(HashKey(k, seed_)) & mask_;
   }
+  // Whether entry i, whose inline key fields match k's, has k's whole addresses.
+  bool SameEnds(uint32_t i, const ConnKey& k) const {
+    if (!(entries_[i].flags & kConnWide)) return !IsWide(k);
+    IpAddr lo, hi;
+    ReadEnds(&entries_[i + 1], &lo, &hi);
+    return lo == k.lo && hi == k.hi;
+  }
+  // A free slot (two adjacent ones when wide), or kNil.
+  uint32_t Allocate(bool wide);
   void Rehash(uint32_t nbuckets);
 
   uint32_t limit_;
   uint64_t seed_;
   uint32_t mask_;
   uint32_t size_ = 0;
-  uint32_t free_ = kNil;  // free list through Conn::next
-  uint32_t used_ = 0;     // slots ever used: entries_[used_...] have never held an entry
+  uint32_t free_ = kNil;       // free single slots, through ConnEntry::next
+  uint32_t free_wide_ = kNil;  // free pairs of slots (a wide entry's), through the first's next
+  uint32_t used_ = 0;          // slots ever used: entries_[used_...] have never held an entry
   std::vector<uint32_t> buckets_;
   std::unique_ptr<ConnSegment> segment_;
-  Conn* entries_;  // segment_'s
+  ConnEntry* entries_;  // segment_'s
   bool tracking_ = false;
   std::vector<uint64_t> dirty_bits_;  // one bit per slot of entries_
   std::vector<uint32_t> dirty_;       // slots in the order they were first touched

@@ -66,5 +66,55 @@ TEST(ConnTableTest, ARaisedLimitKeepsEveryEntryFindable) {
   EXPECT_EQ(t.size(), 3000u);
 }
 
+// IPv4 entries take one slot, IPv6 ones two; freed slots are reused by either kind, and an
+// IPv6 key is never mistaken for the IPv4 key that shares its inline bytes.
+TEST(ConnTableTest, IPv6EntriesTakeTwoSlotsAndNeverMatchIPv4Ones) {
+  ConnTable t(1000, 7);
+  auto v4 = [](uint32_t i) {
+    bool lo;
+    return MakeKey(Tuple{IpAddr::V4(0x0a000000u + i), IpAddr::V4(0xc0a80001u), 1000, 53, 17}, &lo);
+  };
+  auto v6 = [](uint32_t i) {  // the same last 4 bytes as v4(i)'s addresses
+    bool lo;
+    return MakeKey(Tuple{IpAddr::FromValue((u128{0x20010db8} << 96) + 0x0a000000u + i),
+                         IpAddr::FromValue((u128{0x20010db8} << 96) + 0xc0a80001u), 1000, 53, 17}, &lo);
+  };
+  std::vector<uint32_t> idx4, idx6;
+  for (uint32_t i = 0; i < 100; i++) {
+    idx4.push_back(t.Insert(v4(i)));
+    ASSERT_EQ(t.Find(v6(i)), ConnTable::kNil) << "an IPv6 key with the IPv4 entry's inline bytes";
+    idx6.push_back(t.Insert(v6(i)));
+    ASSERT_NE(idx6.back(), ConnTable::kNil);
+  }
+  EXPECT_EQ(t.size(), 200u);
+  EXPECT_EQ(t.used(), 300u);
+  for (uint32_t i = 0; i < 100; i++) {
+    ASSERT_EQ(t.Find(v4(i)), idx4[i]);
+    ASSERT_EQ(t.Find(v6(i)), idx6[i]);
+    EXPECT_EQ(t.Key(idx6[i]), v6(i));
+    EXPECT_EQ(t.Key(idx4[i]), v4(i));
+    EXPECT_EQ(t.Get(idx6[i]).lo, v6(i).lo);
+  }
+  // Freed IPv6 pairs serve IPv4 entries (two each) and IPv6 ones; IPv4 singles serve only IPv4.
+  for (uint32_t i = 0; i < 50; i++) t.Remove(idx6[i]);
+  for (uint32_t i = 0; i < 10; i++) t.Remove(idx4[i]);
+  for (uint32_t i = 100; i < 130; i++) ASSERT_NE(t.Insert(v6(i)), ConnTable::kNil);
+  for (uint32_t i = 100; i < 150; i++) ASSERT_NE(t.Insert(v4(i)), ConnTable::kNil);
+  EXPECT_EQ(t.used(), 300u) << "every new entry took freed slots";
+  ASSERT_NE(t.Insert(v6(200)), ConnTable::kNil);
+  EXPECT_EQ(t.used(), 302u) << "no free pair left: a new one from the end";
+  uint32_t seen = 0;
+  for (uint32_t c = 0; c != ConnTable::kNil;) c = t.Walk(c, 7, [&](uint32_t, const ConnEntry&) { seen++; });
+  EXPECT_EQ(seen, t.size()) << "the Walk sees connections only, not their address slots";
+  for (uint32_t i = 0; i < 150; i++) {
+    EXPECT_EQ(t.Find(v4(i)) == ConnTable::kNil, i < 10) << i;
+    EXPECT_EQ(t.Find(v6(i)) == ConnTable::kNil, i < 50 || i >= 130) << i;
+  }
+  // The index rebuilt for a larger limit finds both kinds.
+  ASSERT_TRUE(t.set_limit(100000).ok());
+  EXPECT_NE(t.Find(v6(120)), ConnTable::kNil);
+  EXPECT_NE(t.Find(v4(140)), ConnTable::kNil);
+}
+
 }  // namespace
 }  // namespace palisade::fw

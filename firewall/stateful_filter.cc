@@ -47,7 +47,7 @@ StatefulFilter::StatefulFilter(uint32_t filter_id, PacketLog* log, FirewallOptio
       log_(log),
       options_(options),
       conns_(options.conn_limit, hash_seed.value_or(seed), std::move(segment)),
-      next_flow_id_((seed & 0xffffffff00000000ull) | 1),
+      next_flow_id_((seed & 0x0000ffff00000000ull) | 1),  // 48 bits, as entries keep them
       frags_(kFragSets * kFragWays, FragKey{}),
       syn_hints_(kSynHints, SynHint{}) {}
 
@@ -144,7 +144,7 @@ void StatefulFilter::StartCount(RuleCount* rc, uint32_t pos, bool in) {
 }
 
 inline void StatefulFilter::Account(uint32_t idx, int dir, uint32_t len, uint32_t now_s, RuleCount* rc) {
-  Conn& c = conns_.at(idx);
+  ConnEntry& c = conns_.at(idx);
   conns_.Touch(idx);
   c.pkts[dir]++;
   c.bytes[dir] += len;
@@ -167,7 +167,7 @@ inline bool StatefulFilter::Established(FilterBatch& b, uint16_t i, const Packet
   }
   const uint32_t idx = conns_.Find(k.key, k.hash);
   if (idx == ConnTable::kNil) return false;
-  Conn& c = conns_.at(idx);
+  ConnEntry& c = conns_.at(idx);
   if (c.generation != static_cast<uint16_t>(t.generation())) return false;  // a re-check first
   const int dir = (k.src_is_lo == ((c.flags & kConnOrigIsLo) != 0)) ? 0 : 1;
   if (proto == kProtoTcp) {
@@ -206,14 +206,14 @@ void StatefulFilter::ProcessIp(FilterBatch& b, uint16_t i, const Packet& p, cons
   }
   uint32_t idx = conns_.Find(key, k.hash);
   if (idx != ConnTable::kNil) {
-    Conn& c = conns_.at(idx);
-    if (c.generation != static_cast<uint16_t>(t.generation()) && !Recheck(c, t)) {
+    const ConnEntry& c = conns_.at(idx);
+    if (c.generation != static_cast<uint16_t>(t.generation()) && !Recheck(idx, t)) {
       Close(idx, CloseReason::kRuleChange, b.now_ns, b.worker);
       idx = ConnTable::kNil;
     }
   }
   if (idx != ConnTable::kNil) {
-    Conn& c = conns_.at(idx);
+    ConnEntry& c = conns_.at(idx);
     const int dir = (src_is_lo == ((c.flags & kConnOrigIsLo) != 0)) ? 0 : 1;
     if (c.proto == kProtoTcp) {
       const bool syn_ack = (p.tcp_flags & (tcp::kSyn | tcp::kAck)) == (tcp::kSyn | tcp::kAck);
@@ -246,9 +246,9 @@ bool StatefulFilter::Related(const FilterBatch& b, const Packet& p, const RuleTa
   bool quoted_src_is_lo;
   const uint32_t idx = conns_.Find(MakeKey(p.quoted, &quoted_src_is_lo));
   if (idx == ConnTable::kNil) return false;
-  Conn& c = conns_.at(idx);
+  const ConnEntry& c = conns_.at(idx);
   if (c.expires_s <= now_s || c.state == ConnState::kClosed) return false;  // not live
-  if (c.generation != static_cast<uint16_t>(t.generation()) && !Recheck(c, t)) {
+  if (c.generation != static_cast<uint16_t>(t.generation()) && !Recheck(idx, t)) {
     Close(idx, CloseReason::kRuleChange, b.now_ns, b.worker);
     return false;
   }
@@ -279,7 +279,7 @@ void StatefulFilter::IgnoredSyn(FilterBatch& b, uint16_t i, const Packet& p, con
     b.reason[i] = why;
     return;
   }
-  HintFor(idx) = SynHint{conns_.at(idx).flow_id, idx, p.seq, now_s + kSynHintS, p.window,
+  HintFor(idx) = SynHint{conns_.at(idx).flow_id(), idx, p.seq, now_s + kSynHintS, p.window,
                          p.wscale, static_cast<uint8_t>(dir)};
   Account(idx, dir, b.pkts[i].len, now_s);
 }
@@ -288,7 +288,7 @@ bool StatefulFilter::Reopen(FilterBatch& b, uint16_t i, const Packet& p, const R
                             uint32_t idx, int dir, const ConnKey& key, bool src_is_lo,
                             uint32_t now_s) {
   const SynHint h = HintFor(idx);
-  if (h.idx != idx || h.flow_id != conns_.at(idx).flow_id || h.dir == dir || h.expires_s <= now_s ||
+  if (h.idx != idx || h.flow_id != conns_.at(idx).flow_id() || h.dir == dir || h.expires_s <= now_s ||
       p.ack != h.seq + 1) {
     return false;
   }
@@ -313,13 +313,11 @@ bool StatefulFilter::Reopen(FilterBatch& b, uint16_t i, const Packet& p, const R
     return true;
   }
   const Rule& r = t.rules()[static_cast<size_t>(pos)];
-  Conn& c = conns_.at(n);
-  c.flags = static_cast<uint8_t>((src_is_lo ? 0 : kConnOrigIsLo) | (syn_in ? kConnOrigIn : 0) |
-                                 (r.log ? kConnLog : 0) | (p.v6 ? kConnV6 : 0));
-  c.rule_id = r.id;
-  c.rule_pos = static_cast<uint16_t>(pos + 1);
-  c.generation = static_cast<uint16_t>(t.generation());
-  c.flow_id = next_flow_id_++;
+  ConnEntry& c = conns_.at(n);
+  c.flags |= static_cast<uint8_t>((src_is_lo ? 0 : kConnOrigIsLo) | (syn_in ? kConnOrigIn : 0) |
+                                  (r.log ? kConnLog : 0) | (p.v6 ? kConnV6 : 0));
+  TakeRule(c, t, pos);
+  c.set_flow_id(next_flow_id_++);
   TcpStart(c, syn, r.strict);
   c.pkts[0] = 1;
   if (TcpUpdate(c, 1, p) != TcpTrack::kValid) {  // cannot happen: it acknowledges the SYN
@@ -373,13 +371,11 @@ void StatefulFilter::NewConnection(FilterBatch& b, uint16_t i, const Packet& p, 
     LogPacket(b, p, len, LogEvent::Kind::kStateLimit, LogEvent::Action::kDrop, r.id);
     return;
   }
-  Conn& c = conns_.at(idx);
-  c.flags = static_cast<uint8_t>((src_is_lo ? kConnOrigIsLo : 0) | (in ? kConnOrigIn : 0) |
-                                 (r.log ? kConnLog : 0) | (p.v6 ? kConnV6 : 0));
-  c.rule_id = r.id;
-  c.rule_pos = static_cast<uint16_t>(pos + 1);
-  c.generation = static_cast<uint16_t>(t.generation());
-  c.flow_id = next_flow_id_++;
+  ConnEntry& c = conns_.at(idx);
+  c.flags |= static_cast<uint8_t>((src_is_lo ? kConnOrigIsLo : 0) | (in ? kConnOrigIn : 0) |
+                                  (r.log ? kConnLog : 0) | (p.v6 ? kConnV6 : 0));
+  TakeRule(c, t, pos);
+  c.set_flow_id(next_flow_id_++);
   if (c.proto == kProtoTcp && TcpStart(c, p, r.strict) == TcpOpen::kRefused) {
     conns_.Remove(idx);
     b.verdict[i] = Verdict::kDrop;
@@ -393,29 +389,28 @@ void StatefulFilter::NewConnection(FilterBatch& b, uint16_t i, const Packet& p, 
   if (p.first_fragment) RememberFragment(p, now_s);
 }
 
-bool StatefulFilter::Recheck(Conn& c, const RuleTable& t) {
+bool StatefulFilter::Recheck(uint32_t idx, const RuleTable& t) {
+  ConnEntry& c = conns_.at(idx);
   if (!options_.recheck) {
     c.generation = static_cast<uint16_t>(t.generation());
     c.rule_pos = 0;  // its rule's place in the new table is unknown
     return true;
   }
-  return Admitted(c, t);
+  const int pos = AdmittingRule(conns_.OrigTuple(idx), c.flags, t);
+  if (pos < 0) return false;
+  TakeRule(c, t, pos);
+  return true;
 }
 
-bool StatefulFilter::Admitted(Conn& c, const RuleTable& t) {
-  const Tuple orig = c.OrigTuple();
-  const bool v6 = c.flags & kConnV6;
+int StatefulFilter::AdmittingRule(const Tuple& orig, uint8_t flags, const RuleTable& t) {
+  const bool v6 = flags & kConnV6;
   uint8_t type = 0;
-  if (c.proto == kProtoIcmp) type = 8;     // ICMP entries are echo requests
-  if (c.proto == kProtoIcmp6) type = 128;
-  const int pos = t.classifier().Lookup(KeyOf(c.flags & kConnOrigIn, v6, orig, type, 0));
-  if (pos < 0) return false;
+  if (orig.proto == kProtoIcmp) type = 8;     // ICMP entries are echo requests
+  if (orig.proto == kProtoIcmp6) type = 128;
+  const int pos = t.classifier().Lookup(KeyOf(flags & kConnOrigIn, v6, orig, type, 0));
+  if (pos < 0) return -1;
   const Rule& r = t.rules()[static_cast<size_t>(pos)];
-  if (r.action != Action::kAccept || r.stateless) return false;
-  c.rule_id = r.id;
-  c.rule_pos = static_cast<uint16_t>(pos + 1);
-  c.generation = static_cast<uint16_t>(t.generation());
-  return true;
+  return r.action == Action::kAccept && !r.stateless ? pos : -1;
 }
 
 void StatefulFilter::CountRule(uint32_t pos, bool in, uint64_t pkts, uint64_t bytes, bool eval) {
@@ -437,15 +432,15 @@ void StatefulFilter::SweepStep(uint32_t now_s, uint64_t now_ns, unsigned worker)
   uint32_t i = sweep_cursor_;
   for (uint32_t k = 0; k < kSweepSlots; k++, i++) {
     if (i >= used) i = 0;
-    const Conn& c = conns_.at(i);
-    if (c.state != ConnState::kFree && c.expires_s <= now_s) Close(i, CloseReason::kTimeout, now_ns, worker);
+    const ConnEntry& c = conns_.at(i);
+    if (IsConn(c.state) && c.expires_s <= now_s) Close(i, CloseReason::kTimeout, now_ns, worker);
   }
   sweep_cursor_ = i;
   for (uint32_t k = 0; k < kSweepSlots && i + k < used; k++) __builtin_prefetch(&conns_.at(i + k));  // the next step's
 }
 
 void StatefulFilter::Close(uint32_t idx, CloseReason why, uint64_t now_ns, unsigned worker) {
-  const Conn& c = conns_.at(idx);
+  const ConnEntry& c = conns_.at(idx);
   if ((c.flags & kConnLog) && log_ != nullptr) {
     LogEvent e{};
     e.now_ns = now_ns;
@@ -457,7 +452,7 @@ void StatefulFilter::Close(uint32_t idx, CloseReason why, uint64_t now_ns, unsig
     e.v6 = c.flags & kConnV6;
     e.proto = c.proto;
     e.close_reason = static_cast<uint8_t>(c.reason != CloseReason::kNone ? c.reason : why);
-    const Tuple t = c.OrigTuple();
+    const Tuple t = conns_.OrigTuple(idx);
     e.src = t.src;
     e.dst = t.dst;
     e.sport = t.sport;
@@ -540,10 +535,10 @@ uint32_t StatefulFilter::Flows(uint32_t cursor, uint32_t max, const FlowSelector
                                uint64_t now_ns, std::vector<FlowInfo>* out) {
   const uint32_t now_s = static_cast<uint32_t>(now_ns / 1000000000ull);
   std::lock_guard lock(lock_);
-  return conns_.Walk(cursor, max, [&](uint32_t, const Conn& c) {
-    const Tuple t = c.OrigTuple();
+  return conns_.Walk(cursor, max, [&](uint32_t idx, const ConnEntry& c) {
+    const Tuple t = conns_.OrigTuple(idx);
     if (!sel.Matches(t)) return;
-    FlowInfo f{c.flow_id, c.state, (c.flags & kConnV6) != 0, (c.flags & kConnOrigIn) != 0,
+    FlowInfo f{c.flow_id(), c.state, (c.flags & kConnV6) != 0, (c.flags & kConnOrigIn) != 0,
                c.rule_id, t, {c.pkts[0], c.pkts[1]}, {c.bytes[0], c.bytes[1]},
                c.expires_s > now_s ? c.expires_s - now_s : 0};
     out->push_back(f);
@@ -556,8 +551,8 @@ size_t StatefulFilter::Flush(const FlowSelector& sel, uint64_t now_ns) {
   while (cursor != ConnTable::kNil) {
     std::lock_guard lock(lock_);
     std::vector<uint32_t> victims;
-    cursor = conns_.Walk(cursor, 1024, [&](uint32_t idx, const Conn& c) {
-      if (sel.Matches(c.OrigTuple())) victims.push_back(idx);
+    cursor = conns_.Walk(cursor, 1024, [&](uint32_t idx, const ConnEntry&) {
+      if (sel.Matches(conns_.OrigTuple(idx))) victims.push_back(idx);
     });
     for (uint32_t idx : victims) Close(idx, CloseReason::kFlush, now_ns, PacketLog::kControl);
     removed += victims.size();
@@ -569,7 +564,7 @@ size_t StatefulFilter::Expire(uint64_t now_ns, uint32_t budget) {
   const uint32_t now_s = static_cast<uint32_t>(now_ns / 1000000000ull);
   std::lock_guard lock(lock_);
   std::vector<uint32_t> victims;
-  const uint32_t next = conns_.Walk(sweep_cursor_, budget, [&](uint32_t idx, const Conn& c) {
+  const uint32_t next = conns_.Walk(sweep_cursor_, budget, [&](uint32_t idx, const ConnEntry& c) {
     if (c.expires_s <= now_s) victims.push_back(idx);
   });
   sweep_cursor_ = next == ConnTable::kNil ? 0 : next;

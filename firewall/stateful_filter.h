@@ -192,11 +192,19 @@ class StatefulFilter : public Filter {
   bool Reopen(FilterBatch& b, uint16_t i, const Packet& p, const RuleTable& t, uint32_t idx,
               int dir, const ConnKey& key, bool src_is_lo, uint32_t now_s);
   SynHint& HintFor(uint32_t idx) { return syn_hints_[idx % syn_hints_.size()]; }
-  // Whether t admits c (its rule accepts it, statefully); if so c takes that rule and t's
-  // generation. Reads only its arguments: safe on any thread.
-  static bool Admitted(Conn& c, const RuleTable& t);
-  // Admitted, unless the re-check option is off: then c only takes t's generation.
-  bool Recheck(Conn& c, const RuleTable& t);
+  // The position of t's rule that admits a connection with this original tuple and kConn*
+  // flags (it accepts, statefully), or -1. Reads only its arguments: safe on any thread.
+  static int AdmittingRule(const Tuple& orig, uint8_t flags, const RuleTable& t);
+  // An entry (ConnEntry or Conn) takes the rule at pos of t, and t's generation.
+  template <typename C>
+  static void TakeRule(C& c, const RuleTable& t, int pos) {
+    c.rule_id = t.rules()[static_cast<size_t>(pos)].id;
+    c.rule_pos = static_cast<uint16_t>(pos + 1);
+    c.generation = static_cast<uint16_t>(t.generation());
+  }
+  // Entry idx still admitted by t (it then takes the rule), or, with the re-check option off,
+  // it only takes t's generation.
+  bool Recheck(uint32_t idx, const RuleTable& t);
   // A packet of entry idx in direction dir: its counters, deadline and rule's counters (into rc
   // when given, else at once).
   void Account(uint32_t idx, int dir, uint32_t len, uint32_t now_s, RuleCount* rc = nullptr);

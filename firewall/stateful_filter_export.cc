@@ -70,7 +70,7 @@ uint32_t StatefulFilter::ExportConns(uint32_t cursor, uint32_t max, uint64_t now
   const uint32_t now_s = static_cast<uint32_t>(now_ns / 1000000000ull);
   std::lock_guard lock(lock_);
   return conns_.Walk(cursor, max,
-                     [&](uint32_t, const Conn& c) { out->push_back(Exported(c, now_s)); });
+                     [&](uint32_t idx, const ConnEntry&) { out->push_back(Exported(conns_.Get(idx), now_s)); });
 }
 
 size_t StatefulFilter::ImportConns(const std::vector<Conn>& conns, uint64_t now_ns) {
@@ -78,9 +78,11 @@ size_t StatefulFilter::ImportConns(const std::vector<Conn>& conns, uint64_t now_
   uint32_t target;
   std::shared_ptr<const RuleTable> table;
   Timeouts timeouts;
+  size_t slots = 0;  // an IPv6 entry takes two
+  for (const Conn& c : conns) slots += c.lo.is_v4() && c.hi.is_v4() ? 1 : 2;
   {
     std::lock_guard lock(lock_);
-    target = conns_.CommitTarget(conns.size());
+    target = conns_.CommitTarget(slots);
     table = table_;
     timeouts = options_.timeouts;
   }
@@ -97,7 +99,9 @@ size_t StatefulFilter::ImportConns(const std::vector<Conn>& conns, uint64_t now_
       Conn& c = judged[i];
       c = conns[i];
       if (c.state == ConnState::kFree || c.expires_s == 0 || !Sane(c, timeouts)) continue;
-      verdict[i] = table && Admitted(c, *table) ? kAdmitted : kRefused;
+      const int pos = table ? AdmittingRule(c.OrigTuple(), c.flags, *table) : -1;
+      if (pos >= 0) TakeRule(c, *table, pos);
+      verdict[i] = pos >= 0 ? kAdmitted : kRefused;
     }
   });
   size_t taken = 0;
@@ -111,9 +115,8 @@ size_t StatefulFilter::ImportConns(const std::vector<Conn>& conns, uint64_t now_
     }
     if (idx == ConnTable::kNil) idx = conns_.Insert(c.key());
     if (idx == ConnTable::kNil) return false;  // the limit: the rest cannot be taken either
-    c.next = conns_.at(idx).next;
     c.expires_s = now_s + c.expires_s;  // clamped by Sane
-    conns_.at(idx) = c;
+    WriteState(c, &conns_.at(idx));
     taken++;
     return true;
   });
@@ -149,8 +152,7 @@ void StatefulFilter::TakeDelta(uint64_t now_ns, std::vector<Conn>* changed,
     const size_t end = std::min(idxs.size(), start + kSlice);
     for (size_t i = start; i < end; i++) {
       if (i + kAhead < end) conns_.PrefetchSlot(idxs[i + kAhead]);
-      const Conn& c = conns_.at(idxs[i]);
-      if (c.state != ConnState::kFree) changed->push_back(Exported(c, now_s));
+      if (IsConn(conns_.at(idxs[i]).state)) changed->push_back(Exported(conns_.Get(idxs[i]), now_s));
     }
   }
 }

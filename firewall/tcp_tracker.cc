@@ -53,28 +53,24 @@ bool InWindow(TcpPeer& sender, TcpPeer& receiver, const Packet& p, bool liberal)
   return true;
 }
 
-}  // namespace
-
-TcpOpen TcpStart(Conn& c, const Packet& p, bool strict) {
+TcpOpen Start(ConnEntry& c, TcpPeer* peer, const Packet& p, bool strict) {
   const uint8_t f = p.tcp_flags;
-  c.peer[0] = TcpPeer{};
-  c.peer[1] = TcpPeer{};
   if (f & tcp::kRst) return TcpOpen::kRefused;
   if ((f & (tcp::kSyn | tcp::kAck)) == tcp::kSyn) {
-    InitPeer(c.peer[0], p);
+    InitPeer(peer[0], p);
     c.state = ConnState::kSynSent;
     return TcpOpen::kOpened;
   }
   if (strict || (f & tcp::kSyn)) return TcpOpen::kRefused;  // a SYN+ACK opens nothing
-  InitPeer(c.peer[0], p);
+  InitPeer(peer[0], p);
   c.state = ConnState::kEstablished;
   c.flags |= kConnLiberal;
   return TcpOpen::kPickedUp;
 }
 
-TcpTrack TcpUpdate(Conn& c, int dir, const Packet& p) {
-  TcpPeer& sender = c.peer[dir];
-  TcpPeer& receiver = c.peer[1 - dir];
+TcpTrack Update(ConnEntry& c, TcpPeer* peer, int dir, const Packet& p) {
+  TcpPeer& sender = peer[dir];
+  TcpPeer& receiver = peer[1 - dir];
   const uint8_t f = p.tcp_flags;
   const bool syn = f & tcp::kSyn, ack = f & tcp::kAck, fin = f & tcp::kFin, rst = f & tcp::kRst;
 
@@ -92,15 +88,15 @@ TcpTrack TcpUpdate(Conn& c, int dir, const Packet& p) {
     }
     if (rst) {
       // A refusal must acknowledge the SYN exactly.
-      if (!ack || p.ack != c.peer[0].end) return TcpTrack::kOutOfWindow;
+      if (!ack || p.ack != peer[0].end) return TcpTrack::kOutOfWindow;
       c.state = ConnState::kClosed;
       c.reason = CloseReason::kRst;
       return TcpTrack::kValid;
     }
-    if (!(syn && ack) || p.ack != c.peer[0].end) return TcpTrack::kOutOfWindow;
+    if (!(syn && ack) || p.ack != peer[0].end) return TcpTrack::kOutOfWindow;
     InitPeer(sender, p);
-    if (!(c.peer[0].flags & kPeerWscale) || !(sender.flags & kPeerWscale)) {
-      c.peer[0].scale = sender.scale = 0;  // scaling only when both sides offer it
+    if (!(peer[0].flags & kPeerWscale) || !(sender.flags & kPeerWscale)) {
+      peer[0].scale = sender.scale = 0;  // scaling only when both sides offer it
     }
     receiver.maxend = p.ack + (sender.maxwin == 0 ? 1 : sender.maxwin);
     c.state = ConnState::kSynRecv;
@@ -134,7 +130,7 @@ TcpTrack TcpUpdate(Conn& c, int dir, const Packet& p) {
       break;
     case ConnState::kFinWait:
     case ConnState::kCloseWait:
-      if ((c.peer[0].flags & kPeerFin) && (c.peer[1].flags & kPeerFin)) {
+      if ((peer[0].flags & kPeerFin) && (peer[1].flags & kPeerFin)) {
         c.state = ConnState::kTimeWait;
         c.reason = CloseReason::kFin;
       } else if (!fin && !(sender.flags & kPeerFin)) {
@@ -144,6 +140,25 @@ TcpTrack TcpUpdate(Conn& c, int dir, const Packet& p) {
     default: break;
   }
   return TcpTrack::kValid;
+}
+
+}  // namespace
+
+// The entry keeps its sides packed; the state machine works on them whole.
+TcpOpen TcpStart(ConnEntry& c, const Packet& p, bool strict) {
+  TcpPeer peer[2] = {};
+  const TcpOpen r = Start(c, peer, p, strict);
+  c.set_peer(0, peer[0]);
+  c.set_peer(1, peer[1]);
+  return r;
+}
+
+TcpTrack TcpUpdate(ConnEntry& c, int dir, const Packet& p) {
+  TcpPeer peer[2] = {c.peer(0), c.peer(1)};
+  const TcpTrack r = Update(c, peer, dir, p);
+  c.set_peer(0, peer[0]);
+  c.set_peer(1, peer[1]);
+  return r;
 }
 
 }  // namespace palisade::fw

@@ -2,10 +2,10 @@
 // CLOSE_WAIT, TIME_WAIT, CLOSED) and sequence-window checks, so that a blind RST or an
 // out-of-window segment can neither end a connection nor ride on it.
 //
-// Pure functions over one Conn; the caller serialises access.
+// Pure functions over one ConnEntry; the caller serialises access.
 #pragma once
 
-#include "firewall/conn.h"
+#include "firewall/conn_entry.h"
 #include "firewall/packet.h"
 
 namespace palisade::fw {
@@ -18,7 +18,7 @@ enum class TcpOpen {
 
 // Initialises c (direction 0 = this packet's) for a new connection; a pickup marks it
 // kConnLiberal.
-TcpOpen TcpStart(Conn& c, const Packet& p, bool strict);
+TcpOpen TcpStart(ConnEntry& c, const Packet& p, bool strict);
 
 enum class TcpTrack {
   kValid,       // fits the connection; state updated
@@ -30,6 +30,6 @@ enum class TcpTrack {
 };
 
 // Checks and applies one packet travelling in direction dir (0 original, 1 reply).
-TcpTrack TcpUpdate(Conn& c, int dir, const Packet& p);
+TcpTrack TcpUpdate(ConnEntry& c, int dir, const Packet& p);
 
 }  // namespace palisade::fw

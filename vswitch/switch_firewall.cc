@@ -24,8 +24,8 @@ Status Switch::MakeFilter(PortState& state, const FilterSpec& spec, std::shared_
     std::unique_ptr<fw::ConnSegment> segment;
     if (!options_.conn_dir.empty()) {
       const std::string path = options_.conn_dir + "/port-" + state.spec.name + ".conns";
-      if (Status s = fw::ConnSegment::Create(path, options_.firewall.conn_limit, boot_id_, &segment);
-          !s.ok() && options_.warn) {
+      const uint32_t slots = fw::ConnTable::SlotsFor(options_.firewall.conn_limit);
+      if (Status s = fw::ConnSegment::Create(path, slots, boot_id_, &segment); !s.ok() && options_.warn) {
         options_.warn("port '" + state.spec.name + "': its connections are kept in private memory and " +
                       "would not survive a crash: " + s.message());
       }
