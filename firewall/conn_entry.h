@@ -11,6 +11,8 @@
 // Value types and pure functions; the table that holds them (conn_table.h) says who may touch them.
 #pragma once
 
+#include <array>
+#include <bit>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -66,7 +68,16 @@ static_assert(offsetof(ConnEntry, next) < 32, "a lookup reads the key and the ch
 // A slot that holds a connection (not free, not a wide entry's addresses).
 inline bool IsConn(ConnState s) { return s != ConnState::kFree && s != ConnState::kWideEnds; }
 
-inline bool IsWide(const ConnKey& k) { return !(k.lo.is_v4() && k.hi.is_v4()); }
+// IpAddr::is_v4 in two loads, for the lookup that confirms a match.
+inline bool IsV4Mapped(const IpAddr& a) {
+  constexpr uint32_t kMapped = std::bit_cast<uint32_t>(std::array<uint8_t, 4>{0, 0, 0xff, 0xff});
+  uint64_t head;
+  uint32_t mid;
+  std::memcpy(&head, a.b.data(), 8);
+  std::memcpy(&mid, a.b.data() + 8, 4);
+  return head == 0 && mid == kMapped;
+}
+inline bool IsWide(const ConnKey& k) { return !(IsV4Mapped(k.lo) && IsV4Mapped(k.hi)); }
 inline uint32_t Last4(const IpAddr& a) {
   uint32_t v;
   std::memcpy(&v, a.b.data() + 12, 4);

@@ -79,7 +79,7 @@ size_t StatefulFilter::ImportConns(const std::vector<Conn>& conns, uint64_t now_
   std::shared_ptr<const RuleTable> table;
   Timeouts timeouts;
   size_t slots = 0;  // an IPv6 entry takes two
-  for (const Conn& c : conns) slots += c.lo.is_v4() && c.hi.is_v4() ? 1 : 2;
+  for (const Conn& c : conns) slots += IsWide(c.key()) ? 2 : 1;
   {
     std::lock_guard lock(lock_);
     target = conns_.CommitTarget(slots);
