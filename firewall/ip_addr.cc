@@ -22,13 +22,6 @@ IpAddr IpAddr::V4(uint32_t host_order) {
   return a;
 }
 
-IpAddr IpAddr::FromV4Bytes(const uint8_t* p) {
-  IpAddr a;
-  a.b[10] = a.b[11] = 0xff;
-  std::memcpy(&a.b[12], p, 4);
-  return a;
-}
-
 IpAddr IpAddr::FromV6Bytes(const uint8_t* p) {
   IpAddr a;
   std::memcpy(a.b.data(), p, 16);

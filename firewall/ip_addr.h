@@ -3,6 +3,8 @@
 // Value types; thread-compatible.
 #pragma once
 
+#include <emmintrin.h>
+
 #include <array>
 #include <compare>
 #include <cstdint>
@@ -19,7 +21,18 @@ struct IpAddr {
   std::array<uint8_t, 16> b{};
 
   static IpAddr V4(uint32_t host_order);
-  static IpAddr FromV4Bytes(const uint8_t* p);
+  // Inline, built whole in a register and stored at once: the parser makes two per packet, and
+  // a connection key read soon after in wider words than it was written in would wait for the
+  // stores to retire (a failed store-to-load forward).
+  static IpAddr FromV4Bytes(const uint8_t* p) {
+    int32_t v;
+    std::memcpy(&v, p, 4);
+    // Little-endian 32-bit words: 0, 0, then bytes 00 00 ff ff, then the address as it came.
+    const __m128i whole = _mm_set_epi32(v, static_cast<int32_t>(0xffff0000u), 0, 0);
+    IpAddr a;
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(a.b.data()), whole);
+    return a;
+  }
   static IpAddr FromV6Bytes(const uint8_t* p);
   static std::optional<IpAddr> Parse(std::string_view text);
 
