@@ -35,8 +35,25 @@ Status ClusterGlue::Start(cluster::AgentOptions options) {
 }
 
 void ClusterGlue::Apply(const cluster::ClusterUpdate& u, bool now) {
-  if (u.resolved != applied_resolved_) sw_->SetClusterAddresses(u.resolved->vms, u.resolved->groups);
+  // Tables whose sets name a VM or group whose addresses changed: compiled again below (in
+  // place for the snapshot).
+  std::vector<std::string> stale;
+  if (u.resolved != applied_resolved_) sw_->SetClusterAddresses(u.resolved->vms, u.resolved->groups, now ? nullptr : &stale);
   applied_resolved_ = u.resolved;
+  for (const std::string& port : stale) {
+    // A file of the port compiling with the old addresses is asked for again, by the pass below.
+    if (FileLoading(port)) {
+      applied_.erase(port);
+      retry_ = true;
+    }
+  }
+  ApplyFiles(u, now);
+  for (const std::string& port : stale) {
+    if (!FileLoading(port)) Recompile(port, u.revision);
+  }
+}
+
+void ClusterGlue::ApplyFiles(const cluster::ClusterUpdate& u, bool now) {
   // The same rule files as the last pass, which every port took: nothing to do.
   if (u.local == applied_local_ && !retry_) return;
   applied_local_ = u.local;
@@ -55,7 +72,7 @@ void ClusterGlue::Apply(const cluster::ClusterUpdate& u, bool now) {
     reported_.erase(vm);
     auto r = u.local->rules.find(vm);
     if (r == u.local->rules.end()) continue;  // not published yet: the next update brings it
-    if (r->second.empty() && port.cluster_revision == 0 && !loading_.count(port.name)) continue;  // configured here
+    if (r->second.empty() && port.cluster_revision == 0 && !FileLoading(port.name)) continue;  // configured here
     auto applied = applied_.find(port.name);
     if (applied != applied_.end() && applied->second == r->second) continue;
     bool has_sfw = false;
@@ -84,16 +101,32 @@ void ClusterGlue::Load(const std::string& port, const std::string& vm, const std
     Loaded(port, vm, revision, s);
     return;
   }
+  Compile(port, std::move(p), /*file=*/true,
+          [this, port, vm, revision](const Status& s) { Loaded(port, vm, revision, s); });
+}
+
+void ClusterGlue::Recompile(const std::string& port, int64_t revision) {
+  auto p = std::make_shared<Switch::PreparedRules>();
+  if (!sw_->PrepareRecompile(port, p.get()).ok()) return;  // gone, or no table yet
+  Compile(port, std::move(p), /*file=*/false, [port, revision](const Status& s) {
+    if (s.ok()) return;
+    Log(LogLevel::kError, "cluster revision %lld: port %s keeps the addresses it had: %s",
+        static_cast<long long>(revision), port.c_str(), s.message().c_str());
+  });
+}
+
+void ClusterGlue::Compile(const std::string& port, std::shared_ptr<Switch::PreparedRules> p, bool file,
+                          std::function<void(const Status&)> done) {
   const uint64_t seq = ++loads_;
-  loading_[port] = seq;
-  pool_.Run([this, alive = alive_, queue = queue_, p, port, vm, revision, seq]() {
+  loading_[port] = Pending{seq, file};
+  pool_.Run([this, alive = alive_, queue = queue_, p = std::move(p), port, seq, done = std::move(done)]() {
     Switch::CompileRules(p.get());
-    queue->Post([this, alive, p, port, vm, revision, seq]() {
+    queue->Post([this, alive, p, port, seq, done]() {
       if (!*alive) return;
       auto it = loading_.find(port);
-      if (it == loading_.end() || it->second != seq) return;  // a later file for the port is on its way
+      if (it == loading_.end() || it->second.seq != seq) return;  // a later table for the port is on its way
       loading_.erase(it);
-      Loaded(port, vm, revision, sw_->CommitRules(std::move(*p)));
+      done(sw_->CommitRules(std::move(*p)));
     });
   });
 }

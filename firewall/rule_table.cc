@@ -124,6 +124,7 @@ Status RuleTable::Compile(RuleFile file, const MemberAddresses& members, uint32_
   if (file.rules.size() > kMaxRules || file.l2_rules.size() > kMaxRules) {
     return Status::Invalid("a ruleset may hold at most " + std::to_string(kMaxRules) + " rules");
   }
+  auto table = std::shared_ptr<RuleTable>(new RuleTable());
   ResolvedSets sets;
   bool dynamic = false;
   for (const AddrSet& s : file.addrsets) {
@@ -133,7 +134,8 @@ Status RuleTable::Compile(RuleFile file, const MemberAddresses& members, uint32_
       for (const std::string& name : *names) {
         dynamic = true;
         if (!members) continue;
-        for (const IpPrefix& p : members(kind, name)) ips.push_back(p);
+        const std::vector<IpPrefix>& addrs = table->members_[{kind, name}] = members(kind, name);
+        ips.insert(ips.end(), addrs.begin(), addrs.end());
       }
     }
   }
@@ -146,7 +148,6 @@ Status RuleTable::Compile(RuleFile file, const MemberAddresses& members, uint32_
     compiled = built;
     Cache().Put(std::move(key), compiled);
   }
-  auto table = std::shared_ptr<RuleTable>(new RuleTable());
   table->compiled_ = std::move(compiled);
   table->generation_ = generation;
   table->name_ = std::move(name);

@@ -13,6 +13,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -44,6 +45,14 @@ class RuleTable {
   uint32_t generation() const { return generation_; }
   const Classifier& classifier() const { return *compiled_->classifier; }
   bool has_dynamic_members() const { return compiled_->has_dynamic_members; }
+  // The addresses its VM and group members stood for when it compiled (what it enforces, while
+  // a table for newer ones may still be compiling). Valid while the table lives.
+  MemberAddresses compiled_members() const {
+    return [this](Member kind, const std::string& name) {
+      auto it = members_.find({kind, name});
+      return it != members_.end() ? it->second : std::vector<IpPrefix>{};
+    };
+  }
   // Whether this table shares its compiled part with `other` (the same content).
   bool SharesWith(const RuleTable& other) const { return compiled_ == other.compiled_; }
 
@@ -78,6 +87,7 @@ class RuleTable {
   std::shared_ptr<const Compiled> compiled_;  // its file's name is the first such table's
   uint32_t generation_ = 0;
   std::string name_;
+  std::map<std::pair<Member, std::string>, std::vector<IpPrefix>> members_;
 };
 
 }  // namespace palisade::fw

@@ -158,6 +158,7 @@ class Switch {
     uint32_t generation = 0;
     uint64_t inputs = 0;  // RuleInputs() at PrepareRules
     uint64_t cluster_revision = 0;  // PrepareClusterRules' file: the port's whole file
+    bool recompile = false;         // PrepareRecompile's: the port's own file, no text
     Status compiled;
     std::shared_ptr<const fw::RuleTable> table;
   };
@@ -237,14 +238,20 @@ class Switch {
   // comes from; local LoadRules and SetAddrSet on it are refused, saying where the policy
   // lives. The cluster's view of every host's VMs and of its groups resolves `vm NAME` (for
   // VMs without a port here) and `group NAME` members; a change recompiles only the tables
-  // whose sets name what changed.
+  // whose sets name what changed: in place, or, given `stale`, by the caller, to which they are
+  // listed (each through PrepareRecompile, CompileRules and CommitRules; until then the
+  // port's table keeps the addresses it had).
   Status SetClusterRules(const std::string& port, std::string_view text, uint64_t revision);
   // The same in the three steps of PrepareRules, CompileRules and CommitRules (which falls back
   // to SetClusterRules when an input changed meanwhile).
   Status PrepareClusterRules(const std::string& port, std::string_view text, uint64_t revision,
                              PreparedRules* out) const;
   void SetClusterAddresses(std::map<std::string, std::vector<fw::IpAddr>> vms,
-                           std::map<std::string, std::vector<fw::IpPrefix>> groups);
+                           std::map<std::string, std::vector<fw::IpPrefix>> groups,
+                           std::vector<std::string>* stale = nullptr);
+  // The port's rule file as it is, resolved with today's addresses (CommitRules falls back to
+  // compiling it in place when an input changed meanwhile).
+  Status PrepareRecompile(const std::string& port, PreparedRules* out) const;
   const fw::PacketLog& packet_log() const { return *packet_log_; }
 
   // Periodic control work: MAC learning and ageing, connection expiry, the packet log, freeing
@@ -307,8 +314,8 @@ class Switch {
   Status MergeRules(const PortState& state, std::string_view text, fw::RuleFile* out) const;
   // Changes whenever what a table for `state` compiles from may have: the configuration, the
   // port's table and, for tables with VM or group members (dynamic), the addresses they stand for.
-  // A cluster file that replaced another port's whole file is not among them, so the cluster's
-  // loads of many ports at once do not send each other back to a load in order.
+  // A cluster file or a recompile that replaced another port's table is not among them, so the
+  // cluster's loads of many ports at once do not send each other back to a load in order.
   uint64_t RuleInputs(const PortState& state, bool dynamic) const {
     return config_changes_ - cluster_loads_ + state.generation +
            (dynamic ? learned_version() + cluster_changes_ : 0);
@@ -362,7 +369,7 @@ class Switch {
   uint64_t generation_ = 0;
   uint64_t config_changes_ = 0;
   uint64_t cluster_changes_ = 0;  // cluster addresses received that changed something
-  uint64_t cluster_loads_ = 0;    // of config_changes_: cluster files replacing a port's file
+  uint64_t cluster_loads_ = 0;    // of config_changes_: cluster files or recompiles of one port
 };
 
 }  // namespace palisade

@@ -52,8 +52,21 @@ Status Switch::PrepareClusterRules(const std::string& port, std::string_view tex
   return Status::Ok();
 }
 
+Status Switch::PrepareRecompile(const std::string& port, PreparedRules* out) const {
+  Status why;
+  const PortState* state = ClusterPort(ports_, port, &why);
+  if (state == nullptr) return why;
+  if (state->generation == 0) return Status::Invalid("port '" + port + "' has no rules to compile");
+  out->filter = port;
+  out->file = state->rules;
+  out->recompile = true;
+  Resolve(*state, out);
+  return Status::Ok();
+}
+
 void Switch::SetClusterAddresses(std::map<std::string, std::vector<fw::IpAddr>> vms,
-                                 std::map<std::string, std::vector<fw::IpPrefix>> groups) {
+                                 std::map<std::string, std::vector<fw::IpPrefix>> groups,
+                                 std::vector<std::string>* stale) {
   // Only the tables whose sets name a VM or group that changed are compiled again.
   std::set<std::pair<fw::Member, std::string>> changed;
   auto diff = [&changed](fw::Member kind, const auto& before, const auto& after) {
@@ -78,7 +91,12 @@ void Switch::SetClusterAddresses(std::map<std::string, std::vector<fw::IpAddr>> 
       for (const std::string& vm : set.vms) touched |= changed.count({fw::Member::kVm, vm}) > 0;
       for (const std::string& g : set.groups) touched |= changed.count({fw::Member::kGroup, g}) > 0;
     }
-    if (touched) (void)Compile(state, state.rules);  // it compiled before, so it compiles now
+    if (!touched) continue;
+    if (stale != nullptr) {
+      stale->push_back(name);
+    } else {
+      (void)Compile(state, state.rules);  // it compiled before, so it compiles now
+    }
   }
 }
 

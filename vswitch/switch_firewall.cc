@@ -229,15 +229,14 @@ void Switch::CompileRules(PreparedRules* p) {
 Status Switch::CommitRules(PreparedRules p) {
   PortState* state = FindFirewall(p.filter);
   if (state == nullptr || p.inputs != RuleInputs(*state, !p.members.empty())) {
+    if (p.recompile) return state == nullptr ? NoFirewall(p.filter) : Compile(*state, state->rules);
     return p.cluster_revision != 0 ? SetClusterRules(p.filter, p.text, p.cluster_revision) : LoadRules(p.filter, p.text);
   }
   if (!p.compiled.ok()) return p.compiled;
   config_changes_++;
   Install(*state, std::move(p.file), std::move(p.table));
-  if (p.cluster_revision != 0) {
-    cluster_loads_++;
-    state->cluster_revision = p.cluster_revision;
-  }
+  if (p.cluster_revision != 0 || p.recompile) cluster_loads_++;
+  if (p.cluster_revision != 0) state->cluster_revision = p.cluster_revision;
   return Status::Ok();
 }
 
@@ -306,7 +305,9 @@ Status Switch::GetRules(const std::string& filter, std::string* text,
 Status Switch::GetAddrSets(const std::string& filter, std::string* text) const {
   const PortState* state = FindFirewall(filter);
   if (state == nullptr) return NoFirewall(filter);
-  *text = fw::PrintAddrSets(state->rules.addrsets, Members());
+  // What the port's table enforces; a newer table for changed addresses may be compiling.
+  auto table = state->sfw->table();
+  *text = fw::PrintAddrSets(state->rules.addrsets, table ? table->compiled_members() : Members());
   return Status::Ok();
 }
 

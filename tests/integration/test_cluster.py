@@ -306,7 +306,8 @@ class ClusterTest(unittest.TestCase):
 
     def test_9_a_large_policy_compiles_while_the_switch_answers(self):
         # 12,000 rules for db-01 take host 2 about a second to compile: off its control loop,
-        # which answers calls meanwhile (the port still on its last table), then installs it.
+        # which answers calls meanwhile (the port still on its last table), then installs it;
+        # the same when an address of a group its sets name changes.
         n = 12000
         lines = ["ruleset big {"] + [
             f"  rule {100000 + i} at {i + 1} in protocol tcp from ip 10.{200 + (i >> 16)}.{(i >> 8) & 255}.{i & 255} "
@@ -329,6 +330,23 @@ class ClusterTest(unittest.TestCase):
         print(f"host 2 answered {answered} calls while the {n}-rule table compiled", file=sys.stderr)
         self.assertGreater(answered, 0, "the control loop answered nothing while the table compiled")
         self.assertIn(f"rule {100000 + n - 1} ", self.rules())
+
+        # The group `web` that the table's sets name gets an address: the same table compiles
+        # again for it, also off the loop.
+        self.intent("group", "set", "web", "ip:10.99.0.1")
+        kv = json.loads(self.etcd.ctl("get", "/palisade/v1/intent/groups/web", "-w", "json"))["kvs"][0]
+        changed = kv["mod_revision"]
+        answered = 0
+        deadline = time.monotonic() + 120
+        while "10.99.0.1" not in self.addrsets(self.h2):
+            self.assertLess(time.monotonic(), deadline, "the new address never reached the table")
+            seen = int(re.search(r"revision: (\d+)", self.status(self.h2)).group(1))
+            if seen >= changed and "10.99.0.1" not in self.addrsets(self.h2):
+                answered += 1
+        print(f"host 2 answered {answered} calls while the table compiled for the new address", file=sys.stderr)
+        self.assertGreater(answered, 0, "the control loop answered nothing while the table compiled again")
+        self.assertIn(f"rule {100000 + n - 1} ", self.rules())
+        self.intent("group", "set", "web", "vm:web-01")
         self.intent("policy", "delete", "big")
         wait_for(lambda: "rule 100000 " not in self.rules(), 60, what="the large policy gone")
 
