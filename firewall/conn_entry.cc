@@ -4,16 +4,9 @@ namespace palisade::fw {
 
 bool ReadConn(const ConnEntry* slots, uint32_t used, uint32_t idx, Conn* out) {
   const ConnEntry& e = slots[idx];
+  if ((e.flags & kConnWide) && (idx + 1 >= used || slots[idx + 1].state != ConnState::kWideEnds)) return false;
   Conn c{};
-  if (e.flags & kConnWide) {
-    if (idx + 1 >= used || slots[idx + 1].state != ConnState::kWideEnds) return false;
-    ReadEnds(&slots[idx + 1], &c.lo, &c.hi);
-  } else {
-    c.lo = IpAddr::V4(0);
-    c.hi = IpAddr::V4(0);
-    std::memcpy(c.lo.b.data() + 12, &e.lo4, 4);
-    std::memcpy(c.hi.b.data() + 12, &e.hi4, 4);
-  }
+  EntryEnds(slots, idx, &c.lo, &c.hi);
   c.lo_port = e.lo_port;
   c.hi_port = e.hi_port;
   c.proto = e.proto;

@@ -99,6 +99,17 @@ inline void ReadEnds(const ConnEntry* slot, IpAddr* lo, IpAddr* hi) {
   std::memcpy(hi->b.data(), p + 16, 16);
 }
 
+// The addresses of the connection at slots[idx] (a wide one's from the next slot).
+inline void EntryEnds(const ConnEntry* slots, uint32_t idx, IpAddr* lo, IpAddr* hi) {
+  const ConnEntry& e = slots[idx];
+  if (e.flags & kConnWide) {
+    ReadEnds(&slots[idx + 1], lo, hi);
+  } else {
+    *lo = IpAddr::FromV4Bytes(reinterpret_cast<const uint8_t*>(&e.lo4));
+    *hi = IpAddr::FromV4Bytes(reinterpret_cast<const uint8_t*>(&e.hi4));
+  }
+}
+
 // The connection at slots[idx] as exported (expires_s and next as stored), or false when it is
 // wide and slots[idx + 1] (within `used`) does not hold its addresses: a damaged file.
 bool ReadConn(const ConnEntry* slots, uint32_t used, uint32_t idx, Conn* out);

@@ -190,8 +190,7 @@ Status ReadSegment(const std::string& path, const std::string& boot_id, uint64_t
     for (uint32_t i = 0; i < h.used; i++) {
       Conn c;
       if (v1) {
-        std::memcpy(&c, base + size_t{i} * sizeof(Conn), sizeof(Conn));
-        if (c.state == ConnState::kWideEnds) continue;  // not a state version 1 wrote
+        std::memcpy(&c, base + size_t{i} * sizeof(Conn), sizeof(Conn));  // checked on import, as any
       } else {
         const auto* slots = reinterpret_cast<const ConnEntry*>(base);
         if (!IsConn(slots[i].state) || !ReadConn(slots, h.used, i, &c)) continue;

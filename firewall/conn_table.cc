@@ -113,14 +113,7 @@ void ConnTable::Remove(uint32_t idx) {
 ConnKey ConnTable::Key(uint32_t idx) const {
   const ConnEntry& c = entries_[idx];
   ConnKey k;
-  if (c.flags & kConnWide) {
-    ReadEnds(&entries_[idx + 1], &k.lo, &k.hi);
-  } else {
-    k.lo = IpAddr::V4(0);
-    k.hi = IpAddr::V4(0);
-    std::memcpy(k.lo.b.data() + 12, &c.lo4, 4);
-    std::memcpy(k.hi.b.data() + 12, &c.hi4, 4);
-  }
+  EntryEnds(entries_, idx, &k.lo, &k.hi);
   k.lo_port = c.lo_port;
   k.hi_port = c.hi_port;
   k.proto = c.proto;
