@@ -118,7 +118,7 @@ struct Conn {
   uint64_t pkts[2];
   uint64_t bytes[2];
   uint32_t expires_s;
-  uint32_t next;  // hash chain (index), or free list
+  uint32_t next;  // 0: a table's chain link, kept for version 1 segments' layout
   TcpPeer peer[2];
 
   ConnKey key() const { return ConnKey{lo, hi, lo_port, hi_port, proto}; }

@@ -23,7 +23,6 @@ bool ReadConn(const ConnEntry* slots, uint32_t used, uint32_t idx, Conn* out) {
     c.peer[d] = e.peer(d);
   }
   c.expires_s = e.expires_s;
-  c.next = e.next;
   *out = c;
   return true;
 }

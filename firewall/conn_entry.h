@@ -110,8 +110,8 @@ inline void EntryEnds(const ConnEntry* slots, uint32_t idx, IpAddr* lo, IpAddr* 
   }
 }
 
-// The connection at slots[idx] as exported (expires_s and next as stored), or false when it is
-// wide and slots[idx + 1] (within `used`) does not hold its addresses: a damaged file.
+// The connection at slots[idx] as exported (expires_s as stored, no chain link), or false when
+// it is wide and slots[idx + 1] (within `used`) does not hold its addresses: a damaged file.
 bool ReadConn(const ConnEntry* slots, uint32_t used, uint32_t idx, Conn* out);
 // Everything of c but its key and chain link into e (c's flow id to 48 bits).
 void WriteState(const Conn& c, ConnEntry* e);

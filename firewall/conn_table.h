@@ -85,7 +85,7 @@ class ConnTable {
   ConnKey Key(uint32_t idx) const;
   // The original direction's tuple (source = originator).
   Tuple OrigTuple(uint32_t idx) const;
-  // The entry as exported (expires_s and next as stored).
+  // The entry as exported (expires_s as stored).
   Conn Get(uint32_t idx) const;
 
   // How many slots should be backed by memory for n more slots to be filled (a bulk import)

@@ -14,12 +14,10 @@ namespace {
 constexpr size_t kAhead = 8;  // how far bulk lookups prefetch ahead (ConnTable::Prefetch*)
 
 // An entry as it leaves the filter (export, delta): its timeout as the seconds it has left,
-// since clocks differ between switches, and no hash chain.
-Conn Exported(const Conn& c, uint32_t now_s) {
-  Conn copy = c;
-  copy.expires_s = c.expires_s > now_s ? c.expires_s - now_s : 0;
-  copy.next = 0;
-  return copy;
+// since clocks differ between switches.
+Conn Exported(Conn c, uint32_t now_s) {
+  c.expires_s = c.expires_s > now_s ? c.expires_s - now_s : 0;
+  return c;
 }
 
 // Bulk work by key (import, removals): fn(i) for i in [0, n) under the lock, in slices so that
