@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cstring>
-#include <mutex>
 
 #include "firewall/packet.h"
 #include "firewall/parsed.h"
@@ -24,63 +23,72 @@ PortSecurity::PortSecurity(uint32_t filter_id, PortBinding binding, PacketLog* l
 }
 
 std::vector<IpAddr> PortSecurity::addresses() const {
-  std::lock_guard lock(lock_);
-  std::vector<IpAddr> all = binding_.ips;
-  for (const Learned& l : learned_) all.push_back(l.addr);
+  std::vector<IpAddr> all;
+  OnOwner([&] {
+    all = binding_.ips;
+    for (const Learned& l : learned_) all.push_back(l.addr);
+  });
   return all;
 }
 
 uint64_t PortSecurity::mac() const {
-  std::lock_guard lock(lock_);
-  return binding_.mac;
+  uint64_t mac = 0;
+  OnOwner([&] { mac = binding_.mac; });
+  return mac;
 }
 
 uint64_t PortSecurity::learned_mac() const {
-  std::lock_guard lock(lock_);
-  return mac_learned_ ? binding_.mac : 0;
+  uint64_t mac = 0;
+  OnOwner([&] { mac = mac_learned_ ? binding_.mac : 0; });
+  return mac;
 }
 
 std::vector<IpAddr> PortSecurity::learned() const {
-  std::lock_guard lock(lock_);
   std::vector<IpAddr> out;
-  for (const Learned& l : learned_) out.push_back(l.addr);
+  OnOwner([&] {
+    for (const Learned& l : learned_) out.push_back(l.addr);
+  });
   return out;
 }
 
 void PortSecurity::Restore(uint64_t mac, const std::vector<IpAddr>& learned) {
-  std::lock_guard lock(lock_);
-  if (binding_.mac == 0 && mac != 0) {
-    binding_.mac = mac;
-    mac_learned_ = true;
-  }
-  for (const IpAddr& a : learned) {
-    if (Allowed(a) || !Learnable(a)) continue;
-    learned_.push_back(Learned{a, 0});  // its idle time counts from the next Expire
-    MarkChanged();
-  }
+  OnOwner([&] {
+    if (binding_.mac == 0 && mac != 0) {
+      binding_.mac = mac;
+      mac_learned_ = true;
+    }
+    for (const IpAddr& a : learned) {
+      if (Allowed(a) || !Learnable(a)) continue;
+      learned_.push_back(Learned{a, 0});  // its idle time counts from the next Expire
+      MarkChanged();
+    }
+  });
 }
 
 void PortSecurity::SetReserved(std::vector<IpAddr> reserved) {
-  std::lock_guard lock(lock_);
-  reserved_.swap(reserved);  // the old list is freed outside the lock, with `reserved`
-  // Another port's binding wins over what was learned here.
-  const size_t n = std::erase_if(learned_, [&](const Learned& l) {
-    return std::find(reserved_.begin(), reserved_.end(), l.addr) != reserved_.end();
+  OnOwner([&] {
+    reserved_.swap(reserved);  // the old list is freed on the caller, with `reserved`
+    // Another port's binding wins over what was learned here.
+    const size_t n = std::erase_if(learned_, [&](const Learned& l) {
+      return std::find(reserved_.begin(), reserved_.end(), l.addr) != reserved_.end();
+    });
+    if (n > 0) MarkChanged();
   });
-  if (n > 0) MarkChanged();
 }
 
 bool PortSecurity::Expire(uint64_t now_ns) {
   const uint32_t now_s = static_cast<uint32_t>(now_ns / 1000000000ull);
-  std::lock_guard lock(lock_);
-  const size_t before = learned_.size();
-  std::erase_if(learned_, [&](Learned& l) {
-    if (l.last_used_s == 0) l.last_used_s = now_s;
-    return now_s - l.last_used_s > binding_.learn_timeout_s;
+  bool expired = false;
+  OnOwner([&] {
+    const size_t before = learned_.size();
+    std::erase_if(learned_, [&](Learned& l) {
+      if (l.last_used_s == 0) l.last_used_s = now_s;
+      return now_s - l.last_used_s > binding_.learn_timeout_s;
+    });
+    expired = learned_.size() != before;
   });
-  if (learned_.size() == before) return false;
-  MarkChanged();
-  return true;
+  if (expired) MarkChanged();
+  return expired;
 }
 
 namespace {
@@ -230,7 +238,6 @@ DropReason PortSecurity::Check(const FilterBatch& b, uint16_t i, const Packet& p
 }
 
 void PortSecurity::Process(FilterBatch& b) {
-  std::lock_guard lock(lock_);
   Packet local;
   const uint32_t now_s = static_cast<uint32_t>(b.now_ns / 1000000000ull);
   if (b.dir == Direction::kIn) {

@@ -15,8 +15,8 @@
 // DHCPGuard. Packets toward the VM pass.
 //
 // Thread-safety: Process() runs, OUT and IN, on the worker that polls the port (the switch
-// hands other workers' bursts over); the state is behind a spin lock taken once per batch,
-// shared only with the control methods.
+// hands other workers' bursts over), with no lock; the control methods (any thread) run their
+// work on that worker through the filter's owner (slot/owner.h).
 #pragma once
 
 #include <atomic>
@@ -27,7 +27,6 @@
 #include "firewall/ip_addr.h"
 #include "firewall/packet.h"
 #include "firewall/packet_log.h"
-#include "firewall/spin_lock.h"
 #include "slot/filter.h"
 
 namespace palisade::fw {
@@ -85,14 +84,13 @@ class PortSecurity : public Filter {
 
   const uint32_t filter_id_;
   PacketLog* log_;
-  mutable SpinLock lock_;
-  PortBinding binding_;         // guarded by lock_
-  bool mac_learned_ = false;    // guarded by lock_
-  std::vector<Learned> learned_;  // guarded by lock_
-  std::vector<IpAddr> reserved_;  // guarded by lock_
+  PortBinding binding_;         // on the owner
+  bool mac_learned_ = false;    // on the owner
+  std::vector<Learned> learned_;  // on the owner
+  std::vector<IpAddr> reserved_;  // on the owner
   static constexpr size_t kMaxRouters = 8;
-  std::vector<IpAddr> routers_;   // guarded by lock_; the last kMaxRouters seen
-  LogBudget log_budget_;        // guarded by lock_
+  std::vector<IpAddr> routers_;   // on the owner; the last kMaxRouters seen
+  LogBudget log_budget_;        // on the owner
   void MarkChanged() {
     learned_version_.fetch_add(1, std::memory_order_relaxed);
     changed_.store(true, std::memory_order_release);

@@ -22,10 +22,10 @@
 //
 // Thread-safety: the switch runs Process() on one worker only, the one that polls the port (IN
 // included: other workers hand their bursts for the port over to it), so no two workers share
-// a table. The state is behind one spin lock, taken once per batch, that only the control
-// thread contends for: control methods take it for short slices (a page of flows), so the
-// worker is delayed by microseconds at most and never stopped. Process() stays correct if
-// called from several threads. Control methods are for the control thread.
+// a table, and the datapath takes no lock. The control methods (any thread) run their work on
+// that worker between its bursts through the filter's owner (slot/owner.h), in short slices (a
+// page of flows, a slice of an import), so the worker is delayed by microseconds at most and
+// never stopped; what allocates (result vectors, new tables, pages) is done on the caller.
 #pragma once
 
 #include <cstdint>
@@ -37,7 +37,6 @@
 #include "firewall/conn_table.h"
 #include "firewall/packet_log.h"
 #include "firewall/rule_table.h"
-#include "firewall/spin_lock.h"
 #include "firewall/timeouts.h"
 #include "slot/filter.h"
 
@@ -116,7 +115,7 @@ class StatefulFilter : public Filter {
 
   // Live migration's delta. StartTracking, before the bulk export, begins remembering changes;
   // TakeDelta hands over the entries created or changed since the start or the previous
-  // delta (as ExportConns gives them; copied in slices under the lock, never all at once)
+  // delta (as ExportConns gives them; copied in slices on the owner, never all at once)
   // and the keys of entries removed meanwhile; StopTracking
   // ends it (migration done or cancelled). The destination applies RemoveConns(removed), then
   // ImportConns(changed).
@@ -125,7 +124,7 @@ class StatefulFilter : public Filter {
   void StopTracking();
   size_t RemoveConns(const std::vector<ConnKey>& keys);
 
-  // Removes expired entries, examining at most `budget` live entries under the lock (a worker
+  // Removes expired entries, examining at most `budget` live entries on the owner (its worker
   // waits for them); returns how many it removed. New entries sweep too (SweepStep), so a
   // control tick's kSweepSlice is enough however fast connections come.
   static constexpr uint32_t kSweepSlice = 4096;
@@ -133,8 +132,15 @@ class StatefulFilter : public Filter {
   // Each control tick: backs the connection slots the datapath may fill before the next tick
   // with memory (a failure, such as a full tmpfs, is returned; new connections beyond what is
   // backed are refused as state-limit), and stamps the segment with the clock (now_ns) at the
-  // boot clock's boot_ns, so that a later process can read the deadlines.
-  Status CommitAhead(uint64_t now_ns, uint64_t boot_ns);
+  // boot clock's boot_ns, so that a later process can read the deadlines. In two steps, for a
+  // caller that runs the first for many filters in one call on their owner: AheadTarget (on
+  // the owner) stamps and says how many slots to back, CommitSlots backs them (on the caller:
+  // pages may take a while to find, and the mapping does not move).
+  Status CommitAhead(uint64_t now_ns, uint64_t boot_ns) {
+    return CommitSlots(AheadTarget(now_ns, boot_ns));
+  }
+  uint32_t AheadTarget(uint64_t now_ns, uint64_t boot_ns);
+  Status CommitSlots(uint32_t target);
   // The port or its firewall is gone: its segment file goes (the memory when the last user lets go).
   void DiscardSegment();
   uint32_t flow_count() const;
@@ -221,8 +227,7 @@ class StatefulFilter : public Filter {
 
   const uint32_t filter_id_;
   PacketLog* log_;
-  mutable SpinLock lock_;
-  // Guarded by lock_:
+  // Touched on the owner only (Process, OnOwner):
   FirewallOptions options_;
   std::shared_ptr<const RuleTable> table_;
   std::vector<RuleStats> stats_;

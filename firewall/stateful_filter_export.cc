@@ -4,7 +4,6 @@
 #include <tbb/parallel_for.h>
 
 #include <algorithm>
-#include <mutex>
 
 #include "firewall/stateful_filter.h"
 
@@ -20,20 +19,22 @@ Conn Exported(Conn c, uint32_t now_s) {
   return c;
 }
 
-// Bulk work by key (import, removals): fn(i) for i in [0, n) under the lock, in slices so that
-// a worker serving the port meanwhile waits for one slice at most, with the table prefetched
-// ahead (ConnTable::Prefetch*). fn returns false to stop.
-template <typename KeyAt, typename Fn>
-void InSlices(SpinLock& lock, const ConnTable& table, size_t n, KeyAt key_at, Fn fn) {
+// Bulk work by key (import, removals): fn(i) for i in [0, n), in slices each run through
+// on_owner (the filter's OnOwner), so that the worker serving the port waits for one slice at
+// most, with the table prefetched ahead (ConnTable::Prefetch*). fn returns false to stop.
+template <typename OnOwnerFn, typename KeyAt, typename Fn>
+void InSlices(OnOwnerFn on_owner, const ConnTable& table, size_t n, KeyAt key_at, Fn fn) {
   constexpr size_t kSlice = 4096;
-  for (size_t start = 0; start < n; start += kSlice) {
-    std::lock_guard guard(lock);
-    const size_t end = std::min(n, start + kSlice);
-    for (size_t i = start; i < end; i++) {
-      if (i + 2 * kAhead < end) table.PrefetchBucket(key_at(i + 2 * kAhead));
-      if (i + kAhead < end) table.PrefetchEntry(key_at(i + kAhead));
-      if (!fn(i)) return;
-    }
+  bool go = true;
+  for (size_t start = 0; go && start < n; start += kSlice) {
+    on_owner([&] {
+      const size_t end = std::min(n, start + kSlice);
+      for (size_t i = start; go && i < end; i++) {
+        if (i + 2 * kAhead < end) table.PrefetchBucket(key_at(i + 2 * kAhead));
+        if (i + kAhead < end) table.PrefetchEntry(key_at(i + kAhead));
+        go = fn(i);
+      }
+    });
   }
 }
 
@@ -66,28 +67,31 @@ bool Sane(Conn& c, const Timeouts& timeouts) {
 uint32_t StatefulFilter::ExportConns(uint32_t cursor, uint32_t max, uint64_t now_ns,
                                      std::vector<Conn>* out) {
   const uint32_t now_s = static_cast<uint32_t>(now_ns / 1000000000ull);
-  std::lock_guard lock(lock_);
-  return conns_.Walk(cursor, max,
-                     [&](uint32_t idx, const ConnEntry&) { out->push_back(Exported(conns_.Get(idx), now_s)); });
+  out->reserve(out->size() + max);  // here, so that the worker only copies
+  uint32_t next = 0;
+  OnOwner([&] {
+    next = conns_.Walk(cursor, max,
+                       [&](uint32_t idx, const ConnEntry&) { out->push_back(Exported(conns_.Get(idx), now_s)); });
+  });
+  return next;
 }
 
 size_t StatefulFilter::ImportConns(const std::vector<Conn>& conns, uint64_t now_ns) {
   const uint32_t now_s = static_cast<uint32_t>(now_ns / 1000000000ull);
-  uint32_t target;
+  uint32_t target = 0;
   std::shared_ptr<const RuleTable> table;
   Timeouts timeouts;
   size_t slots = 0;  // an IPv6 entry takes two
   for (const Conn& c : conns) slots += IsWide(c.key()) ? 2 : 1;
-  {
-    std::lock_guard lock(lock_);
+  OnOwner([&] {
     target = conns_.CommitTarget(slots);
     table = table_;
     timeouts = options_.timeouts;
-  }
+  });
   (void)conns_.segment()->Commit(target);  // what finds no memory is refused below, as at the limit
   // Each entry is checked, then judged by this filter's rules whatever the sender's re-check
   // option (without rules nothing is admitted): in parallel (TBB, on the CPUs the calling thread
-  // may use), outside the lock, as the classifier is immutable. A table swapped meanwhile makes
+  // may use), off the worker, as the classifier is immutable. A table swapped meanwhile makes
   // the entries re-checked at their next packet, like any other.
   enum : uint8_t { kSkip, kRefused, kAdmitted };
   std::vector<Conn> judged(conns.size());
@@ -103,7 +107,7 @@ size_t StatefulFilter::ImportConns(const std::vector<Conn>& conns, uint64_t now_
     }
   });
   size_t taken = 0;
-  InSlices(lock_, conns_, judged.size(), [&](size_t i) { return judged[i].key(); }, [&](size_t i) {
+  InSlices([this](auto&& f) { OnOwner(f); }, conns_, judged.size(), [&](size_t i) { return judged[i].key(); }, [&](size_t i) {
     if (verdict[i] == kSkip) return true;
     Conn& c = judged[i];
     uint32_t idx = conns_.Find(c.key());
@@ -122,23 +126,18 @@ size_t StatefulFilter::ImportConns(const std::vector<Conn>& conns, uint64_t now_
 }
 
 void StatefulFilter::StartTracking() {
-  std::lock_guard lock(lock_);
-  conns_.StartTracking();
+  OnOwner([&] { conns_.StartTracking(); });
 }
 
 void StatefulFilter::StopTracking() {
-  std::lock_guard lock(lock_);
-  conns_.StopTracking();
+  OnOwner([&] { conns_.StopTracking(); });
 }
 
 void StatefulFilter::TakeDelta(uint64_t now_ns, std::vector<Conn>* changed,
                                std::vector<ConnKey>* removed) {
   const uint32_t now_s = static_cast<uint32_t>(now_ns / 1000000000ull);
   std::vector<uint32_t> idxs;
-  {
-    std::lock_guard lock(lock_);
-    conns_.TakeChanges(&idxs, removed);
-  }
+  OnOwner([&] { conns_.TakeChanges(&idxs, removed); });
   // The entries are copied a slice at a time, so a delta of a million entries never holds the
   // workers for the whole copy. What changes between slices is tracked for the next delta; a
   // slot freed and reused meanwhile is copied as its new entry (also tracked), and the old
@@ -146,18 +145,19 @@ void StatefulFilter::TakeDelta(uint64_t now_ns, std::vector<Conn>* changed,
   constexpr size_t kSlice = 4096;
   changed->reserve(changed->size() + idxs.size());
   for (size_t start = 0; start < idxs.size(); start += kSlice) {
-    std::lock_guard lock(lock_);
-    const size_t end = std::min(idxs.size(), start + kSlice);
-    for (size_t i = start; i < end; i++) {
-      if (i + kAhead < end) conns_.PrefetchSlot(idxs[i + kAhead]);
-      if (IsConn(conns_.at(idxs[i]).state)) changed->push_back(Exported(conns_.Get(idxs[i]), now_s));
-    }
+    OnOwner([&] {
+      const size_t end = std::min(idxs.size(), start + kSlice);
+      for (size_t i = start; i < end; i++) {
+        if (i + kAhead < end) conns_.PrefetchSlot(idxs[i + kAhead]);
+        if (IsConn(conns_.at(idxs[i]).state)) changed->push_back(Exported(conns_.Get(idxs[i]), now_s));
+      }
+    });
   }
 }
 
 size_t StatefulFilter::RemoveConns(const std::vector<ConnKey>& keys) {
   size_t removed = 0;
-  InSlices(lock_, conns_, keys.size(), [&](size_t i) { return keys[i]; }, [&](size_t i) {
+  InSlices([this](auto&& f) { OnOwner(f); }, conns_, keys.size(), [&](size_t i) { return keys[i]; }, [&](size_t i) {
     const uint32_t idx = conns_.Find(keys[i]);
     if (idx != ConnTable::kNil) {
       conns_.Remove(idx);

@@ -4,16 +4,18 @@
 // port and writes a verdict per packet. It sees packets as read-only views (pointer + length),
 // never as mbufs, so firewall/ builds and is tested without DPDK's EAL.
 //
-// Thread-safety: Process() is called on datapath workers. The OUT chain of a port runs on the
-// worker that polls the port; the IN chain runs on whichever worker forwards toward the port,
-// so Process() may run concurrently on several workers (batch.worker tells which). Filters are
-// configured before they are attached and are not reconfigured in place: a change builds a new
-// filter and swaps it in (see iochain.h).
+// Thread-safety: Process() is called on the datapath worker that polls the filter's port, for
+// both of the port's chains (other workers hand their bursts for the port over to it), so a
+// filter's state has one thread. A filter whose state the control side changes or reads in
+// place runs those methods through its owner (OnOwner, slot/owner.h); a filter without one
+// (unit tests, benches) has one thread, its caller's.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 #include <string_view>
+
+#include "slot/owner.h"
 
 namespace palisade {
 
@@ -99,6 +101,23 @@ class Filter {
   virtual std::string_view agent() const = 0;
   // Fills batch.verdict[0..count) (prefilled with kPass) and, for drops, batch.reason.
   virtual void Process(FilterBatch& batch) = 0;
+
+  // The worker that runs the filter: set once, before the filter is attached to a chain.
+  void set_owner(Owner* owner) { owner_ = owner; }
+
+ protected:
+  // Runs f() where it cannot meet Process() (see owner.h): through the owner, or at once.
+  template <typename F>
+  void OnOwner(F&& f) const {
+    if (owner_ != nullptr) {
+      owner_->Call(f);
+    } else {
+      f();
+    }
+  }
+
+ private:
+  Owner* owner_ = nullptr;
 };
 
 }  // namespace palisade

@@ -32,6 +32,7 @@ Status Switch::MakeFilter(PortState& state, const FilterSpec& spec, std::shared_
     }
     state.sfw = std::make_shared<fw::StatefulFilter>(filter_id, packet_log_.get(), options_.firewall,
                                                      seed, hash_seed_, std::move(segment));
+    state.sfw->set_owner(workers_[state.worker]->owner());
     if (state.generation > 0) {  // re-attached: keep the rules it had
       if (Status s = Compile(state, state.rules); !s.ok()) return s;
     }
@@ -45,6 +46,7 @@ Status Switch::MakeFilter(PortState& state, const FilterSpec& spec, std::shared_
     binding.router = state.spec.allow.router;
     binding.dhcp_server = state.spec.allow.dhcp_server;
     state.swsec = std::make_shared<fw::PortSecurity>(filter_id, binding, packet_log_.get());
+    state.swsec->set_owner(workers_[state.worker]->owner());
     *out = state.swsec;
   } else {
     return Status::Invalid("unknown filter agent '" + spec.agent + "' (known: sfw, swsec, counting, none)");
@@ -140,20 +142,31 @@ void Switch::RecompileVmSets() {
 
 void Switch::FirewallTick(uint64_t now_ns) {
   const uint64_t boot_ns = BootNs();
+  // The filters' share of the tick runs on their workers in one call per worker: a call per
+  // filter would wait for a loop of its worker each, and a worker may poll hundreds of ports.
+  std::vector<uint32_t> targets(kMaxPorts, 0);
+  for (size_t w = 0; w < workers_.size(); w++) {
+    workers_[w]->owner()->Call([&] {
+      for (auto& [name, state] : ports_) {
+        if (state.worker != w) continue;
+        if (state.sfw) {
+          state.sfw->Expire(now_ns, fw::StatefulFilter::kSweepSlice);  // new entries sweep too (SweepStep)
+          targets[state.port->index()] = state.sfw->AheadTarget(now_ns, boot_ns);
+        }
+        if (state.swsec) state.swsec->Expire(now_ns);
+      }
+    });
+  }
   bool vm_addresses_changed = false;
   for (auto& [name, state] : ports_) {
     if (state.sfw) {
-      state.sfw->Expire(now_ns, fw::StatefulFilter::kSweepSlice);  // new entries sweep too (SweepStep)
-      const Status s = state.sfw->CommitAhead(now_ns, boot_ns);
+      const Status s = state.sfw->CommitSlots(targets[state.port->index()]);
       if (!s.ok() && !state.conns_unbacked && options_.warn) {
         options_.warn("port '" + name + "': " + s.message() + ": new connections may be refused");
       }
       state.conns_unbacked = !s.ok();
     }
-    if (state.swsec) {
-      state.swsec->Expire(now_ns);
-      if (state.swsec->TakeChanged()) vm_addresses_changed = true;
-    }
+    if (state.swsec && state.swsec->TakeChanged()) vm_addresses_changed = true;
   }
   if (vm_addresses_changed) {
     ReserveAddresses();

@@ -102,7 +102,9 @@ WorkerStats Worker::Stats() const {
 void Worker::Run() {
   rcu_->Register(id_);
   rcu_->Online(id_);
+  owner_.Back();
   while (!stop_.load(std::memory_order_acquire)) {
+    owner_.Serve();
     const Snapshot* snap = snapshot_->load(std::memory_order_acquire);
     const uint64_t start = rte_rdtsc();
     const uint64_t now_ns = TscToNs(start);
@@ -123,6 +125,7 @@ void Worker::Run() {
       Idle();
     }
   }
+  owner_.Away();
   rcu_->Offline(id_);
   rcu_->Unregister(id_);
 }
@@ -130,10 +133,12 @@ void Worker::Run() {
 void Worker::Idle() {
   if (++idle_loops_ < kSpinLoops) return;
   const uint64_t start = rte_rdtsc();
+  owner_.Away();  // control calls run on their callers meanwhile
   rcu_->Offline(id_);
   timespec ts{0, static_cast<long>(sleep_us_) * 1000};
   nanosleep(&ts, nullptr);
   rcu_->Online(id_);
+  owner_.Back();
   if (sleep_us_ < kMaxSleepUs) sleep_us_ *= 2;
   idle_cycles_.Add(rte_rdtsc() - start);
 }

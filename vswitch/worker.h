@@ -8,7 +8,10 @@
 // Idle back-off: after a run of empty polls the worker sleeps, doubling up to kMaxSleepUs, and
 // is offline for RCU while it sleeps, so an idle switch leaves the CPU to its guests.
 //
-// Thread-safety: Run() on its own lcore; Stats() and Stop() from any thread.
+// Control work on the filters of this worker's ports runs through its Owner (slot/owner.h):
+// between two loops while it runs, on the caller while it sleeps or before it starts.
+//
+// Thread-safety: Run() on its own lcore; Stats(), Stop() and owner() from any thread.
 #pragma once
 
 #include <atomic>
@@ -20,6 +23,7 @@
 #include "vswitch/port.h"
 #include "vswitch/rcu.h"
 #include "vswitch/snapshot.h"
+#include "slot/owner.h"
 #include "slot/spsc_ring.h"
 
 struct rte_mbuf;
@@ -63,6 +67,8 @@ class Worker {
   void Stop() { stop_.store(true, std::memory_order_release); }
   WorkerStats Stats() const;
   uint16_t id() const { return id_; }
+  // What the filters of the ports this worker polls run their control methods through.
+  Owner* owner() { return &owner_; }
 
  private:
   uint32_t PollPort(const Snapshot& snap, uint16_t in, uint64_t now_ns);
@@ -102,6 +108,7 @@ class Worker {
   rte_mempool* pool_;
   Handoffs* handoffs_;
   std::atomic<bool> stop_{false};
+  Owner owner_;
   SpscRing<InjectedFrame, 16> injected_;
   BackToIngress emitter_{this};
   rte_mbuf* emitted_[2 * kBurstSize];  // OUT chain and IN chains of one burst

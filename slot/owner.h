@@ -1,0 +1,58 @@
+// Owner: the one thread that touches a filter's state, and the way other threads get work done
+// there. A port's filters run on the datapath worker that polls the port (OUT and IN: other
+// workers hand their bursts over), so their state needs no lock on the datapath. A control
+// method (a rule table swap, a page of flows, an import slice) runs through Call: while the
+// worker is running it takes the call between two of its bursts (Serve, once per loop: one
+// load when nothing waits), and while it is away (asleep in its idle back-off, not started,
+// stopped) the caller runs the call itself, and the worker waits for it before it touches a
+// filter again. Either way each call runs alone against the worker's bursts and other calls.
+//
+// Calls nest: a call made from inside a call, or from the worker's own thread, runs at once.
+// The worker never waits for a caller except when coming back from away while a caller runs a
+// call (a control slice: microseconds).
+//
+// Thread-safety: Call from any thread; Serve, Back and Away from the owner's thread only.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <mutex>
+#include <type_traits>
+
+namespace palisade {
+
+class Owner {
+ public:
+  // Runs f() (no arguments, nothing returned) against the owner's bursts; returns once it ran.
+  template <typename F>
+  void Call(F&& f) {
+    using Fn = std::remove_reference_t<F>;
+    Call(+[](void* arg) { (*static_cast<Fn*>(arg))(); }, &f);
+  }
+  void Call(void (*fn)(void*), void* arg);
+
+  // The owner's side. Back: it is about to touch its filters (it waits while a caller runs a
+  // call). Serve: between bursts, runs the call waiting, if any. Away: it will touch none until
+  // Back (calls run on their callers meanwhile). An owner starts away.
+  void Back();
+  void Serve() {
+    if (request_.load(std::memory_order_relaxed) != nullptr) ServeSlow();
+  }
+  void Away();
+
+ private:
+  enum State : uint8_t { kAway, kRunning, kBorrowed };
+  struct Request {
+    void (*fn)(void*);
+    void* arg;
+    std::atomic<bool> done{false};
+  };
+  void ServeSlow();
+  void RunHere(void (*fn)(void*), void* arg);
+
+  std::mutex callers_;  // one call at a time (callers only; the owner never takes it)
+  std::atomic<uint8_t> state_{kAway};
+  std::atomic<Request*> request_{nullptr};
+};
+
+}  // namespace palisade
