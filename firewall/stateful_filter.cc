@@ -550,7 +550,7 @@ bool StatefulFilter::FragmentAdmitted(const Packet& p, uint32_t now_s) const {
 uint32_t StatefulFilter::Flows(uint32_t cursor, uint32_t max, const FlowSelector& sel,
                                uint64_t now_ns, std::vector<FlowInfo>* out) {
   const uint32_t now_s = static_cast<uint32_t>(now_ns / 1000000000ull);
-  out->reserve(out->size() + max);  // here, so that the worker only copies
+  RoomFor(out, max);
   uint32_t next = 0;
   OnOwner([&] {
     next = conns_.Walk(cursor, max, [&](uint32_t idx, const ConnEntry& c) {

@@ -28,6 +28,7 @@
 // never stopped; what allocates (result vectors, new tables, pages) is done on the caller.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -197,6 +198,12 @@ class StatefulFilter : public Filter {
   // A SYN/ACK answering a remembered SYN: the entry is replaced by the new connection.
   bool Reopen(FilterBatch& b, uint16_t i, const Packet& p, const RuleTable& t, uint32_t idx,
               int dir, const ConnKey& key, bool src_is_lo, uint32_t now_s);
+  // Room in *v for `more` elements, made on the caller so that the owner only copies; grown
+  // geometrically, as callers page through a table in many calls.
+  template <typename T>
+  static void RoomFor(std::vector<T>* v, size_t more) {
+    if (v->capacity() - v->size() < more) v->reserve(std::max(v->capacity() * 2, v->size() + more));
+  }
   SynHint& HintFor(uint32_t idx) { return syn_hints_[idx % syn_hints_.size()]; }
   // The position of t's rule that admits a connection with this original tuple and kConn*
   // flags (it accepts, statefully), or -1. Reads only its arguments: safe on any thread.

@@ -67,7 +67,7 @@ bool Sane(Conn& c, const Timeouts& timeouts) {
 uint32_t StatefulFilter::ExportConns(uint32_t cursor, uint32_t max, uint64_t now_ns,
                                      std::vector<Conn>* out) {
   const uint32_t now_s = static_cast<uint32_t>(now_ns / 1000000000ull);
-  out->reserve(out->size() + max);  // here, so that the worker only copies
+  RoomFor(out, max);
   uint32_t next = 0;
   OnOwner([&] {
     next = conns_.Walk(cursor, max,
@@ -143,7 +143,7 @@ void StatefulFilter::TakeDelta(uint64_t now_ns, std::vector<Conn>* changed,
   // slot freed and reused meanwhile is copied as its new entry (also tracked), and the old
   // entry's removal comes in the next delta's removals.
   constexpr size_t kSlice = 4096;
-  changed->reserve(changed->size() + idxs.size());
+  RoomFor(changed, idxs.size());
   for (size_t start = 0; start < idxs.size(); start += kSlice) {
     OnOwner([&] {
       const size_t end = std::min(idxs.size(), start + kSlice);
