@@ -6,7 +6,10 @@
      a 1,000-rule table whose accepting rule sits at the end, on established flows, (c) the same
      while the control plane compiles 30,000-rule tables for a third port without a break
      (alternating two tables, so that none is shared): the worker's cycles per packet beside
-     (b)'s show what big recompiles cost the datapath.
+     (b)'s show what big recompiles cost the datapath; (d) the same as (b) while control calls
+     that run on the worker (a page of flows, the rule counters, the firewall's state: each
+     goes through the worker that owns the port, slot/owner.h) come back to back: what
+     operators' reads cost the datapath, and how long a call takes under traffic.
 
 Traffic: one dpdk-testpmd on CPU 0 holding both virtio-user guest ports, request/reply
 (5tswap, loop topology, multi-flow, seeded with tx_first 8): replies carry swapped tuples, so
@@ -209,13 +212,16 @@ def big_rules(variant):
 
 
 class Palisade:
-    def __init__(self, firewall, recompile=False, setups=False):
+    def __init__(self, firewall, recompile=False, setups=False, control=False):
         self.firewall = firewall
         self.recompile = recompile
+        self.control = control
         self.setups = setups  # the setups series: closed entries leave within a second
         self.name = "Palisade " + ("firewall, 1,000 rules" if firewall else "L2, no rules")
         if recompile:
             self.name = "Palisade fw, 30k-rule recompiles"
+        if control:
+            self.name = "Palisade fw, control calls"
 
     flows = 0  # the flowgen series: the table's limit must hold them
 
@@ -261,7 +267,22 @@ class Palisade:
             self.sw.ctl(f"rules load p2 {self.big[self.loads % 2]}")
             self.loads += 1
 
+    def _control(self):
+        # Back to back. Each command is a palisadectl process (a call's time includes its start),
+        # kept on CPU 0 with the guests so that starting them does not take the worker's CPU.
+        os.sched_setaffinity(0, {0})
+        while not self.stop_control.is_set():
+            t0 = time.monotonic()
+            self.sw.ctl("flows show p0")
+            self.sw.ctl("rules show p0 --stats")
+            self.sw.ctl("firewall show p1")
+            self.control_s.append(time.monotonic() - t0)
+
     def begin(self):
+        if self.control:
+            self.control_s, self.stop_control = [], threading.Event()
+            self.controller = threading.Thread(target=self._control)
+            self.controller.start()
         if self.recompile:
             self.loads, self.stop_recompiling = 0, threading.Event()
             self.recompiler = threading.Thread(target=self._recompile)
@@ -274,6 +295,12 @@ class Palisade:
             self.stop_recompiling.set()
             self.recompiler.join()
             print(f"  ({self.loads} loads of a 30,000-rule table during the window)", flush=True)
+        if self.control:
+            self.stop_control.set()
+            self.controller.join()
+            n = len(self.control_s)
+            print(f"  ({3 * n} control calls during the window, 3 in {statistics.median(self.control_s) * 1e3:.1f} ms "
+                  f"median, {max(self.control_s) * 1e3:.1f} ms at most, each a palisadectl process)", flush=True)
         return (w1["busy_cycles"] - self.w0["busy_cycles"]) / max(1, w1["rx_packets"] - self.w0["rx_packets"])
 
     def pids(self):
@@ -343,7 +370,7 @@ def main():
     ap.add_argument("--seconds", type=float, default=5.0, help="measurement window per run")
     ap.add_argument("--warmup", type=float, default=2.0)
     ap.add_argument("--raw", default="bench-switch-rounds.jsonl", help="file for every round's numbers")
-    ap.add_argument("--only", default="limit,ovs,ovs-ct,l2,fw,fw-recompile",
+    ap.add_argument("--only", default="limit,ovs,ovs-ct,l2,fw,fw-recompile,fw-control",
                     help="configurations to run, comma-separated (ratios need all of them)")
     ap.add_argument("--setups", action="store_true",
                     help="also TCP connection setups through the limit, OVS conntrack and Palisade (L2, firewall)")
@@ -484,7 +511,8 @@ def flows_series(args, counts):
 
 KNOWN = {"limit": Limit, "ovs": lambda: Ovs(False), "ovs-ct": lambda: Ovs(True),
          "l2": lambda: Palisade(False), "fw": lambda: Palisade(True),
-         "fw-recompile": lambda: Palisade(True, recompile=True)}
+         "fw-recompile": lambda: Palisade(True, recompile=True),
+         "fw-control": lambda: Palisade(True, control=True)}
 
 
 def main_series(args):
@@ -514,7 +542,7 @@ def main_series(args):
     # between rounds more than the differences measured.
     names = {"limit": "testpmd io (limit)", "ovs": "OVS-DPDK plain flows", "ovs-ct": "OVS-DPDK conntrack",
              "l2": "Palisade L2, no rules", "fw": "Palisade firewall, 1,000 rules",
-             "fw-recompile": "Palisade fw, 30k-rule recompiles"}
+             "fw-recompile": "Palisade fw, 30k-rule recompiles", "fw-control": "Palisade fw, control calls"}
     by_round = {}
     for x in results:
         by_round.setdefault(x["round"], {})[x["config"]] = x["cycles_per_packet"]
@@ -525,6 +553,7 @@ def main_series(args):
             ("fw", "limit", "Palisade firewall / limit", "target: at most 1.40x"),
             ("fw", "l2", "Palisade firewall / Palisade L2", ""),
             ("fw-recompile", "fw", "Palisade firewall during recompiles / without", ""),
+            ("fw-control", "fw", "Palisade firewall during control calls / without", ""),
             ("ovs", "l2", "OVS plain / Palisade L2 (packets per cycle)", ""),
             ("ovs-ct", "fw", "OVS conntrack / Palisade firewall (packets per cycle)", "target: at least 2.5x")):
         if names[a] not in summary or names[b] not in summary:

@@ -19,6 +19,9 @@ inline constexpr uint32_t kParsedTag = 0x50415253;  // "PARS"
 struct Keyed {
   ConnKey key;
   bool src_is_lo;
+  // May take the established path (StatefulFilter::Established): not a fragment, no ICMP (an
+  // error or echo) and no TCP SYN, each of which the general path judges.
+  bool plain;
   bool valid;     // computed for the packet parsed in this scratch
   uint64_t seed;  // the hash seed `hash` is under
   uint64_t hash;
@@ -41,10 +44,25 @@ inline const Packet& Parsed(const FilterBatch& b, uint16_t i, Packet* local) {
   Packet* p = std::launder(reinterpret_cast<Packet*>(s->bytes));
   if (s->tag != kParsedTag) {
     ParsePacket(b.pkts[i].data, b.pkts[i].len, p);  // which makes the Packet there
-    new (s->bytes + kKeyedOffset) Keyed{{}, false, false, 0, 0};
+    new (s->bytes + kKeyedOffset) Keyed{{}, false, false, false, 0, 0};
     s->tag = kParsedTag;
   }
   return *p;
+}
+
+// The parse in batch packet i's scratch, made there already (by Parsed).
+inline const Packet& ParsedIn(const FilterBatch& b, uint16_t i) {
+  return *std::launder(reinterpret_cast<const Packet*>(b.scratch[i]->bytes));
+}
+
+// Batch packet i's key when an earlier filter made it under `seed` (the sender's OUT filter, for
+// the receiver's IN filter), else null. A key is made only for what parsed as IP, whole or a
+// first fragment.
+inline const Keyed* KeyedAlready(const FilterBatch& b, uint16_t i, uint64_t seed) {
+  const PacketScratch* s = b.scratch[i];
+  if (s == nullptr || s->tag != kParsedTag) return nullptr;
+  const Keyed* k = std::launder(reinterpret_cast<const Keyed*>(s->bytes + kKeyedOffset));
+  return k->valid && k->seed == seed ? k : nullptr;
 }
 
 // The connection key of batch packet i (p: its parse, an IP packet) and the key's hash under
@@ -58,6 +76,9 @@ inline const Keyed& KeyOf(const FilterBatch& b, uint16_t i, const Packet& p, uin
                  : local;
   if (!k->valid) {
     MakeKey(p.tuple, &k->key, &k->src_is_lo);
+    const uint8_t proto = p.tuple.proto;
+    k->plain = !p.fragment && !p.icmp_error && proto != kProtoIcmp && proto != kProtoIcmp6 &&
+               !(proto == kProtoTcp && (p.tcp_flags & tcp::kSyn));
     k->valid = true;
     k->seed = ~seed;  // hashed below
   }

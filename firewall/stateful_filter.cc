@@ -118,12 +118,15 @@ void StatefulFilter::Process(FilterBatch& b) {
   // misses overlap instead of stalling one packet at a time (packets with a scratch: the
   // datapath's; unit tests without one take the plain path below).
   const Keyed* keyed[kBurstSize];
+  const uint64_t seed = conns_.seed();
   for (uint16_t i = 0; i < b.count; i++) {
-    keyed[i] = nullptr;
-    if (b.scratch[i] == nullptr) continue;
-    const Packet& p = Parsed(b, i, nullptr);
-    if (p.error != ParseError::kNone || !p.ip || (p.fragment && !p.first_fragment)) continue;
-    keyed[i] = &KeyOf(b, i, p, conns_.seed(), nullptr);
+    keyed[i] = KeyedAlready(b, i, seed);
+    if (keyed[i] == nullptr) {
+      if (b.scratch[i] == nullptr) continue;
+      const Packet& p = Parsed(b, i, nullptr);
+      if (p.error != ParseError::kNone || !p.ip || (p.fragment && !p.first_fragment)) continue;
+      keyed[i] = &KeyOf(b, i, p, seed, nullptr);
+    }
     conns_.PrefetchBucket(keyed[i]->hash);
   }
   for (uint16_t i = 0; i < b.count; i++) {
@@ -131,7 +134,15 @@ void StatefulFilter::Process(FilterBatch& b) {
   }
   Packet local;
   RuleCount rc;
+  const bool l2_rules = !t->l2_rules().empty();
   for (uint16_t i = 0; i < b.count; i++) {
+    const Keyed* k = keyed[i];
+    const bool plain = k != nullptr && k->plain;
+    if (plain && !l2_rules) {  // the usual packet: no parse checks or L2 rules to go through
+      const Packet& p = ParsedIn(b, i);
+      if (!Established(b, i, p, *k, *t, now_s, &rc)) ProcessIp(b, i, p, k, *t, now_s);
+      continue;
+    }
     const Packet& p = Parsed(b, i, &local);
     if (p.error != ParseError::kNone) {
       b.verdict[i] = Verdict::kDrop;
@@ -148,8 +159,8 @@ void StatefulFilter::Process(FilterBatch& b) {
         continue;
       }
     }
-    if (!p.ip || (keyed[i] != nullptr && Established(b, i, p, *keyed[i], *t, now_s, &rc))) continue;
-    ProcessIp(b, i, p, keyed[i], *t, now_s);
+    if (!p.ip || (plain && Established(b, i, p, *k, *t, now_s, &rc))) continue;
+    ProcessIp(b, i, p, k, *t, now_s);
   }
   CountRule(rc.pos, rc.in, rc.pkts, rc.bytes, /*eval=*/false);
 }
@@ -173,14 +184,10 @@ inline void StatefulFilter::Account(uint32_t idx, int dir, uint32_t len, uint32_
   }
 }
 
-// What ProcessIp does for the same packet, without its cases for the rest.
+// What ProcessIp does for the same packet (k.plain), without its cases for the rest.
 inline bool StatefulFilter::Established(FilterBatch& b, uint16_t i, const Packet& p, const Keyed& k,
                                         const RuleTable& t, uint32_t now_s, RuleCount* rc) {
   const uint8_t proto = p.tuple.proto;
-  if (p.fragment || p.icmp_error || proto == kProtoIcmp || proto == kProtoIcmp6 ||
-      (proto == kProtoTcp && (p.tcp_flags & tcp::kSyn))) {
-    return false;
-  }
   const uint32_t idx = conns_.Find(k.key, k.hash);
   if (idx == ConnTable::kNil) return false;
   ConnEntry& c = conns_.at(idx);
