@@ -4,8 +4,12 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <chrono>
+#include <cstdio>
 #include <map>
 #include <set>
+#include <thread>
 
 #include "firewall/checksum.h"
 #include "firewall/packet_builder.h"
@@ -589,6 +593,73 @@ TEST_F(StatefulFilterTest, TwoFiltersShareOnePacketsKeyAndHash) {
       EXPECT_EQ(fl.state, ConnState::kMultiple) << "seed " << receiver_seed << ": found with its own hash";
     }
   }
+}
+
+// A filter with an owner, as the switch gives it: a worker thread runs bursts (and sleeps now
+// and then, as an idle worker does) while the control side pages through flows, reads the
+// counters, expires and exports, all through the owner. Nothing is lost or counted twice.
+TEST_F(StatefulFilterTest, ControlCallsRunBesideTheOwnersBursts) {
+  Owner owner;
+  StatefulFilter f(9, &log_, FirewallOptions{}, 0x4242000000000000ull);
+  f.set_owner(&owner);
+  RuleFile file;
+  ASSERT_TRUE(ParseRuleFile(kPolicy, &file).ok());
+  std::shared_ptr<const RuleTable> t;
+  ASSERT_TRUE(RuleTable::Compile(file, nullptr, 1, &t).ok());
+  f.SetTable(t);
+  std::vector<std::vector<uint8_t>> frames;
+  for (uint16_t port = 41000; port < 41000 + kBurstSize; port++) frames.push_back(Udp(true, port, 53));
+  constexpr int kBursts = 3000;
+  std::atomic<bool> done{false};
+  std::atomic<int> dropped{0};
+  std::thread worker([&] {
+    owner.Back();
+    std::vector<PacketScratch> scratch(kBurstSize);
+    for (int n = 0; n < kBursts; n++) {
+      owner.Serve();
+      FilterBatch b{};
+      b.dir = Direction::kOut;
+      b.count = kBurstSize;
+      b.now_ns = now_;
+      for (uint16_t i = 0; i < kBurstSize; i++) {
+        b.pkts[i] = PacketRef{frames[i].data(), static_cast<uint32_t>(frames[i].size())};
+        scratch[i].tag = 0;
+        b.scratch[i] = &scratch[i];
+      }
+      f.Process(b);
+      for (uint16_t i = 0; i < kBurstSize; i++) dropped += b.verdict[i] != Verdict::kPass;
+      if (n % 256 == 255) {
+        owner.Away();
+        std::this_thread::sleep_for(std::chrono::microseconds(50));
+        owner.Back();
+      }
+    }
+    owner.Away();
+    done = true;
+  });
+  int calls = 0;
+  while (!done.load()) {
+    std::vector<FlowInfo> flows;
+    for (uint32_t c = 0; c != ConnTable::kNil;) c = f.Flows(c, 8, FlowSelector{}, now_, &flows);
+    EXPECT_LE(flows.size(), kBurstSize);
+    EXPECT_EQ(f.rule_stats().size(), t->rules().size());
+    EXPECT_EQ(f.Expire(now_, 1024), 0u);
+    std::vector<Conn> exported;
+    for (uint32_t c = 0; c != ConnTable::kNil;) c = f.ExportConns(c, 8, now_, &exported);
+    EXPECT_LE(exported.size(), kBurstSize);
+    calls++;
+  }
+  worker.join();
+  EXPECT_EQ(dropped.load(), 0);
+  EXPECT_GT(calls, 0);
+  std::printf("%d rounds of control calls beside %d bursts\n", calls, kBursts);
+  std::vector<FlowInfo> flows;
+  f.Flows(0, 100, FlowSelector{}, now_, &flows);
+  ASSERT_EQ(flows.size(), kBurstSize);
+  for (const FlowInfo& fl : flows) EXPECT_EQ(fl.pkts[0], uint64_t{kBursts}) << fl.orig.sport;
+  const RuleStats dns = f.rule_stats()[2];  // rule 102 at 3
+  EXPECT_EQ(dns.pkts[1], uint64_t{kBursts} * kBurstSize) << "every packet counted once, out";
+  EXPECT_EQ(dns.evals, uint64_t{kBurstSize}) << "the first of each flow met the rules";
 }
 
 TEST_F(StatefulFilterTest, ExportedConnectionsCarryOnInAnotherFilter) {
