@@ -133,7 +133,7 @@ Conn ConnTable::Get(uint32_t idx) const {
   return c;
 }
 
-void ConnTable::StartTracking() {
+uint32_t ConnTable::StartTracking() {
   tracking_ = true;
   // Room for every slot the limit allows, so the datapath does not allocate while tracking.
   const size_t slots = std::max<size_t>(used_, segment_->capacity());
@@ -141,7 +141,8 @@ void ConnTable::StartTracking() {
   dirty_.clear();
   dirty_.reserve(slots);
   removed_.clear();
-  removed_.reserve(4096);
+  removed_.reserve(kRemovedRoom);
+  return static_cast<uint32_t>(slots);
 }
 
 void ConnTable::StopTracking() {
@@ -149,19 +150,6 @@ void ConnTable::StopTracking() {
   std::vector<uint64_t>().swap(dirty_bits_);
   std::vector<uint32_t>().swap(dirty_);
   std::vector<ConnKey>().swap(removed_);
-}
-
-void ConnTable::TakeChanges(std::vector<uint32_t>* changed, std::vector<ConnKey>* removed) {
-  for (uint32_t idx : dirty_) {
-    uint64_t& word = dirty_bits_[idx >> 6];
-    const uint64_t bit = uint64_t{1} << (idx & 63);
-    if (!(word & bit)) continue;  // removed since, or listed twice after a re-use
-    word &= ~bit;
-    changed->push_back(idx);
-  }
-  dirty_.clear();
-  removed->insert(removed->end(), removed_.begin(), removed_.end());
-  removed_.clear();
 }
 
 uint32_t ConnTable::CommitTarget(size_t n) const {

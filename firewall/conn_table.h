@@ -97,19 +97,34 @@ class ConnTable {
   uint32_t used() const { return used_; }  // slots ever used (live or free)
   uint32_t limit() const { return limit_; }  // connections
   // A lower limit refuses new entries until the table has shrunk below it; a higher one than
-  // the segment has room for grows it (the entries may move: the caller holds its lock), and
-  // one that needs more buckets rebuilds the index (the lock is held for a walk of the table:
-  // an operator's change, rare and mostly on an empty table).
+  // the segment has room for grows it (the entries may move: run it where the datapath cannot
+  // meet it), and one that needs more buckets rebuilds the index (a walk of the table: an
+  // operator's change, rare and mostly on an empty table).
   Status set_limit(uint32_t limit);
   size_t memory_bytes() const;
 
-  // Change tracking. StartTracking begins a round with nothing changed; TakeChanges hands over
-  // the live entries inserted or touched and the keys of entries removed since, and begins the
-  // next round. An entry removed and re-created shows in both lists (apply removals first).
-  void StartTracking();
+  // Change tracking. StartTracking begins a round with nothing changed and returns how many
+  // slots it tracks. SwapChanges hands over the slots touched (inserted or changed) and the keys
+  // of entries removed since, in exchange for the caller's lists, which must be empty with room
+  // for that many slots and 4,096 keys (so that the datapath goes on without allocating): O(1),
+  // a pair of swaps. A handed slot still holds a change while TakeTouched(idx) says so (it
+  // clears the mark); it does not for a slot removed since, or listed twice after a re-use. An
+  // entry removed and re-created shows in both lists (apply removals first).
+  static constexpr size_t kRemovedRoom = 4096;
+  uint32_t StartTracking();
   void StopTracking();
   bool tracking() const { return tracking_; }
-  void TakeChanges(std::vector<uint32_t>* changed, std::vector<ConnKey>* removed);
+  void SwapChanges(std::vector<uint32_t>* touched, std::vector<ConnKey>* removed) {
+    dirty_.swap(*touched);
+    removed_.swap(*removed);
+  }
+  bool TakeTouched(uint32_t idx) {
+    uint64_t& word = dirty_bits_[idx >> 6];
+    const uint64_t bit = uint64_t{1} << (idx & 63);
+    const bool touched = word & bit;
+    word &= ~bit;
+    return touched;
+  }
 
   // Calls f(idx, entry) for up to `max` live entries from `cursor` on; returns the cursor to
   // continue from, or kNil when the walk is complete. Entries added or removed meanwhile are

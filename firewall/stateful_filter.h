@@ -244,6 +244,11 @@ class StatefulFilter : public Filter {
   std::vector<FragKey> frags_;    // kFragSets sets of kFragWays, each set oldest first
   std::vector<SynHint> syn_hints_;
   LogBudget log_budget_;
+  // The migration's side (the thread taking deltas): the change lists the worker will get at the
+  // next delta, and how many slots they must have room for.
+  uint32_t tracked_slots_ = 0;
+  std::vector<uint32_t> spare_touched_;
+  std::vector<ConnKey> spare_removed_;
 };
 
 }  // namespace palisade::fw

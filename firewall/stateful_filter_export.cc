@@ -126,33 +126,48 @@ size_t StatefulFilter::ImportConns(const std::vector<Conn>& conns, uint64_t now_
 }
 
 void StatefulFilter::StartTracking() {
-  OnOwner([&] { conns_.StartTracking(); });
+  OnOwner([&] { tracked_slots_ = conns_.StartTracking(); });
 }
 
 void StatefulFilter::StopTracking() {
   OnOwner([&] { conns_.StopTracking(); });
+  std::vector<uint32_t>().swap(spare_touched_);
+  std::vector<ConnKey>().swap(spare_removed_);
 }
 
 void StatefulFilter::TakeDelta(uint64_t now_ns, std::vector<Conn>* changed,
                                std::vector<ConnKey>* removed) {
   const uint32_t now_s = static_cast<uint32_t>(now_ns / 1000000000ull);
-  std::vector<uint32_t> idxs;
-  OnOwner([&] { conns_.TakeChanges(&idxs, removed); });
-  // The entries are copied a slice at a time, so a delta of a million entries never holds the
-  // workers for the whole copy. What changes between slices is tracked for the next delta; a
-  // slot freed and reused meanwhile is copied as its new entry (also tracked), and the old
-  // entry's removal comes in the next delta's removals.
+  // The lists change hands in one call (the worker's next ones are the previous delta's, emptied:
+  // their memory is in use already); the entries are then copied a slice at a time, so a delta
+  // of a million entries never holds the worker for the whole copy. What changes between slices
+  // is tracked for the next delta (a slot copied here is no longer marked, so it is listed again
+  // only when it changes again); a slot freed and reused meanwhile is copied as its new entry,
+  // and the old entry's removal comes in the next delta's removals.
+  std::vector<uint32_t> touched = std::move(spare_touched_);
+  std::vector<ConnKey> gone = std::move(spare_removed_);
+  touched.clear();
+  gone.clear();
+  touched.reserve(tracked_slots_);
+  gone.reserve(ConnTable::kRemovedRoom);
+  OnOwner([&] { conns_.SwapChanges(&touched, &gone); });
+  removed->insert(removed->end(), gone.begin(), gone.end());
   constexpr size_t kSlice = 4096;
-  RoomFor(changed, idxs.size());
-  for (size_t start = 0; start < idxs.size(); start += kSlice) {
+  RoomFor(changed, touched.size());
+  for (size_t start = 0; start < touched.size(); start += kSlice) {
     OnOwner([&] {
-      const size_t end = std::min(idxs.size(), start + kSlice);
+      const size_t end = std::min(touched.size(), start + kSlice);
       for (size_t i = start; i < end; i++) {
-        if (i + kAhead < end) conns_.PrefetchSlot(idxs[i + kAhead]);
-        if (IsConn(conns_.at(idxs[i]).state)) changed->push_back(Exported(conns_.Get(idxs[i]), now_s));
+        if (i + kAhead < end) conns_.PrefetchSlot(touched[i + kAhead]);
+        const uint32_t idx = touched[i];
+        if (conns_.TakeTouched(idx) && IsConn(conns_.at(idx).state)) {
+          changed->push_back(Exported(conns_.Get(idx), now_s));
+        }
       }
     });
   }
+  spare_touched_ = std::move(touched);
+  spare_removed_ = std::move(gone);
 }
 
 size_t StatefulFilter::RemoveConns(const std::vector<ConnKey>& keys) {
