@@ -145,11 +145,11 @@ uint32_t ConnTable::StartTracking() {
   return static_cast<uint32_t>(slots);
 }
 
-void ConnTable::StopTracking() {
+void ConnTable::StopTracking(std::vector<uint64_t>* bits, std::vector<uint32_t>* touched,
+                             std::vector<ConnKey>* removed) {
   tracking_ = false;
-  std::vector<uint64_t>().swap(dirty_bits_);
-  std::vector<uint32_t>().swap(dirty_);
-  std::vector<ConnKey>().swap(removed_);
+  dirty_bits_.swap(*bits);
+  SwapChanges(touched, removed);
 }
 
 uint32_t ConnTable::CommitTarget(size_t n) const {

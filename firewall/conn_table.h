@@ -109,10 +109,12 @@ class ConnTable {
   // for that many slots and 4,096 keys (so that the datapath goes on without allocating): O(1),
   // a pair of swaps. A handed slot still holds a change while TakeTouched(idx) says so (it
   // clears the mark); it does not for a slot removed since, or listed twice after a re-use. An
-  // entry removed and re-created shows in both lists (apply removals first).
+  // entry removed and re-created shows in both lists (apply removals first). StopTracking hands
+  // the tracking's memory over in exchange for the caller's (empty) vectors, to be freed there.
   static constexpr size_t kRemovedRoom = 4096;
   uint32_t StartTracking();
-  void StopTracking();
+  void StopTracking(std::vector<uint64_t>* bits, std::vector<uint32_t>* touched,
+                    std::vector<ConnKey>* removed);
   bool tracking() const { return tracking_; }
   void SwapChanges(std::vector<uint32_t>* touched, std::vector<ConnKey>* removed) {
     dirty_.swap(*touched);

@@ -130,7 +130,10 @@ void StatefulFilter::StartTracking() {
 }
 
 void StatefulFilter::StopTracking() {
-  OnOwner([&] { conns_.StopTracking(); });
+  std::vector<uint64_t> bits;  // the tracking's memory is freed here, on the caller
+  std::vector<uint32_t> touched;
+  std::vector<ConnKey> gone;
+  OnOwner([&] { conns_.StopTracking(&bits, &touched, &gone); });
   std::vector<uint32_t>().swap(spare_touched_);
   std::vector<ConnKey>().swap(spare_removed_);
 }
