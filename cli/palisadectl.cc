@@ -512,6 +512,13 @@ class Ctl {
                "  relists: " + std::to_string(s.getRelists()) + ", reconnects: " + std::to_string(s.getReconnects()) +
                ", updates: " + std::to_string(s.getUpdates()) + "\n";
         if (s.getError().size() > 0) text += "  error: " + std::string(s.getError().cStr()) + "\n";
+        if (s.getSnapshotPath().size() > 0) {
+          text += "  snapshot: " + std::string(s.getSnapshotPath().cStr()) + ", " +
+                  (s.getSnapshotRevision() > 0 ? "revision " + std::to_string(s.getSnapshotRevision())
+                                               : std::string("none written yet")) + "\n";
+          if (s.getSnapshotError().size() > 0)
+            text += "  snapshot error: " + std::string(s.getSnapshotError().cStr()) + "\n";
+        }
       }
       out(r, text);
     } else if (cmd == "connection") {

@@ -13,11 +13,13 @@
 // status and one endpoint key per local VM under it. A lease found expired (etcd forgot the
 // host, or an outage outlasted it) is granted anew and every key written again at once.
 //
-// Snapshot: the view is saved (atomically) to `snapshot_path` by a thread of its own, within
-// about a second of every change (at most one write a second, the last change always written),
-// so the watch thread never waits for the disk; a start reads it back before anything else, so
-// a switch restarted during an outage enforces the last policy it had before it forwards a
-// packet.
+// Snapshot: the view is saved (atomically) to `snapshot_path` by a thread of its own, so the
+// watch thread never waits for the disk. A change is written at once unless a write is under
+// way; changes meanwhile go into the next write, which waits as long as the last one took
+// (10 ms to 1 s): the disk gets at most half of that thread's time, and a crash loses at most
+// the changes of the last write or two. status() says which revision is on disk. A start reads
+// it back before anything else, so a switch restarted during an outage enforces the last
+// policy it had before it forwards a packet.
 //
 // Thread-safety: Publish() and status() from any thread; the update callback runs on the
 // agent's watch thread (hand its work to the switch's own loop).
@@ -75,6 +77,8 @@ struct AgentStatus {
   uint64_t relists = 0, reconnects = 0, updates = 0;
   int64_t lease = 0;
   size_t published = 0;
+  int64_t snapshot_revision = 0;  // the revision on disk (0: none yet)
+  std::string snapshot_error;     // the last write's failure, until a write succeeds
 };
 
 class ClusterAgent {
@@ -91,6 +95,7 @@ class ClusterAgent {
   AgentStatus status() const;
   const std::string& host() const { return options_.host; }
   const std::string& endpoints() const { return options_.etcd.endpoints; }
+  const std::string& snapshot_path() const { return options_.snapshot_path; }
 
  private:
   explicit ClusterAgent(AgentOptions options, OnUpdate on_update);

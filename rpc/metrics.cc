@@ -335,6 +335,12 @@ Status FormatMetrics(const SwitchSample& sw, const migration::MigrationTotals& m
     m.Sample({}, cluster->updates);
     m.Family("palisade_cluster_published_vms", T::kGauge, "VMs this host publishes in etcd.");
     m.Sample({}, static_cast<uint64_t>(cluster->published));
+    m.Family("palisade_cluster_snapshot_revision", T::kGauge,
+             "The revision the cluster snapshot on disk holds (0: none yet).");
+    m.Sample({}, cluster->snapshot_revision);
+    m.Family("palisade_cluster_snapshot_failing", T::kGauge,
+             "1 while the cluster snapshot cannot be written (the last one on disk stays).");
+    m.Sample({}, static_cast<uint64_t>(!cluster->snapshot_error.empty()));
   }
 
   if (!m.status().ok()) return m.status();

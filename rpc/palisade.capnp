@@ -167,6 +167,9 @@ struct ClusterStatus {
   published @9 :UInt32;        # VMs this host publishes
   host @10 :Text;
   endpoints @11 :Text;
+  snapshotPath @12 :Text;      # --cluster-snapshot
+  snapshotRevision @13 :Int64; # the revision the snapshot on disk holds (0: none yet)
+  snapshotError @14 :Text;     # why the last write failed (the file on disk stays whole)
 }
 
 # One packet a capture recorded (palisadectl capture).

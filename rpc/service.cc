@@ -64,6 +64,9 @@ class PalisadeImpl final : public Palisade::Server {
     b.setPublished(static_cast<uint32_t>(s.published));
     b.setHost(cluster_->host());
     b.setEndpoints(cluster_->endpoints());
+    b.setSnapshotPath(cluster_->snapshot_path());
+    b.setSnapshotRevision(s.snapshot_revision);
+    b.setSnapshotError(s.snapshot_error);
     return kj::READY_NOW;
   }
 

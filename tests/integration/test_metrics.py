@@ -363,6 +363,8 @@ class MetricsTest(unittest.TestCase):
             self.assertEqual(value(m, "palisade_cluster_connected"), 0)
             self.assertEqual(value(m, "palisade_cluster_revision"), float(status.get("revision", 0)))
             self.assertEqual(value(m, "palisade_cluster_published_vms"), float(status.get("published", 0)))
+            self.assertEqual(value(m, "palisade_cluster_snapshot_revision"), float(status.get("snapshotRevision", 0)))
+            self.assertEqual(value(m, "palisade_cluster_snapshot_failing"), 0)
             self.assertIn("palisade_cluster_last_contact_age_seconds", families)
             self.assertNotIn(("palisade_cluster_last_contact_age_seconds", frozenset()), m, "never answered")
             for name in ("relists", "reconnects", "updates"):
