@@ -17,6 +17,7 @@ const char* ConnStateName(ConnState s) {
     case ConnState::kNew: return "NEW";
     case ConnState::kMultiple: return "MULTIPLE";
     case ConnState::kWideEnds: return "WIDE_ENDS";
+    case ConnState::kGone: return "GONE";
   }
   return "?";
 }

@@ -24,6 +24,7 @@ enum class ConnState : uint8_t {
   // UDP, ICMP echo and other protocols: one direction seen, or both
   kNew, kMultiple,
   kWideEnds,  // stored only: the slot after an IPv6 entry's, holding its addresses
+  kGone,      // stored only: removed while tracking changes, its key kept for the next delta
 };
 
 const char* ConnStateName(ConnState s);  // SYN_SENT, EST, FIN_WAIT, ... as getflows prints

@@ -66,7 +66,7 @@ static_assert(sizeof(ConnEntry) == 96, "a connection entry is 96 bytes");
 static_assert(offsetof(ConnEntry, next) < 32, "a lookup reads the key and the chain link together");
 
 // A slot that holds a connection (not free, not a wide entry's addresses).
-inline bool IsConn(ConnState s) { return s != ConnState::kFree && s != ConnState::kWideEnds; }
+inline bool IsConn(ConnState s) { return s != ConnState::kFree && s != ConnState::kWideEnds && s != ConnState::kGone; }
 
 // IpAddr::is_v4 in two loads, for the lookup that confirms a match.
 inline bool IsV4Mapped(const IpAddr& a) {

@@ -21,14 +21,17 @@ ConnTable::ConnTable(uint32_t limit, uint64_t seed, std::unique_ptr<ConnSegment>
   limit_ = std::min(limit_, segment_->capacity());
   entries_ = segment_->entries();
   (void)segment_->Commit(CommitTarget());  // a full tmpfs shows at the first CommitAhead
-  const uint32_t n = BucketsFor(limit_);
-  mask_ = n - 1;
-  buckets_.assign(n, kNil);
+  buckets_ = IndexFor(limit_);
+  mask_ = static_cast<uint32_t>(buckets_.size()) - 1;
 }
 
-void ConnTable::Rehash(uint32_t nbuckets) {
-  buckets_.assign(nbuckets, kNil);
-  mask_ = nbuckets - 1;
+std::vector<uint32_t> ConnTable::IndexFor(uint32_t limit) {
+  return std::vector<uint32_t>(BucketsFor(limit), kNil);
+}
+
+void ConnTable::Rehash(std::vector<uint32_t>* buckets) {
+  buckets_.swap(*buckets);
+  mask_ = static_cast<uint32_t>(buckets_.size()) - 1;
   for (uint32_t i = 0; i < used_; i++) {
     ConnEntry& c = entries_[i];
     if (!IsConn(c.state)) continue;
@@ -91,13 +94,25 @@ uint32_t ConnTable::Insert(const ConnKey& k) {
 void ConnTable::Remove(uint32_t idx) {
   ConnEntry& c = entries_[idx];
   const ConnKey k = Key(idx);
-  if (tracking_) {
-    dirty_bits_[idx >> 6] &= ~(uint64_t{1} << (idx & 63));
-    removed_.push_back(k);
-  }
   uint32_t* link = &buckets_[Bucket(k)];
   while (*link != idx) link = &entries_[*link].next;
   *link = c.next;
+  size_--;
+  if (tracking_) {
+    if (removed_.size() < removed_.capacity()) {
+      dirty_bits_[idx >> 6] &= ~(uint64_t{1} << (idx & 63));
+      removed_.push_back(k);
+    } else {  // no room: the slot keeps the key until the delta lists it
+      c.state = ConnState::kGone;
+      Touch(idx);
+      return;
+    }
+  }
+  Free(idx);
+}
+
+void ConnTable::Free(uint32_t idx) {
+  ConnEntry& c = entries_[idx];
   c.state = ConnState::kFree;
   if (c.flags & kConnWide) {
     entries_[idx + 1].state = ConnState::kFree;
@@ -107,7 +122,6 @@ void ConnTable::Remove(uint32_t idx) {
     c.next = free_;
     free_ = idx;
   }
-  size_--;
 }
 
 ConnKey ConnTable::Key(uint32_t idx) const {
@@ -133,23 +147,36 @@ Conn ConnTable::Get(uint32_t idx) const {
   return c;
 }
 
-uint32_t ConnTable::StartTracking() {
-  tracking_ = true;
-  // Room for every slot the limit allows, so the datapath does not allocate while tracking.
-  const size_t slots = std::max<size_t>(used_, segment_->capacity());
-  dirty_bits_.assign((slots + 63) / 64 + 1, 0);
-  dirty_.clear();
-  dirty_.reserve(slots);
-  removed_.clear();
-  removed_.reserve(kRemovedRoom);
-  return static_cast<uint32_t>(slots);
+ConnTable::Tracking ConnTable::Tracking::For(uint32_t slots) {
+  Tracking t;
+  t.bits.assign((size_t{slots} + 63) / 64 + 1, 0);
+  t.touched.reserve(slots);
+  t.removed.reserve(kRemovedRoom);
+  return t;
 }
 
-void ConnTable::StopTracking(std::vector<uint64_t>* bits, std::vector<uint32_t>* touched,
-                             std::vector<ConnKey>* removed) {
+bool ConnTable::StartTracking(Tracking* t) {
+  if (tracking_ || t->touched.capacity() < tracking_slots() ||
+      t->bits.size() * 64 < size_t{tracking_slots()} || t->removed.capacity() < kRemovedRoom) {
+    return false;
+  }
+  tracking_ = true;
+  dirty_bits_.swap(t->bits);
+  dirty_.swap(t->touched);
+  removed_.swap(t->removed);
+  return true;
+}
+
+void ConnTable::StopTracking(Tracking* t) {
+  // A slot gone is marked and listed (in the list here: a delta's slices took those they
+  // handed out), so only this list's may remain.
+  for (uint32_t idx : dirty_) {
+    if (entries_[idx].state == ConnState::kGone && TakeTouched(idx)) Free(idx);
+  }
   tracking_ = false;
-  dirty_bits_.swap(*bits);
-  SwapChanges(touched, removed);
+  dirty_bits_.swap(t->bits);
+  dirty_.swap(t->touched);
+  removed_.swap(t->removed);
 }
 
 uint32_t ConnTable::CommitTarget(size_t n) const {
@@ -160,14 +187,16 @@ uint32_t ConnTable::CommitTarget(size_t n) const {
   return static_cast<uint32_t>(std::min<size_t>(size_t{used_} + ahead, segment_->capacity()));
 }
 
-Status ConnTable::set_limit(uint32_t limit) {
+Status ConnTable::set_limit(uint32_t limit, std::vector<uint32_t>* buckets) {
   if (SlotsFor(limit) > segment_->capacity()) {
+    // Tracking has a mark for each slot there is now.
+    if (tracking_) return Status::Unavailable("the port is migrating: its connection limit can grow once it is done");
     if (Status s = segment_->Grow(SlotsFor(limit)); !s.ok()) return s;
     entries_ = segment_->entries();
   }
   limit_ = limit;
   // A higher limit gets the buckets it needs, or its chains would grow as long as the ratio.
-  if (BucketsFor(limit) > buckets_.size()) Rehash(BucketsFor(limit));
+  if (BucketsFor(limit) > buckets_.size() && buckets->size() >= BucketsFor(limit)) Rehash(buckets);
   return Status::Ok();
 }
 

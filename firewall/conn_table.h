@@ -98,23 +98,35 @@ class ConnTable {
   uint32_t limit() const { return limit_; }  // connections
   // A lower limit refuses new entries until the table has shrunk below it; a higher one than
   // the segment has room for grows it (the entries may move: run it where the datapath cannot
-  // meet it), and one that needs more buckets rebuilds the index (a walk of the table: an
-  // operator's change, rare and mostly on an empty table).
-  Status set_limit(uint32_t limit);
+  // meet it), and one that needs more buckets rebuilds the index into `buckets` (a walk of the
+  // table: an operator's change, rare and mostly on an empty table). `buckets` is made by the
+  // caller (IndexFor(limit)) so that the owner never allocates; it gets the old index back.
+  static std::vector<uint32_t> IndexFor(uint32_t limit);
+  Status set_limit(uint32_t limit, std::vector<uint32_t>* buckets);
   size_t memory_bytes() const;
 
-  // Change tracking. StartTracking begins a round with nothing changed and returns how many
-  // slots it tracks. SwapChanges hands over the slots touched (inserted or changed) and the keys
-  // of entries removed since, in exchange for the caller's lists, which must be empty with room
-  // for that many slots and 4,096 keys (so that the datapath goes on without allocating): O(1),
-  // a pair of swaps. A handed slot still holds a change while TakeTouched(idx) says so (it
-  // clears the mark); it does not for a slot removed since, or listed twice after a re-use. An
-  // entry removed and re-created shows in both lists (apply removals first). StopTracking hands
-  // the tracking's memory over in exchange for the caller's (empty) vectors, to be freed there.
+  // Change tracking. Its memory is made by the caller (Tracking::For(tracking_slots()), a bit
+  // and a list entry per slot, room for 4,096 removed keys), so the owner and the datapath never
+  // allocate. StartTracking begins a round with nothing changed (false, nothing taken: `t` was
+  // made for fewer slots than the table has now). SwapChanges hands over the slots touched
+  // (inserted, changed, or removed once the removed keys' room is full) and the keys of entries
+  // removed since, in exchange for the caller's lists, which must be empty with the same room:
+  // O(1), a pair of swaps. A handed slot still holds a change while TakeTouched(idx) says so (it
+  // clears the mark); it does not for a slot removed since (with room for its key), or listed
+  // twice after a re-use. A touched slot in state kGone is a removal that found no room: its key
+  // stays in the slot, which is not reused until ReleaseGone(idx) frees it. An entry removed and
+  // re-created shows in both lists (apply removals first). StopTracking frees the slots still
+  // gone and hands the memory back, to be freed by the caller.
   static constexpr size_t kRemovedRoom = 4096;
-  uint32_t StartTracking();
-  void StopTracking(std::vector<uint64_t>* bits, std::vector<uint32_t>* touched,
-                    std::vector<ConnKey>* removed);
+  struct Tracking {
+    std::vector<uint64_t> bits;
+    std::vector<uint32_t> touched;
+    std::vector<ConnKey> removed;
+    static Tracking For(uint32_t slots);
+  };
+  uint32_t tracking_slots() const { return segment_->capacity(); }  // at least used()
+  bool StartTracking(Tracking* t);
+  void StopTracking(Tracking* t);
   bool tracking() const { return tracking_; }
   void SwapChanges(std::vector<uint32_t>* touched, std::vector<ConnKey>* removed) {
     dirty_.swap(*touched);
@@ -127,6 +139,7 @@ class ConnTable {
     word &= ~bit;
     return touched;
   }
+  void ReleaseGone(uint32_t idx) { Free(idx); }
 
   // Calls f(idx, entry) for up to `max` live entries from `cursor` on; returns the cursor to
   // continue from, or kNil when the walk is complete. Entries added or removed meanwhile are
@@ -155,7 +168,8 @@ class ConnTable {
   }
   // A free slot (two adjacent ones when wide), or kNil.
   uint32_t Allocate(bool wide);
-  void Rehash(uint32_t nbuckets);
+  void Free(uint32_t idx);  // an unlinked slot (and its pair) back to the free lists
+  void Rehash(std::vector<uint32_t>* buckets);
 
   uint32_t limit_;
   uint64_t seed_;

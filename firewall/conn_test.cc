@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <set>
 #include <vector>
 
 #include "firewall/conn_fixture.h"
@@ -53,7 +54,9 @@ TEST(ConnTableTest, ARaisedLimitKeepsEveryEntryFindable) {
   for (const Conn& c : conns) ASSERT_NE(t.Insert(c.key()), ConnTable::kNil);
   t.Remove(t.Find(conns[5].key()));
   const size_t before = t.memory_bytes();
-  ASSERT_TRUE(t.set_limit(1000000).ok());
+  std::vector<uint32_t> index = ConnTable::IndexFor(1000000);
+  ASSERT_TRUE(t.set_limit(1000000, &index).ok());
+  EXPECT_EQ(index.size(), 2048u) << "the old index comes back, to be freed by the caller";
   EXPECT_GT(t.memory_bytes(), before + 4 * 1000000 - 4 * 2048);
   for (size_t i = 0; i < conns.size(); i++) {
     EXPECT_EQ(t.Find(conns[i].key()) == ConnTable::kNil, i == 5) << i;
@@ -111,10 +114,88 @@ TEST(ConnTableTest, IPv6EntriesTakeTwoSlotsAndNeverMatchIPv4Ones) {
     EXPECT_EQ(t.Find(v6(i)) == ConnTable::kNil, i < 50 || i >= 130) << i;
   }
   // The index rebuilt for a larger limit finds both kinds.
-  ASSERT_TRUE(t.set_limit(100000).ok());
+  std::vector<uint32_t> index = ConnTable::IndexFor(100000);
+  ASSERT_TRUE(t.set_limit(100000, &index).ok());
   EXPECT_NE(t.Find(v6(120)), ConnTable::kNil);
   EXPECT_NE(t.Find(v4(140)), ConnTable::kNil);
 }
 
 }  // namespace
+
+// While tracking, removals beyond the room for their keys keep their slots (state GONE, key
+// inside) until a delta lists them: nothing is allocated, nothing is lost, and the slots come
+// back to the free lists after the delta or when tracking stops.
+TEST(ConnTableTest, RemovalsBeyondTheKeysRoomKeepTheirSlotsUntilTheDelta) {
+  ConnTable t(10000, 7);
+  const std::vector<Conn> conns = UdpConns(6000, 50);
+  ConnTable::Tracking tracking = ConnTable::Tracking::For(t.tracking_slots());
+  ASSERT_TRUE(t.StartTracking(&tracking));
+  EXPECT_FALSE(t.StartTracking(&tracking)) << "one round at a time";
+  for (const Conn& c : conns) ASSERT_NE(t.Insert(c.key()), ConnTable::kNil);
+  auto swap = [&](std::vector<uint32_t>* touched, std::vector<ConnKey>* removed) {
+    touched->clear();
+    removed->clear();
+    touched->reserve(t.tracking_slots());
+    removed->reserve(ConnTable::kRemovedRoom);
+    t.SwapChanges(touched, removed);
+  };
+  std::vector<uint32_t> touched;
+  std::vector<ConnKey> removed;
+  swap(&touched, &removed);
+  ASSERT_EQ(touched.size(), 6000u);
+  for (uint32_t idx : touched) ASSERT_TRUE(t.TakeTouched(idx));
+
+  for (const Conn& c : conns) t.Remove(t.Find(c.key()));
+  EXPECT_EQ(t.size(), 0u);
+  for (const Conn& c : conns) ASSERT_EQ(t.Find(c.key()), ConnTable::kNil);
+  // A connection re-created meanwhile takes a slot whose key went into the list, not a gone one.
+  ASSERT_NE(t.Insert(conns[0].key()), ConnTable::kNil);
+  EXPECT_EQ(t.used(), 6000u);
+
+  swap(&touched, &removed);
+  EXPECT_EQ(removed.size(), ConnTable::kRemovedRoom);
+  std::set<uint32_t> keys;  // by address: each of the 6,000 distinct
+  for (const ConnKey& k : removed) keys.insert(k.lo.v4());
+  size_t gone = 0, live = 0;
+  for (uint32_t idx : touched) {
+    ASSERT_TRUE(t.TakeTouched(idx));
+    if (t.at(idx).state == ConnState::kGone) {
+      keys.insert(t.Key(idx).lo.v4());
+      t.ReleaseGone(idx);
+      gone++;
+    } else {
+      EXPECT_EQ(t.Key(idx).lo, conns[0].lo);
+      live++;
+    }
+  }
+  EXPECT_EQ(gone, 6000u - ConnTable::kRemovedRoom);
+  EXPECT_EQ(live, 1u);
+  EXPECT_EQ(keys.size(), 6000u) << "every removal listed once";
+  // Released, the slots are used again: the table does not grow.
+  for (size_t i = 1; i < conns.size(); i++) ASSERT_NE(t.Insert(conns[i].key()), ConnTable::kNil);
+  EXPECT_EQ(t.used(), 6000u);
+
+  // Stopped with removals still gone: their slots are freed too.
+  for (const Conn& c : conns) t.Remove(t.Find(c.key()));
+  ConnTable::Tracking back;
+  t.StopTracking(&back);
+  EXPECT_GE(back.touched.capacity(), t.tracking_slots()) << "the memory comes back";
+  for (const Conn& c : conns) ASSERT_NE(t.Insert(c.key()), ConnTable::kNil);
+  EXPECT_EQ(t.used(), 6000u);
+  EXPECT_EQ(t.size(), 6000u);
+}
+
+// The limit cannot grow the table while a migration tracks its slots (each has a mark).
+TEST(ConnTableTest, ALimitThatGrowsTheTableWaitsForTrackingToStop) {
+  ConnTable t(1000, 7);
+  ConnTable::Tracking tracking = ConnTable::Tracking::For(t.tracking_slots());
+  ASSERT_TRUE(t.StartTracking(&tracking));
+  std::vector<uint32_t> index = ConnTable::IndexFor(100000);
+  EXPECT_FALSE(t.set_limit(100000, &index).ok());
+  EXPECT_TRUE(t.set_limit(500, &index).ok()) << "a lower one is fine";
+  t.StopTracking(&tracking);
+  EXPECT_TRUE(t.set_limit(100000, &index).ok());
+  EXPECT_EQ(t.limit(), 100000u);
+}
+
 }  // namespace palisade::fw

@@ -22,14 +22,23 @@ PortSecurity::PortSecurity(uint32_t filter_id, PortBinding binding, PacketLog* l
   learned_.reserve(binding_.max_learned);
 }
 
-std::vector<IpAddr> PortSecurity::addresses() const {
-  std::vector<IpAddr> all;
-  OnOwner([&] {
-    all = binding_.ips;
-    for (const Learned& l : learned_) all.push_back(l.addr);
-  });
-  return all;
+std::vector<IpAddr> PortSecurity::Copy(bool bound) const {
+  std::vector<IpAddr> out;
+  for (bool copied = false; !copied;) {  // sized here, so that the owner only copies
+    size_t n = 0;
+    OnOwner([&] {
+      n = (bound ? binding_.ips.size() : 0) + learned_.size();
+      copied = n <= out.capacity();
+      if (!copied) return;
+      if (bound) out.assign(binding_.ips.begin(), binding_.ips.end());
+      for (const Learned& l : learned_) out.push_back(l.addr);
+    });
+    out.reserve(n);
+  }
+  return out;
 }
+
+std::vector<IpAddr> PortSecurity::addresses() const { return Copy(/*bound=*/true); }
 
 uint64_t PortSecurity::mac() const {
   uint64_t mac = 0;
@@ -43,13 +52,7 @@ uint64_t PortSecurity::learned_mac() const {
   return mac;
 }
 
-std::vector<IpAddr> PortSecurity::learned() const {
-  std::vector<IpAddr> out;
-  OnOwner([&] {
-    for (const Learned& l : learned_) out.push_back(l.addr);
-  });
-  return out;
-}
+std::vector<IpAddr> PortSecurity::learned() const { return Copy(/*bound=*/false); }
 
 void PortSecurity::Restore(uint64_t mac, const std::vector<IpAddr>& learned) {
   OnOwner([&] {

@@ -72,6 +72,7 @@ class PortSecurity : public Filter {
     IpAddr addr;
     uint32_t last_used_s;
   };
+  std::vector<IpAddr> Copy(bool bound) const;  // learned addresses, after the bound ones if asked
   bool Allowed(const IpAddr& a) const;
   // Allowed, refreshing a learned address's use.
   bool Permit(const IpAddr& a, uint32_t now_s);

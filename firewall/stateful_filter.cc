@@ -73,11 +73,12 @@ FirewallOptions StatefulFilter::options() const {
 
 Status StatefulFilter::SetOptions(const FirewallOptions& options) {
   Status s = Status::Ok();
+  std::vector<uint32_t> index = ConnTable::IndexFor(options.conn_limit);  // here, not on the owner
   OnOwner([&] {
-    s = conns_.set_limit(options.conn_limit);
+    s = conns_.set_limit(options.conn_limit, &index);
     if (s.ok()) options_ = options;
   });
-  return s;
+  return s;  // the index not taken, or the old one, is freed here
 }
 
 std::vector<RuleStats> StatefulFilter::rule_stats() const {

@@ -119,7 +119,8 @@ class StatefulFilter : public Filter {
   // delta (as ExportConns gives them; copied in slices on the owner, never all at once)
   // and the keys of entries removed meanwhile; StopTracking
   // ends it (migration done or cancelled). The destination applies RemoveConns(removed), then
-  // ImportConns(changed).
+  // ImportConns(changed). The memory for all of it is made and freed on the caller: neither the
+  // owner nor the datapath allocates while tracking, however many entries change or go.
   void StartTracking();
   void TakeDelta(uint64_t now_ns, std::vector<Conn>* changed, std::vector<ConnKey>* removed);
   void StopTracking();

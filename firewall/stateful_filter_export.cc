@@ -126,14 +126,19 @@ size_t StatefulFilter::ImportConns(const std::vector<Conn>& conns, uint64_t now_
 }
 
 void StatefulFilter::StartTracking() {
-  OnOwner([&] { tracked_slots_ = conns_.StartTracking(); });
+  // Made here for the table's slots (8 MB at a 1,000,000 limit), taken by the owner in a swap.
+  for (bool started = false; !started;) {
+    uint32_t slots = 0;
+    OnOwner([&] { slots = conns_.tracking_slots(); });
+    ConnTable::Tracking t = ConnTable::Tracking::For(slots);
+    OnOwner([&] { started = conns_.StartTracking(&t) || conns_.tracking(); });
+    tracked_slots_ = slots;
+  }
 }
 
 void StatefulFilter::StopTracking() {
-  std::vector<uint64_t> bits;  // the tracking's memory is freed here, on the caller
-  std::vector<uint32_t> touched;
-  std::vector<ConnKey> gone;
-  OnOwner([&] { conns_.StopTracking(&bits, &touched, &gone); });
+  ConnTable::Tracking t;  // the tracking's memory comes back, to be freed here
+  OnOwner([&] { if (conns_.tracking()) conns_.StopTracking(&t); });
   std::vector<uint32_t>().swap(spare_touched_);
   std::vector<ConnKey>().swap(spare_removed_);
 }
@@ -158,13 +163,19 @@ void StatefulFilter::TakeDelta(uint64_t now_ns, std::vector<Conn>* changed,
   constexpr size_t kSlice = 4096;
   RoomFor(changed, touched.size());
   for (size_t start = 0; start < touched.size(); start += kSlice) {
+    RoomFor(removed, kSlice);  // a slot gone (removed with no room for its key) is one more
     OnOwner([&] {
       const size_t end = std::min(touched.size(), start + kSlice);
       for (size_t i = start; i < end; i++) {
         if (i + kAhead < end) conns_.PrefetchSlot(touched[i + kAhead]);
         const uint32_t idx = touched[i];
-        if (conns_.TakeTouched(idx) && IsConn(conns_.at(idx).state)) {
+        if (!conns_.TakeTouched(idx)) continue;
+        const ConnState state = conns_.at(idx).state;
+        if (IsConn(state)) {
           changed->push_back(Exported(conns_.Get(idx), now_s));
+        } else if (state == ConnState::kGone) {
+          removed->push_back(conns_.Key(idx));
+          conns_.ReleaseGone(idx);
         }
       }
     });

@@ -865,6 +865,26 @@ TEST_F(StatefulFilterTest, DeltaCarriesWhatChangedSinceTheBulkCopy) {
   EXPECT_TRUE(changed.empty());
 }
 
+// More removals between two deltas than the room for their keys: the rest wait in their slots
+// (nothing allocated on the owner) and the delta lists every one.
+TEST_F(StatefulFilterTest, DeltaListsEveryRemovalBeyondTheRoomForKeys) {
+  constexpr uint16_t kFlows = 5000;
+  for (uint16_t port = 1; port <= kFlows; port++) ASSERT_TRUE(Passes(Direction::kOut, Udp(true, port, 53)));
+  filter_.StartTracking();
+  ASSERT_EQ(filter_.Flush(FlowSelector{}, now_), kFlows);
+  std::vector<Conn> changed;
+  std::vector<ConnKey> removed;
+  filter_.TakeDelta(now_, &changed, &removed);
+  EXPECT_TRUE(changed.empty());
+  std::set<uint16_t> ports;
+  for (const ConnKey& k : removed) ports.insert(k.lo_port == 53 ? k.hi_port : k.lo_port);
+  EXPECT_EQ(removed.size(), kFlows);
+  EXPECT_EQ(ports.size(), kFlows);
+  for (uint16_t port = 1; port <= kFlows; port++) ASSERT_TRUE(Passes(Direction::kOut, Udp(true, port, 53)));
+  EXPECT_EQ(filter_.flow_count(), kFlows);
+  filter_.StopTracking();
+}
+
 TEST_F(StatefulFilterTest, FlowsWalkInPagesAndFlushSelectively) {
   Handshake();
   for (uint16_t p = 1; p <= 10; p++) ASSERT_TRUE(Passes(Direction::kOut, Udp(true, p, 53)));
