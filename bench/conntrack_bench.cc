@@ -4,6 +4,7 @@
 // packets through one filter and through the pair a switched packet meets.
 #include <benchmark/benchmark.h>
 
+#include <chrono>
 #include <random>
 #include <unordered_map>
 
@@ -60,6 +61,36 @@ void BM_UnorderedMapBaseline(benchmark::State& state) {
   for (auto _ : state) {
     benchmark::DoNotOptimize(map.find(keys[(i++ * 7919) % n]));
   }
+}
+
+// The owner's share of an operator raising a full table's limit fourfold: the new index is made
+// on the caller (outside the timing), the entries are moved into it on the owner in slices of
+// StatefulFilter::kRebuildSlice old buckets. The time is the whole rebuild's; slice_us_max is
+// the longest a worker waits at once after the first iteration (slice_us_max_cold: in the
+// first, whose fresh memory this VM backs lazily, each first touch slow).
+
+void BM_RaiseLimit(benchmark::State& state) {
+  const uint32_t n = static_cast<uint32_t>(state.range(0));
+  const std::vector<ConnKey> keys = Keys(n);
+  double slice_max = 0, cold_max = 0;
+  bool cold = true;
+  for (auto _ : state) {
+    state.PauseTiming();
+    ConnTable table(n, 0x5eed);
+    for (const ConnKey& k : keys) table.Insert(k);
+    std::vector<uint32_t> index = ConnTable::IndexFor(4 * n);
+    state.ResumeTiming();
+    benchmark::DoNotOptimize(table.set_limit(4 * n, &index));
+    for (bool done = false; !done;) {
+      const auto start = std::chrono::steady_clock::now();
+      done = table.RebuildStep(StatefulFilter::kRebuildSlice);
+      double& max = cold ? cold_max : slice_max;
+      max = std::max(max, std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - start).count());
+    }
+    cold = false;
+  }
+  state.counters["slice_us_max"] = slice_max;
+  state.counters["slice_us_max_cold"] = cold_max;
 }
 
 // Every packet a SYN of a new connection, 32 per batch, through parse, classifier and insert,
@@ -191,6 +222,7 @@ BENCHMARK(BM_EstablishedPair)->Arg(512)->Arg(100000);
 BENCHMARK(BM_ConnTableLookup)->Arg(10000)->Arg(1000000);
 BENCHMARK(BM_UnorderedMapBaseline)->Arg(10000)->Arg(1000000);
 BENCHMARK(BM_NewConnections);
+BENCHMARK(BM_RaiseLimit)->Arg(100000)->Arg(1000000)->Iterations(3)->Unit(benchmark::kMillisecond);
 
 }  // namespace
 }  // namespace palisade::fw

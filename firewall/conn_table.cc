@@ -29,16 +29,24 @@ std::vector<uint32_t> ConnTable::IndexFor(uint32_t limit) {
   return std::vector<uint32_t>(BucketsFor(limit), kNil);
 }
 
-void ConnTable::Rehash(std::vector<uint32_t>* buckets) {
-  buckets_.swap(*buckets);
-  mask_ = static_cast<uint32_t>(buckets_.size()) - 1;
-  for (uint32_t i = 0; i < used_; i++) {
-    ConnEntry& c = entries_[i];
-    if (!IsConn(c.state)) continue;
-    const uint32_t b = Bucket(Key(i));
-    c.next = buckets_[b];
-    buckets_[b] = i;
+bool ConnTable::RebuildStep(uint32_t n) {
+  if (!rebuilding()) return true;
+  // An old bucket's entries all go to new buckets of the same residue (the new size is a
+  // multiple of the old): each moves whole, and a lookup picks the index by the old bucket.
+  const uint32_t end = static_cast<uint32_t>(std::min<uint64_t>(uint64_t{rebuild_next_} + n, old_buckets_.size()));
+  for (uint32_t b = rebuild_next_; b < end; b++) {
+    for (uint32_t i = old_buckets_[b]; i != kNil;) {
+      ConnEntry& c = entries_[i];
+      const uint32_t next = c.next;
+      uint32_t& head = buckets_[HashKey(Key(i), seed_) & mask_];
+      c.next = head;
+      head = i;
+      i = next;
+    }
+    old_buckets_[b] = kNil;
   }
+  rebuild_next_ = end == old_buckets_.size() ? kNil : end;
+  return !rebuilding();
 }
 
 uint32_t ConnTable::Allocate(bool wide) {
@@ -83,9 +91,9 @@ uint32_t ConnTable::Insert(const ConnKey& k) {
     c.flags = kConnWide;
     WriteEnds(&entries_[idx + 1], k.lo, k.hi);
   }
-  const uint32_t b = Bucket(k);
-  c.next = buckets_[b];
-  buckets_[b] = idx;
+  uint32_t* head = BucketOf(Hash(k));
+  c.next = *head;
+  *head = idx;
   size_++;
   Touch(idx);
   return idx;
@@ -94,7 +102,7 @@ uint32_t ConnTable::Insert(const ConnKey& k) {
 void ConnTable::Remove(uint32_t idx) {
   ConnEntry& c = entries_[idx];
   const ConnKey k = Key(idx);
-  uint32_t* link = &buckets_[Bucket(k)];
+  uint32_t* link = BucketOf(Hash(k));
   while (*link != idx) link = &entries_[*link].next;
   *link = c.next;
   size_--;
@@ -196,7 +204,14 @@ Status ConnTable::set_limit(uint32_t limit, std::vector<uint32_t>* buckets) {
   }
   limit_ = limit;
   // A higher limit gets the buckets it needs, or its chains would grow as long as the ratio.
-  if (BucketsFor(limit) > buckets_.size() && buckets->size() >= BucketsFor(limit)) Rehash(buckets);
+  if (BucketsFor(limit) > buckets_.size() && buckets->size() >= BucketsFor(limit)) {
+    while (!RebuildStep(kNil)) {}
+    old_buckets_.swap(buckets_);
+    buckets_.swap(*buckets);  // the caller gets the index a finished rebuild left, if any
+    old_mask_ = mask_;
+    mask_ = static_cast<uint32_t>(buckets_.size()) - 1;
+    rebuild_next_ = 0;
+  }
   return Status::Ok();
 }
 
@@ -204,7 +219,7 @@ size_t ConnTable::memory_bytes() const {
   // A file's pages are allocated as committed; private ones as they are first used.
   const uint32_t backed = !segment_->shared() ? used_ : segment_->committed();
   return size_t{backed} * sizeof(ConnEntry) +
-         buckets_.size() * sizeof(uint32_t);
+         (buckets_.size() + old_buckets_.size()) * sizeof(uint32_t);
 }
 
 }  // namespace palisade::fw

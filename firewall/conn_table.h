@@ -39,7 +39,7 @@ class ConnTable {
   // packet.
   uint32_t Find(const ConnKey& k, uint64_t hash) const {
     const uint32_t lo4 = Last4(k.lo), hi4 = Last4(k.hi);
-    for (uint32_t i = buckets_[hash & mask_]; i != kNil; i = entries_[i].next) {
+    for (uint32_t i = *BucketOf(hash); i != kNil; i = entries_[i].next) {
       const ConnEntry& c = entries_[i];
       if (c.lo4 == lo4 && c.hi4 == hi4 && c.lo_port == k.lo_port && c.hi_port == k.hi_port &&
           c.proto == k.proto && SameEnds(i, k)) {
@@ -54,11 +54,11 @@ class ConnTable {
   // Bulk lookups (a burst of packets, an import, a delta) run ahead of Find: first the bucket,
   // then, once the bucket is in cache, the chain's first entry, so that a large table's cache
   // and TLB misses overlap instead of queueing.
-  void PrefetchBucket(uint64_t hash) const { __builtin_prefetch(&buckets_[hash & mask_]); }
+  void PrefetchBucket(uint64_t hash) const { __builtin_prefetch(BucketOf(hash)); }
   // Both of the entry's cache lines: a lookup reads the key in the first and the chain link in
   // the second, and the packet's accounting writes the second.
   void PrefetchEntry(uint64_t hash) const {
-    const uint32_t i = buckets_[hash & mask_];
+    const uint32_t i = *BucketOf(hash);
     if (i == kNil) return;
     __builtin_prefetch(&entries_[i]);
     __builtin_prefetch(reinterpret_cast<const char*>(&entries_[i]) + 64);
@@ -98,11 +98,20 @@ class ConnTable {
   uint32_t limit() const { return limit_; }  // connections
   // A lower limit refuses new entries until the table has shrunk below it; a higher one than
   // the segment has room for grows it (the entries may move: run it where the datapath cannot
-  // meet it), and one that needs more buckets rebuilds the index into `buckets` (a walk of the
-  // table: an operator's change, rare and mostly on an empty table). `buckets` is made by the
-  // caller (IndexFor(limit)) so that the owner never allocates; it gets the old index back.
+  // meet it), and one that needs more buckets starts a rebuild of the index into `buckets`,
+  // made by the caller (IndexFor(limit)) so that the owner never allocates. The rebuild goes
+  // on in steps (RebuildStep: a million entries take ~200 ms, so a worker must not wait for
+  // them at once) and lookups, inserts and removals find every entry meanwhile: an old bucket
+  // not yet moved is looked up in the old index. Once done, TakeOldIndex hands the old one to
+  // the caller to free. A limit set during a rebuild finishes it first.
   static std::vector<uint32_t> IndexFor(uint32_t limit);
   Status set_limit(uint32_t limit, std::vector<uint32_t>* buckets);
+  // Moves up to `buckets` old buckets; true when the rebuild is done (or none runs).
+  bool RebuildStep(uint32_t buckets);
+  bool rebuilding() const { return rebuild_next_ != kNil; }
+  void TakeOldIndex(std::vector<uint32_t>* out) {  // *out empty
+    if (!rebuilding() && out->empty()) old_buckets_.swap(*out);
+  }
   size_t memory_bytes() const;
 
   // Change tracking. Its memory is made by the caller (Tracking::For(tracking_slots()), a bit
@@ -156,8 +165,14 @@ class ConnTable {
   }
 
  private:
-  uint32_t Bucket(const ConnKey& k) const {
-    return static_cast<uint32_t>(HashKey(k, seed_)) & mask_;
+  // Where the chain of a hash starts: in the old index while its bucket there is not moved yet.
+  const uint32_t* BucketOf(uint64_t hash) const {
+    const uint32_t old = static_cast<uint32_t>(hash) & old_mask_;
+    if (old >= rebuild_next_) [[unlikely]] return &old_buckets_[old];
+    return &buckets_[hash & mask_];
+  }
+  uint32_t* BucketOf(uint64_t hash) {
+    return const_cast<uint32_t*>(static_cast<const ConnTable*>(this)->BucketOf(hash));
   }
   // Whether entry i, whose inline key fields match k's, has k's whole addresses.
   bool SameEnds(uint32_t i, const ConnKey& k) const {
@@ -169,7 +184,6 @@ class ConnTable {
   // A free slot (two adjacent ones when wide), or kNil.
   uint32_t Allocate(bool wide);
   void Free(uint32_t idx);  // an unlinked slot (and its pair) back to the free lists
-  void Rehash(std::vector<uint32_t>* buckets);
 
   uint32_t limit_;
   uint64_t seed_;
@@ -179,6 +193,10 @@ class ConnTable {
   uint32_t free_wide_ = kNil;  // free pairs of slots (a wide entry's), through the first's next
   uint32_t used_ = 0;          // slots ever used: entries_[used_...] have never held an entry
   std::vector<uint32_t> buckets_;
+  // A rebuild: old buckets from rebuild_next_ on are still in old_buckets_ (kNil: none runs).
+  std::vector<uint32_t> old_buckets_;
+  uint32_t old_mask_ = 0;
+  uint32_t rebuild_next_ = kNil;
   std::unique_ptr<ConnSegment> segment_;
   ConnEntry* entries_;  // segment_'s
   bool tracking_ = false;

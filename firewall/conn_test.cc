@@ -46,27 +46,46 @@ TEST(ConnKeyTest, HashSpreadsSequentialKeys) {
   }
 }
 
-// A raised limit rebuilds the index for the new size: every entry is still found, and the
-// memory it reports includes the larger index.
+// A raised limit rebuilds the index for the new size, a slice at a time: every entry is found
+// at every step, inserts and removals meanwhile land in whichever index holds their bucket,
+// and the memory it reports includes the larger index.
 TEST(ConnTableTest, ARaisedLimitKeepsEveryEntryFindable) {
   ConnTable t(2000, 7);
-  const std::vector<Conn> conns = UdpConns(2000, 50);
-  for (const Conn& c : conns) ASSERT_NE(t.Insert(c.key()), ConnTable::kNil);
+  const std::vector<Conn> conns = UdpConns(4000, 50);
+  for (size_t i = 0; i < 2000; i++) ASSERT_NE(t.Insert(conns[i].key()), ConnTable::kNil);
   t.Remove(t.Find(conns[5].key()));
   const size_t before = t.memory_bytes();
   std::vector<uint32_t> index = ConnTable::IndexFor(1000000);
   ASSERT_TRUE(t.set_limit(1000000, &index).ok());
-  EXPECT_EQ(index.size(), 2048u) << "the old index comes back, to be freed by the caller";
+  EXPECT_TRUE(index.empty()) << "taken";
+  EXPECT_TRUE(t.rebuilding());
   EXPECT_GT(t.memory_bytes(), before + 4 * 1000000 - 4 * 2048);
-  for (size_t i = 0; i < conns.size(); i++) {
-    EXPECT_EQ(t.Find(conns[i].key()) == ConnTable::kNil, i == 5) << i;
+  std::vector<bool> in(conns.size(), false);
+  for (size_t i = 0; i < 2000; i++) in[i] = i != 5;
+  size_t steps = 0;
+  for (bool done = false; !done; steps++) {
+    for (size_t i = 0; i < conns.size(); i++) {
+      ASSERT_EQ(t.Find(conns[i].key()) != ConnTable::kNil, in[i]) << i << " at step " << steps;
+    }
+    // Meanwhile: one entry in, one out, each step.
+    const size_t add = 2000 + steps, drop = 10 + steps;
+    ASSERT_NE(t.Insert(conns[add].key()), ConnTable::kNil);
+    in[add] = true;
+    t.Remove(t.Find(conns[drop].key()));
+    in[drop] = false;
+    done = t.RebuildStep(100);
   }
-  for (const Conn& c : UdpConns(3000, 50)) {
-    if (t.Find(c.key()) == ConnTable::kNil) {
-      ASSERT_NE(t.Insert(c.key()), ConnTable::kNil);
+  EXPECT_EQ(steps, 21u) << "2,048 old buckets, 100 a step";
+  std::vector<uint32_t> old;
+  t.TakeOldIndex(&old);
+  EXPECT_EQ(old.size(), 2048u) << "the old index comes back, to be freed by the caller";
+  for (size_t i = 0; i < conns.size(); i++) EXPECT_EQ(t.Find(conns[i].key()) != ConnTable::kNil, in[i]) << i;
+  for (size_t i = 0; i < conns.size(); i++) {
+    if (!in[i]) {
+      ASSERT_NE(t.Insert(conns[i].key()), ConnTable::kNil);
     }
   }
-  EXPECT_EQ(t.size(), 3000u);
+  EXPECT_EQ(t.size(), 4000u);
 }
 
 // IPv4 entries take one slot, IPv6 ones two; freed slots are reused by either kind, and an

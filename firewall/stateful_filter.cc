@@ -78,7 +78,16 @@ Status StatefulFilter::SetOptions(const FirewallOptions& options) {
     s = conns_.set_limit(options.conn_limit, &index);
     if (s.ok()) options_ = options;
   });
-  return s;  // the index not taken, or the old one, is freed here
+  // A larger index fills in slices (0.1 ms each, warm, at a million entries), between which the
+  // worker goes on; the old index is freed here, as is the new one if it was not needed.
+  std::vector<uint32_t> old;
+  for (bool done = false; !done;) {
+    OnOwner([&] {
+      done = conns_.RebuildStep(kRebuildSlice);
+      if (done) conns_.TakeOldIndex(&old);
+    });
+  }
+  return s;
 }
 
 std::vector<RuleStats> StatefulFilter::rule_stats() const {

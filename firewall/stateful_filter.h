@@ -130,6 +130,7 @@ class StatefulFilter : public Filter {
   // waits for them); returns how many it removed. New entries sweep too (SweepStep), so a
   // control tick's kSweepSlice is enough however fast connections come.
   static constexpr uint32_t kSweepSlice = 4096;
+  static constexpr uint32_t kRebuildSlice = 1024;  // old index buckets moved per owner call
   size_t Expire(uint64_t now_ns, uint32_t budget);
   // Each control tick: backs the connection slots the datapath may fill before the next tick
   // with memory (a failure, such as a full tmpfs, is returned; new connections beyond what is
