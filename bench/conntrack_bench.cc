@@ -63,31 +63,33 @@ void BM_UnorderedMapBaseline(benchmark::State& state) {
   }
 }
 
-// The owner's share of an operator raising a full table's limit fourfold: the new index is made
-// on the caller (outside the timing), the entries are moved into it on the owner in slices of
-// StatefulFilter::kRebuildSlice old buckets. The time is the whole rebuild's; slice_us_max is
-// the longest a worker waits at once after the first iteration (slice_us_max_cold: in the
-// first, whose fresh memory this VM backs lazily, each first touch slow).
-
-void BM_RaiseLimit(benchmark::State& state) {
+// The owner's share of growing a full table's index fourfold (the tick's work once the entries
+// outnumber the buckets): the new index is made on the caller (outside the timing), the entries
+// move into it on the owner in slices of StatefulFilter::kRebuildSlice. The time is the whole
+// rebuild's; slice_us_max is the longest a worker waits at once after the first iteration
+// (slice_us_max_cold: in the first, whose fresh memory this VM backs lazily, each first touch
+// of a page slow).
+void BM_GrowIndex(benchmark::State& state) {
   const uint32_t n = static_cast<uint32_t>(state.range(0));
   const std::vector<ConnKey> keys = Keys(n);
   double slice_max = 0, cold_max = 0;
   bool cold = true;
   for (auto _ : state) {
     state.PauseTiming();
-    ConnTable table(n, 0x5eed);
+    ConnTable table(4 * n, 0x5eed);
+    std::vector<uint32_t> index = ConnTable::Index(n);  // as the tick left it: one bucket an entry
+    table.GrowIndex(&index);
+    while (!table.RebuildStep(~0u)) {}
     for (const ConnKey& k : keys) table.Insert(k);
-    std::vector<uint32_t> index = ConnTable::IndexFor(4 * n);
+    index = ConnTable::Index(4 * n);
     state.ResumeTiming();
-    benchmark::DoNotOptimize(table.set_limit(4 * n, &index));
+    table.GrowIndex(&index);
     for (bool done = false; !done;) {
       const auto start = std::chrono::steady_clock::now();
       done = table.RebuildStep(StatefulFilter::kRebuildSlice);
       double& max = cold ? cold_max : slice_max;
       max = std::max(max, std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - start).count());
     }
-    cold = false;
   }
   state.counters["slice_us_max"] = slice_max;
   state.counters["slice_us_max_cold"] = cold_max;
@@ -222,7 +224,7 @@ BENCHMARK(BM_EstablishedPair)->Arg(512)->Arg(100000);
 BENCHMARK(BM_ConnTableLookup)->Arg(10000)->Arg(1000000);
 BENCHMARK(BM_UnorderedMapBaseline)->Arg(10000)->Arg(1000000);
 BENCHMARK(BM_NewConnections);
-BENCHMARK(BM_RaiseLimit)->Arg(100000)->Arg(1000000)->Iterations(3)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_GrowIndex)->Arg(1u << 17)->Arg(1u << 20)->Iterations(3)->Unit(benchmark::kMillisecond);
 
 }  // namespace
 }  // namespace palisade::fw

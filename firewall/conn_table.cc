@@ -4,12 +4,12 @@ namespace palisade::fw {
 
 namespace {
 
-// Buckets for a limit: a power of two at least the limit (chains of one entry on average when
-// full), from 1,024 to 2^24.
-uint32_t BucketsFor(uint32_t limit) {
-  uint32_t n = 1024;
-  while (n < limit && n < (1u << 24)) n *= 2;
-  return n;
+// Buckets for n entries: a power of two at least n (chains of one entry on average), from
+// 4,096 (16 KB, what an idle port's index costs) to 2^24.
+uint32_t BucketsFor(uint64_t n) {
+  uint32_t b = 4096;
+  while (b < n && b < (1u << 24)) b *= 2;
+  return b;
 }
 
 }  // namespace
@@ -21,21 +21,32 @@ ConnTable::ConnTable(uint32_t limit, uint64_t seed, std::unique_ptr<ConnSegment>
   limit_ = std::min(limit_, segment_->capacity());
   entries_ = segment_->entries();
   (void)segment_->Commit(CommitTarget());  // a full tmpfs shows at the first CommitAhead
-  buckets_ = IndexFor(limit_);
+  buckets_ = Index(BucketsFor(0));
   mask_ = static_cast<uint32_t>(buckets_.size()) - 1;
 }
 
-std::vector<uint32_t> ConnTable::IndexFor(uint32_t limit) {
-  return std::vector<uint32_t>(BucketsFor(limit), kNil);
+uint32_t ConnTable::IndexWanted(size_t entries) const {
+  const uint32_t most = BucketsFor(limit_);
+  if (rebuilding() || entries <= buckets_.size() || buckets_.size() >= most) return 0;
+  return std::min(most, BucketsFor(uint64_t{entries} * 4));
 }
 
-bool ConnTable::RebuildStep(uint32_t n) {
-  if (!rebuilding()) return true;
+void ConnTable::GrowIndex(std::vector<uint32_t>* buckets) {
+  if (buckets->size() <= buckets_.size()) return;
+  while (!RebuildStep(kNil)) {}
+  old_buckets_.swap(buckets_);
+  buckets_.swap(*buckets);  // the caller gets the index a finished rebuild left, if any
+  old_mask_ = mask_;
+  mask_ = static_cast<uint32_t>(buckets_.size()) - 1;
+  rebuild_next_ = 0;
+}
+
+bool ConnTable::RebuildStep(uint32_t entries) {
   // An old bucket's entries all go to new buckets of the same residue (the new size is a
   // multiple of the old): each moves whole, and a lookup picks the index by the old bucket.
-  const uint32_t end = static_cast<uint32_t>(std::min<uint64_t>(uint64_t{rebuild_next_} + n, old_buckets_.size()));
-  for (uint32_t b = rebuild_next_; b < end; b++) {
-    for (uint32_t i = old_buckets_[b]; i != kNil;) {
+  uint32_t b = rebuild_next_, moved = 0;
+  for (; b < old_buckets_.size() && moved < entries; b++) {
+    for (uint32_t i = old_buckets_[b]; i != kNil; moved++) {
       ConnEntry& c = entries_[i];
       const uint32_t next = c.next;
       uint32_t& head = buckets_[HashKey(Key(i), seed_) & mask_];
@@ -45,7 +56,8 @@ bool ConnTable::RebuildStep(uint32_t n) {
     }
     old_buckets_[b] = kNil;
   }
-  rebuild_next_ = end == old_buckets_.size() ? kNil : end;
+  if (b >= old_buckets_.size()) b = kNil;
+  rebuild_next_ = b;
   return !rebuilding();
 }
 
@@ -195,7 +207,7 @@ uint32_t ConnTable::CommitTarget(size_t n) const {
   return static_cast<uint32_t>(std::min<size_t>(size_t{used_} + ahead, segment_->capacity()));
 }
 
-Status ConnTable::set_limit(uint32_t limit, std::vector<uint32_t>* buckets) {
+Status ConnTable::set_limit(uint32_t limit) {
   if (SlotsFor(limit) > segment_->capacity()) {
     // Tracking has a mark for each slot there is now.
     if (tracking_) return Status::Unavailable("the port is migrating: its connection limit can grow once it is done");
@@ -203,15 +215,6 @@ Status ConnTable::set_limit(uint32_t limit, std::vector<uint32_t>* buckets) {
     entries_ = segment_->entries();
   }
   limit_ = limit;
-  // A higher limit gets the buckets it needs, or its chains would grow as long as the ratio.
-  if (BucketsFor(limit) > buckets_.size() && buckets->size() >= BucketsFor(limit)) {
-    while (!RebuildStep(kNil)) {}
-    old_buckets_.swap(buckets_);
-    buckets_.swap(*buckets);  // the caller gets the index a finished rebuild left, if any
-    old_mask_ = mask_;
-    mask_ = static_cast<uint32_t>(buckets_.size()) - 1;
-    rebuild_next_ = 0;
-  }
   return Status::Ok();
 }
 

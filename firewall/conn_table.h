@@ -98,20 +98,29 @@ class ConnTable {
   uint32_t limit() const { return limit_; }  // connections
   // A lower limit refuses new entries until the table has shrunk below it; a higher one than
   // the segment has room for grows it (the entries may move: run it where the datapath cannot
-  // meet it), and one that needs more buckets starts a rebuild of the index into `buckets`,
-  // made by the caller (IndexFor(limit)) so that the owner never allocates. The rebuild goes
-  // on in steps (RebuildStep: a million entries take ~200 ms, so a worker must not wait for
-  // them at once) and lookups, inserts and removals find every entry meanwhile: an old bucket
-  // not yet moved is looked up in the old index. Once done, TakeOldIndex hands the old one to
-  // the caller to free. A limit set during a rebuild finishes it first.
-  static std::vector<uint32_t> IndexFor(uint32_t limit);
-  Status set_limit(uint32_t limit, std::vector<uint32_t>* buckets);
-  // Moves up to `buckets` old buckets; true when the rebuild is done (or none runs).
-  bool RebuildStep(uint32_t buckets);
+  // meet it).
+  Status set_limit(uint32_t limit);
+
+  // The hash index grows with the table, so that an idle port costs 16 KB of it, not an index
+  // sized for its limit. IndexWanted says how many buckets it should have for `entries` (0: it
+  // has enough, or a rebuild runs): four times as many as entries once they outnumber its
+  // buckets, at most the limit's. Index(n) makes it, on the caller, so that the owner never
+  // allocates; GrowIndex starts a rebuild into it (finishing a running one first; the caller
+  // gets back what that one left). The rebuild goes on in steps (RebuildStep: a million
+  // entries take ~200 ms, which a worker must not wait for at once), and lookups, inserts and
+  // removals find every entry meanwhile: an old bucket not yet moved is looked up in the old
+  // index. Once done, TakeOldIndex hands the old one over, to be freed by the caller.
+  uint32_t IndexWanted(size_t entries) const;
+  static std::vector<uint32_t> Index(uint32_t buckets) { return std::vector<uint32_t>(buckets, kNil); }
+  void GrowIndex(std::vector<uint32_t>* buckets);
+  // Moves whole old buckets until at least `entries` entries moved; true when the rebuild is
+  // done (or none runs).
+  bool RebuildStep(uint32_t entries);
   bool rebuilding() const { return rebuild_next_ != kNil; }
   void TakeOldIndex(std::vector<uint32_t>* out) {  // *out empty
     if (!rebuilding() && out->empty()) old_buckets_.swap(*out);
   }
+  size_t buckets() const { return buckets_.size(); }
   size_t memory_bytes() const;
 
   // Change tracking. Its memory is made by the caller (Tracking::For(tracking_slots()), a bit

@@ -46,46 +46,57 @@ TEST(ConnKeyTest, HashSpreadsSequentialKeys) {
   }
 }
 
-// A raised limit rebuilds the index for the new size, a slice at a time: every entry is found
-// at every step, inserts and removals meanwhile land in whichever index holds their bucket,
-// and the memory it reports includes the larger index.
-TEST(ConnTableTest, ARaisedLimitKeepsEveryEntryFindable) {
-  ConnTable t(2000, 7);
-  const std::vector<Conn> conns = UdpConns(4000, 50);
-  for (size_t i = 0; i < 2000; i++) ASSERT_NE(t.Insert(conns[i].key()), ConnTable::kNil);
+// The index grows with the table, a slice at a time: every entry is found at every step,
+// inserts and removals meanwhile land in whichever index holds their bucket, and the memory
+// the table reports includes both indexes while they coexist.
+TEST(ConnTableTest, TheIndexGrowsWithTheTableAndFindsEveryEntryMeanwhile) {
+  ConnTable t(1000000, 7);
+  EXPECT_EQ(t.buckets(), 4096u) << "an empty table's index is small, whatever its limit";
+  const std::vector<Conn> conns = UdpConns(24000, 50);
+  for (size_t i = 0; i < 20000; i++) ASSERT_NE(t.Insert(conns[i].key()), ConnTable::kNil);
   t.Remove(t.Find(conns[5].key()));
+  EXPECT_EQ(t.IndexWanted(4096), 0u);
+  const uint32_t wanted = t.IndexWanted(t.size());
+  EXPECT_EQ(wanted, 131072u) << "four buckets an entry, a power of two";
   const size_t before = t.memory_bytes();
-  std::vector<uint32_t> index = ConnTable::IndexFor(1000000);
-  ASSERT_TRUE(t.set_limit(1000000, &index).ok());
+  std::vector<uint32_t> index = ConnTable::Index(wanted);
+  t.GrowIndex(&index);
   EXPECT_TRUE(index.empty()) << "taken";
   EXPECT_TRUE(t.rebuilding());
-  EXPECT_GT(t.memory_bytes(), before + 4 * 1000000 - 4 * 2048);
+  EXPECT_EQ(t.IndexWanted(100000), 0u) << "not while a rebuild runs";
+  EXPECT_EQ(t.memory_bytes(), before + 4 * 131072);
   std::vector<bool> in(conns.size(), false);
-  for (size_t i = 0; i < 2000; i++) in[i] = i != 5;
+  for (size_t i = 0; i < 20000; i++) in[i] = i != 5;
   size_t steps = 0;
   for (bool done = false; !done; steps++) {
     for (size_t i = 0; i < conns.size(); i++) {
       ASSERT_EQ(t.Find(conns[i].key()) != ConnTable::kNil, in[i]) << i << " at step " << steps;
     }
     // Meanwhile: one entry in, one out, each step.
-    const size_t add = 2000 + steps, drop = 10 + steps;
+    const size_t add = 20000 + steps, drop = 10 + steps;
     ASSERT_NE(t.Insert(conns[add].key()), ConnTable::kNil);
     in[add] = true;
     t.Remove(t.Find(conns[drop].key()));
     in[drop] = false;
-    done = t.RebuildStep(100);
+    done = t.RebuildStep(1000);
   }
-  EXPECT_EQ(steps, 21u) << "2,048 old buckets, 100 a step";
+  EXPECT_EQ(steps, 20u) << "20,000 entries, whole buckets of at least 1,000 a step";
   std::vector<uint32_t> old;
   t.TakeOldIndex(&old);
-  EXPECT_EQ(old.size(), 2048u) << "the old index comes back, to be freed by the caller";
+  EXPECT_EQ(old.size(), 4096u) << "the old index comes back, to be freed by the caller";
+  EXPECT_EQ(t.buckets(), 131072u);
   for (size_t i = 0; i < conns.size(); i++) EXPECT_EQ(t.Find(conns[i].key()) != ConnTable::kNil, in[i]) << i;
   for (size_t i = 0; i < conns.size(); i++) {
     if (!in[i]) {
       ASSERT_NE(t.Insert(conns[i].key()), ConnTable::kNil);
     }
   }
-  EXPECT_EQ(t.size(), 4000u);
+  EXPECT_EQ(t.size(), 24000u);
+  EXPECT_EQ(t.IndexWanted(t.size()), 0u);
+
+  // Never beyond what the limit needs.
+  ConnTable small(10000, 7);
+  EXPECT_EQ(small.IndexWanted(50000), 16384u);
 }
 
 // IPv4 entries take one slot, IPv6 ones two; freed slots are reused by either kind, and an
@@ -132,9 +143,15 @@ TEST(ConnTableTest, IPv6EntriesTakeTwoSlotsAndNeverMatchIPv4Ones) {
     EXPECT_EQ(t.Find(v4(i)) == ConnTable::kNil, i < 10) << i;
     EXPECT_EQ(t.Find(v6(i)) == ConnTable::kNil, i < 50 || i >= 130) << i;
   }
-  // The index rebuilt for a larger limit finds both kinds.
-  std::vector<uint32_t> index = ConnTable::IndexFor(100000);
-  ASSERT_TRUE(t.set_limit(100000, &index).ok());
+  // A grown index finds both kinds, while it fills and after.
+  ASSERT_TRUE(t.set_limit(100000).ok());
+  std::vector<uint32_t> index = ConnTable::Index(16384);
+  t.GrowIndex(&index);
+  for (bool done = false; !done;) {
+    EXPECT_NE(t.Find(v6(120)), ConnTable::kNil);
+    EXPECT_NE(t.Find(v4(140)), ConnTable::kNil);
+    done = t.RebuildStep(16);
+  }
   EXPECT_NE(t.Find(v6(120)), ConnTable::kNil);
   EXPECT_NE(t.Find(v4(140)), ConnTable::kNil);
 }
@@ -209,11 +226,10 @@ TEST(ConnTableTest, ALimitThatGrowsTheTableWaitsForTrackingToStop) {
   ConnTable t(1000, 7);
   ConnTable::Tracking tracking = ConnTable::Tracking::For(t.tracking_slots());
   ASSERT_TRUE(t.StartTracking(&tracking));
-  std::vector<uint32_t> index = ConnTable::IndexFor(100000);
-  EXPECT_FALSE(t.set_limit(100000, &index).ok());
-  EXPECT_TRUE(t.set_limit(500, &index).ok()) << "a lower one is fine";
+  EXPECT_FALSE(t.set_limit(100000).ok());
+  EXPECT_TRUE(t.set_limit(500).ok()) << "a lower one is fine";
   t.StopTracking(&tracking);
-  EXPECT_TRUE(t.set_limit(100000, &index).ok());
+  EXPECT_TRUE(t.set_limit(100000).ok());
   EXPECT_EQ(t.limit(), 100000u);
 }
 

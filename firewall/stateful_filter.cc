@@ -73,20 +73,10 @@ FirewallOptions StatefulFilter::options() const {
 
 Status StatefulFilter::SetOptions(const FirewallOptions& options) {
   Status s = Status::Ok();
-  std::vector<uint32_t> index = ConnTable::IndexFor(options.conn_limit);  // here, not on the owner
   OnOwner([&] {
-    s = conns_.set_limit(options.conn_limit, &index);
+    s = conns_.set_limit(options.conn_limit);
     if (s.ok()) options_ = options;
   });
-  // A larger index fills in slices (0.1 ms each, warm, at a million entries), between which the
-  // worker goes on; the old index is freed here, as is the new one if it was not needed.
-  std::vector<uint32_t> old;
-  for (bool done = false; !done;) {
-    OnOwner([&] {
-      done = conns_.RebuildStep(kRebuildSlice);
-      if (done) conns_.TakeOldIndex(&old);
-    });
-  }
   return s;
 }
 
@@ -612,20 +602,37 @@ size_t StatefulFilter::Expire(uint64_t now_ns, uint32_t budget) {
   return removed;
 }
 
-uint32_t StatefulFilter::AheadTarget(uint64_t now_ns, uint64_t boot_ns) {
-  uint32_t target = 0;
+StatefulFilter::Ahead StatefulFilter::AheadTarget(uint64_t now_ns, uint64_t boot_ns) {
+  Ahead a;
   OnOwner([&] {
-    target = conns_.CommitTarget();
+    a.slots = conns_.CommitTarget();
+    a.buckets = conns_.IndexWanted(conns_.size());
     conns_.segment()->Stamp(static_cast<uint32_t>(now_ns / 1000000000ull), boot_ns);
   });
-  return target;
+  return a;
 }
 
-Status StatefulFilter::CommitSlots(uint32_t target) {
-  if (!conns_.segment()->Commit(target)) {
+Status StatefulFilter::CommitSlots(const Ahead& a) {
+  GrowIndex(a.buckets);
+  if (!conns_.segment()->Commit(a.slots)) {
     return Status::Unavailable("no memory for connections in " + conns_.segment()->path());
   }
   return Status::Ok();
+}
+
+void StatefulFilter::GrowIndex(uint32_t buckets) {
+  if (buckets == 0) return;
+  std::vector<uint32_t> index = ConnTable::Index(buckets);  // made here, not on the owner
+  OnOwner([&] { conns_.GrowIndex(&index); });
+  // The entries move in slices (0.1 ms each at a million entries, with this machine's memory
+  // warm), between which the worker goes on; the old index is freed here.
+  std::vector<uint32_t> old;
+  for (bool done = false; !done;) {
+    OnOwner([&] {
+      done = conns_.RebuildStep(kRebuildSlice);
+      if (done) conns_.TakeOldIndex(&old);
+    });
+  }
 }
 
 void StatefulFilter::DiscardSegment() {

@@ -130,7 +130,7 @@ class StatefulFilter : public Filter {
   // waits for them); returns how many it removed. New entries sweep too (SweepStep), so a
   // control tick's kSweepSlice is enough however fast connections come.
   static constexpr uint32_t kSweepSlice = 4096;
-  static constexpr uint32_t kRebuildSlice = 1024;  // old index buckets moved per owner call
+  static constexpr uint32_t kRebuildSlice = 1024;  // entries moved to a grown index per owner call
   size_t Expire(uint64_t now_ns, uint32_t budget);
   // Each control tick: backs the connection slots the datapath may fill before the next tick
   // with memory (a failure, such as a full tmpfs, is returned; new connections beyond what is
@@ -139,17 +139,24 @@ class StatefulFilter : public Filter {
   // caller that runs the first for many filters in one call on their owner: AheadTarget (on
   // the owner) stamps and says how many slots to back, CommitSlots backs them (on the caller:
   // pages may take a while to find, and the mapping does not move).
+  // The same two steps grow the hash index as the table fills (ConnTable::IndexWanted): the
+  // new index is made on the caller and filled in slices on the owner.
   Status CommitAhead(uint64_t now_ns, uint64_t boot_ns) {
     return CommitSlots(AheadTarget(now_ns, boot_ns));
   }
-  uint32_t AheadTarget(uint64_t now_ns, uint64_t boot_ns);
-  Status CommitSlots(uint32_t target);
+  struct Ahead {
+    uint32_t slots = 0;    // to back with memory
+    uint32_t buckets = 0;  // the index wanted (0: it has enough)
+  };
+  Ahead AheadTarget(uint64_t now_ns, uint64_t boot_ns);
+  Status CommitSlots(const Ahead& a);
   // The port or its firewall is gone: its segment file goes (the memory when the last user lets go).
   void DiscardSegment();
   uint32_t flow_count() const;
   size_t memory_bytes() const;
 
  private:
+  void GrowIndex(uint32_t buckets);  // on the caller: to `buckets` (0: nothing), in slices
   struct FragKey {
     IpAddr src, dst;
     uint32_t id;

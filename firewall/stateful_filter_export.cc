@@ -83,12 +83,15 @@ size_t StatefulFilter::ImportConns(const std::vector<Conn>& conns, uint64_t now_
   Timeouts timeouts;
   size_t slots = 0;  // an IPv6 entry takes two
   for (const Conn& c : conns) slots += IsWide(c.key()) ? 2 : 1;
+  uint32_t buckets = 0;
   OnOwner([&] {
     target = conns_.CommitTarget(slots);
+    buckets = conns_.IndexWanted(size_t{conns_.size()} + conns.size());
     table = table_;
     timeouts = options_.timeouts;
   });
   (void)conns_.segment()->Commit(target);  // what finds no memory is refused below, as at the limit
+  GrowIndex(buckets);  // before the entries arrive, not at the next tick
   // Each entry is checked, then judged by this filter's rules whatever the sender's re-check
   // option (without rules nothing is admitted): in parallel (TBB, on the CPUs the calling thread
   // may use), off the worker, as the classifier is immutable. A table swapped meanwhile makes

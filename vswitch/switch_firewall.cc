@@ -144,7 +144,7 @@ void Switch::FirewallTick(uint64_t now_ns) {
   const uint64_t boot_ns = BootNs();
   // The filters' share of the tick runs on their workers in one call per worker: a call per
   // filter would wait for a loop of its worker each, and a worker may poll hundreds of ports.
-  std::vector<uint32_t> targets(kMaxPorts, 0);
+  std::vector<fw::StatefulFilter::Ahead> targets(kMaxPorts);
   for (size_t w = 0; w < workers_.size(); w++) {
     workers_[w]->owner()->Call([&] {
       for (auto& [name, state] : ports_) {
