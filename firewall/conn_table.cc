@@ -27,8 +27,8 @@ ConnTable::ConnTable(uint32_t limit, uint64_t seed, std::unique_ptr<ConnSegment>
 
 uint32_t ConnTable::IndexWanted(size_t entries) const {
   const uint32_t most = BucketsFor(limit_);
-  if (rebuilding() || entries <= buckets_.size() || buckets_.size() >= most) return 0;
-  return std::min(most, BucketsFor(uint64_t{entries} * 4));
+  if (rebuilding() || entries * 2 <= buckets_.size() || buckets_.size() >= most) return 0;
+  return std::min(most, BucketsFor(uint64_t{entries} * 8));
 }
 
 void ConnTable::GrowIndex(std::vector<uint32_t>* buckets) {
@@ -44,19 +44,29 @@ void ConnTable::GrowIndex(std::vector<uint32_t>* buckets) {
 bool ConnTable::RebuildStep(uint32_t entries) {
   // An old bucket's entries all go to new buckets of the same residue (the new size is a
   // multiple of the old): each moves whole, and a lookup picks the index by the old bucket.
+  // Ahead of the move, two stages as in a burst's lookups: the chain's first entry, then (once
+  // it is in cache) its new bucket; chains are about one entry long.
+  constexpr uint32_t kAhead = 8;
+  const uint32_t n = static_cast<uint32_t>(old_buckets_.size());
   uint32_t b = rebuild_next_, moved = 0;
-  for (; b < old_buckets_.size() && moved < entries; b++) {
+  for (; b < n && moved < entries; b++) {
+    if (b + 2 * kAhead < n) {
+      if (const uint32_t i = old_buckets_[b + 2 * kAhead]; i != kNil) __builtin_prefetch(&entries_[i]);
+    }
+    if (b + kAhead < n) {
+      if (const uint32_t i = old_buckets_[b + kAhead]; i != kNil) __builtin_prefetch(&buckets_[Hash(Key(i)) & mask_]);
+    }
     for (uint32_t i = old_buckets_[b]; i != kNil; moved++) {
       ConnEntry& c = entries_[i];
       const uint32_t next = c.next;
-      uint32_t& head = buckets_[HashKey(Key(i), seed_) & mask_];
+      uint32_t& head = buckets_[Hash(Key(i)) & mask_];
       c.next = head;
       head = i;
       i = next;
     }
     old_buckets_[b] = kNil;
   }
-  if (b >= old_buckets_.size()) b = kNil;
+  if (b >= n) b = kNil;
   rebuild_next_ = b;
   return !rebuilding();
 }

@@ -55,16 +55,16 @@ TEST(ConnTableTest, TheIndexGrowsWithTheTableAndFindsEveryEntryMeanwhile) {
   const std::vector<Conn> conns = UdpConns(24000, 50);
   for (size_t i = 0; i < 20000; i++) ASSERT_NE(t.Insert(conns[i].key()), ConnTable::kNil);
   t.Remove(t.Find(conns[5].key()));
-  EXPECT_EQ(t.IndexWanted(4096), 0u);
+  EXPECT_EQ(t.IndexWanted(2048), 0u);
   const uint32_t wanted = t.IndexWanted(t.size());
-  EXPECT_EQ(wanted, 131072u) << "four buckets an entry, a power of two";
+  EXPECT_EQ(wanted, 262144u) << "eight buckets an entry, a power of two";
   const size_t before = t.memory_bytes();
   std::vector<uint32_t> index = ConnTable::Index(wanted);
   t.GrowIndex(&index);
   EXPECT_TRUE(index.empty()) << "taken";
   EXPECT_TRUE(t.rebuilding());
   EXPECT_EQ(t.IndexWanted(100000), 0u) << "not while a rebuild runs";
-  EXPECT_EQ(t.memory_bytes(), before + 4 * 131072);
+  EXPECT_EQ(t.memory_bytes(), before + 4 * 262144);
   std::vector<bool> in(conns.size(), false);
   for (size_t i = 0; i < 20000; i++) in[i] = i != 5;
   size_t steps = 0;
@@ -84,7 +84,7 @@ TEST(ConnTableTest, TheIndexGrowsWithTheTableAndFindsEveryEntryMeanwhile) {
   std::vector<uint32_t> old;
   t.TakeOldIndex(&old);
   EXPECT_EQ(old.size(), 4096u) << "the old index comes back, to be freed by the caller";
-  EXPECT_EQ(t.buckets(), 131072u);
+  EXPECT_EQ(t.buckets(), 262144u);
   for (size_t i = 0; i < conns.size(); i++) EXPECT_EQ(t.Find(conns[i].key()) != ConnTable::kNil, in[i]) << i;
   for (size_t i = 0; i < conns.size(); i++) {
     if (!in[i]) {

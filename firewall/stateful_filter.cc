@@ -624,8 +624,8 @@ void StatefulFilter::GrowIndex(uint32_t buckets) {
   if (buckets == 0) return;
   std::vector<uint32_t> index = ConnTable::Index(buckets);  // made here, not on the owner
   OnOwner([&] { conns_.GrowIndex(&index); });
-  // The entries move in slices (0.1 ms each at a million entries, with this machine's memory
-  // warm), between which the worker goes on; the old index is freed here.
+  // The entries move in slices (at most 0.2-0.3 ms each at a million entries), between which
+  // the worker goes on; the old index is freed here.
   std::vector<uint32_t> old;
   for (bool done = false; !done;) {
     OnOwner([&] {
