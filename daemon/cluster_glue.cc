@@ -42,14 +42,14 @@ void ClusterGlue::Apply(const cluster::ClusterUpdate& u, bool now) {
   applied_resolved_ = u.resolved;
   for (const std::string& port : stale) {
     // A file of the port compiling with the old addresses is asked for again, by the pass below.
-    if (FileLoading(port)) {
+    if (compiler_->FileLoading(port)) {
       applied_.erase(port);
       retry_ = true;
     }
   }
   ApplyFiles(u, now);
   for (const std::string& port : stale) {
-    if (!FileLoading(port)) Recompile(port, u.revision);
+    if (!compiler_->FileLoading(port)) Recompile(port, u.revision);
   }
 }
 
@@ -72,7 +72,7 @@ void ClusterGlue::ApplyFiles(const cluster::ClusterUpdate& u, bool now) {
     reported_.erase(vm);
     auto r = u.local->rules.find(vm);
     if (r == u.local->rules.end()) continue;  // not published yet: the next update brings it
-    if (r->second.empty() && port.cluster_revision == 0 && !FileLoading(port.name)) continue;  // configured here
+    if (r->second.empty() && port.cluster_revision == 0 && !compiler_->FileLoading(port.name)) continue;  // configured here
     auto applied = applied_.find(port.name);
     if (applied != applied_.end() && applied->second == r->second) continue;
     bool has_sfw = false;
@@ -86,7 +86,7 @@ void ClusterGlue::ApplyFiles(const cluster::ClusterUpdate& u, bool now) {
     }
     applied_[port.name] = r->second;  // asked for: not again while it compiles
     if (now) {
-      loading_.erase(port.name);
+      compiler_->Forget(port.name);
       Loaded(port.name, vm, u.revision, sw_->SetClusterRules(port.name, r->second, static_cast<uint64_t>(u.revision)));
     } else {
       Load(port.name, vm, r->second, u.revision);
@@ -97,37 +97,18 @@ void ClusterGlue::ApplyFiles(const cluster::ClusterUpdate& u, bool now) {
 void ClusterGlue::Load(const std::string& port, const std::string& vm, const std::string& text, int64_t revision) {
   auto p = std::make_shared<Switch::PreparedRules>();
   if (Status s = sw_->PrepareClusterRules(port, text, static_cast<uint64_t>(revision), p.get()); !s.ok()) {
-    loading_.erase(port);
+    compiler_->Forget(port);
     Loaded(port, vm, revision, s);
     return;
   }
-  Compile(port, std::move(p), /*file=*/true,
-          [this, port, vm, revision](const Status& s) { Loaded(port, vm, revision, s); });
+  compiler_->Load(port, std::move(p), [this, port, vm, revision](const Status& s) { Loaded(port, vm, revision, s); });
 }
 
 void ClusterGlue::Recompile(const std::string& port, int64_t revision) {
-  auto p = std::make_shared<Switch::PreparedRules>();
-  if (!sw_->PrepareRecompile(port, p.get()).ok()) return;  // gone, or no table yet
-  Compile(port, std::move(p), /*file=*/false, [port, revision](const Status& s) {
+  compiler_->Recompile(port, [port, revision](const Status& s) {
     if (s.ok()) return;
     Log(LogLevel::kError, "cluster revision %lld: port %s keeps the addresses it had: %s",
         static_cast<long long>(revision), port.c_str(), s.message().c_str());
-  });
-}
-
-void ClusterGlue::Compile(const std::string& port, std::shared_ptr<Switch::PreparedRules> p, bool file,
-                          std::function<void(const Status&)> done) {
-  const uint64_t seq = ++loads_;
-  loading_[port] = Pending{seq, file};
-  pool_.Run([this, alive = alive_, queue = queue_, p = std::move(p), port, seq, done = std::move(done)]() {
-    Switch::CompileRules(p.get());
-    queue->Post([this, alive, p, port, seq, done]() {
-      if (!*alive) return;
-      auto it = loading_.find(port);
-      if (it == loading_.end() || it->second.seq != seq) return;  // a later table for the port is on its way
-      loading_.erase(it);
-      done(sw_->CommitRules(std::move(*p)));
-    });
   });
 }
 

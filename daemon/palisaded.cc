@@ -27,6 +27,7 @@
 #include "daemon/state_store.h"
 #include "common/socket_path.h"
 #include "vswitch/switch.h"
+#include "vswitch/table_compiler.h"
 
 namespace palisade {
 namespace {
@@ -126,6 +127,14 @@ int Serve(const Options& options, const EalInfo& eal, const std::vector<Command>
   // change is saved before its answer goes back.
   ControlQueue queue(loop);
   queue.set_after([&store] { return store.SaveConfig(); });
+  // Tables compiled again for addresses ports learned or forgot (and the cluster's) compile off
+  // this loop.
+  TableCompiler compiler(sw.get(), &queue);
+  sw->set_recompile_later([&compiler](const std::string& port) {
+    compiler.Recompile(port, [port](const Status& s) {
+      if (!s.ok()) Log(LogLevel::kError, "port %s keeps the addresses it had: %s", port.c_str(), s.message().c_str());
+    });
+  });
   // The cluster's policies: its last snapshot is applied before the workers start.
   std::unique_ptr<ClusterGlue> cluster;
   if (!options.etcd.empty()) {
@@ -139,7 +148,7 @@ int Serve(const Options& options, const EalInfo& eal, const std::vector<Command>
                              std::pair{&options.etcd_ca, &agent.etcd.ca_pem}}) {
       if (!path->empty() && !ReadPem(*path, pem)) return 1;
     }
-    cluster = std::make_unique<ClusterGlue>(sw.get(), &queue);
+    cluster = std::make_unique<ClusterGlue>(sw.get(), &queue, &compiler);
     if (Status s = cluster->Start(std::move(agent)); !s.ok()) return Fail("cluster: " + s.message());
   }
   std::unique_ptr<rpc::RpcServer> rpc;
@@ -175,6 +184,7 @@ int Serve(const Options& options, const EalInfo& eal, const std::vector<Command>
   ev_run(loop, 0);
   rpc.reset();  // stop serving calls before the switch goes
   cluster.reset();
+  sw->set_recompile_later(nullptr);  // the compiler goes before the switch
   store.SaveAll();
   ev_timer_stop(loop, &tick);
   ev_signal_stop(loop, &sigint);

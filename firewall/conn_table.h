@@ -104,12 +104,13 @@ class ConnTable {
   // The hash index grows with the table, so that an idle port costs 16 KB of it, not an index
   // sized for its limit. IndexWanted says how many buckets it should have for `entries` (0: it
   // has enough, or a rebuild runs): eight times as many as entries once they are more than
-  // half its buckets, at most the limit's (so entries move about 1.14 times as a table fills). Index(n) makes it, on the caller, so that the owner never
-  // allocates; GrowIndex starts a rebuild into it (finishing a running one first; the caller
-  // gets back what that one left). The rebuild goes on in steps (RebuildStep: a million
-  // entries take ~200 ms, which a worker must not wait for at once), and lookups, inserts and
-  // removals find every entry meanwhile: an old bucket not yet moved is looked up in the old
-  // index. Once done, TakeOldIndex hands the old one over, to be freed by the caller.
+  // half its buckets, at most the limit's (so an entry moves about 1.14 times as a table
+  // fills). Index(n) makes it, on the caller, so that the owner never allocates; GrowIndex
+  // starts a rebuild into it (finishing a running one first; the caller gets back what that
+  // one left). The rebuild goes on in steps (RebuildStep: a million entries take ~100 ms,
+  // which a worker must not wait for at once), and lookups, inserts and removals find every
+  // entry meanwhile: an old bucket not yet moved is looked up in the old index. Once done,
+  // TakeOldIndex hands the old one over, to be freed by the caller.
   uint32_t IndexWanted(size_t entries) const;
   static std::vector<uint32_t> Index(uint32_t buckets) { return std::vector<uint32_t>(buckets, kNil); }
   void GrowIndex(std::vector<uint32_t>* buckets);

@@ -257,6 +257,12 @@ class Switch {
   // Periodic control work: MAC learning and ageing, connection expiry, the packet log, freeing
   // retired snapshots. Call ~50x/s: a MAC learned by a worker is applied here.
   void Tick();
+  // Where the tick sends the tables to compile again when a port learns or forgets an address
+  // (those whose sets name VMs): to `later`, a port at a time (a TableCompiler, so that many
+  // large tables do not hold the control loop); unset, they compile in the tick.
+  void set_recompile_later(std::function<void(const std::string& port)> later) {
+    recompile_later_ = std::move(later);
+  }
 
   std::vector<PortInfo> Ports() const;
   Status GetPort(const std::string& name, PortInfo* info) const;
@@ -325,7 +331,7 @@ class Switch {
   void Resolve(const PortState& state, PreparedRules* out) const;
   std::vector<fw::IpPrefix> MemberAddresses(fw::Member kind, const std::string& name) const;
   fw::MemberAddresses Members() const;
-  void RecompileVmSets();
+  void RecompileVmSets(bool later = false);  // later: through recompile_later_, when set
   // Tells every port security which addresses the other ports hold (never to be learned).
   void ReserveAddresses();
   void FirewallTick(uint64_t now_ns);
@@ -360,6 +366,7 @@ class Switch {
   std::map<std::string, PortState> ports_;
   std::map<std::string, std::vector<fw::IpAddr>> remote_vms_;  // VMs on other switches
   std::map<std::string, std::vector<fw::IpAddr>> cluster_vms_;     // every host's, from etcd
+  std::function<void(const std::string&)> recompile_later_;
   std::map<std::string, std::vector<fw::IpPrefix>> cluster_groups_;  // resolved, from etcd
   std::string boot_id_;  // fw::BootId(), stamped into connection segments
   uint64_t hash_seed_;  // of every connection table here: a packet is hashed once (parsed.h)

@@ -130,13 +130,17 @@ void Switch::Install(PortState& state, fw::RuleFile file, std::shared_ptr<const 
   state.sfw->SetTable(std::move(table));
 }
 
-void Switch::RecompileVmSets() {
+void Switch::RecompileVmSets(bool later) {
   for (auto& [name, state] : ports_) {
     if (!state.sfw) continue;
     auto table = state.sfw->table();
     if (!table || !table->has_dynamic_members()) continue;
     // The same source with the VMs' current addresses; it compiled before, so it compiles now.
-    (void)Compile(state, state.rules);
+    if (later && recompile_later_) {
+      recompile_later_(name);
+    } else {
+      (void)Compile(state, state.rules);
+    }
   }
 }
 
@@ -170,7 +174,7 @@ void Switch::FirewallTick(uint64_t now_ns) {
   }
   if (vm_addresses_changed) {
     ReserveAddresses();
-    RecompileVmSets();
+    RecompileVmSets(/*later=*/true);
   }
   packet_log_->Drain(options_.packet_log, now_ns);
 }

@@ -15,6 +15,7 @@ from palisade_testlib import (PALISADECTL, Daemon, Session, Workdir, echo_server
 
 MAC_A, MAC_B = "02:00:00:00:10:01", "02:00:00:00:11:01"  # server_mode_guests' first two
 IP_A, IP_B = "10.14.0.1", "10.14.0.2"
+IP_A2 = "10.14.0.11"  # an address web-01 starts using (test 3)
 RULES_B, RULES_A = 60000, 40000
 
 
@@ -117,6 +118,37 @@ class RuleScaleTest(unittest.TestCase):
         self.check_tables()
         self.guests["a"].run("ip", "neigh", "flush", "all")
         self.check_verdicts()
+
+    def test_3_an_address_learned_recompiles_a_large_table_off_the_control_loop(self):
+        # vm-b's 60,000-rule table names `vm web-01` (its web set): an address web-01 starts
+        # using is learned by port security (from its ARP), and the table is compiled again with
+        # it. The compile runs off the control loop (a TableCompiler), which answers meanwhile.
+        # web-01's port comes back without bound addresses, so that its port security learns.
+        a, b = self.guests["a"], self.guests["b"]
+        self.sw.ctl("port del vm-a")
+        self.sw.ctl(f"port add vm-a --vhost-user {self.work.join('vm-a.sock')} --client --vm web-01 --mac {MAC_A}")
+        self.sw.ctl("filter attach vm-a --slot 1 --agent swsec")
+        wait_for(lambda: all(p["link"] for p in self.sw.ctl("port list")["ports"]), 30, what="web-01 reconnected")
+        a.run("ip", "addr", "add", IP_A2 + "/24", "dev", a.dev)
+        a.run("ip", "route", "replace", b.ip + "/32", "dev", a.dev, "src", IP_A2)
+        a.run("ip", "neigh", "flush", "dev", a.dev)
+        t0 = time.monotonic()
+        a.run("ping", "-c", "1", "-W", "1", "-I", IP_A2, b.ip, check=False)
+        answered = 0
+        while IP_A2 not in self.sw.ctl("addrsets show vm-b")["text"]:
+            self.assertLess(time.monotonic() - t0, 60, "the learned address never reached vm-b's table")
+            answered += 1
+        print(f"vm-b's table took the learned address in {time.monotonic() - t0:.2f} s; "
+              f"{answered} calls answered meanwhile", file=sys.stderr)
+        # The table enforces it: a connection from the new address is admitted by the web rule.
+        s = Session(a)
+        try:
+            self.assertEqual(s.do(f"connect {b.ip} 5001 5"), "connected")
+            self.assertEqual(s.do("send learned"), "echo learned")
+        finally:
+            s.close()
+        flows = self.sw.ctl(f"flows show vm-b --proto tcp --dport 5001 --src {IP_A2}")["flows"]
+        self.assertEqual([f["rule"] for f in flows][:1], [900000])
 
 
 if __name__ == "__main__":
