@@ -124,9 +124,23 @@ void ClusterGlue::Loaded(const std::string& port, const std::string& vm, int64_t
       static_cast<long long>(revision), port.c_str(), vm.c_str());
 }
 
+void ClusterGlue::ReportSnapshot() {
+  const cluster::AgentStatus s = agent_->status();
+  if (s.snapshot_error == snapshot_error_) return;
+  if (!s.snapshot_error.empty()) {
+    Log(LogLevel::kError, "cluster: the snapshot cannot be written: %s (the one on disk, revision %lld, stays)",
+        s.snapshot_error.c_str(), static_cast<long long>(s.snapshot_revision));
+  } else {
+    Log(LogLevel::kInfo, "cluster: the snapshot is written again (revision %lld)",
+        static_cast<long long>(s.snapshot_revision));
+  }
+  snapshot_error_ = s.snapshot_error;
+}
+
 void ClusterGlue::Tick() {
   // The control tick runs 50 times a second; this host's VMs are published at most 5.
   if (!agent_ || ++ticks_ % 10 != 0) return;
+  ReportSnapshot();
   std::map<std::string, cluster::EndpointInfo> local;
   for (const PortInfo& port : sw_->Ports()) {
     if (port.spec.vm.empty()) continue;

@@ -6,7 +6,8 @@
 // loop (TableCompiler).
 // A VM whose policies do not merge keeps the rules it had, and the log says why. The control
 // tick publishes this host's VMs (addresses bound and learned; `incoming` while a port is still
-// arriving by live migration), at most five times a second.
+// arriving by live migration), at most five times a second, and logs when the cluster
+// snapshot's writes start failing (and when they work again).
 //
 // Thread-safety: Start, Tick and the destructor on the control thread; status() anywhere.
 #pragma once
@@ -63,6 +64,8 @@ class ClusterGlue {
   bool retry_ = false;
   uint64_t ticks_ = 0;
   std::map<std::string, std::string> reported_;  // VM -> the merge error last logged
+  void ReportSnapshot();      // logs when the snapshot's writes start or stop failing
+  std::string snapshot_error_;  // the write failure last logged
 };
 
 }  // namespace palisade
