@@ -19,6 +19,14 @@ void TableCompiler::Recompile(const std::string& port, Done done) {
   Compile(port, std::move(p), /*file=*/false, std::move(done));
 }
 
+void TableCompiler::Forget(const std::string& port) {
+  auto it = pending_.find(port);
+  if (it == pending_.end()) return;
+  Done again = std::move(it->second.again);
+  pending_.erase(it);
+  if (again) Recompile(port, std::move(again));
+}
+
 void TableCompiler::Compile(const std::string& port, std::shared_ptr<Switch::PreparedRules> p, bool file,
                             Done done) {
   const uint64_t seq = ++compiles_;

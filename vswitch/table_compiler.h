@@ -38,8 +38,9 @@ class TableCompiler {
     auto it = pending_.find(port);
     return it != pending_.end() && it->second.file;
   }
-  // What is on its way for the port is dropped (its table was set in place meanwhile).
-  void Forget(const std::string& port) { pending_.erase(port); }
+  // What is on its way for the port is dropped (its table was set in place meanwhile, or its
+  // file failed); a recompile waiting for it starts now.
+  void Forget(const std::string& port);
 
  private:
   void Compile(const std::string& port, std::shared_ptr<Switch::PreparedRules> p, bool file, Done done);
