@@ -8,11 +8,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -f build-fuzz/build.ninja ] || CXX=clang++ meson setup build-fuzz -Dfuzz=true -Db_lundef=false -Dwerror=true
 units=(owner fw_packet fw_rule_text fw_rule_table fw_classifier fw_conn fw_conn_segment fw_stateful_filter fw_port_security fw_adversarial
-       iochain bridge command acl_classifier migration_port_state rpc_server prometheus_text rpc_metrics)
+       iochain bridge command acl_classifier table_compiler migration_port_state rpc_server prometheus_text rpc_metrics)
 targets=(slot/owner_test firewall/fw_packet_test firewall/fw_rule_text_test firewall/fw_rule_table_test firewall/fw_classifier_test
          firewall/fw_conn_test firewall/fw_conn_segment_test
          firewall/fw_stateful_filter_test firewall/fw_port_security_test firewall/fw_adversarial_test
-         vswitch/iochain_test vswitch/bridge_test vswitch/command_test vswitch/acl_classifier_test migration/port_state_test
+         vswitch/iochain_test vswitch/bridge_test vswitch/command_test vswitch/acl_classifier_test vswitch/table_compiler_test
+         migration/port_state_test
          rpc/rpc_server_test common/prometheus_text_test rpc/rpc_metrics_test daemon/palisaded
          cli/palisadectl)
 ninja -C build-fuzz "${targets[@]}"
