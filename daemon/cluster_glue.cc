@@ -101,7 +101,9 @@ void ClusterGlue::Load(const std::string& port, const std::string& vm, const std
     Loaded(port, vm, revision, s);
     return;
   }
-  compiler_->Load(port, std::move(p), [this, port, vm, revision](const Status& s) { Loaded(port, vm, revision, s); });
+  compiler_->Load(port, std::move(p), [this, alive = alive_, port, vm, revision](const Status& s) {
+    if (*alive) Loaded(port, vm, revision, s);  // the compiler may outlive this glue
+  });
 }
 
 void ClusterGlue::Recompile(const std::string& port, int64_t revision) {

@@ -47,6 +47,7 @@ class ClusterGlue {
   // The port's table compiled again for the addresses its sets name.
   void Recompile(const std::string& port, int64_t revision);
   void Loaded(const std::string& port, const std::string& vm, int64_t revision, const Status& s);
+  void ReportSnapshot();  // logs when the snapshot's writes start or stop failing
 
   Switch* sw_;
   ControlQueue* queue_;
@@ -64,8 +65,7 @@ class ClusterGlue {
   bool retry_ = false;
   uint64_t ticks_ = 0;
   std::map<std::string, std::string> reported_;  // VM -> the merge error last logged
-  void ReportSnapshot();      // logs when the snapshot's writes start or stop failing
-  std::string snapshot_error_;  // the write failure last logged
+  std::string snapshot_error_;  // the snapshot's write failure last logged
 };
 
 }  // namespace palisade
