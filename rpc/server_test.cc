@@ -3,7 +3,6 @@
 // socket. Every method, and its error paths.
 #include "rpc/server.h"
 
-#include <rte_eal.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
@@ -16,6 +15,7 @@
 
 #include "migration/port_state.capnp.h"
 #include "rpc/palisade.capnp.h"
+#include "vswitch/control_plane_fixture.h"
 
 namespace palisade::rpc {
 namespace {
@@ -36,45 +36,24 @@ struct ClientSide {
 
 class RpcServerTest : public ::testing::Test {
  protected:
-  static void SetUpTestSuite() {
-    std::string prefix = "--file-prefix=palisade-rpctest-" + std::to_string(getpid());
-    std::vector<std::string> args = {"rpc_test", "--no-huge", "-m", "128", "--no-pci",
-                                     prefix, "--log-level=lib.*:error", "--no-telemetry"};
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    ASSERT_GE(rte_eal_init(static_cast<int>(argv.size()), argv.data()), 0);
-  }
-  static void TearDownTestSuite() {
-    std::string dir = rte_eal_get_runtime_dir();
-    rte_eal_cleanup();
-    std::filesystem::remove_all(dir);
-  }
+  static void SetUpTestSuite() { ASSERT_TRUE(testenv::InitTestEal("rpctest")); }
+  static void TearDownTestSuite() { testenv::CleanupTestEal(); }
 
   void SetUp() override {
     dir_ = std::filesystem::temp_directory_path() / ("palisade-rpctest-" + std::to_string(getpid()));
     std::filesystem::create_directories(dir_);
-    Switch::Options o;
-    o.worker_lcores = {1};  // never started: the control plane alone is under test
-    o.mbufs = 2047;
-    ASSERT_TRUE(Switch::Create(o, &sw_).ok());
-    loop_ = ev_loop_new(0);
-    queue_ = std::make_unique<ControlQueue>(loop_);
-    ev_async_init(&stop_, [](struct ev_loop* l, ev_async*, int) { ev_break(l, EVBREAK_ALL); });
-    ev_async_start(loop_, &stop_);
-    control_ = std::thread([this] { ev_run(loop_, 0); });
+    ASSERT_TRUE(testenv::ControlPlaneSwitch(&sw_).ok());
+    control_ = std::make_unique<testenv::ControlLoopThread>();
     RpcServer::Endpoints endpoints;
     endpoints.path = path("rpc");
-    ASSERT_TRUE(RpcServer::Start(endpoints, sw_.get(), queue_.get(), nullptr, &server_).ok());
+    ASSERT_TRUE(RpcServer::Start(endpoints, sw_.get(), control_->queue(), nullptr, &server_).ok());
     client_.reset(new ClientSide(path("rpc")));
   }
 
   void TearDown() override {
     client_.reset();
     server_.reset();
-    ev_async_send(loop_, &stop_);
-    control_.join();
-    queue_.reset();
-    ev_loop_destroy(loop_);
+    control_.reset();
     sw_.reset();
     std::filesystem::remove_all(dir_);
   }
@@ -112,10 +91,7 @@ class RpcServerTest : public ::testing::Test {
 
   std::filesystem::path dir_;
   std::unique_ptr<Switch> sw_;
-  struct ev_loop* loop_ = nullptr;
-  ev_async stop_;
-  std::unique_ptr<ControlQueue> queue_;
-  std::thread control_;
+  std::unique_ptr<testenv::ControlLoopThread> control_;
   std::unique_ptr<RpcServer> server_;
   std::unique_ptr<ClientSide> client_;
 };

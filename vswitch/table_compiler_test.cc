@@ -4,16 +4,13 @@
 // a dropped table lets a waiting recompile start.
 #include "vswitch/table_compiler.h"
 
-#include <ev.h>
-#include <rte_eal.h>
-#include <unistd.h>
-
 #include <gtest/gtest.h>
 
 #include <filesystem>
-#include <future>
 #include <mutex>
 #include <thread>
+
+#include "vswitch/control_plane_fixture.h"
 
 namespace palisade {
 namespace {
@@ -28,43 +25,25 @@ class TableCompilerTest : public ::testing::Test {
   void SetUp() override {
     dir_ = std::filesystem::temp_directory_path() / ("palisade-tctest-" + std::to_string(getpid()));
     std::filesystem::create_directories(dir_);
-    Switch::Options o;
-    o.worker_lcores = {1};  // never started: the control plane alone is under test
-    o.mbufs = 2047;
-    ASSERT_TRUE(Switch::Create(o, &sw_).ok());
+    ASSERT_TRUE(testenv::ControlPlaneSwitch(&sw_).ok());
     PortSpec spec;
     spec.name = kPort;
     spec.path = (dir_ / "a.sock").string();
     ASSERT_TRUE(sw_->AddPort(spec).ok());
     ASSERT_TRUE(sw_->AttachFilter(kPort, FilterSpec{2, "sfw", FailurePolicy::kFailClosed}).ok());
     ASSERT_TRUE(sw_->LoadRules(kPort, kFile0).ok());
-    loop_ = ev_loop_new(0);
-    queue_ = std::make_unique<ControlQueue>(loop_);
-    ev_async_init(&stop_, [](struct ev_loop* l, ev_async*, int) { ev_break(l, EVBREAK_ALL); });
-    ev_async_start(loop_, &stop_);
-    control_ = std::thread([this] { ev_run(loop_, 0); });
-    compiler_ = std::make_unique<TableCompiler>(sw_.get(), queue_.get());
+    control_ = std::make_unique<testenv::ControlLoopThread>();
+    compiler_ = std::make_unique<TableCompiler>(sw_.get(), control_->queue());
   }
 
   void TearDown() override {
     OnControl([this] { compiler_.reset(); });
-    ev_async_send(loop_, &stop_);
-    control_.join();
-    queue_.reset();
-    ev_loop_destroy(loop_);
+    control_.reset();
     sw_.reset();
     std::filesystem::remove_all(dir_);
   }
 
-  // Runs f on the control thread and waits for it.
-  void OnControl(std::function<void()> f) {
-    std::promise<void> done;
-    queue_->Post([&] {
-      f();
-      done.set_value();
-    });
-    done.get_future().wait();
-  }
+  void OnControl(std::function<void()> f) { control_->Run(std::move(f)); }
 
   // A done callback that records `what` and its status.
   TableCompiler::Done Record(const std::string& what) {
@@ -102,10 +81,7 @@ class TableCompilerTest : public ::testing::Test {
 
   std::filesystem::path dir_;
   std::unique_ptr<Switch> sw_;
-  struct ev_loop* loop_ = nullptr;
-  ev_async stop_;
-  std::unique_ptr<ControlQueue> queue_;
-  std::thread control_;
+  std::unique_ptr<testenv::ControlLoopThread> control_;
   std::unique_ptr<TableCompiler> compiler_;
   std::mutex mu_;
   std::vector<std::string> events_;
@@ -149,13 +125,8 @@ TEST_F(TableCompilerTest, ARecompileWaitingForADroppedTableStartsThen) {
 
 int main(int argc, char** argv) {
   ::testing::InitGoogleTest(&argc, argv);
-  const std::string prefix = "--file-prefix=palisade-tctest-" + std::to_string(getpid());
-  const char* eal[] = {"table_compiler_test", "--no-huge", "-m", "128", "--no-pci",
-                       prefix.c_str(), "--log-level=lib.*:error", "--no-telemetry"};
-  if (rte_eal_init(static_cast<int>(std::size(eal)), const_cast<char**>(eal)) < 0) return 1;
-  const std::string dir = rte_eal_get_runtime_dir();
+  if (!palisade::testenv::InitTestEal("tctest")) return 1;
   const int rc = RUN_ALL_TESTS();
-  rte_eal_cleanup();
-  std::filesystem::remove_all(dir);
+  palisade::testenv::CleanupTestEal();
   return rc;
 }
