@@ -33,7 +33,7 @@ uint32_t ConnTable::IndexWanted(size_t entries) const {
 
 void ConnTable::GrowIndex(std::vector<uint32_t>* buckets) {
   if (buckets->size() <= buckets_.size()) return;
-  while (!RebuildStep(kNil)) {}
+  (void)RebuildStep(kNil);  // all of a running one
   old_buckets_.swap(buckets_);
   buckets_.swap(*buckets);  // the caller gets the index a finished rebuild left, if any
   old_mask_ = mask_;

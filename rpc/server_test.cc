@@ -11,7 +11,6 @@
 #include <kj/async-io.h>
 
 #include <filesystem>
-#include <thread>
 
 #include "migration/port_state.capnp.h"
 #include "rpc/palisade.capnp.h"
