@@ -82,11 +82,12 @@ class Daemon:
             args += ["--config", self.config]
         return args + self.extra
 
-    def start(self):
+    def start(self, timeout=20):
+        """timeout: for the control socket (a restart compiles the stored rule tables first)."""
         env = {**os.environ, **self.env} if self.env else None
         self.proc = subprocess.Popen(self.argv(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
         try:
-            wait_for(lambda: self.proc.poll() is not None or self._answers(), 20,
+            wait_for(lambda: self.proc.poll() is not None or self._answers(), timeout,
                      what=f"palisaded {self.instance} control socket")
         except TimeoutError:
             self.kill()
