@@ -191,7 +191,8 @@ inline bool StatefulFilter::Established(FilterBatch& b, uint16_t i, const Packet
   const uint32_t idx = conns_.Find(k.key, k.hash);
   if (idx == ConnTable::kNil) return false;
   ConnEntry& c = conns_.at(idx);
-  if (c.generation != static_cast<uint16_t>(t.generation())) return false;  // a re-check first
+  // A re-check first, or a connection whose time is up but the sweep has not reached yet.
+  if (c.generation != static_cast<uint16_t>(t.generation()) || c.expires_s <= now_s) return false;
   const int dir = (k.src_is_lo == ((c.flags & kConnOrigIsLo) != 0)) ? 0 : 1;
   if (proto == kProtoTcp) {
     if (TcpUpdate(c, dir, p) != TcpTrack::kValid) {  // without a SYN: out of window
@@ -230,7 +231,10 @@ void StatefulFilter::ProcessIp(FilterBatch& b, uint16_t i, const Packet& p, cons
   uint32_t idx = conns_.Find(key, k.hash);
   if (idx != ConnTable::kNil) {
     const ConnEntry& c = conns_.at(idx);
-    if (c.generation != static_cast<uint16_t>(t.generation()) && !Recheck(idx, t)) {
+    if (c.expires_s <= now_s) {  // timed out: gone, whether or not the sweep has come by
+      Close(idx, CloseReason::kTimeout, b.now_ns, b.worker);
+      idx = ConnTable::kNil;
+    } else if (c.generation != static_cast<uint16_t>(t.generation()) && !Recheck(idx, t)) {
       Close(idx, CloseReason::kRuleChange, b.now_ns, b.worker);
       idx = ConnTable::kNil;
     }
@@ -591,13 +595,20 @@ size_t StatefulFilter::Flush(const FlowSelector& sel, uint64_t now_ns) {
 size_t StatefulFilter::Expire(uint64_t now_ns, uint32_t budget) {
   const uint32_t now_s = static_cast<uint32_t>(now_ns / 1000000000ull);
   size_t removed = 0;
-  OnOwner([&] {  // closes as it walks: Close frees only the entry it closes
-    const uint32_t next = conns_.Walk(sweep_cursor_, budget, [&](uint32_t idx, const ConnEntry& c) {
-      if (c.expires_s > now_s) return;
-      Close(idx, CloseReason::kTimeout, now_ns, PacketLog::kControl);
+  OnOwner([&] {  // closes as it goes: Close frees only the entry it closes
+    // Slots, not live entries, bound the slice: a table whose new entries have swept it
+    // (SweepStep) is mostly free slots, and looking for `budget` live ones among them walked
+    // the whole table on the worker each tick.
+    const uint32_t used = conns_.used();
+    uint32_t i = sweep_cursor_ < used ? sweep_cursor_ : 0;
+    for (uint32_t k = 0; k < std::min(budget, used); k++, i++) {
+      if (i >= used) i = 0;
+      const ConnEntry& c = conns_.at(i);
+      if (!IsConn(c.state) || c.expires_s > now_s) continue;
+      Close(i, CloseReason::kTimeout, now_ns, PacketLog::kControl);
       removed++;
-    });
-    sweep_cursor_ = next == ConnTable::kNil ? 0 : next;
+    }
+    sweep_cursor_ = i;
   });
   return removed;
 }

@@ -397,6 +397,29 @@ TEST_F(StatefulFilterTest, TimeoutsChangeAtRunTime) {
   EXPECT_EQ(filter_.Expire(now_, 1000), 1u);
 }
 
+TEST_F(StatefulFilterTest, AConnectionPastItsTimeoutDecidesNothingBeforeTheSweep) {
+  ASSERT_TRUE(Passes(Direction::kOut, Udp(true, 40001, 53)));
+  ASSERT_TRUE(Passes(Direction::kIn, Udp(false, 53, 40001)));
+  now_ += 61 * kSecond;  // past udp_multiple; no Expire() runs
+  EXPECT_EQ(Send(Direction::kIn, Udp(false, 53, 40001)).second, DropReason::kReject)
+      << "the reply meets the rules as a new connection";
+  EXPECT_EQ(filter_.flow_count(), 0u) << "closed when it was found";
+}
+
+TEST_F(StatefulFilterTest, ExpirySlicesCoverTheTableInSlotsNotLiveEntries) {
+  for (uint16_t port = 1; port <= 3000; port++) ASSERT_TRUE(Passes(Direction::kOut, Udp(true, port, 53)));
+  now_ += 31 * kSecond;  // past udp_first
+  for (int k = 0; k < 3; k++) EXPECT_EQ(filter_.Expire(now_, 1000), 1000u) << "slice " << k;
+  EXPECT_EQ(filter_.flow_count(), 0u);
+  // One live entry among 2,999 free slots: a slice examines 1,000 slots, so three find it.
+  ASSERT_TRUE(Passes(Direction::kOut, Udp(true, 5000, 53)));
+  now_ += 31 * kSecond;
+  size_t removed = 0;
+  for (int k = 0; k < 3; k++) removed += filter_.Expire(now_, 1000);
+  EXPECT_EQ(removed, 1u);
+  EXPECT_EQ(filter_.flow_count(), 0u);
+}
+
 TEST_F(StatefulFilterTest, IcmpEchoAndRelatedErrors) {
   FrameSpec ping;
   ping.proto = kProtoIcmp;
