@@ -180,17 +180,17 @@ std::string PortDetail(rpc::PortInfo::Reader p) {
 
 std::string WorkerTable(capnp::List<rpc::WorkerStats>::Reader workers) {
   std::vector<std::vector<std::string>> rows = {
-      {"WORKER", "RX-PKTS", "TX-PKTS", "HANDOFF-PKTS", "BUSY-CYCLES", "IDLE-CYCLES", "CYCLES/PKT", "BUSY"}};
+      {"WORKER", "RX-PKTS", "TX-PKTS", "HANDOFF-PKTS", "BUSY-CYCLES", "IDLE-CYCLES", "CONTROL-CYCLES", "CYCLES/PKT", "BUSY"}};
   for (auto w : workers) {
     char cpp[32], busy[16];
     const double pkts = static_cast<double>(w.getRxPackets());
     std::snprintf(cpp, sizeof cpp, "%.1f", pkts > 0 ? static_cast<double>(w.getBusyCycles()) / pkts : 0.0);
-    const double total = static_cast<double>(w.getBusyCycles() + w.getIdleCycles());
+    const double total = static_cast<double>(w.getBusyCycles() + w.getIdleCycles() + w.getControlCycles());
     std::snprintf(busy, sizeof busy, "%.1f%%", total > 0 ? 100.0 * static_cast<double>(w.getBusyCycles()) / total : 0.0);
     rows.push_back({std::to_string(w.getWorker()), std::to_string(w.getRxPackets()),
                     std::to_string(w.getTxPackets()), std::to_string(w.getHandoffPackets()),
                     std::to_string(w.getBusyCycles()),
-                    std::to_string(w.getIdleCycles()), cpp, busy});
+                    std::to_string(w.getIdleCycles()), std::to_string(w.getControlCycles()), cpp, busy});
   }
   return Table(rows);
 }

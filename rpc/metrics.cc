@@ -238,6 +238,10 @@ Status FormatMetrics(const SwitchSample& sw, const migration::MigrationTotals& m
         WorkerCounter{"palisade_worker_idle_cycles_total",
                       "TSC cycles of empty poll loops and back-off sleeps.",
                       &WorkerStats::idle_cycles},
+        WorkerCounter{"palisade_worker_control_cycles_total",
+                      "TSC cycles of control calls on the worker: run between polls, or waited for "
+                      "while a caller ran one as the worker woke.",
+                      &WorkerStats::control_cycles},
         WorkerCounter{"palisade_worker_rx_packets_total",
                       "Packets the worker received from its ports.", &WorkerStats::rx_packets},
         WorkerCounter{"palisade_worker_tx_packets_total", "Packets the worker sent.",

@@ -53,6 +53,7 @@ SwitchSample TwoPorts() {
   WorkerStats w;
   w.busy_cycles = 2000000000;
   w.idle_cycles = 1000000000;
+  w.control_cycles = 3000000;
   w.rx_packets = 1000;
   w.tx_packets = 900;
   w.loops = 50;
@@ -93,6 +94,7 @@ TEST(Metrics, PortsFiltersWorkersAndProcess) {
   EXPECT_TRUE(
       Has(text, "palisade_rule_bytes_total{port=\"vm-web\",rule=\"1006\",direction=\"out\"} 600"));
   EXPECT_TRUE(Has(text, "palisade_worker_busy_cycles_total{worker=\"0\"} 2000000000"));
+  EXPECT_TRUE(Has(text, "palisade_worker_control_cycles_total{worker=\"0\"} 3000000"));
   EXPECT_TRUE(Has(text, "palisade_worker_busy_seconds_total{worker=\"0\"} 2"));
   EXPECT_TRUE(Has(text, "palisade_worker_idle_seconds_total{worker=\"0\"} 1"));
   EXPECT_TRUE(Has(text, "palisade_worker_cycles_per_packet{worker=\"0\"} 2000000"));

@@ -290,6 +290,7 @@ class PalisadeImpl final : public Palisade::Server {
             list[i].setTxPackets(ws[i].tx_packets);
             list[i].setLoops(ws[i].loops);
             list[i].setHandoffPackets(ws[i].handoff_packets);
+            list[i].setControlCycles(ws[i].control_cycles);
           }
         });
   }

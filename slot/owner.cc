@@ -55,13 +55,16 @@ void Owner::ServeSlow() {
   r->done.store(true, std::memory_order_release);
 }
 
-void Owner::Back() {
+bool Owner::Back() {
   uint8_t away = kAway;
+  bool waited = false;
   while (!state_.compare_exchange_weak(away, kRunning, std::memory_order_seq_cst)) {
-    away = kAway;  // a caller is running a call: it ends in microseconds
+    waited |= away == kBorrowed;  // a caller is running a call: it ends in microseconds
+    away = kAway;
     _mm_pause();
   }
   tls_inside = this;
+  return waited;
 }
 
 void Owner::Away() {

@@ -32,11 +32,14 @@ class Owner {
   void Call(void (*fn)(void*), void* arg);
 
   // The owner's side. Back: it is about to touch its filters (it waits while a caller runs a
-  // call). Serve: between bursts, runs the call waiting, if any. Away: it will touch none until
-  // Back (calls run on their callers meanwhile). An owner starts away.
-  void Back();
-  void Serve() {
-    if (request_.load(std::memory_order_relaxed) != nullptr) ServeSlow();
+  // call; true if it did). Serve: between bursts, runs the call waiting, if any (true if one
+  // waited). Away: it will touch none until Back (calls run on their callers meanwhile). An
+  // owner starts away.
+  bool Back();
+  bool Serve() {
+    if (request_.load(std::memory_order_relaxed) == nullptr) return false;
+    ServeSlow();
+    return true;
   }
   void Away();
 

@@ -32,6 +32,36 @@ TEST(OwnerTest, CallsNestAndTheOwnersOwnCallsRunAtOnce) {
   EXPECT_EQ(depth, 3);
 }
 
+// What the worker counts as control time: a call it served, or a wait on its way back while a
+// caller ran one.
+TEST(OwnerTest, ServeAndBackSayWhenTheOwnerSpentTimeOnACall) {
+  Owner owner;
+  EXPECT_FALSE(owner.Back()) << "nobody was running a call";
+  EXPECT_FALSE(owner.Serve()) << "none waiting";
+  owner.Away();
+  std::atomic<bool> running{false}, release{false};
+  std::thread caller([&] {
+    owner.Call([&] {  // run here: the owner is away
+      running = true;
+      while (!release.load()) std::this_thread::yield();
+    });
+  });
+  while (!running.load()) std::this_thread::yield();
+  std::thread releaser([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    release = true;
+  });
+  EXPECT_TRUE(owner.Back()) << "it came back while the caller ran a call";
+  EXPECT_TRUE(release.load()) << "and waited for it";
+  caller.join();
+  releaser.join();
+  std::thread served([&] { owner.Call([] {}); });
+  bool ran = false;
+  while (!ran) ran = owner.Serve();
+  served.join();
+  owner.Away();
+}
+
 // A worker's loop: bursts that change plain state, Serve between them, and now and then an idle
 // sleep (away). Callers on three threads change the same state through Call. No call may meet a
 // burst or another call, and none may be lost, whether the worker or its caller ran it.

@@ -94,7 +94,7 @@ std::string Execute(Switch& sw, const Command& cmd) {
       uint16_t id = 0;
       for (const WorkerStats& s : sw.Workers()) {
         w.BeginObject().Field("worker", uint64_t{id++});
-        w.Field("busy_cycles", s.busy_cycles).Field("idle_cycles", s.idle_cycles);
+        w.Field("busy_cycles", s.busy_cycles).Field("idle_cycles", s.idle_cycles).Field("control_cycles", s.control_cycles);
         w.Field("rx_packets", s.rx_packets).Field("tx_packets", s.tx_packets);
         w.Field("loops", s.loops).Field("handoff_packets", s.handoff_packets).Key("cycles_per_packet").Double(s.cycles_per_packet());
         w.EndObject();

@@ -95,7 +95,7 @@ void Worker::SendEmitted(const Snapshot& snap, uint16_t in) {
 }
 
 WorkerStats Worker::Stats() const {
-  return WorkerStats{busy_cycles_.Get(), idle_cycles_.Get(), rx_packets_.Get(), tx_packets_.Get(),
+  return WorkerStats{busy_cycles_.Get(), idle_cycles_.Get(), control_cycles_.Get(), rx_packets_.Get(), tx_packets_.Get(),
                      loops_.Get(), handed_in_.Get()};
 }
 
@@ -104,9 +104,13 @@ void Worker::Run() {
   rcu_->Online(id_);
   owner_.Back();
   while (!stop_.load(std::memory_order_acquire)) {
-    owner_.Serve();
+    uint64_t start = rte_rdtsc();
+    if (owner_.Serve()) {
+      const uint64_t served = rte_rdtsc();
+      control_cycles_.Add(served - start);
+      start = served;
+    }
     const Snapshot* snap = snapshot_->load(std::memory_order_acquire);
-    const uint64_t start = rte_rdtsc();
     const uint64_t now_ns = TscToNs(start);
     uint32_t received = 0;
     for (uint16_t port : snap->polls[id_]) received += PollPort(*snap, port, now_ns);
@@ -138,9 +142,10 @@ void Worker::Idle() {
   timespec ts{0, static_cast<long>(sleep_us_) * 1000};
   nanosleep(&ts, nullptr);
   rcu_->Online(id_);
-  owner_.Back();
+  const uint64_t back = rte_rdtsc();
+  idle_cycles_.Add(back - start);
+  if (owner_.Back()) control_cycles_.Add(rte_rdtsc() - back);
   if (sleep_us_ < kMaxSleepUs) sleep_us_ *= 2;
-  idle_cycles_.Add(rte_rdtsc() - start);
 }
 
 void Worker::Stage(uint16_t port, rte_mbuf* m, uint8_t slot) {

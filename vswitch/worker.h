@@ -34,6 +34,9 @@ namespace palisade {
 struct WorkerStats {
   uint64_t busy_cycles = 0;  // loops that moved packets
   uint64_t idle_cycles = 0;  // empty loops and back-off sleeps
+  // Control calls (slot/owner.h): run between polls, or waited for when a caller ran one while
+  // the worker slept; in neither of the above.
+  uint64_t control_cycles = 0;
   uint64_t rx_packets = 0;
   uint64_t tx_packets = 0;
   uint64_t loops = 0;
@@ -125,7 +128,7 @@ class Worker {
   unsigned idle_loops_ = 0;
   unsigned sleep_us_ = 1;
 
-  Counter busy_cycles_, idle_cycles_, rx_packets_, tx_packets_, loops_, handed_in_;
+  Counter busy_cycles_, idle_cycles_, control_cycles_, rx_packets_, tx_packets_, loops_, handed_in_;
 };
 
 }  // namespace palisade

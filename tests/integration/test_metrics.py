@@ -197,10 +197,10 @@ class MetricsTest(unittest.TestCase):
         self.assertEqual(sum(per_port.values()), value(before, "palisade_log_lines_total"))
         self.assertGreater(per_port["vm-a"], 0)
         self.assertGreater(per_port["vm-b"], 0)
-        # Idle time only grows; cycles per packet is busy cycles over packets received.
+        # Idle and control time only grow; cycles per packet is busy cycles over packets received.
         w = {"worker": "0"}
-        self.assertLessEqual(value(before, "palisade_worker_idle_cycles_total", **w),
-                             value(after, "palisade_worker_idle_cycles_total", **w))
+        for name in ("palisade_worker_idle_cycles_total", "palisade_worker_control_cycles_total"):
+            self.assertLessEqual(value(before, name, **w), value(after, name, **w))
         busy = value(before, "palisade_worker_busy_cycles_total", **w)
         rx = value(before, "palisade_worker_rx_packets_total", **w)
         self.assertAlmostEqual(value(before, "palisade_worker_cycles_per_packet", **w), busy / rx, delta=busy / rx * 1e-6)
