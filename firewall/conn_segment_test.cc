@@ -14,6 +14,7 @@
 #include <gtest/gtest.h>
 
 #include "firewall/conn_fixture.h"
+#include "firewall/packet_builder.h"
 #include "firewall/rule_table.h"
 #include "firewall/rule_text.h"
 #include "firewall/stateful_filter.h"
@@ -103,6 +104,47 @@ TEST_F(ConnSegmentTest, RefusesWhatItCannotTrust) {
   ASSERT_EQ(truncate(path_.c_str(), 100), 0);
   EXPECT_FALSE(ReadSegment(path_, "boot-a", 500 * kSec, &back).ok());
   EXPECT_TRUE(back.empty()) << "never a half-read table";
+}
+
+// An idle port's table backs 1,024 slots ahead, not 16,384. A burst beyond them is refused as
+// state-headroom (not state-limit: the table is far from its limit) until the next tick, which
+// backs the whole 16,384 for a port that ran short.
+TEST_F(ConnSegmentTest, TheHeadroomFollowsNeedAndABurstBeyondItIsCountedApart) {
+  std::unique_ptr<ConnSegment> seg;
+  ASSERT_TRUE(ConnSegment::Create(path_, ConnTable::SlotsFor(100000), "boot-a", &seg).ok());
+  StatefulFilter f(1, &log_, FirewallOptions{}, 7, std::nullopt, std::move(seg));
+  f.SetTable(table_);
+  ASSERT_TRUE(f.CommitAhead(1000 * kSec, 500 * kSec).ok());
+  EXPECT_EQ(f.memory_bytes(), ConnTable::kMinAhead * sizeof(ConnEntry) + 4096 * sizeof(uint32_t))
+      << "an idle port: 1,024 slots and 4,096 buckets";
+  auto open = [&](uint32_t first, uint32_t n) {
+    std::map<DropReason, uint32_t> out;
+    for (uint32_t i = first; i < first + n; i++) {
+      FrameSpec s;
+      s.proto = kProtoUdp;
+      s.src = IpAddr::V4(0x0a000000u + i);
+      s.dport = 53;
+      const std::vector<uint8_t> frame = BuildFrame(s);
+      FilterBatch b{};
+      b.dir = Direction::kOut;
+      b.now_ns = 1000 * kSec;
+      b.count = 1;
+      b.pkts[0] = PacketRef{frame.data(), static_cast<uint32_t>(frame.size())};
+      b.verdict[0] = Verdict::kPass;
+      f.Process(b);
+      out[b.verdict[0] == Verdict::kPass ? DropReason::kNone : b.reason[0]]++;
+    }
+    return out;
+  };
+  std::map<DropReason, uint32_t> got = open(0, 1500);
+  EXPECT_EQ(got[DropReason::kNone], ConnTable::kMinAhead);
+  EXPECT_EQ(got[DropReason::kStateHeadroom], 1500 - ConnTable::kMinAhead);
+  EXPECT_EQ(got[DropReason::kStateLimit], 0u);
+  ASSERT_TRUE(f.CommitAhead(1000 * kSec, 500 * kSec).ok());  // the next tick
+  got = open(ConnTable::kMinAhead, 1500 - ConnTable::kMinAhead);
+  EXPECT_EQ(got[DropReason::kNone], 1500 - ConnTable::kMinAhead) << "the refused ones open now";
+  got = open(1500, ConnTable::kMaxAhead - 1500);
+  EXPECT_EQ(got[DropReason::kNone], ConnTable::kMaxAhead - 1500) << "16,384 backed after running short";
 }
 
 // IPv6 entries (two slots each) read back whole; so does a file of the previous layout

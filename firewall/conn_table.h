@@ -91,7 +91,11 @@ class ConnTable {
   // How many slots should be backed by memory for n more slots to be filled (a bulk import)
   // or, with n = 0, for the datapath to go on inserting until the next call: the caller backs
   // them with segment()->Commit outside its lock (control thread), as the pages may take time.
-  uint32_t CommitTarget(size_t n = 0) const;
+  // The headroom follows what the table needed since the last call (see the .cc).
+  uint32_t CommitTarget(size_t n = 0);
+  static constexpr uint32_t kMinAhead = 1024, kMaxAhead = 16384;
+  // At its limit: an Insert refused otherwise found no slot backed yet (state-headroom).
+  bool full() const { return size_ >= limit_; }
   ConnSegment* segment() const { return segment_.get(); }
   uint32_t size() const { return size_; }
   uint32_t used() const { return used_; }  // slots ever used (live or free)
@@ -202,6 +206,9 @@ class ConnTable {
   uint32_t free_ = kNil;       // free single slots, through ConnEntry::next
   uint32_t free_wide_ = kNil;  // free pairs of slots (a wide entry's), through the first's next
   uint32_t used_ = 0;          // slots ever used: entries_[used_...] have never held an entry
+  uint32_t ahead_floor_ = kMinAhead;  // the least headroom CommitTarget keeps (grows with need)
+  uint32_t used_at_target_ = 0;       // used_ at the last CommitTarget
+  bool ran_short_ = false;            // an Insert found no backed slot since then
   std::vector<uint32_t> buckets_;
   // A rebuild: old buckets from rebuild_next_ on are still in old_buckets_ (kNil: none runs).
   std::vector<uint32_t> old_buckets_;

@@ -101,6 +101,22 @@ TEST(ConnTableTest, TheIndexGrowsWithTheTableAndFindsEveryEntryMeanwhile) {
 
 // IPv4 entries take one slot, IPv6 ones two; freed slots are reused by either kind, and an
 // IPv6 key is never mistaken for the IPv4 key that shares its inline bytes.
+// The slots backed ahead of the high-water mark: 1,024 for a table that does not grow, twice
+// its growth between two calls for one that does (in powers of two, at most 16,384), never less
+// than before.
+TEST(ConnTableTest, TheHeadroomBackedAheadFollowsGrowth) {
+  ConnTable t(100000, 0x5eed);
+  EXPECT_EQ(t.CommitTarget(), ConnTable::kMinAhead);
+  EXPECT_EQ(t.CommitTarget(), ConnTable::kMinAhead) << "nothing grew";
+  const std::vector<Conn> conns = UdpConns(20000, 50);
+  for (size_t i = 0; i < 3000; i++) ASSERT_NE(t.Insert(conns[i].key()), ConnTable::kNil);
+  EXPECT_EQ(t.CommitTarget(), 3000u + 8192u) << "twice the 3,000 it grew by, to a power of two";
+  EXPECT_EQ(t.CommitTarget(), 3000u + 8192u) << "kept while it does not grow";
+  for (size_t i = 3000; i < 20000; i++) ASSERT_NE(t.Insert(conns[i].key()), ConnTable::kNil);
+  EXPECT_EQ(t.CommitTarget(), 20000u + ConnTable::kMaxAhead) << "at most 16,384";
+  EXPECT_EQ(t.CommitTarget(50000), 20000u + 50000u) << "an import's need comes first";
+}
+
 TEST(ConnTableTest, IPv6EntriesTakeTwoSlotsAndNeverMatchIPv4Ones) {
   ConnTable t(1000, 7);
   auto v4 = [](uint32_t i) {

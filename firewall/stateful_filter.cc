@@ -336,7 +336,7 @@ bool StatefulFilter::Reopen(FilterBatch& b, uint16_t i, const Packet& p, const R
   const uint32_t n = pos < 0 ? ConnTable::kNil : conns_.Insert(key);
   if (n == ConnTable::kNil) {
     b.verdict[i] = Verdict::kDrop;
-    b.reason[i] = pos < 0 ? DropReason::kTcpInvalid : DropReason::kStateLimit;
+    b.reason[i] = pos < 0 ? DropReason::kTcpInvalid : conns_.full() ? DropReason::kStateLimit : DropReason::kStateHeadroom;
     return true;
   }
   const Rule& r = t.rules()[static_cast<size_t>(pos)];
@@ -394,7 +394,7 @@ void StatefulFilter::NewConnection(FilterBatch& b, uint16_t i, const Packet& p, 
   const uint32_t idx = conns_.Insert(key);
   if (idx == ConnTable::kNil) {
     b.verdict[i] = Verdict::kDrop;
-    b.reason[i] = DropReason::kStateLimit;
+    b.reason[i] = conns_.full() ? DropReason::kStateLimit : DropReason::kStateHeadroom;
     LogPacket(b, p, len, LogEvent::Kind::kStateLimit, LogEvent::Action::kDrop, r.id);
     return;
   }

@@ -12,7 +12,8 @@
 #  5. durability: a change saved before its answer against the same change without it, and a
 #     restart's restore of 100,000 and 1,000,000 connections against importing them from memory;
 #  6. rule tables at scale: compile time and memory at 1,000-30,000 rules, and 500 ports sharing
-#     one 10,000-rule table against as many distinct tables; the two classifier engines.
+#     one 10,000-rule table against as many distinct tables; 500 idle ports' connection tables in
+#     tmpfs against the same after a burst each; the two classifier engines.
 # Usage: scripts/bench.sh [--rounds N] [--seconds S] [--micro-only]   (needs root)
 set -euo pipefail
 cd "$(dirname "$0")/.."

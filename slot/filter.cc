@@ -25,6 +25,7 @@ const char* DropReasonName(DropReason reason) {
     case DropReason::kRaGuard: return "RAGuard";
     case DropReason::kDhcpGuard: return "DHCPGuard";
     case DropReason::kVlanTagged: return "vlan-tagged";
+    case DropReason::kStateHeadroom: return "state-headroom";
     case DropReason::kCount: break;
   }
   return "unknown";

@@ -55,6 +55,7 @@ enum class DropReason : uint8_t {
   kRaGuard,            // a VM not allowed to route sent a router advertisement or redirect
   kDhcpGuard,          // a VM not allowed to serve DHCP answered as a DHCP server
   kVlanTagged,         // a VLAN-tagged frame from a VM whose port does not carry VLANs
+  kStateHeadroom,      // a burst of new connections outran the table's memory backed ahead
   kCount,
 };
 
