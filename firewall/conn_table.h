@@ -164,13 +164,17 @@ class ConnTable {
   }
   void ReleaseGone(uint32_t idx) { Free(idx); }
 
-  // Calls f(idx, entry) for up to `max` live entries from `cursor` on; returns the cursor to
-  // continue from, or kNil when the walk is complete. Entries added or removed meanwhile are
-  // seen or not, but never twice.
+  // Calls f(idx, entry) for up to `max` live entries from `cursor` on, examining at most
+  // max + kWalkSkip slots; returns the cursor to continue from, or kNil when the walk is
+  // complete. Entries added or removed meanwhile are seen or not, but never twice. The bound
+  // keeps one call (a page of flows, an export slice: its worker waits) short on a table of
+  // mostly free slots, whose every slot it would otherwise read.
+  static constexpr uint32_t kWalkSkip = 16384;
   template <typename F>
   uint32_t Walk(uint32_t cursor, uint32_t max, F&& f) {
+    const uint32_t end = static_cast<uint32_t>(std::min<uint64_t>(used_, uint64_t{cursor} + max + kWalkSkip));
     uint32_t i = cursor;
-    for (uint32_t seen = 0; i < used_ && seen < max; i++) {
+    for (uint32_t seen = 0; i < end && seen < max; i++) {
       if (!IsConn(entries_[i].state)) continue;
       f(i, entries_[i]);
       seen++;

@@ -155,6 +155,17 @@ TEST(ConnTableTest, IPv6EntriesTakeTwoSlotsAndNeverMatchIPv4Ones) {
   uint32_t seen = 0;
   for (uint32_t c = 0; c != ConnTable::kNil;) c = t.Walk(c, 7, [&](uint32_t, const ConnEntry&) { seen++; });
   EXPECT_EQ(seen, t.size()) << "the Walk sees connections only, not their address slots";
+  // Over free slots a call stops after kWalkSkip of them, and the walk goes on from there.
+  ConnTable sparse(100000, 7);
+  const std::vector<Conn> conns = UdpConns(40000, 50);
+  for (const Conn& c : conns) ASSERT_NE(sparse.Insert(c.key()), ConnTable::kNil);
+  for (size_t i = 0; i + 1 < conns.size(); i++) sparse.Remove(sparse.Find(conns[i].key()));
+  uint32_t calls = 0, found = 0;
+  for (uint32_t c = 0; c != ConnTable::kNil; calls++) {
+    c = sparse.Walk(c, 10, [&](uint32_t, const ConnEntry&) { found++; });
+  }
+  EXPECT_EQ(found, 1u);
+  EXPECT_EQ(calls, 3u) << "40,000 slots, 16,394 a call at most";
   for (uint32_t i = 0; i < 150; i++) {
     EXPECT_EQ(t.Find(v4(i)) == ConnTable::kNil, i < 10) << i;
     EXPECT_EQ(t.Find(v6(i)) == ConnTable::kNil, i < 50 || i >= 130) << i;
