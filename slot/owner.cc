@@ -1,7 +1,10 @@
 #include "slot/owner.h"
 
 #include <immintrin.h>
+#include <linux/futex.h>
+#include <sys/syscall.h>
 #include <time.h>
+#include <unistd.h>
 
 namespace palisade {
 namespace {
@@ -9,6 +12,10 @@ namespace {
 // The owner whose state this thread may touch now: the worker's own (while it runs) or the one
 // whose call it is running. A call to it runs at once.
 thread_local const Owner* tls_inside = nullptr;
+
+static_assert(sizeof(std::atomic<uint32_t>) == sizeof(uint32_t) && std::atomic<uint32_t>::is_always_lock_free,
+              "a futex word");
+uint32_t* Word(std::atomic<uint32_t>* a) { return reinterpret_cast<uint32_t*>(a); }
 
 }  // namespace
 
@@ -39,6 +46,11 @@ void Owner::Call(void (*fn)(void*), void* arg) {
       if (taken_back) return;
       continue;  // the owner ran it before going away: done is (or is about to be) set
     }
+    if (state_.load(std::memory_order_seq_cst) == kNapping) {
+      // Whether the nap has begun or not: it checks for a request after it read wakes_.
+      wakes_.fetch_add(1, std::memory_order_seq_cst);
+      syscall(SYS_futex, Word(&wakes_), FUTEX_WAKE_PRIVATE, 1, nullptr, nullptr, 0);
+    }
     if (spins < 256) {
       _mm_pause();
     } else {
@@ -55,16 +67,24 @@ void Owner::ServeSlow() {
   r->done.store(true, std::memory_order_release);
 }
 
-bool Owner::Back() {
+void Owner::Back() {
   uint8_t away = kAway;
-  bool waited = false;
   while (!state_.compare_exchange_weak(away, kRunning, std::memory_order_seq_cst)) {
-    waited |= away == kBorrowed;  // a caller is running a call: it ends in microseconds
-    away = kAway;
+    away = kAway;  // a caller is running a call: it ends in microseconds
     _mm_pause();
   }
   tls_inside = this;
-  return waited;
+}
+
+bool Owner::Nap(uint32_t us) {
+  state_.store(kNapping, std::memory_order_seq_cst);
+  const uint32_t wakes = wakes_.load(std::memory_order_seq_cst);
+  if (request_.load(std::memory_order_seq_cst) == nullptr) {
+    const timespec ts{static_cast<time_t>(us / 1000000), static_cast<long>(us % 1000000) * 1000};
+    syscall(SYS_futex, Word(&wakes_), FUTEX_WAIT_PRIVATE, wakes, &ts, nullptr, 0);
+  }
+  state_.store(kRunning, std::memory_order_seq_cst);  // callers never take a napping owner
+  return request_.load(std::memory_order_relaxed) != nullptr;
 }
 
 void Owner::Away() {

@@ -5,8 +5,6 @@
 #include <rte_memcpy.h>
 #include <rte_prefetch.h>
 
-#include <time.h>
-
 #include <cstring>
 
 #include "vswitch/clock.h"
@@ -137,14 +135,10 @@ void Worker::Run() {
 void Worker::Idle() {
   if (++idle_loops_ < kSpinLoops) return;
   const uint64_t start = rte_rdtsc();
-  owner_.Away();  // control calls run on their callers meanwhile
   rcu_->Offline(id_);
-  timespec ts{0, static_cast<long>(sleep_us_) * 1000};
-  nanosleep(&ts, nullptr);
+  owner_.Nap(sleep_us_);  // a control call wakes it: the next loop serves it
   rcu_->Online(id_);
-  const uint64_t back = rte_rdtsc();
-  idle_cycles_.Add(back - start);
-  if (owner_.Back()) control_cycles_.Add(rte_rdtsc() - back);
+  idle_cycles_.Add(rte_rdtsc() - start);
   if (sleep_us_ < kMaxSleepUs) sleep_us_ *= 2;
 }
 

@@ -34,8 +34,7 @@ namespace palisade {
 struct WorkerStats {
   uint64_t busy_cycles = 0;  // loops that moved packets
   uint64_t idle_cycles = 0;  // empty loops and back-off sleeps
-  // Control calls (slot/owner.h): run between polls, or waited for when a caller ran one while
-  // the worker slept; in neither of the above.
+  // Control calls (slot/owner.h) run between polls; in neither of the above.
   uint64_t control_cycles = 0;
   uint64_t rx_packets = 0;
   uint64_t tx_packets = 0;
