@@ -6,9 +6,11 @@
 // creates, establishes and closes one connection per four packets. It keeps no state per
 // connection: every reply is built from the packet it answers. After --warmup seconds it prints
 // "window", and after --seconds more one line of JSON: the connections completed in the window
-// (ACKs the server received) and the packets each port sent and received.
+// (ACKs the server received) and the packets each port sent and received. With --hold 1 it
+// then waits for its standard input to close before its ports go down, so that the caller
+// reads the switch's counters first (a vhost peer leaving prints on the switch's console).
 //
-// Usage: conngen EAL-ARGS -- [--seconds S] [--warmup S] [--window N]
+// Usage: conngen EAL-ARGS -- [--seconds S] [--warmup S] [--window N] [--hold 1]
 #include <rte_eal.h>
 #include <rte_ethdev.h>
 #include <rte_ip.h>
@@ -96,11 +98,13 @@ int main(int argc, char** argv) {
   }
   double seconds = 5, warmup = 2;
   unsigned window = 2048;
+  bool hold = false;
   for (int i = eal + 1; i + 1 < argc; i += 2) {
     const std::string a = argv[i];
     if (a == "--seconds") seconds = std::atof(argv[i + 1]);
     else if (a == "--warmup") warmup = std::atof(argv[i + 1]);
     else if (a == "--window") window = static_cast<unsigned>(std::atoi(argv[i + 1]));
+    else if (a == "--hold") hold = std::atoi(argv[i + 1]) != 0;
   }
   rte_mempool* pool = rte_pktmbuf_pool_create("conngen", 16383, 256, 0, RTE_MBUF_DEFAULT_BUF_SIZE, rte_socket_id());
   if (pool == nullptr || Setup(kClient, pool) < 0 || Setup(kServer, pool) < 0) {
@@ -189,6 +193,8 @@ int main(int argc, char** argv) {
               static_cast<unsigned long long>(c.rx[0] + c.rx[1] - at_window.rx[0] - at_window.rx[1]),
               static_cast<unsigned long long>(hz));
   std::fflush(stdout);
+  while (hold && std::getchar() != EOF) {
+  }
   for (uint16_t p : {kClient, kServer}) {
     rte_eth_dev_stop(p);
     rte_eth_dev_close(p);

@@ -402,8 +402,8 @@ def run_setups(cfg, seconds, warmup):
                 "--file-prefix", "bench-conngen", "--lcores=0@0", "--log-level=lib.*:error"]
         for i, s in enumerate(socks):
             argv += ["--vdev", f"net_virtio_user{i},path={s},queue_size=1024"]
-        argv += ["--", "--seconds", str(seconds), "--warmup", str(warmup)]
-        gen = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
+        argv += ["--", "--seconds", str(seconds), "--warmup", str(warmup), "--hold", "1"]
+        gen = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         cfg.connected()
         while (line := gen.stdout.readline()) and line.strip() != "window":
             pass
@@ -413,6 +413,7 @@ def run_setups(cfg, seconds, warmup):
         out = json.loads(gen.stdout.readline())
         j1, (b1, st1), t1 = sum(proc_jiffies(p) for p in pids), cpu_jiffies(), time.monotonic()
         cpp = cfg.end()
+        gen.stdin.close()  # its ports go down only now, after the switch's counters were read
         gen.wait(10)
         other = ((b1 - b0) - (j1 - j0)) / CLK_TCK / (t1 - t0)
         steal = (st1 - st0) / CLK_TCK / (t1 - t0)

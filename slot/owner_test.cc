@@ -57,8 +57,9 @@ TEST(OwnerTest, ANappingOwnerIsWokenAndRunsTheCallItself) {
 }
 
 // A worker's loop: bursts that change plain state, Serve between them, and now and then an idle
-// sleep (away) or a nap. Callers on three threads change the same state through Call. No call may meet a
-// burst or another call, and none may be lost, whether the worker or its caller ran it.
+// sleep (away) or a nap. Callers on three threads change the same state through Call. No call
+// may meet a burst or another call, and none may be lost, whether the worker or its caller ran
+// it.
 TEST(OwnerTest, CallsNeverMeetBurstsOrEachOther) {
   Owner owner;
   std::atomic<bool> stop{false};
