@@ -5,6 +5,15 @@
 namespace palisade {
 namespace {
 
+// Whether all n verdicts are kPass (0): one vectorised pass, where the usual burst would
+// otherwise go through the per-packet bookkeeping below for nothing.
+bool AllPass(const Verdict* v, uint16_t n) {
+  static_assert(static_cast<uint8_t>(Verdict::kPass) == 0);
+  uint8_t any = 0;
+  for (uint16_t j = 0; j < n; j++) any |= static_cast<uint8_t>(v[j]);
+  return any == 0;
+}
+
 uint32_t Live(const uint16_t* live, uint16_t n) {
   uint32_t mask = 0;
   for (uint16_t j = 0; j < n; j++) mask |= 1u << live[j];
@@ -105,6 +114,7 @@ void IOChain::RunSlots(FilterBatch& batch, uint8_t mark_after, uint32_t* mark) c
       }
     }
     if (slot.filter) slot.filter->Process(run);
+    if (all && AllPass(batch.verdict, nlive)) continue;  // every packet lives on, as it was
 
     uint16_t kept = 0;
     for (uint16_t j = 0; j < nlive; j++) {
