@@ -15,7 +15,8 @@ Traffic: one dpdk-testpmd on CPU 0 holding both virtio-user guest ports, request
 (5tswap, loop topology, multi-flow, seeded with tx_first 8): replies carry swapped tuples, so
 stateful paths see established connections. Every switch forwards on CPU 1. Each switch's own
 counters give its core's cycles per packet (testpmd --record-core-cycles, OVS pmd-stats-show,
-palisadectl's worker stats: polls that moved packets and the control calls the worker ran); the guests' counters give Mpps.
+palisadectl's worker stats: polls that moved packets and the control calls the worker ran); the
+guests' counters give Mpps.
 
 Prints medians and ranges, the ratios Palisade/limit and Palisade/OVS, flags rounds disturbed
 by other load, and writes every round to a JSON-lines file.

@@ -239,8 +239,8 @@ Status FormatMetrics(const SwitchSample& sw, const migration::MigrationTotals& m
                       "TSC cycles of empty poll loops and back-off sleeps.",
                       &WorkerStats::idle_cycles},
         WorkerCounter{"palisade_worker_control_cycles_total",
-                      "TSC cycles of control calls on the worker: run between polls, or waited for "
-                      "while a caller ran one as the worker woke.",
+                      "TSC cycles of control calls the worker ran between its polls (the tick's expiry, "
+                      "operators' reads, imports).",
                       &WorkerStats::control_cycles},
         WorkerCounter{"palisade_worker_rx_packets_total",
                       "Packets the worker received from its ports.", &WorkerStats::rx_packets},

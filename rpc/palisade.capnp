@@ -117,7 +117,7 @@ struct WorkerStats {
   txPackets @4 :UInt64;
   loops @5 :UInt64;
   handoffPackets @6 :UInt64;   # packets other workers handed over for this worker's ports
-  controlCycles @7 :UInt64;    # control calls run between polls, or waited for after a sleep
+  controlCycles @7 :UInt64;    # control calls the worker ran between its polls
 }
 
 struct MacEntry {
