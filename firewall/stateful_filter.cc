@@ -336,7 +336,7 @@ bool StatefulFilter::Reopen(FilterBatch& b, uint16_t i, const Packet& p, const R
   const uint32_t n = pos < 0 ? ConnTable::kNil : conns_.Insert(key);
   if (n == ConnTable::kNil) {
     b.verdict[i] = Verdict::kDrop;
-    b.reason[i] = pos < 0 ? DropReason::kTcpInvalid : conns_.full() ? DropReason::kStateLimit : DropReason::kStateHeadroom;
+    b.reason[i] = pos < 0 ? DropReason::kTcpInvalid : Refused();
     return true;
   }
   const Rule& r = t.rules()[static_cast<size_t>(pos)];
@@ -394,7 +394,7 @@ void StatefulFilter::NewConnection(FilterBatch& b, uint16_t i, const Packet& p, 
   const uint32_t idx = conns_.Insert(key);
   if (idx == ConnTable::kNil) {
     b.verdict[i] = Verdict::kDrop;
-    b.reason[i] = conns_.full() ? DropReason::kStateLimit : DropReason::kStateHeadroom;
+    b.reason[i] = Refused();
     LogPacket(b, p, len, LogEvent::Kind::kStateLimit, LogEvent::Action::kDrop, r.id);
     return;
   }
@@ -454,16 +454,26 @@ void StatefulFilter::CountRule(uint32_t pos, bool in, uint64_t pkts, uint64_t by
 // tick, for tables without new connections) stays small: when it swept faster instead, its
 // slices cost the worker 8% of its cycles at 300,000 setups a second.
 void StatefulFilter::SweepStep(uint32_t now_s, uint64_t now_ns, unsigned worker) {
+  (void)SweepSlots(kSweepSlots, now_s, now_ns, worker);
+  const uint32_t i = sweep_cursor_, used = conns_.used();
+  for (uint32_t k = 0; k < kSweepSlots && i + k < used; k++) __builtin_prefetch(&conns_.at(i + k));  // the next step's
+}
+
+// Slots, not live entries, bound a slice: a table whose new entries have swept it is mostly
+// free slots, and a slice looking for live ones among them read the whole table on the worker.
+size_t StatefulFilter::SweepSlots(uint32_t n, uint32_t now_s, uint64_t now_ns, unsigned worker) {
   const uint32_t used = conns_.used();
-  if (used == 0) return;
+  size_t removed = 0;
   uint32_t i = sweep_cursor_;
-  for (uint32_t k = 0; k < kSweepSlots; k++, i++) {
+  for (uint32_t k = 0; k < std::min(n, used); k++, i++) {
     if (i >= used) i = 0;
     const ConnEntry& c = conns_.at(i);
-    if (IsConn(c.state) && c.expires_s <= now_s) Close(i, CloseReason::kTimeout, now_ns, worker);
+    if (!IsConn(c.state) || c.expires_s > now_s) continue;
+    Close(i, CloseReason::kTimeout, now_ns, worker);  // frees only the entry it closes
+    removed++;
   }
   sweep_cursor_ = i;
-  for (uint32_t k = 0; k < kSweepSlots && i + k < used; k++) __builtin_prefetch(&conns_.at(i + k));  // the next step's
+  return removed;
 }
 
 void StatefulFilter::Close(uint32_t idx, CloseReason why, uint64_t now_ns, unsigned worker) {
@@ -595,21 +605,7 @@ size_t StatefulFilter::Flush(const FlowSelector& sel, uint64_t now_ns) {
 size_t StatefulFilter::Expire(uint64_t now_ns, uint32_t budget) {
   const uint32_t now_s = static_cast<uint32_t>(now_ns / 1000000000ull);
   size_t removed = 0;
-  OnOwner([&] {  // closes as it goes: Close frees only the entry it closes
-    // Slots, not live entries, bound the slice: a table whose new entries have swept it
-    // (SweepStep) is mostly free slots, and looking for `budget` live ones among them walked
-    // the whole table on the worker each tick.
-    const uint32_t used = conns_.used();
-    uint32_t i = sweep_cursor_ < used ? sweep_cursor_ : 0;
-    for (uint32_t k = 0; k < std::min(budget, used); k++, i++) {
-      if (i >= used) i = 0;
-      const ConnEntry& c = conns_.at(i);
-      if (!IsConn(c.state) || c.expires_s > now_s) continue;
-      Close(i, CloseReason::kTimeout, now_ns, PacketLog::kControl);
-      removed++;
-    }
-    sweep_cursor_ = i;
-  });
+  OnOwner([&] { removed = SweepSlots(budget, now_s, now_ns, PacketLog::kControl); });
   return removed;
 }
 

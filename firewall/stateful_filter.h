@@ -236,6 +236,11 @@ class StatefulFilter : public Filter {
   // Closes what expired among the next kSweepSlots slots of the sweep (see the .cc).
   static constexpr uint32_t kSweepSlots = 4;
   void SweepStep(uint32_t now_s, uint64_t now_ns, unsigned worker);
+  // Closes what expired among the next n slots of the sweep (wrapping; at most the table's
+  // slots); returns how many. Both SweepStep and Expire go through it.
+  size_t SweepSlots(uint32_t n, uint32_t now_s, uint64_t now_ns, unsigned worker);
+  // Why the table refused a new entry: at its limit, or no slot backed yet (ConnTable::full).
+  DropReason Refused() const { return conns_.full() ? DropReason::kStateLimit : DropReason::kStateHeadroom; }
   void LogPacket(const FilterBatch& b, const Packet& p, uint32_t len, LogEvent::Kind kind,
                  LogEvent::Action action, uint32_t rule_id);
   void RememberFragment(const Packet& p, uint32_t now_s);
