@@ -220,7 +220,7 @@ uint32_t ConnTable::CommitTarget(size_t n) {
   // (a control tick, 20 ms) for one that grows, and 16,384 (1.5 MiB, 800,000 new connections a
   // second) once one ran short (refused as state-headroom until this call). The floor never
   // shrinks: a port that was busy once stays ready. An idle port's table commits 96 KiB, not
-  // 1.5 MiB (rule_scale_bench: 500 idle ports, 51 MB of tmpfs against 838 MB).
+  // 1.5 MiB (conn_headroom_bench: 500 idle ports, 51 MB of tmpfs against 838 MB).
   const uint32_t grew = used_ - std::min(used_, used_at_target_);
   const uint64_t need = ran_short_ ? kMaxAhead : std::bit_ceil(std::max<uint64_t>(2 * uint64_t{grew}, 1));
   ahead_floor_ = std::max(ahead_floor_, static_cast<uint32_t>(std::min<uint64_t>(need, kMaxAhead)));

@@ -13,7 +13,7 @@
 #     restart's restore of 100,000 and 1,000,000 connections against importing them from memory;
 #  6. rule tables at scale: compile time and memory at 1,000-30,000 rules, and 500 ports sharing
 #     one 10,000-rule table against as many distinct tables; 500 idle ports' connection tables in
-#     tmpfs against the same after a burst each; the two classifier engines.
+#     tmpfs against the same after a burst each (conn_headroom_bench); the two classifier engines.
 # Usage: scripts/bench.sh [--rounds N] [--seconds S] [--micro-only]   (needs root)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -100,6 +100,9 @@ build-release/bench/durability_bench 2>/dev/null
 echo
 echo "Rule tables at scale (firewall/rule_table.h): compile time and memory, 500 ports sharing one table"
 build-release/bench/rule_scale_bench
+echo
+echo "Connection tables of idle ports (firewall/conn_table.h): the memory backed ahead follows need"
+build-release/bench/conn_headroom_bench
 echo
 echo "The two classifier engines (bit vectors, rte_acl) on host and security-group tables, 1,000-100,000 rules"
 build-release/bench/acl_bench
