@@ -390,7 +390,12 @@ void StatefulFilter::NewConnection(FilterBatch& b, uint16_t i, const Packet& p, 
     if (p.first_fragment) RememberFragment(p, now_s);
     return;
   }
-  SweepStep(now_s, b.now_ns, b.worker);
+  // Each new entry pays for a few slots of the expiry sweep, on the worker that owns the table.
+  // Entries come no faster than these steps go round the table, so it never fills with the
+  // dead however fast connections are set up, and the control thread's sweep (Expire, a slice
+  // a tick, for tables without new connections) stays small: when it swept faster instead,
+  // its slices cost the worker 8% of its cycles at 300,000 setups a second.
+  (void)SweepSlots(kSweepSlots, now_s, b.now_ns, b.worker);
   const uint32_t idx = conns_.Insert(key);
   if (idx == ConnTable::kNil) {
     b.verdict[i] = Verdict::kDrop;
@@ -448,15 +453,26 @@ void StatefulFilter::CountRule(uint32_t pos, bool in, uint64_t pkts, uint64_t by
   s.bytes[in ? 0 : 1] += bytes;
 }
 
-// Each new entry pays for a few steps of the expiry sweep, on the worker that owns the table.
-// Entries come no faster than these steps go round the table, so it never fills with the dead
-// however fast connections are set up, and the control thread's sweep (Expire, a slice a
-// tick, for tables without new connections) stays small: when it swept faster instead, its
-// slices cost the worker 8% of its cycles at 300,000 setups a second.
-void StatefulFilter::SweepStep(uint32_t now_s, uint64_t now_ns, unsigned worker) {
-  (void)SweepSlots(kSweepSlots, now_s, now_ns, worker);
-  const uint32_t i = sweep_cursor_, used = conns_.used();
-  for (uint32_t k = 0; k < kSweepSlots && i + k < used; k++) __builtin_prefetch(&conns_.at(i + k));  // the next step's
+// A close unlinks its entry from its hash chain: in a large table, a cache miss for the bucket
+// and another for each entry before it in the chain. So the sweep runs ahead of its closes in
+// three stages kSweepAhead slots apart: the entry (to see whether it will close), the bucket of
+// one that will, then the bucket's first entry; by the time the sweep closes it, its chain is
+// in cache. The hashes wait in a small ring between the last two stages; a stale one (the slot
+// was reused meanwhile) costs only a useless prefetch.
+void StatefulFilter::SweepAhead(uint32_t i, uint32_t used, uint32_t now_s) {
+  if (used < 4 * kSweepAhead) return;  // in cache already, and the stages would overlap
+  auto wrap = [used](uint32_t k) { return k >= used ? k - used : k; };
+  conns_.PrefetchSlot(wrap(i + 3 * kSweepAhead));
+  const uint32_t b = wrap(i + 2 * kSweepAhead);
+  const ConnEntry& c = conns_.at(b);
+  if (IsConn(c.state) && c.expires_s <= now_s) {
+    const uint64_t hash = conns_.Hash(conns_.Key(b));
+    sweep_ring_[b % kSweepRing] = SweepHash{b, hash};
+    conns_.PrefetchBucket(hash);
+  }
+  const uint32_t h = wrap(i + kSweepAhead);
+  const SweepHash& r = sweep_ring_[h % kSweepRing];
+  if (r.slot == h) conns_.PrefetchEntry(r.hash);
 }
 
 // Slots, not live entries, bound a slice: a table whose new entries have swept it is mostly
@@ -467,6 +483,7 @@ size_t StatefulFilter::SweepSlots(uint32_t n, uint32_t now_s, uint64_t now_ns, u
   uint32_t i = sweep_cursor_;
   for (uint32_t k = 0; k < std::min(n, used); k++, i++) {
     if (i >= used) i = 0;
+    SweepAhead(i, used, now_s);
     const ConnEntry& c = conns_.at(i);
     if (!IsConn(c.state) || c.expires_s > now_s) continue;
     Close(i, CloseReason::kTimeout, now_ns, worker);  // frees only the entry it closes

@@ -126,8 +126,8 @@ class StatefulFilter : public Filter {
   void StopTracking();
   size_t RemoveConns(const std::vector<ConnKey>& keys);
 
-  // Removes expired entries, examining at most `budget` live entries on the owner (its worker
-  // waits for them); returns how many it removed. New entries sweep too (SweepStep), so a
+  // Removes expired entries, examining at most `budget` slots on the owner (its worker
+  // waits for them); returns how many it removed. New entries sweep too (SweepSlots), so a
   // control tick's kSweepSlice is enough however fast connections come.
   static constexpr uint32_t kSweepSlice = 4096;
   static constexpr uint32_t kRebuildSlice = 1024;  // entries moved to a grown index per owner call
@@ -233,12 +233,17 @@ class StatefulFilter : public Filter {
   // pkts packets of `bytes` on the rule at position pos (1-based; 0: none), evaluated or not.
   void CountRule(uint32_t pos, bool in, uint64_t pkts, uint64_t bytes, bool eval);
   void Close(uint32_t idx, CloseReason why, uint64_t now_ns, unsigned worker);
-  // Closes what expired among the next kSweepSlots slots of the sweep (see the .cc).
-  static constexpr uint32_t kSweepSlots = 4;
-  void SweepStep(uint32_t now_s, uint64_t now_ns, unsigned worker);
   // Closes what expired among the next n slots of the sweep (wrapping; at most the table's
-  // slots); returns how many. Both SweepStep and Expire go through it.
+  // slots); returns how many. Every new entry sweeps kSweepSlots; Expire a slice a tick.
+  static constexpr uint32_t kSweepSlots = 4;
   size_t SweepSlots(uint32_t n, uint32_t now_s, uint64_t now_ns, unsigned worker);
+  // Prefetches for the slots the sweep reaches after slot i (see the .cc).
+  static constexpr uint32_t kSweepAhead = 4, kSweepRing = 16;
+  struct SweepHash {
+    uint32_t slot = ConnTable::kNil;
+    uint64_t hash = 0;
+  };
+  void SweepAhead(uint32_t i, uint32_t used, uint32_t now_s);
   // Why the table refused a new entry: at its limit, or no slot backed yet (ConnTable::full).
   DropReason Refused() const { return conns_.full() ? DropReason::kStateLimit : DropReason::kStateHeadroom; }
   void LogPacket(const FilterBatch& b, const Packet& p, uint32_t len, LogEvent::Kind kind,
@@ -255,6 +260,7 @@ class StatefulFilter : public Filter {
   ConnTable conns_;
   uint64_t next_flow_id_;
   uint32_t sweep_cursor_ = 0;
+  SweepHash sweep_ring_[kSweepRing];
   std::vector<FragKey> frags_;    // kFragSets sets of kFragWays, each set oldest first
   std::vector<SynHint> syn_hints_;
   LogBudget log_budget_;

@@ -76,6 +76,9 @@ r1 = runs["BM_NewConnections/1"]["items_per_second"]
 print(f"New connections through the stateful filter, on one core (target 2 M/s): {r1 / 1e6:.2f} M/s "
       f"({r1 / 2e6:.2f}x) into a table grown before; {r0 / 1e6:.2f} M/s ({r0 / 2e6:.2f}x) into a fresh one, "
       f"its index growing and its memory touched for the first time")
+rt = runs["BM_Turnover"]
+print(f"... and at steady state, each new entry's sweep closing an expired one in a table of "
+      f"{rt['entries'] / 1e3:.0f} k: {rt['items_per_second'] / 1e6:.2f} M/s ({rt['items_per_second'] / 2e6:.2f}x)")
 print()
 ms = lambda n: runs[n]["real_time"] if runs[n]["time_unit"] == "ms" else runs[n]["real_time"] / 1e6
 print(f"1,000,000 connection entries: export {ms('BM_Export/iterations:3'):.0f} ms, import "

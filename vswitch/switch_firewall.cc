@@ -154,7 +154,7 @@ void Switch::FirewallTick(uint64_t now_ns) {
       for (auto& [name, state] : ports_) {
         if (state.worker != w) continue;
         if (state.sfw) {
-          state.sfw->Expire(now_ns, fw::StatefulFilter::kSweepSlice);  // new entries sweep too (SweepStep)
+          state.sfw->Expire(now_ns, fw::StatefulFilter::kSweepSlice);  // new entries sweep too (SweepSlots)
           targets[state.port->index()] = state.sfw->AheadTarget(now_ns, boot_ns);
         }
         if (state.swsec) state.swsec->Expire(now_ns);
