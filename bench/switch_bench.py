@@ -46,7 +46,12 @@ import sys
 import threading
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "lib"))
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+# The release build (scripts/bench.sh builds it) unless PALISADE_BUILD names another: the tests'
+# build/ is debugoptimized, and its cycles are not the ones to compare with OVS and testpmd.
+if "PALISADE_BUILD" not in os.environ and os.path.isfile(os.path.join(ROOT, "build-release", "daemon", "palisaded")):
+    os.environ["PALISADE_BUILD"] = os.path.join(ROOT, "build-release")
+sys.path.insert(0, os.path.join(ROOT, "tests", "lib"))
 from palisade_testlib import BUILD, Daemon, Testpmd, Workdir  # noqa: E402
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -384,12 +389,25 @@ def main():
     args = ap.parse_args()
     if args.only and any(w not in KNOWN for w in args.only.split(",")):
         ap.error(f"--only takes {', '.join(KNOWN)}")
+    buildtype = build_type(BUILD)
+    print(f"Palisade: {os.path.realpath(BUILD)} (buildtype {buildtype})")
+    if buildtype != "release":
+        print("  warning: not a release build; scripts/bench.sh measures build-release/", file=sys.stderr)
     if args.only:
         main_series(args)
     if args.flows:
         flows_series(args, [int(n) for n in args.flows.split(",")])
     if args.setups:
         setups_series(args)
+
+
+def build_type(build):
+    """The meson buildtype of a build directory, or "unknown"."""
+    try:
+        with open(os.path.join(build, "meson-info", "intro-buildoptions.json")) as f:
+            return next(o["value"] for o in json.load(f) if o["name"] == "buildtype")
+    except (OSError, ValueError, StopIteration, KeyError):
+        return "unknown"
 
 
 def run_setups(cfg, seconds, warmup):
